@@ -1,0 +1,3 @@
+from atml.cli import main
+
+main()

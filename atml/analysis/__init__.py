@@ -1,0 +1,1 @@
+"""Numbers computed from models' outputs: metrics and the helpers that produce them."""

@@ -1,0 +1,104 @@
+"""The classifier atml trains itself to judge generated samples: trained once per training set
+and cached, its held-out accuracy recorded so its verdicts can be weighed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from atml.config import Strict
+from atml.data.batching import TensorBatches
+from atml.models.mnist_classifier import DigitClassifier
+from atml.runs import atomic_write_bytes
+from atml.training import fit
+
+
+class ClassifierConfig(Strict):
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    seed: int = 0
+
+
+@dataclass
+class JudgedClassifier:
+    model: DigitClassifier
+    heldout_accuracy: float
+    cache_file: Path
+    from_cache: bool
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and penultimate features of images in [-1, 1], shape [N, 1, 28, 28]."""
+        self.model.eval()
+        labels, features = [], []
+        for chunk in images.split(batch_size):
+            f = self.model.features(chunk)
+            features.append(f)
+            labels.append(self.model.head(f).argmax(1))
+        return torch.cat(labels), torch.cat(features)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ATML_CACHE_DIR", Path.home() / ".cache" / "atml")) / "classifiers"
+
+
+def fingerprint(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig) -> str:
+    digest = hashlib.sha256()
+    digest.update(images.cpu().numpy().tobytes())
+    digest.update(labels.cpu().numpy().tobytes())
+    digest.update(cfg.model_dump_json().encode())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in zip(images.split(1000), labels.split(1000)))
+    return correct / len(labels)
+
+
+def get_classifier(
+    name: str,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    heldout_x: torch.Tensor,
+    heldout_y: torch.Tensor,
+    cfg: ClassifierConfig,
+    n_classes: int = 10,
+) -> JudgedClassifier:
+    """Load the cached classifier for this exact training set, or train and cache one.
+    Images are float [N, 1, 28, 28] in [-1, 1] on the device they should run on."""
+    path = cache_dir() / f"{name}-{fingerprint(train_x, train_y, cfg)}.pt"
+    model = DigitClassifier(n_classes).to(train_x.device)
+    if path.is_file():
+        saved = torch.load(path, map_location=train_x.device, weights_only=True)
+        model.load_state_dict(saved["state"])
+        return JudgedClassifier(model, saved["heldout_accuracy"], path, True)
+    torch.manual_seed(cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    def step(batch):
+        x, y = batch
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss}
+
+    model.train()
+    fit(step, TensorBatches(train_x, train_y, batch_size=cfg.batch_size, seed=cfg.seed), cfg.epochs,
+        label=f"{name} sample classifier", log_every=100)
+    acc = accuracy(model, heldout_x, heldout_y)
+    buffer = io.BytesIO()
+    torch.save({"state": model.state_dict(), "heldout_accuracy": acc}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    print(f"  sample classifier: held-out accuracy {acc:.4f}, cached at {path}")
+    return JudgedClassifier(model, acc, path, False)

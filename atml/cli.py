@@ -1,0 +1,190 @@
+"""The atml command line: run / list / config / data. Thin: parse, resolve, then call."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+import yaml
+
+from atml import experiments
+from atml.config import resolve, validate
+from atml.errors import TrainingDivergedError, UserError
+from atml.runs import Run
+from atml.runtime import describe_device, pick_device, seed_everything
+from atml.tables import text_table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Rerun five classic deep-learning experiments as measured, reproducible runs.")
+data_app = typer.Typer(no_args_is_help=True, help="Find, fetch or fake the datasets atml uses.")
+app.add_typer(data_app, name="data")
+
+
+def _parts(exp, requested: list[str] | None) -> list[str]:
+    for part in requested or ():
+        if part not in exp.PARTS:
+            raise UserError(f"unknown part '{part}' of {exp.NAME}; accepted: {', '.join(exp.PARTS)}")
+    return [p for p in exp.PARTS if p in requested] if requested else list(exp.PARTS)
+
+
+def _flag_overrides(exp, given: dict[str, object]) -> dict[str, object]:
+    overrides = {}
+    for flag, value in given.items():
+        if value is None:
+            continue
+        if flag not in exp.FLAGS:
+            accepted = ", ".join(f"--{f.replace('_', '-')}" for f in exp.FLAGS) or "none"
+            raise UserError(f"--{flag.replace('_', '-')} does not apply to {exp.NAME}; its flags: {accepted}")
+        overrides[exp.FLAGS[flag]] = value
+    return overrides
+
+
+@app.command()
+def run(
+    experiment: str = typer.Argument(..., help="gan (see `atml list`)"),
+    part: Optional[list[str]] = typer.Option(None, "--part", help="run only this part (repeatable)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML merged over the defaults"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="key=value override, e.g. train.epochs=5 (repeatable)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    seed: Optional[int] = typer.Option(None, help="overrides the config's seed"),
+    smoke: bool = typer.Option(False, "--smoke", help="tiny data and epochs: seconds on a CPU"),
+    out: Path = typer.Option(Path("outputs"), "--out", help="root folder of run folders"),
+    name: Optional[str] = typer.Option(None, "--name", help="run folder suffix"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run folder from its checkpoints"),
+) -> None:
+    """Run an experiment (all parts, or those named by --part) into a new run folder."""
+    exp = experiments.get(experiment)
+    torch_device = pick_device(device)
+    if resume is not None:
+        if config or set_ or seed is not None or smoke or part:
+            raise UserError("--resume continues a run with its own config and parts; drop --config/--set/--seed/--smoke/--part")
+        handle = Run.open(resume)
+        if handle.env.get("experiment") != exp.NAME:
+            raise UserError(f"{resume} is a run of '{handle.env.get('experiment')}', not '{exp.NAME}'")
+        cfg = validate(handle.config, exp.Config)
+        parts = handle.env["parts"]
+    else:
+        flags = _flag_overrides(exp, {}) | ({"seed": seed} if seed is not None else {})
+        raw, cfg = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
+        parts = _parts(exp, part)
+        label = name or ("smoke" if smoke else "-".join(part) if part else "all")
+        handle = Run.create(out, exp.NAME, label, raw, env={
+            "experiment": exp.NAME, "parts": parts, "seed": cfg.seed, "smoke": smoke,
+            "device": str(torch_device), "device_name": describe_device(torch_device),
+        })
+    seed_everything(cfg.seed)
+    print(f"atml: {exp.NAME} [{', '.join(parts)}] on {describe_device(torch_device)} → {handle.dir}", flush=True)
+    try:
+        for p in parts:
+            if p in handle.metrics:
+                print(f"== {exp.NAME}/{p}: already complete in this run folder")
+                continue
+            print(f"== {exp.NAME}/{p}", flush=True)
+            handle.record_metrics(p, exp.run_part(p, cfg, handle, torch_device))
+    except KeyboardInterrupt:
+        print(f"\natml: interrupted; continue with: atml run {exp.NAME} --resume {handle.dir}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except TrainingDivergedError as exc:
+        print(f"atml: training diverged: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    print(f"\n{text_table(exp.summary({p: handle.metrics[p] for p in parts}))}")
+    print(f"\natml: done. metrics: {handle.dir / 'metrics.json'}  plots: {handle.dir / 'plots'}")
+
+
+@app.command("list")
+def list_() -> None:
+    """The experiments, their parts and their flags."""
+    for name in experiments.EXPERIMENTS:
+        exp = experiments.get(name)
+        flags = ", ".join(f"--{f.replace('_', '-')} → {key}" for f, key in exp.FLAGS.items()) or "none"
+        print(f"{name}\n  parts: {', '.join(exp.PARTS)}\n  flags: {flags}\n  {exp.__doc__.strip().splitlines()[0]}")
+
+
+@app.command("config")
+def config_(
+    experiment: str,
+    config: Optional[Path] = typer.Option(None, "--config"),
+    set_: Optional[list[str]] = typer.Option(None, "--set"),
+    smoke: bool = typer.Option(False, "--smoke"),
+) -> None:
+    """Print the resolved config of an experiment as YAML."""
+    exp = experiments.get(experiment)
+    raw, _ = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, sets=set_ or ())
+    print(yaml.safe_dump(raw, sort_keys=False), end="")
+
+
+@data_app.command("check")
+def data_check(root: Path = typer.Option(Path("data"), help="data root to look in (torchvision layout)")) -> None:
+    """Where each dataset is found, or what is missing."""
+    from atml.data.mnist import DATASETS, SPLIT_PREFIX, candidate_dirs, locate
+
+    for dataset in DATASETS.values():
+        for split in SPLIT_PREFIX:
+            files = locate(dataset, split, root)
+            where = f"found: {files[0].parent}" if files else "MISSING (looked in " + ", ".join(map(str, candidate_dirs(dataset, root))) + ")"
+            print(f"{dataset.name:14s} {split:5s} {where}")
+
+
+@data_app.command("fake")
+def data_fake(
+    dataset: str = typer.Argument(..., help="mnist | fashion-mnist"),
+    root: Path = typer.Option(..., help="data root to write into (torchvision layout)"),
+    n_train: int = typer.Option(2000, min=1),
+    n_test: int = typer.Option(500, min=1),
+    gzip: bool = typer.Option(False, help="write .gz files, as the download mirrors serve them"),
+    seed: int = 0,
+) -> None:
+    """Write a format-true fake dataset (real IDX files, synthetic class-dependent images)."""
+    from atml.data.fake import write_fake_idx_dataset
+    from atml.data.mnist import DATASETS
+
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset '{dataset}'; accepted: {', '.join(DATASETS)}")
+    folder = write_fake_idx_dataset(dataset, root, n_train, n_test, gzip=gzip, seed=seed)
+    print(f"wrote fake {dataset} ({n_train} train, {n_test} test) to {folder}")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dataset: str = typer.Argument(..., help="mnist | fashion-mnist"),
+    root: Path = typer.Option(Path("data"), help="data root to download into"),
+) -> None:
+    """Download a dataset with torchvision (needs internet)."""
+    from atml.data.mnist import DATASETS, download
+
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset '{dataset}'; accepted: {', '.join(DATASETS)}")
+    for split in ("train", "test"):
+        download(DATASETS[dataset], split, root)
+    print(f"{dataset} is in {root / DATASETS[dataset].folder / 'raw'}")
+
+
+def _click_classes(name: str) -> tuple[type, ...]:
+    """Click's exception class of this name, and the copy inside typer ≥ 0.26's vendored click."""
+    classes = [getattr(click.exceptions, name, None)]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        vendored = None
+    classes.append(getattr(vendored, name, None))
+    return tuple(c for c in classes if c is not None)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except _click_classes("NoArgsIsHelpError") as exc:
+        print(exc.ctx.get_help() if exc.ctx else str(exc))
+        raise SystemExit(0) from None
+    except _click_classes("UsageError") as exc:
+        print(f"atml: error: {exc.format_message()}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except UserError as exc:
+        print(f"atml: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except (*_click_classes("Abort"), typer.Abort, KeyboardInterrupt):
+        print("atml: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

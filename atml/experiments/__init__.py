@@ -1,0 +1,22 @@
+"""The experiment registry. Each experiment is one module exposing:
+
+NAME, PARTS (in run order), FLAGS ({cli flag: config key}), Config (pydantic schema),
+run_part(part, cfg, run, device) -> metrics dict, and summary(metrics) -> table rows.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from atml.errors import UserError
+
+EXPERIMENTS = {
+    "gan": "atml.experiments.gan",
+}
+
+
+def get(name: str) -> ModuleType:
+    if name not in EXPERIMENTS:
+        raise UserError(f"unknown experiment '{name}'; accepted: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name])

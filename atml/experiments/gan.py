@@ -1,0 +1,343 @@
+"""Experiment 3: an MLP GAN on MNIST and its pathologies (TASKS §3).
+
+Parts: `baseline`, and three pathologies each beside its mitigation: `vanishing` (D overpowers G
+under the saturating loss), `mode-collapse` (G overpowers D), `d-overfit` (a large D on few images).
+A part's runs come from `parts.<part>.<run>` in the config, each applied on top of the base
+settings; a part's `mitigation` applies on top of its `pathology`, so the two differ only in the fix.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from atml import plots
+from atml.analysis import sample_stats
+from atml.analysis.sample_classifier import ClassifierConfig, JudgedClassifier, get_classifier
+from atml.config import Strict, deep_merge, validate
+from atml.data.batching import TensorBatches
+from atml.data.mnist import ImageDataConfig, TrainHeldout, load_train_heldout, to_signed_range
+from atml.errors import UserError
+from atml.models.mlp_gan import Discriminator, Generator
+from atml.runs import Run
+from atml.training import Checkpointing, fit
+
+NAME = "gan"
+PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")
+FLAGS: dict[str, str] = {}
+DATASET = "mnist"
+N_CLASSES = 10
+
+
+class GanModelConfig(Strict):
+    latent_dim: int = Field(100, ge=1)
+    g_hidden: list[int] = [256, 512]
+    d_hidden: list[int] = [256, 256]
+    d_dropout: float = Field(0.0, ge=0, lt=1)
+    init_std: float = Field(0.02, gt=0)
+
+
+class GanTrainConfig(Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    g_loss: Literal["non_saturating", "saturating"] = "non_saturating"
+    real_label: float = Field(1.0, gt=0, le=1, description="target for real images; 0.9 is one-sided smoothing")
+    d_steps: int = Field(1, ge=1, description="D updates per iteration, each on its own real batch")
+    g_steps: int = Field(1, ge=1, description="G updates per iteration")
+    grid_every: int = Field(5, ge=1)
+    log_every: int = Field(10, ge=1)
+
+
+class GanEvalConfig(Strict):
+    n_samples: int = Field(2000, ge=2)
+    min_class_share: float = Field(0.01, gt=0, lt=1)
+    pairwise_max: int = Field(1000, ge=2)
+    d_eval_images: int = Field(1000, ge=1, description="training and held-out images D is scored on each epoch")
+    classifier: ClassifierConfig = ClassifierConfig()
+
+
+class GanRunSettings(Strict):
+    data: ImageDataConfig
+    model: GanModelConfig
+    train: GanTrainConfig
+
+
+class Config(Strict):
+    seed: int = 0
+    data: ImageDataConfig = ImageDataConfig()
+    model: GanModelConfig = GanModelConfig()
+    train: GanTrainConfig = GanTrainConfig()
+    eval: GanEvalConfig = GanEvalConfig()
+    parts: dict[str, dict[str, dict]] = {}
+
+    @model_validator(mode="after")
+    def _runs_resolve(self) -> "Config":
+        self.runs  # raises a UserError naming the bad key
+        return self
+
+    @property
+    def runs(self) -> dict[str, dict[str, GanRunSettings]]:
+        """Each part's runs as complete settings, in config order."""
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise UserError(f"unknown part '{sorted(unknown)[0]}' under 'parts'; accepted: {', '.join(PARTS)}")
+        base = {"data": self.data.model_dump(), "model": self.model.model_dump(), "train": self.train.model_dump()}
+        resolved: dict[str, dict[str, GanRunSettings]] = {}
+        for part in PARTS:
+            runs = self.parts.get(part) or {"baseline": {}}
+            resolved[part] = {}
+            inherited = base
+            for name, override in runs.items():
+                if not isinstance(override, dict):
+                    raise UserError(f"parts.{part}.{name} must be a mapping of overrides, got {override!r}")
+                merged = deep_merge(inherited, override)
+                resolved[part][name] = validate(merged, GanRunSettings, prefix=f"parts.{part}.{name}.")
+                if name == "pathology":
+                    inherited = merged
+        return resolved
+
+
+# --- data and the sample judge ----------------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def _load(data_json: str) -> TrainHeldout:
+    return load_train_heldout(DATASET, ImageDataConfig.model_validate_json(data_json))
+
+
+def _judge(cfg: Config, device: torch.device) -> tuple[TrainHeldout, JudgedClassifier]:
+    data = _load(cfg.data.model_dump_json())
+    judge = get_classifier(
+        DATASET,
+        to_signed_range(data.train.images).to(device), data.train.labels.to(device),
+        to_signed_range(data.heldout.images).to(device), data.heldout.labels.to(device),
+        cfg.eval.classifier,
+    )
+    return data, judge
+
+
+def describe_samples(images: torch.Tensor, judge: JudgedClassifier, reference_features: np.ndarray, ev: GanEvalConfig) -> dict:
+    """Diversity, mode coverage and Fréchet distance of images in [-1, 1]."""
+    labels, features = judge.predict(images)
+    return {
+        "pixel_variance": sample_stats.pixel_variance(images),
+        "mean_pairwise_distance": sample_stats.mean_pairwise_distance(images, ev.pairwise_max),
+        "modes_covered": sample_stats.modes_covered(labels, N_CLASSES, ev.min_class_share),
+        "kl_from_uniform": sample_stats.kl_from_uniform(labels, N_CLASSES),
+        "frechet_distance": sample_stats.frechet_distance(features.double().cpu().numpy(), reference_features),
+        "class_counts": sample_stats.class_histogram(labels, N_CLASSES).int().tolist(),
+    }
+
+
+# --- one GAN training run ---------------------------------------------------------------------
+
+class GanStep:
+    """One iteration: `d_steps` D updates (each on its own real batch, real and fake in one D
+    forward), then `g_steps` G updates through a frozen D (no wasted D weight gradients).
+    The last D step's fakes keep their graph and serve the first G update, so G runs forward
+    once per update as in the reference loop."""
+
+    def __init__(self, G: Generator, D: Discriminator, t: GanTrainConfig):
+        self.G, self.D, self.t = G, D, t
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        if self.t.g_loss == "saturating":  # minimise log(1 − D(G(z))) = −softplus(logit)
+            return -F.softplus(fake_logits).mean()
+        return F.softplus(-fake_logits).mean()  # minimise −log D(G(z))
+
+    def __call__(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        (real,) = batch
+        G, D, t = self.G, self.D, self.t
+        for i, real_chunk in enumerate(real.chunk(t.d_steps)):
+            z = torch.randn(len(real_chunk), G.latent_dim, device=real.device)
+            last = i == t.d_steps - 1
+            with torch.set_grad_enabled(last):
+                fake = G(z)
+            logits = D(torch.cat([real_chunk, fake.detach()]))
+            real_logits, fake_logits = logits.split(len(real_chunk))
+            d_loss = 0.5 * (
+                F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, t.real_label))
+                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+            )
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+        D.requires_grad_(False)
+        for j in range(t.g_steps):
+            if j > 0:
+                fake = G(torch.randn(len(real_chunk), G.latent_dim, device=real.device))
+            g_loss = self.g_loss(D(fake))
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_grad_norm = torch.nn.utils.get_total_norm([p.grad for p in G.parameters()])
+            self.opt_g.step()
+        D.requires_grad_(True)
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_real": torch.sigmoid(real_logits.detach()).mean(),
+            "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+            "g_grad_norm": g_grad_norm,
+        }
+
+
+class GridKeeper:
+    """Fixed-noise sample grids over epochs; checkpointed with the run so resume keeps them."""
+
+    def __init__(self):
+        self.grids: dict[int, torch.Tensor] = {}
+
+    def state_dict(self) -> dict:
+        return {"grids": self.grids}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.grids = dict(state["grids"])
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def grids_z(G: Generator, seed: int) -> torch.Tensor:
+    """The fixed noise behind every sample grid of a run (same seed, same 25 latents)."""
+    return torch.randn(25, G.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device_of(G))
+
+
+@torch.no_grad()
+def mean_d(D: Discriminator, images: torch.Tensor) -> float:
+    D.eval()
+    value = torch.sigmoid(torch.cat([D(x) for x in images.split(1000)])).mean().item()
+    D.train()
+    return value
+
+
+@torch.no_grad()
+def generate(G: Generator, z: torch.Tensor) -> torch.Tensor:
+    G.eval()
+    images = torch.cat([G(chunk) for chunk in z.split(1000)])
+    G.train()
+    return images
+
+
+def train_one(key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalConfig, run: Run, device: torch.device):
+    data = _load(s.data.model_dump_json())
+    train_x = to_signed_range(data.train.images).to(device)
+    heldout_x = to_signed_range(data.heldout.images[: ev.d_eval_images]).to(device)
+    train_eval_x = train_x[: ev.d_eval_images]
+    t = s.train
+
+    torch.manual_seed(seed)
+    G = Generator(s.model.latent_dim, tuple(s.model.g_hidden), init_std=s.model.init_std).to(device)
+    D = Discriminator(tuple(s.model.d_hidden), dropout=s.model.d_dropout, init_std=s.model.init_std).to(device)
+    step = GanStep(G, D, t)
+    batch = t.batch_size * t.d_steps
+    if len(train_x) < batch:
+        raise UserError(f"{label}: {len(train_x)} training images cannot fill one iteration of {batch} (batch_size × d_steps)")
+    batches = TensorBatches(train_x, batch_size=batch, seed=seed)
+    fixed_z = grids_z(G, seed)
+    grids = GridKeeper()
+
+    def evaluate(epoch: int) -> dict:
+        return {"d_real_train": mean_d(D, train_eval_x), "d_real_heldout": mean_d(D, heldout_x)}
+
+    def keep_grid(epoch: int) -> None:
+        if epoch == 0 or (epoch + 1) % t.grid_every == 0 or epoch + 1 == t.epochs:
+            images = generate(G, fixed_z)
+            grids.grids[epoch + 1] = images.cpu()
+            plots.image_grid((images + 1) / 2, run.sample_path(f"{key}-epoch{epoch + 1:03d}"), f"{label}, epoch {epoch + 1}")
+
+    history = fit(
+        step, batches, t.epochs, label=label, log_every=t.log_every, evaluate=evaluate, on_epoch_end=keep_grid,
+        checkpointing=Checkpointing(run, key, {"G": G, "D": D, "opt_g": step.opt_g, "opt_d": step.opt_d, "batches": batches, "grids": grids}),
+    )
+    return G, history, grids
+
+
+def run_metrics(history, G: Generator, judge: JudgedClassifier, reference_features: np.ndarray, ev: GanEvalConfig, seed: int) -> dict:
+    last = history.epochs[-1]
+    d_fake_series = np.array([r["d_fake"] for r in history.steps])
+    grad_series = np.array([r["g_grad_norm"] for r in history.steps])
+    z = torch.randn(ev.n_samples, G.latent_dim, generator=torch.Generator().manual_seed(seed + 1)).to(device_of(G))
+    samples = generate(G, z)
+    return {
+        "final_d_real": last["d_real"],
+        "final_d_fake": last["d_fake"],
+        "share_of_run_d_fake_below_0.05": float((d_fake_series < 0.05).mean()),
+        "g_grad_norm_median": float(np.median(grad_series)),
+        "g_grad_norm_final_epoch": last["g_grad_norm"],
+        "d_real_train": last["d_real_train"],
+        "d_real_heldout": last["d_real_heldout"],
+        "d_real_train_minus_heldout": last["d_real_train"] - last["d_real_heldout"],
+        **describe_samples(samples, judge, reference_features, ev),
+    }
+
+
+CURVES = [
+    plots.Panel("losses", [plots.Series("d_loss", "D loss"), plots.Series("g_loss", "G loss")], "loss"),
+    plots.Panel("discriminator outputs", [plots.Series("d_real", "D(x)"), plots.Series("d_fake", "D(G(z))")], "mean D", hline=0.5),
+    plots.Panel("G gradient norm", [plots.Series("g_grad_norm", "‖∇G‖")], "norm (log)", logy=True),
+    plots.Panel("D on real images (eval mode)", [plots.Series("d_real_train", "training images", "epochs"),
+                                                 plots.Series("d_real_heldout", "held-out images", "epochs")], "mean D(x)"),
+]
+
+
+def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
+    data, judge = _judge(cfg, device)
+    heldout = to_signed_range(data.heldout.images).to(device)
+    _, reference_features = judge.predict(heldout)
+    reference_features = reference_features.double().cpu().numpy()
+    real_train = to_signed_range(data.train.images[: cfg.eval.n_samples]).to(device)
+    metrics: dict = {
+        "data": data.description,
+        "sample_classifier_heldout_accuracy": judge.heldout_accuracy,
+        "real_images_reference": describe_samples(real_train, judge, reference_features, cfg.eval),
+    }
+    histories, finals, epoch_grids = {}, {}, {}
+    for name, settings in cfg.runs[part].items():
+        key = f"{part}-{name}"
+        label = f"gan/{part}" + (f"/{name}" if name != part else "")
+        G, history, grids = train_one(key, label, settings, cfg.seed, cfg.eval, run, device)
+        metrics[name] = run_metrics(history, G, judge, reference_features, cfg.eval, cfg.seed)
+        run.write_history(key, [{"run": name, **r} for r in history.epochs])
+        run.write_history(f"{key}_steps", [{"run": name, **r} for r in history.steps])
+        histories[name] = {"steps": history.steps, "epochs": history.epochs}
+        finals[f"{name} (modes {metrics[name]['modes_covered']}/10, FD {metrics[name]['frechet_distance']:.1f})"] = (
+            (generate(G, grids_z(G, cfg.seed)) + 1) / 2
+        )
+        epoch_grids[name] = {f"epoch {e}": (g + 1) / 2 for e, g in sorted(grids.grids.items())}
+
+    title = f"GAN {part}" + (" — pathology vs mitigation" if len(histories) > 1 else "")
+    plots.training_curves(histories, CURVES, run.plot_path(f"{part}_curves"), title)
+    plots.image_grids({"final 5×5 samples": finals}, run.plot_path(f"{part}_final_grid"), f"GAN {part}: final samples (fixed noise)")
+    plots.image_grids(epoch_grids, run.plot_path(f"{part}_grids_over_epochs"), f"GAN {part}: fixed-noise samples over training")
+    plots.grouped_bars(
+        {name: metrics[name]["class_counts"] for name in histories} | {"real images": metrics["real_images_reference"]["class_counts"]},
+        [str(c) for c in range(N_CLASSES)], run.plot_path(f"{part}_class_histogram"),
+        f"GAN {part}: classes of {cfg.eval.n_samples} samples (atml's classifier)", "samples",
+    )
+    return metrics
+
+
+def summary(metrics: dict) -> list[dict]:
+    rows = []
+    for part, values in metrics.items():
+        for name, m in values.items():
+            if isinstance(m, dict) and "modes_covered" in m and name != "real_images_reference":
+                rows.append({
+                    "part": part, "run": name,
+                    "D(x)": m["final_d_real"], "D(G(z))": m["final_d_fake"],
+                    "med |∇G|": m["g_grad_norm_median"],
+                    "modes": m["modes_covered"], "KL": m["kl_from_uniform"], "FD": m["frechet_distance"],
+                    "pix var": m["pixel_variance"], "pair dist": m["mean_pairwise_distance"],
+                    "D(x) train-heldout": m["d_real_train_minus_heldout"],
+                })
+    return rows

@@ -1,0 +1,1 @@
+"""Model definitions. They know nothing of experiments, configs or files."""

@@ -1,0 +1,139 @@
+"""The one training loop every part uses: epochs over in-memory batches, a step function,
+interval logging, per-epoch evaluation, NaN detection, progress with ETA, and checkpoints
+that make an interrupted part resumable.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from atml.data.batching import TensorBatches
+from atml.errors import TrainingDivergedError
+from atml.runs import Run
+from atml.runtime import rng_state, set_rng_state
+
+StepFn = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> object: ...
+
+
+@dataclass
+class History:
+    steps: list[dict] = field(default_factory=list)  # one row per logging interval
+    epochs: list[dict] = field(default_factory=list)  # one row per epoch, with evaluation columns
+
+
+@dataclass
+class Checkpointing:
+    """Where fit() saves after every epoch, and the objects whose state it saves and restores."""
+
+    run: Run
+    key: str
+    states: dict[str, Stateful]
+
+
+def _means(sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+    return {k: (v / count).item() for k, v in sums.items()}
+
+
+def _check_finite(values: dict[str, float], label: str, step: int, checkpointing: Checkpointing | None) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        where = f"; the last good epoch is in {checkpointing.run.checkpoint_path(checkpointing.key)}" if checkpointing else ""
+        raise TrainingDivergedError(f"{label}: {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}{where}")
+
+
+class Progress:
+    """A line per epoch; on a terminal, a live line inside the epoch too."""
+
+    def __init__(self, label: str, epochs: int, steps_per_epoch: int):
+        self.label, self.epochs, self.steps_per_epoch = label, epochs, steps_per_epoch
+        self.live = sys.stdout.isatty()
+        self.started = time.perf_counter()
+        self.epochs_timed = 0
+
+    def step(self, epoch: int, i: int) -> None:
+        if self.live and (i % 20 == 0 or i == self.steps_per_epoch):
+            print(f"\r  {self.label} epoch {epoch + 1}/{self.epochs} batch {i}/{self.steps_per_epoch}", end="", flush=True)
+
+    def epoch(self, epoch: int, first_epoch: int, row: dict) -> None:
+        done = epoch + 1 - first_epoch
+        per_epoch = (time.perf_counter() - self.started) / max(done, 1)
+        eta = per_epoch * (self.epochs - epoch - 1)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
+        prefix = "\r" if self.live else ""
+        print(f"{prefix}  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  [{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]", flush=True)
+
+
+def fit(
+    step: StepFn,
+    batches: TensorBatches,
+    epochs: int,
+    *,
+    label: str,
+    log_every: int = 50,
+    evaluate: Callable[[int], dict] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+    checkpointing: Checkpointing | None = None,
+) -> History:
+    """Run `step` on every batch for `epochs` epochs. With `checkpointing`, resume from the last
+    completed epoch if a checkpoint exists (a finished run returns its stored history at once)."""
+    history, first_epoch = History(), 0
+    if checkpointing is not None:
+        saved = checkpointing.run.load_checkpoint(checkpointing.key)
+        if saved is not None:
+            for name, obj in checkpointing.states.items():
+                obj.load_state_dict(saved["states"][name])
+            set_rng_state(saved["rng"])
+            history = History(saved["history"]["steps"], saved["history"]["epochs"])
+            first_epoch = saved["epoch"] + 1
+            if first_epoch < epochs:
+                print(f"  {label}: resuming after epoch {first_epoch}/{epochs}")
+    steps_per_epoch = len(batches)
+    progress = Progress(label, epochs, steps_per_epoch)
+    global_step = first_epoch * steps_per_epoch
+    for epoch in range(first_epoch, epochs):
+        interval: dict[str, torch.Tensor] = {}
+        epoch_sums: dict[str, torch.Tensor] = {}
+        in_interval = 0
+        for i, batch in enumerate(batches, start=1):
+            values = step(batch)
+            for k, v in values.items():
+                v = v.detach().float()
+                interval[k] = interval[k] + v if k in interval else v.clone()
+                epoch_sums[k] = epoch_sums[k] + v if k in epoch_sums else v.clone()
+            in_interval += 1
+            global_step += 1
+            if in_interval == log_every or i == steps_per_epoch:
+                means = _means(interval, in_interval)
+                _check_finite(means, label, global_step, checkpointing)
+                history.steps.append({"step": global_step, "epoch": epoch + i / steps_per_epoch, **means})
+                interval, in_interval = {}, 0
+            progress.step(epoch, i)
+        row = {"epoch": epoch + 1, "step": global_step, **_means(epoch_sums, steps_per_epoch)}
+        if evaluate is not None:
+            row.update(evaluate(epoch))
+        history.epochs.append(row)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if checkpointing is not None:
+            checkpointing.run.save_checkpoint(
+                checkpointing.key,
+                {
+                    "epoch": epoch,
+                    "rng": rng_state(),
+                    "history": {"steps": history.steps, "epochs": history.epochs},
+                    "states": {name: obj.state_dict() for name, obj in checkpointing.states.items()},
+                },
+            )
+        progress.epoch(epoch, first_epoch, row)
+    return history
