@@ -6,11 +6,8 @@ the classes holding at least `min_share` of the samples; KL(p̂ ‖ uniform) of 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from scipy import linalg
 
 
 def pixel_variance(samples: torch.Tensor) -> float:
@@ -44,15 +41,20 @@ def kl_from_uniform(labels: torch.Tensor, n_classes: int) -> float:
     return float((nonzero * (nonzero * n_classes).log()).sum().item())
 
 
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """‖μa − μb‖² + Tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussian fits of two feature sets."""
+    """‖μa − μb‖² + Tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussian fits of two feature sets.
+
+    Tr((ΣaΣb)^½) is computed as Σ√λ of the symmetric Σa^½ Σb Σa^½, which has the same eigenvalues:
+    stable for the singular covariances a collapsed generator produces."""
     mu_a, mu_b = features_a.mean(0), features_b.mean(0)
-    cov_a = np.cov(features_a, rowvar=False)
-    cov_b = np.cov(features_b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise as pytorch-fid does
-        offset = np.eye(len(cov_a)) * 1e-6
-        covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    covmean = covmean.real
-    value = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
-    return max(value, 0.0) if math.isfinite(value) else float("nan")
+    cov_a = np.atleast_2d(np.cov(features_a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(features_b, rowvar=False))
+    root_a = _psd_sqrt(cov_a)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
+    value = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+    return max(value, 0.0)

@@ -1,0 +1,41 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from atml.data.fake import write_fake_idx_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("ATML_REAL_DATA", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("ATML_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def fake_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_fake_idx_dataset("mnist", root, n_train=800, n_test=700, gzip=True)
+    write_fake_idx_dataset("fashion-mnist", root, n_train=800, n_test=300)
+    return root
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run the real entry point in-process: returns (exit code, stdout, stderr)."""
+    from atml.cli import main
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["atml", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke

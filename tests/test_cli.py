@@ -1,0 +1,112 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from atml.experiments import gan
+
+
+def test_list_shows_parts(cli):
+    code, out, _ = cli("list")
+    assert code == 0 and "gan" in out and "mode-collapse" in out
+
+
+def test_config_prints_the_resolved_yaml(cli):
+    code, out, _ = cli("config", "gan", "--smoke", "--set", "train.epochs=4")
+    resolved = yaml.safe_load(out)
+    assert code == 0 and resolved["train"]["epochs"] == 4 and resolved["data"]["train_subset"] == 512
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "nope"], "unknown experiment 'nope'; accepted: gan"),
+        (["run", "gan", "--part", "xx"], "unknown part 'xx' of gan; accepted: baseline"),
+        (["run", "gan", "--bogus"], "No such option: --bogus"),
+        (["run", "gan", "--seed", "x"], "'--seed'"),
+        (["run", "gan", "--device", "tpu"], "unknown device 'tpu'; accepted: auto, cpu, cuda"),
+        (["run", "gan", "--set", "train.lr_x=1"], "unknown config key 'train.lr_x'"),
+        (["run", "gan", "--set", "train.epochs=-1"], "bad config value 'train.epochs'"),
+        (["run", "gan", "--config", "missing.yaml"], "config file not found"),
+        (["config", "gan", "--set", "model.width=2"], "unknown config key 'model.width'"),
+        (["data", "fake", "cifar", "--root", "x"], "unknown dataset 'cifar'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "outputs").exists()  # nothing was created for a rejected run
+
+
+def test_missing_data_is_a_clear_error_with_its_own_code(cli, tmp_path):
+    code, _, err = cli("run", "gan", "--smoke", "--set", f"data.root={tmp_path}", "--set", "data.download=false", "--out", tmp_path / "o")
+    assert code == 3 and "t10k-images-idx3-ubyte" in err and str(tmp_path / "MNIST" / "raw") in err
+
+
+def test_data_fake_then_check_finds_it(cli, tmp_path):
+    code, out, _ = cli("data", "fake", "mnist", "--root", tmp_path, "--n-train", 50, "--n-test", 20)
+    assert code == 0 and "wrote fake mnist" in out
+    code, out, _ = cli("data", "check", "--root", tmp_path)
+    mnist_lines = [line for line in out.splitlines() if line.startswith("mnist ")]
+    assert code == 0 and all("found" in line for line in mnist_lines) and len(mnist_lines) == 2
+
+
+def run_folder(out: Path) -> Path:
+    (folder,) = (out / "gan").iterdir()
+    return folder
+
+
+def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
+    code, out, err = cli("run", "gan", "--smoke", "--set", f"data.root={fake_root}", "--out", tmp_path, "--seed", 3)
+    assert code == 0, err
+    folder = run_folder(tmp_path)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert list(metrics) == list(gan.PARTS)
+    for part in gan.PARTS:
+        runs = ["baseline"] if part == "baseline" else ["pathology", "mitigation"]
+        for run in runs:
+            m = metrics[part][run]
+            assert 1 <= m["modes_covered"] <= 10 and sum(m["class_counts"]) == 200
+            assert m["pixel_variance"] >= 0 and m["frechet_distance"] >= 0
+            assert (folder / "history" / f"{part}-{run}.csv").is_file()
+        for plot in ("curves", "final_grid", "grids_over_epochs", "class_histogram"):
+            assert (folder / "plots" / f"{part}_{plot}.png").stat().st_size > 10_000
+    env = json.loads((folder / "env.json").read_text())
+    assert env["seed"] == 3 and env["parts"] == list(gan.PARTS) and env["packages"]["torch"]
+    assert yaml.safe_load((folder / "config.yaml").read_text())["seed"] == 3
+    assert "modes" in out and "TEST split used as training set" in metrics["baseline"]["data"]
+
+
+def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_mean_d = gan.mean_d
+
+    def interrupt_in_second_epoch(D, images):
+        calls["n"] += 1
+        if calls["n"] == 3:  # evaluate() scores D twice per epoch: this is epoch 2
+            raise KeyboardInterrupt
+        return real_mean_d(D, images)
+
+    monkeypatch.setattr(gan, "mean_d", interrupt_in_second_epoch)
+    args = ["run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path]
+    code, _, err = cli(*args)
+    folder = run_folder(tmp_path)
+    assert code == 130 and f"--resume {folder}" in err
+    assert not (folder / "metrics.json").exists()
+
+    monkeypatch.setattr(gan, "mean_d", real_mean_d)
+    code, out, err = cli("run", "gan", "--resume", folder)
+    assert code == 0, err
+    assert "resuming after epoch 1/2" in out
+    assert "baseline" in json.loads((folder / "metrics.json").read_text())
+    rows = (folder / "history" / "baseline-baseline.csv").read_text().splitlines()
+    assert len(rows) == 3  # header and both epochs, the first restored from the checkpoint
+
+    code, out, _ = cli("run", "gan", "--resume", folder)
+    assert code == 0 and "already complete" in out
+    code, _, err = cli("run", "gan", "--resume", folder, "--set", "train.epochs=3")
+    assert code == 2 and "--resume continues a run with its own config" in err

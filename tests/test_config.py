@@ -1,0 +1,90 @@
+from pathlib import Path
+
+import pytest
+
+from atml.config import deep_merge, parse_set, resolve
+from atml.errors import UserError
+from atml.experiments import gan
+
+
+def test_deep_merge_keeps_siblings_and_does_not_mutate():
+    base = {"train": {"epochs": 20, "lr_g": 2e-4}, "seed": 0}
+    merged = deep_merge(base, {"train": {"epochs": 3}})
+    assert merged == {"train": {"epochs": 3, "lr_g": 2e-4}, "seed": 0}
+    assert base["train"]["epochs"] == 20
+
+
+def test_parse_set_reads_yaml_values():
+    assert parse_set("train.epochs=5") == {"train": {"epochs": 5}}
+    assert parse_set("model.g_hidden=[8, 16]") == {"model": {"g_hidden": [8, 16]}}
+    assert parse_set("train.g_loss=saturating") == {"train": {"g_loss": "saturating"}}
+
+
+@pytest.mark.parametrize("bad", ["train.epochs", "=3", "train..epochs=3"])
+def test_parse_set_rejects_malformed(bad):
+    with pytest.raises(UserError, match="key=value"):
+        parse_set(bad)
+
+
+def test_layers_apply_in_order(tmp_path):
+    file = tmp_path / "mine.yaml"
+    file.write_text("train:\n  epochs: 7\n  lr_d: 1.0e-3\n")
+    raw, cfg = resolve("gan", gan.Config, config_file=file, smoke=True, flags={"seed": 5}, sets=["train.epochs=9"])
+    assert cfg.train.epochs == 9  # --set beats --config beats smoke
+    assert cfg.train.lr_d == 1e-3
+    assert cfg.seed == 5
+    assert cfg.data.train_subset == 512  # from the smoke layer
+    assert raw["train"]["epochs"] == 9
+
+
+def test_mitigation_inherits_pathology_and_adds_its_fix():
+    _, cfg = resolve("gan", gan.Config)
+    pathology, mitigation = cfg.runs["vanishing"]["pathology"], cfg.runs["vanishing"]["mitigation"]
+    assert pathology.train.g_loss == "saturating" and mitigation.train.g_loss == "non_saturating"
+    assert pathology.train.lr_d == mitigation.train.lr_d == 5 * cfg.train.lr_d
+    assert mitigation.train.real_label == 0.9 and pathology.train.real_label == 1.0
+
+
+def test_every_part_has_runs():
+    _, cfg = resolve("gan", gan.Config)
+    assert set(cfg.runs) == set(gan.PARTS)
+    for part in ("vanishing", "mode-collapse", "d-overfit"):
+        assert list(cfg.runs[part]) == ["pathology", "mitigation"]
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("train.lr_x=1", "unknown config key 'train.lr_x'; accepted under 'train': epochs"),
+        ("nonsense=1", "unknown config key 'nonsense'; accepted: seed, data"),
+        ("train.lr_g=abc", "bad config value 'train.lr_g'"),
+        ("train.g_loss=wasserstein", "bad config value 'train.g_loss'"),
+        ("data.train_split=val", "bad config value 'data.train_split'"),
+        ("parts.vanishing.pathology.train.d_steps=0", "parts.vanishing.pathology.train.d_steps"),
+        ("parts.vanishing.pathology.model.width=3", "unknown config key 'parts.vanishing.pathology.model.width'"),
+        ("parts.nopart.x={}", "unknown part 'nopart'"),
+    ],
+)
+def test_bad_keys_and_values_name_the_problem(assignment, message):
+    with pytest.raises(UserError) as info:
+        resolve("gan", gan.Config, sets=[assignment])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        resolve("gan", gan.Config, config_file=tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        resolve("gan", gan.Config, config_file=broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="mapping"):
+        resolve("gan", gan.Config, config_file=listy)
+
+
+def test_shipped_configs_parse():
+    for path in Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"):
+        assert path.read_text().strip(), path

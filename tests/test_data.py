@@ -1,0 +1,106 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from atml.data.batching import TensorBatches
+from atml.data.fake import fake_images
+from atml.data.idx import read_idx, write_idx
+from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, locate, to_signed_range
+from atml.errors import DataCorruptError, DataNotFoundError, UserError
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_roundtrip(tmp_path, suffix):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / f"a{suffix}", array)
+    assert np.array_equal(read_idx(tmp_path / f"a{suffix}"), array)
+
+
+def test_idx_header_layout(tmp_path):
+    write_idx(tmp_path / "labels", np.array([7, 2, 1], dtype=np.uint8))
+    assert (tmp_path / "labels").read_bytes() == bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1])
+
+
+@pytest.mark.parametrize(
+    "payload, name, message",
+    [
+        (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x05", "bad-magic", "magic"),
+        (bytes([0, 0, 8, 1, 0, 0, 0, 9, 1, 2]), "truncated", "promises 9"),
+        (b"not gzip at all", "x.gz", "gzip"),
+    ],
+)
+def test_corrupt_files_are_named(tmp_path, payload, name, message):
+    (tmp_path / name).write_bytes(payload)
+    with pytest.raises(DataCorruptError, match=message):
+        read_idx(tmp_path / name)
+
+
+def test_truncated_gzip_is_corrupt(tmp_path):
+    full = gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3, 4]))
+    (tmp_path / "t.gz").write_bytes(full[:-6])
+    with pytest.raises(DataCorruptError):
+        read_idx(tmp_path / "t.gz")
+
+
+def test_fake_dataset_is_read_by_the_real_loader(fake_root):
+    split = load_split("mnist", "train", fake_root, allow_download=False)
+    assert split.images.shape == (800, 28, 28) and split.images.dtype == torch.uint8
+    assert split.labels.dtype == torch.int64 and set(split.labels.tolist()) == set(range(10))
+    assert "MNIST/raw" in split.source
+
+
+def test_missing_dataset_names_files_and_place(tmp_path):
+    with pytest.raises(DataNotFoundError) as info:
+        load_split("mnist", "train", tmp_path, allow_download=False)
+    message = str(info.value)
+    assert "train-images-idx3-ubyte" in message and str(tmp_path / "MNIST" / "raw") in message
+
+
+def test_system_location_is_searched_after_the_root(tmp_path):
+    system = tmp_path / "system"
+    images, labels = fake_images(20)
+    write_idx(system / "train-images-idx3-ubyte.gz", images)
+    write_idx(system / "train-labels-idx1-ubyte.gz", labels)
+    dataset = DATASETS["fashion-mnist"]
+    patched = type(dataset)(dataset.name, dataset.folder, (str(system),), dataset.classes)
+    assert locate(patched, "train", tmp_path / "empty")[0].parent == system
+
+
+def test_label_out_of_range_is_corrupt(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.array([3, 12], np.uint8))
+    with pytest.raises(DataCorruptError, match="label 12"):
+        load_split("mnist", "test", tmp_path, allow_download=False)
+
+
+def test_train_heldout_split_is_disjoint_and_subset_applies(fake_root):
+    cfg = ImageDataConfig(root=str(fake_root), download=False, heldout=100, train_subset=300)
+    split = load_train_heldout("mnist", cfg)
+    full = load_split("mnist", "train", fake_root, False)
+    assert torch.equal(split.train.images, full.images[:300])
+    assert torch.equal(split.heldout.images, full.images[700:])
+    test_split = load_train_heldout("mnist", cfg.model_copy(update={"train_split": "test"}))
+    assert "TEST split used as training set" in test_split.description
+    with pytest.raises(UserError, match="heldout"):
+        load_train_heldout("mnist", cfg.model_copy(update={"heldout": 800}))
+
+
+def test_signed_range():
+    x = to_signed_range(torch.tensor([[[0, 255]]], dtype=torch.uint8))
+    assert x.shape == (1, 1, 1, 2) and x.min() == -1 and x.max() == 1
+
+
+def test_batches_cover_every_index_once_and_resume_the_order():
+    x = torch.arange(10)
+    batches = TensorBatches(x, batch_size=3, seed=0, drop_last=False)
+    seen = torch.cat([b for (b,) in batches])
+    assert sorted(seen.tolist()) == list(range(10)) and len(batches) == 4
+    state = batches.state_dict()
+    expected = [b.tolist() for (b,) in batches]
+    again = TensorBatches(x, batch_size=3, seed=99, drop_last=False)
+    again.load_state_dict(state)
+    assert [b.tolist() for (b,) in again] == expected
+    assert len(TensorBatches(x, batch_size=3)) == 3  # drop_last by default

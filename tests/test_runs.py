@@ -1,0 +1,54 @@
+import json
+
+import pytest
+import torch
+
+from atml.errors import UserError
+from atml.runs import Run, atomic_write_text
+
+
+def make(tmp_path, name="x"):
+    return Run.create(tmp_path, "gan", name, {"seed": 1}, env={"experiment": "gan", "parts": ["baseline"]})
+
+
+def test_create_writes_config_env_and_folders(tmp_path):
+    run = make(tmp_path)
+    assert run.config == {"seed": 1}
+    env = run.env
+    assert env["experiment"] == "gan" and env["packages"]["torch"] and "command" in env and "git_commit" in env
+    for sub in ("history", "plots", "samples", "checkpoints"):
+        assert (run.dir / sub).is_dir()
+
+
+def test_new_runs_never_reuse_a_folder(tmp_path):
+    first, second = make(tmp_path), make(tmp_path)
+    assert first.dir != second.dir
+    assert first.dir.parent == second.dir.parent
+
+
+def test_metrics_merge_by_part_and_history_csv(tmp_path):
+    run = make(tmp_path)
+    run.record_metrics("a", {"x": 1})
+    run.record_metrics("b", {"y": 2})
+    assert json.loads((run.dir / "metrics.json").read_text()) == {"a": {"x": 1}, "b": {"y": 2}}
+    path = run.write_history("a", [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25, "acc": 0.9}])
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,loss,acc" and lines[2] == "2,0.25,0.9"
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    atomic_write_text(tmp_path / "f.txt", "hello")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_checkpoint_roundtrip_loads_weights_only(tmp_path):
+    run = make(tmp_path)
+    assert run.load_checkpoint("k") is None
+    run.save_checkpoint("k", {"epoch": 3, "w": torch.arange(4), "rows": [{"a": 1.0}]})
+    saved = run.load_checkpoint("k")
+    assert saved["epoch"] == 3 and torch.equal(saved["w"], torch.arange(4)) and saved["rows"] == [{"a": 1.0}]
+
+
+def test_open_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(UserError, match="config.yaml"):
+        Run.open(tmp_path)
