@@ -44,7 +44,7 @@ def _flag_overrides(exp, given: dict[str, object]) -> dict[str, object]:
 
 @app.command()
 def run(
-    experiment: str = typer.Argument(..., help="gan (see `atml list`)"),
+    experiment: str = typer.Argument(..., help="gan | vae (see `atml list`)"),
     part: Optional[list[str]] = typer.Option(None, "--part", help="run only this part (repeatable)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML merged over the defaults"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="key=value override, e.g. train.epochs=5 (repeatable)"),
@@ -54,12 +54,13 @@ def run(
     out: Path = typer.Option(Path("outputs"), "--out", help="root folder of run folders"),
     name: Optional[str] = typer.Option(None, "--name", help="run folder suffix"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run folder from its checkpoints"),
+    beta_schedule: Optional[str] = typer.Option(None, "--beta-schedule", help="vae: constant | linear | cyclical"),
 ) -> None:
     """Run an experiment (all parts, or those named by --part) into a new run folder."""
     exp = experiments.get(experiment)
     torch_device = pick_device(device)
     if resume is not None:
-        if config or set_ or seed is not None or smoke or part:
+        if config or set_ or seed is not None or smoke or part or beta_schedule:
             raise UserError("--resume continues a run with its own config and parts; drop --config/--set/--seed/--smoke/--part")
         handle = Run.open(resume)
         if handle.env.get("experiment") != exp.NAME:
@@ -67,7 +68,7 @@ def run(
         cfg = validate(handle.config, exp.Config)
         parts = handle.env["parts"]
     else:
-        flags = _flag_overrides(exp, {}) | ({"seed": seed} if seed is not None else {})
+        flags = _flag_overrides(exp, {"beta_schedule": beta_schedule}) | ({"seed": seed} if seed is not None else {})
         raw, cfg = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
         parts = _parts(exp, part)
         label = name or ("smoke" if smoke else "-".join(part) if part else "all")

@@ -44,18 +44,23 @@ def image_grid(images: torch.Tensor, path: Path, title: str, nrow: int = 5) -> P
 
 
 def image_grids(grids: dict[str, dict[str, torch.Tensor]], path: Path, title: str, nrow: int = 5) -> Path:
-    """A table of image grids: one row per outer key, one column per inner key."""
+    """A table of image grids: one row per outer key, one column per inner key; each cell is
+    sized to its grid so strips and squares both stay readable."""
     rows = list(grids)
     cols = list(dict.fromkeys(c for r in rows for c in grids[r]))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.6 * len(cols), 2.8 * len(rows)), squeeze=False)
+    arrays = {(r, c): grid_array(g, nrow) for r in rows for c, g in grids[r].items()}
+    height, width = next(iter(arrays.values())).shape[:2]
+    cell_w, cell_h = width / 60, height / 60 + 0.35
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_w * len(cols), cell_h * len(rows) + 0.4), squeeze=False)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i][j]
             ax.axis("off")
-            if c in grids[r]:
-                ax.imshow(grid_array(grids[r][c], nrow), cmap="gray", vmin=0, vmax=1)
+            if (r, c) in arrays:
+                ax.imshow(arrays[r, c], cmap="gray", vmin=0, vmax=1)
                 ax.set_title(f"{r}: {c}" if len(rows) > 1 else c, fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -129,4 +134,20 @@ def grouped_bars(groups: dict[str, Sequence[float]], categories: Sequence[str], 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def scatter_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str], path: Path, title: str) -> Path:
+    """2-D maps side by side, points coloured by class; `maps` is {name: (xy [N, 2], labels [N])}."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.4 * len(maps), 4.4), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (name, (xy, labels)) in zip(axes[0], maps.items()):
+        for c, class_name in enumerate(classes):
+            mask = labels == c
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=4, color=cmap(c % 10), label=class_name, alpha=0.7)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
     return _save(fig, path)

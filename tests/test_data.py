@@ -80,12 +80,23 @@ def test_train_heldout_split_is_disjoint_and_subset_applies(fake_root):
     cfg = ImageDataConfig(root=str(fake_root), download=False, heldout=100, train_subset=300)
     split = load_train_heldout("mnist", cfg)
     full = load_split("mnist", "train", fake_root, False)
-    assert torch.equal(split.train.images, full.images[:300])
-    assert torch.equal(split.heldout.images, full.images[700:])
+    assert len(split.train.images) == 300 and len(split.heldout.images) == 100
+    as_rows = lambda images: {bytes(im.numpy()) for im in images}  # noqa: E731
+    assert not as_rows(split.train.images) & as_rows(split.heldout.images)
+    assert as_rows(split.train.images) | as_rows(split.heldout.images) <= as_rows(full.images)
+    again = load_train_heldout("mnist", cfg)
+    assert torch.equal(again.heldout.images, split.heldout.images)  # the same draw every time
     test_split = load_train_heldout("mnist", cfg.model_copy(update={"train_split": "test"}))
     assert "TEST split used as training set" in test_split.description
     with pytest.raises(UserError, match="heldout"):
         load_train_heldout("mnist", cfg.model_copy(update={"heldout": 800}))
+
+
+def test_one_class_subset_applies_to_heldout_too(fake_root):
+    cfg = ImageDataConfig(root=str(fake_root), download=False, heldout=300, train_class=4, train_subset=20)
+    split = load_train_heldout("mnist", cfg)
+    assert len(split.train.labels) == 20 and set(split.train.labels.tolist()) == {4}
+    assert len(split.heldout.labels) > 0 and set(split.heldout.labels.tolist()) == {4}
 
 
 def test_signed_range():

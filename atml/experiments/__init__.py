@@ -13,6 +13,7 @@ from atml.errors import UserError
 
 EXPERIMENTS = {
     "gan": "atml.experiments.gan",
+    "vae": "atml.experiments.vae",
 }
 
 

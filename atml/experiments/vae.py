@@ -1,0 +1,280 @@
+"""Experiment 4: posterior collapse in the assignment's convolutional VAE on FashionMNIST (TASKS §4).
+
+Parts: `train` (the configured β schedule), `samples` (reconstructions, generations from N(0, I)
+and a Laplace prior), `collapse` (posterior statistics of that model), `anneal` (every β schedule
+compared). A model trained for one schedule is checkpointed in the run folder and shared by the
+parts that need it, so `atml run vae` trains each schedule once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from atml import plots
+from atml.analysis import posterior
+from atml.analysis.embeddings import project_2d
+from atml.config import Strict
+from atml.data.batching import TensorBatches
+from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, to_unit_range
+from atml.models.vae import LATENT_DIM, ConvVAE
+from atml.runs import Run
+from atml.schedules import SCHEDULES, BetaSchedule, beta_at
+from atml.training import Checkpointing, History, fit
+
+NAME = "vae"
+PARTS = ("train", "samples", "collapse", "anneal")
+FLAGS = {"beta_schedule": "train.beta_schedule.kind"}
+DATASET = "fashion-mnist"
+CLASSES = DATASETS[DATASET].classes
+
+
+class VaeTrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    log_every: int = Field(50, ge=1)
+    beta_schedule: BetaSchedule = BetaSchedule()
+
+
+class VaeEvalConfig(Strict):
+    test_images: int = Field(10000, ge=2, description="test images the posterior statistics are computed on")
+    mi_batch: int = Field(1000, ge=2, description="images per batch of the aggregate-posterior estimate")
+    active_threshold: float = Field(0.01, gt=0)
+    collapse_tolerance: float = Field(0.1, gt=0)
+    latent_map: Literal["pca", "tsne"] = "tsne"
+    latent_map_images: int = Field(2000, ge=10)
+    laplace_scale: float = Field(1.0, gt=0)
+    n_show: int = Field(10, ge=1, description="images per row in reconstruction and sample figures")
+
+
+class Config(Strict):
+    seed: int = 0
+    data: ImageDataConfig = ImageDataConfig(heldout=5000)
+    train: VaeTrainConfig = VaeTrainConfig()
+    eval: VaeEvalConfig = VaeEvalConfig()
+    anneal_schedules: list[Literal["constant", "linear", "cyclical"]] = list(SCHEDULES)
+
+
+@dataclass
+class Splits:
+    train: torch.Tensor  # float [N, 1, 28, 28] in [0, 1]
+    validation: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    description: str
+
+
+@lru_cache(maxsize=2)
+def _splits(data_json: str, test_images: int, device: str) -> Splits:
+    cfg = ImageDataConfig.model_validate_json(data_json)
+    train_val = load_train_heldout(DATASET, cfg)
+    test = load_split(DATASET, "test", cfg.root, cfg.download)
+    return Splits(
+        to_unit_range(train_val.train.images).to(device),
+        to_unit_range(train_val.heldout.images).to(device),
+        to_unit_range(test.images[:test_images]).to(device),
+        test.labels[:test_images],
+        f"{train_val.description}; validation = the held-out images; test = {test.source}",
+    )
+
+
+def splits(cfg: Config, device: torch.device) -> Splits:
+    return _splits(cfg.data.model_dump_json(), cfg.eval.test_images, str(device))
+
+
+def loss_terms(model: ConvVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image reconstruction (MSE summed over pixels) and KL(q(z|x) ‖ N(0, I)), batch means."""
+    recon, mu, logvar = model(x)
+    rec = F.mse_loss(recon, x, reduction="sum") / len(x)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / len(x)
+    return rec, kl
+
+
+class StepCounter:
+    """The optimisation step β is read at; checkpointed so a resumed run continues its schedule."""
+
+    def __init__(self):
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+
+
+class VaeStep:
+    def __init__(self, model: ConvVAE, t: VaeTrainConfig, schedule: BetaSchedule, total_steps: int):
+        self.model, self.schedule, self.total_steps = model, schedule, total_steps
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+        self.counter = StepCounter()
+
+    def __call__(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        (x,) = batch
+        beta = beta_at(self.schedule, self.counter.step, self.total_steps)
+        self.counter.step += 1
+        rec, kl = loss_terms(self.model, x)
+        loss = rec + beta * kl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.detach(), "recon": rec.detach(), "kl": kl.detach(), "beta": torch.tensor(beta)}
+
+
+@torch.no_grad()
+def evaluate_loss(model: ConvVAE, images: torch.Tensor, beta: float, batch_size: int = 1000) -> dict[str, float]:
+    model.eval()
+    rec = kl = 0.0
+    for x in images.split(batch_size):
+        r, k = loss_terms(model, x)
+        rec, kl = rec + r.item() * len(x), kl + k.item() * len(x)
+    model.train()
+    rec, kl = rec / len(images), kl / len(images)
+    return {"loss": rec + beta * kl, "recon": rec, "kl": kl}
+
+
+def train_schedule(kind: str, cfg: Config, run: Run, device: torch.device) -> tuple[ConvVAE, History]:
+    """The model trained with β schedule `kind` (from this run's checkpoint if already trained)."""
+    data = splits(cfg, device)
+    schedule = cfg.train.beta_schedule.model_copy(update={"kind": kind})
+    torch.manual_seed(cfg.seed)
+    model = ConvVAE().to(device)
+    batches = TensorBatches(data.train, batch_size=cfg.train.batch_size, seed=cfg.seed)
+    step = VaeStep(model, cfg.train, schedule, cfg.train.epochs * len(batches))
+
+    def validate(epoch: int) -> dict:
+        beta = beta_at(schedule, max(step.counter.step - 1, 0), step.total_steps)
+        return {f"val_{k}": v for k, v in evaluate_loss(model, data.validation, beta).items()}
+
+    history = fit(
+        step, batches, cfg.train.epochs, label=f"vae/{kind}", log_every=cfg.train.log_every, evaluate=validate,
+        checkpointing=Checkpointing(run, f"vae-{kind}", {"model": model, "optimizer": step.optimizer, "batches": batches, "counter": step.counter}),
+    )
+    run.write_history(f"train-{kind}", history.epochs)
+    run.write_history(f"train-{kind}_steps", history.steps)
+    model.eval()
+    return model, history
+
+
+@torch.no_grad()
+def encode(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [model.encode(x) for x in images.split(batch_size)]
+    return torch.cat([p[0] for p in pairs]).cpu(), torch.cat([p[1] for p in pairs]).cpu()
+
+
+def posterior_metrics(model: ConvVAE, cfg: Config, device: torch.device) -> dict:
+    data = splits(cfg, device)
+    mu, logvar = encode(model, data.test)
+    n_active, activity = posterior.active_units(mu, cfg.eval.active_threshold)
+    kl_dims = posterior.kl_per_dimension(mu, logvar)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    mi = [posterior.mutual_information(m, lv, generator) for m, lv in zip(mu.split(cfg.eval.mi_batch), logvar.split(cfg.eval.mi_batch)) if len(m) > 1]
+    torch.manual_seed(cfg.seed)
+    test = evaluate_loss(model, data.test, beta=1.0)
+    return {
+        "test_images": len(mu),
+        "collapse_ratio": posterior.collapse_ratio(logvar, cfg.eval.collapse_tolerance),
+        "active_units": n_active,
+        "mean_abs_mu": mu.abs().mean().item(),
+        "mean_sigma": (0.5 * logvar).exp().mean().item(),
+        "mutual_information": float(np.mean(mi)),
+        "mutual_information_bound": float(np.log(min(cfg.eval.mi_batch, len(mu)))),
+        "kl_per_dim": [round(v, 5) for v in kl_dims.tolist()],
+        "activity_per_dim": [round(v, 5) for v in activity.tolist()],
+        "test_recon": test["recon"],
+        "test_kl": test["kl"],
+        "test_negative_elbo": test["loss"],
+    }
+
+
+def training_metrics(history: History) -> dict:
+    last = history.epochs[-1]
+    return {k: last[k] for k in ("recon", "kl", "loss", "val_recon", "val_kl", "val_loss", "beta")} | {"epochs": last["epoch"]}
+
+
+CURVES = [
+    plots.Panel("reconstruction (MSE, sum over pixels)", [plots.Series("recon", "train", "epochs"), plots.Series("val_recon", "validation", "epochs")], "per image"),
+    plots.Panel("KL(q(z|x) ‖ N(0, I))", [plots.Series("kl", "train", "epochs"), plots.Series("val_kl", "validation", "epochs")], "nats per image",
+                secondary=[plots.Series("beta", "β", "steps")], secondary_label="β"),
+    plots.Panel("total loss (recon + β·KL)", [plots.Series("loss", "train", "epochs"), plots.Series("val_loss", "validation", "epochs")], "per image",
+                secondary=[plots.Series("beta", "β", "steps")], secondary_label="β"),
+]
+
+
+@torch.no_grad()
+def sample_figures(models: dict[str, ConvVAE], cfg: Config, run: Run, device: torch.device, prefix: str) -> dict:
+    data = splits(cfg, device)
+    n = cfg.eval.n_show
+    originals = data.test[:n]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    normal_z = torch.randn(2 * n, LATENT_DIM, generator=gen).to(device)
+    laplace_z = torch.distributions.Laplace(0.0, cfg.eval.laplace_scale).sample((2 * n, LATENT_DIM)).to(device)
+    recon_rows, sample_rows, metrics = {}, {}, {}
+    for name, model in models.items():
+        mu, _ = model.encode(originals)
+        reconstructions = model.decode(mu)
+        recon_rows[name] = {"originals": originals, "reconstructions (z = mu)": reconstructions}
+        sample_rows[name] = {"z ~ N(0, I)": model.decode(normal_z), f"z ~ Laplace(0, {cfg.eval.laplace_scale:g})": model.decode(laplace_z)}
+        metrics[name] = {"shown_recon_mse_per_image": F.mse_loss(reconstructions, originals, reduction="sum").item() / n}
+    plots.image_grids(recon_rows, run.plot_path(f"{prefix}_reconstructions"), "VAE: test images and their reconstructions", nrow=n)
+    plots.image_grids(sample_rows, run.plot_path(f"{prefix}_generations"), "VAE: generations from the prior and from a Laplace", nrow=n)
+    return metrics
+
+
+def latent_and_kl_figures(models: dict[str, ConvVAE], posteriors: dict[str, dict], cfg: Config, run: Run, device: torch.device, prefix: str) -> None:
+    data = splits(cfg, device)
+    k = min(cfg.eval.latent_map_images, len(data.test))
+    labels = data.test_labels[:k].numpy()
+    maps = {}
+    for name, model in models.items():
+        mu, _ = encode(model, data.test[:k])
+        maps[f"{name} ({posteriors[name]['active_units']} active units)"] = (project_2d(mu.numpy(), cfg.eval.latent_map, cfg.seed), labels)
+    plots.scatter_maps(maps, CLASSES, run.plot_path(f"{prefix}_latent_map"), f"VAE: {cfg.eval.latent_map} of E[z|x] for {k} test images")
+    plots.grouped_bars({name: posteriors[name]["kl_per_dim"] for name in models}, [str(d) for d in range(LATENT_DIM)],
+                       run.plot_path(f"{prefix}_kl_per_dim"), "VAE: KL per latent dimension (test images)", "nats per image")
+
+
+def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
+    data = splits(cfg, device)
+    kinds = cfg.anneal_schedules if part == "anneal" else [cfg.train.beta_schedule.kind]
+    trained = {kind: train_schedule(kind, cfg, run, device) for kind in kinds}
+    models = {kind: model for kind, (model, _) in trained.items()}
+    metrics: dict = {"data": data.description, "beta_schedule": cfg.train.beta_schedule.model_dump()}
+    if part in ("train", "anneal"):
+        plots.training_curves({k: {"steps": h.steps, "epochs": h.epochs} for k, (_, h) in trained.items()}, CURVES,
+                              run.plot_path(f"{part}_curves"), "VAE training: per-image losses, β dashed")
+        for kind, (_, history) in trained.items():
+            metrics.setdefault(kind, {}).update(training_metrics(history))
+    if part in ("samples", "anneal"):
+        for kind, values in sample_figures(models, cfg, run, device, part).items():
+            metrics.setdefault(kind, {}).update(values)
+    if part in ("collapse", "anneal", "train"):
+        posteriors = {kind: posterior_metrics(model, cfg, device) for kind, model in models.items()}
+        for kind, values in posteriors.items():
+            metrics.setdefault(kind, {}).update(values)
+        if part != "train":
+            latent_and_kl_figures(models, posteriors, cfg, run, device, part)
+    return metrics
+
+
+def summary(metrics: dict) -> list[dict]:
+    rows = []
+    for part, values in metrics.items():
+        for kind, m in values.items():
+            if kind in SCHEDULES and isinstance(m, dict):
+                row = {"part": part, "β schedule": kind}
+                for key, label in (("recon", "train recon"), ("kl", "train KL"), ("test_negative_elbo", "test −ELBO"),
+                                   ("collapse_ratio", "collapse ratio"), ("active_units", "active units"),
+                                   ("mutual_information", "MI"), ("mean_abs_mu", "mean |mu|"), ("mean_sigma", "mean σ"),
+                                   ("shown_recon_mse_per_image", "shown recon")):
+                    if key in m:
+                        row[label] = m[key]
+                rows.append(row)
+    return rows

@@ -1,0 +1,42 @@
+"""The convolutional VAE of the assignment, unchanged (TASKS §4): the architecture is fixed."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LATENT_DIM = 20
+
+
+class ConvVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(),
+        )
+        self.mu = nn.Linear(256, LATENT_DIM)
+        self.logvar = nn.Linear(256, LATENT_DIM)
+        self.decoder = nn.Sequential(
+            nn.Linear(LATENT_DIM, 256), nn.ReLU(),
+            nn.Linear(256, 64 * 7 * 7), nn.ReLU(),
+            nn.Unflatten(1, (64, 7, 7)),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1), nn.Sigmoid(),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterise(mu, logvar)), mu, logvar
