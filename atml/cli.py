@@ -71,6 +71,7 @@ def run(
         flags = _flag_overrides(exp, {"beta_schedule": beta_schedule}) | ({"seed": seed} if seed is not None else {})
         raw, cfg = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
         parts = _parts(exp, part)
+        exp.prepare(cfg, torch_device)
         label = name or ("smoke" if smoke else "-".join(part) if part else "all")
         handle = Run.create(out, exp.NAME, label, raw, env={
             "experiment": exp.NAME, "parts": parts, "seed": cfg.seed, "smoke": smoke,

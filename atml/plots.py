@@ -125,7 +125,7 @@ def training_curves(runs: dict[str, dict[str, list[dict]]], panels: Sequence[Pan
 
 def grouped_bars(groups: dict[str, Sequence[float]], categories: Sequence[str], path: Path, title: str, ylabel: str) -> Path:
     """Bars per category, one colour per group (e.g. the class histogram of each run)."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(categories) * max(1, len(groups))), 3.2))
+    fig, ax = plt.subplots(figsize=(min(14, max(6, 0.3 * len(categories) * max(1, len(groups)))), 3.4))
     width = 0.8 / max(len(groups), 1)
     positions = np.arange(len(categories))
     for k, (name, values) in enumerate(groups.items()):

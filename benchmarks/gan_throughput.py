@@ -1,6 +1,6 @@
 """Train the same MLP GAN for the same number of batches two ways, in one process:
 
-  reference: torchvision MNIST + ToTensor/Normalize per item + DataLoader, sigmoid D with BCELoss,
+  reference: per-item PIL + ToTensor/Normalize as torchvision's MNIST does, DataLoader, sigmoid D with BCELoss,
              one D forward per loss (G step on D(G(z)), then D on real, then D on fakes), as in
              PyTorch-GAN's gan.py;
   atml:      the whole split on the device as one tensor, batches by index, and atml's GanStep
@@ -15,18 +15,17 @@ peak measured in the same run.
 from __future__ import annotations
 
 import argparse
-import itertools
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision import datasets, transforms
+from torchvision import transforms
 
 from atml.data.batching import TensorBatches
 from atml.data.mnist import load_split, to_signed_range
 from atml.experiments.gan import GanStep, GanTrainConfig
 from atml.models.mlp_gan import Discriminator, Generator
-from benchmarks.common import flops_of, matmul_peak_flops, report, timed
+from benchmarks.common import PerItemDataset, compare
 
 LATENT, BATCH = 100, 64
 
@@ -43,7 +42,8 @@ class SigmoidOutput(nn.Module):
 
 
 def reference_step(G, D_prob, opt_g, opt_d, bce):
-    def step(real: torch.Tensor) -> None:
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        real, _ = batch
         valid = torch.ones(len(real), 1)
         fake = torch.zeros(len(real), 1)
         opt_g.zero_grad()
@@ -64,48 +64,21 @@ def main() -> None:
     parser.add_argument("--root", default="data", help="data root holding MNIST/raw (torchvision layout)")
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--batches", type=int, default=400)
-    parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
     torch.manual_seed(0)
-    peak = matmul_peak_flops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s")
 
-    # reference: DataLoader over torchvision's dataset, per-item transforms
-    dataset = datasets.MNIST(args.root, train=args.split == "train", download=False,
-                             transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]))
+    split = load_split("mnist", args.split, args.root, allow_download=False)
+    dataset = PerItemDataset(split.images, split.labels, transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]))
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True)
     G, D = Generator(LATENT), Discriminator()
-    D_prob = SigmoidOutput(D)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    ref_step = reference_step(G, D_prob, opt_g, opt_d, nn.BCELoss())
+    reference = reference_step(G, SigmoidOutput(D), opt_g, opt_d, nn.BCELoss())
 
-    def ref_loop(n: int) -> int:
-        for real, _ in itertools.islice(itertools.cycle(loader), n):
-            ref_step(real)
-        return n * BATCH
-
-    # atml: in-memory tensors and GanStep
-    split = load_split("mnist", args.split, args.root, allow_download=False)
     images = to_signed_range(split.images)
-    batches = TensorBatches(images, batch_size=BATCH, seed=0)
-    atml_step = GanStep(Generator(LATENT), Discriminator(), GanTrainConfig())
-
-    def atml_loop(n: int) -> int:
-        for (real,) in itertools.islice(itertools.cycle(batches), n):
-            atml_step((real,))
-        return n * BATCH
-
-    sample = images[:BATCH]
-    ref_flops = flops_of(lambda: ref_step(sample)) / BATCH
-    atml_flops = flops_of(lambda: atml_step((sample,))) / BATCH
-    print(f"executed FLOPs per image: reference {ref_flops / 1e6:.2f} M, atml {atml_flops / 1e6:.2f} M")
-
-    ref_loop(args.warmup)
-    atml_loop(args.warmup)
-    ref_rate = report("reference (DataLoader)", *timed(lambda: ref_loop(args.batches)), ref_flops, peak)
-    atml_rate = report("atml (in-memory + GanStep)", *timed(lambda: atml_loop(args.batches)), atml_flops, peak)
-    print(f"speed-up: {atml_rate / ref_rate:.2f}x  ({args.batches} batches of {BATCH}, same model, same optimiser)")
+    ours = GanStep(Generator(LATENT), Discriminator(), GanTrainConfig())
+    compare(("reference (DataLoader)", reference, loader), ("atml (in-memory + GanStep)", ours, TensorBatches(images, batch_size=BATCH)),
+            args.batches, BATCH)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, message, tmp_path, monkeypa
 def test_missing_data_is_a_clear_error_with_its_own_code(cli, tmp_path):
     code, _, err = cli("run", "gan", "--smoke", "--set", f"data.root={tmp_path}", "--set", "data.download=false", "--out", tmp_path / "o")
     assert code == 3 and "t10k-images-idx3-ubyte" in err and str(tmp_path / "MNIST" / "raw") in err
+    assert not (tmp_path / "o").exists()  # no run folder for a run that could not start
 
 
 def test_data_fake_then_check_finds_it(cli, tmp_path):
@@ -67,7 +68,7 @@ def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
     metrics = json.loads((folder / "metrics.json").read_text())
     assert list(metrics) == list(gan.PARTS)
     for part in gan.PARTS:
-        runs = ["baseline"] if part == "baseline" else ["pathology", "mitigation"]
+        runs = ["assignment", "tuned"] if part == "baseline" else ["pathology", "mitigation"]
         for run in runs:
             m = metrics[part][run]
             assert 1 <= m["modes_covered"] <= 10 and sum(m["class_counts"]) == 200
@@ -83,27 +84,27 @@ def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
 
 def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_mean_d = gan.mean_d
+    real_d_logits = gan.d_logits
 
     def interrupt_in_second_epoch(D, images):
         calls["n"] += 1
         if calls["n"] == 3:  # evaluate() scores D twice per epoch: this is epoch 2
             raise KeyboardInterrupt
-        return real_mean_d(D, images)
+        return real_d_logits(D, images)
 
-    monkeypatch.setattr(gan, "mean_d", interrupt_in_second_epoch)
+    monkeypatch.setattr(gan, "d_logits", interrupt_in_second_epoch)
     args = ["run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path]
     code, _, err = cli(*args)
     folder = run_folder(tmp_path)
     assert code == 130 and f"--resume {folder}" in err
     assert not (folder / "metrics.json").exists()
 
-    monkeypatch.setattr(gan, "mean_d", real_mean_d)
+    monkeypatch.setattr(gan, "d_logits", real_d_logits)
     code, out, err = cli("run", "gan", "--resume", folder)
     assert code == 0, err
     assert "resuming after epoch 1/2" in out
     assert "baseline" in json.loads((folder / "metrics.json").read_text())
-    rows = (folder / "history" / "baseline-baseline.csv").read_text().splitlines()
+    rows = (folder / "history" / "baseline-assignment.csv").read_text().splitlines()
     assert len(rows) == 3  # header and both epochs, the first restored from the checkpoint
 
     code, out, _ = cli("run", "gan", "--resume", folder)

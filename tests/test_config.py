@@ -50,6 +50,9 @@ def test_every_part_has_runs():
     assert set(cfg.runs) == set(gan.PARTS)
     for part in ("vanishing", "mode-collapse", "d-overfit"):
         assert list(cfg.runs[part]) == ["pathology", "mitigation"]
+    assignment, tuned = cfg.runs["baseline"]["assignment"], cfg.runs["baseline"]["tuned"]
+    assert assignment.train.lr_g == assignment.train.lr_d == 2e-4 and assignment.train.epochs == 20
+    assert tuned.train.lr_g == 2e-3 and tuned.model == assignment.model
 
 
 @pytest.mark.parametrize(

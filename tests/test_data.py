@@ -115,3 +115,13 @@ def test_batches_cover_every_index_once_and_resume_the_order():
     again.load_state_dict(state)
     assert [b.tolist() for (b,) in again] == expected
     assert len(TensorBatches(x, batch_size=3)) == 3  # drop_last by default
+
+
+def test_fixed_epoch_length_chains_reshuffled_passes():
+    batches = TensorBatches(torch.arange(10), batch_size=4, seed=0, batches_per_epoch=5)
+    out = [b.tolist() for (b,) in batches]
+    assert len(batches) == 5 and len(out) == 5 and all(len(b) == 4 for b in out)
+    seen_in_first_pass = set(out[0] + out[1])
+    assert len(seen_in_first_pass) == 8
+    with pytest.raises(ValueError, match="cannot fill"):
+        TensorBatches(torch.arange(3), batch_size=4)

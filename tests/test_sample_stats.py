@@ -43,3 +43,10 @@ def test_frechet_distance_is_zero_for_same_set_and_mean_shift_squared():
     assert math.isclose(st.frechet_distance(a, a + np.array([3.0, 0, 0, 0])), 9.0, rel_tol=1e-6)
     b = rng.normal(size=(4000, 4)) * 2  # variance 4 per dim: (1 + 4 − 2·2) = 1 per dim
     assert math.isclose(st.frechet_distance(a, b), 4.0, rel_tol=0.1)
+
+
+def test_membership_auc_known_values():
+    from atml.analysis.overfitting import membership_auc
+
+    assert membership_auc(torch.tensor([5.0, 6.0]), torch.tensor([1.0, 2.0])) == 1.0
+    assert membership_auc(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 0.5

@@ -1,6 +1,7 @@
 """The experiment registry. Each experiment is one module exposing:
 
 NAME, PARTS (in run order), FLAGS ({cli flag: config key}), Config (pydantic schema),
+prepare(cfg, device) (loads data, so a missing dataset fails before any run folder exists),
 run_part(part, cfg, run, device) -> metrics dict, and summary(metrics) -> table rows.
 """
 

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from atml import plots
 from atml.analysis import sample_stats
+from atml.analysis.overfitting import membership_auc
 from atml.analysis.sample_classifier import ClassifierConfig, JudgedClassifier, get_classifier
 from atml.config import Strict, deep_merge, validate
 from atml.data.batching import TensorBatches
@@ -52,6 +53,7 @@ class GanTrainConfig(Strict):
     real_label: float = Field(1.0, gt=0, le=1, description="target for real images; 0.9 is one-sided smoothing")
     d_steps: int = Field(1, ge=1, description="D updates per iteration, each on its own real batch")
     g_steps: int = Field(1, ge=1, description="G updates per iteration")
+    steps_per_epoch: int | None = Field(None, ge=1, description="iterations per epoch (null: one pass over the data)")
     grid_every: int = Field(5, ge=1)
     log_every: int = Field(10, ge=1)
 
@@ -92,7 +94,7 @@ class Config(Strict):
         base = {"data": self.data.model_dump(), "model": self.model.model_dump(), "train": self.train.model_dump()}
         resolved: dict[str, dict[str, GanRunSettings]] = {}
         for part in PARTS:
-            runs = self.parts.get(part) or {"baseline": {}}
+            runs = self.parts.get(part) or {part: {}}
             resolved[part] = {}
             inherited = base
             for name, override in runs.items():
@@ -106,6 +108,11 @@ class Config(Strict):
 
 
 # --- data and the sample judge ----------------------------------------------------------------
+
+def prepare(cfg: Config, device: torch.device) -> None:
+    """Load the data before a run folder exists, so missing data leaves nothing behind."""
+    _load(cfg.data.model_dump_json())
+
 
 @lru_cache(maxsize=4)
 def _load(data_json: str) -> TrainHeldout:
@@ -146,8 +153,17 @@ class GanStep:
 
     def __init__(self, G: Generator, D: Discriminator, t: GanTrainConfig):
         self.G, self.D, self.t = G, D, t
-        self.opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
-        self.opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas, fused=True)
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas, fused=True)
+        self._targets: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def d_targets(self, n: int, device: torch.device) -> torch.Tensor:
+        """[real_label]*n + [0]*n, built once per batch size: one BCE over real and fake together
+        equals the mean of the two halves' losses."""
+        key = (n, device)
+        if key not in self._targets:
+            self._targets[key] = torch.cat([torch.full((n,), self.t.real_label, device=device), torch.zeros(n, device=device)])
+        return self._targets[key]
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         if self.t.g_loss == "saturating":  # minimise log(1 − D(G(z))) = −softplus(logit)
@@ -163,11 +179,7 @@ class GanStep:
             with torch.set_grad_enabled(last):
                 fake = G(z)
             logits = D(torch.cat([real_chunk, fake.detach()]))
-            real_logits, fake_logits = logits.split(len(real_chunk))
-            d_loss = 0.5 * (
-                F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, t.real_label))
-                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-            )
+            d_loss = F.binary_cross_entropy_with_logits(logits, self.d_targets(len(real_chunk), real.device))
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
@@ -181,13 +193,8 @@ class GanStep:
             g_grad_norm = torch.nn.utils.get_total_norm([p.grad for p in G.parameters()])
             self.opt_g.step()
         D.requires_grad_(True)
-        return {
-            "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
-            "d_real": torch.sigmoid(real_logits.detach()).mean(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
-            "g_grad_norm": g_grad_norm,
-        }
+        d_real, d_fake = torch.sigmoid(logits.detach()).view(2, -1).mean(1)
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": d_real, "d_fake": d_fake, "g_grad_norm": g_grad_norm}
 
 
 class GridKeeper:
@@ -213,11 +220,12 @@ def grids_z(G: Generator, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mean_d(D: Discriminator, images: torch.Tensor) -> float:
+def d_logits(D: Discriminator, images: torch.Tensor) -> torch.Tensor:
+    """D's logits in eval mode (no dropout)."""
     D.eval()
-    value = torch.sigmoid(torch.cat([D(x) for x in images.split(1000)])).mean().item()
+    logits = torch.cat([D(x) for x in images.split(1000)])
     D.train()
-    return value
+    return logits
 
 
 @torch.no_grad()
@@ -242,12 +250,17 @@ def train_one(key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalCon
     batch = t.batch_size * t.d_steps
     if len(train_x) < batch:
         raise UserError(f"{label}: {len(train_x)} training images cannot fill one iteration of {batch} (batch_size × d_steps)")
-    batches = TensorBatches(train_x, batch_size=batch, seed=seed)
+    batches = TensorBatches(train_x, batch_size=batch, seed=seed, batches_per_epoch=t.steps_per_epoch)
     fixed_z = grids_z(G, seed)
     grids = GridKeeper()
 
     def evaluate(epoch: int) -> dict:
-        return {"d_real_train": mean_d(D, train_eval_x), "d_real_heldout": mean_d(D, heldout_x)}
+        on_train, on_heldout = d_logits(D, train_eval_x), d_logits(D, heldout_x)
+        return {
+            "d_real_train": torch.sigmoid(on_train).mean().item(),
+            "d_real_heldout": torch.sigmoid(on_heldout).mean().item(),
+            "d_membership_auc": membership_auc(on_train, on_heldout),
+        }
 
     def keep_grid(epoch: int) -> None:
         if epoch == 0 or (epoch + 1) % t.grid_every == 0 or epoch + 1 == t.epochs:
@@ -277,6 +290,7 @@ def run_metrics(history, G: Generator, judge: JudgedClassifier, reference_featur
         "d_real_train": last["d_real_train"],
         "d_real_heldout": last["d_real_heldout"],
         "d_real_train_minus_heldout": last["d_real_train"] - last["d_real_heldout"],
+        "d_membership_auc": last["d_membership_auc"],
         **describe_samples(samples, judge, reference_features, ev),
     }
 
@@ -287,6 +301,8 @@ CURVES = [
     plots.Panel("G gradient norm", [plots.Series("g_grad_norm", "‖∇G‖")], "norm (log)", logy=True),
     plots.Panel("D on real images (eval mode)", [plots.Series("d_real_train", "training images", "epochs"),
                                                  plots.Series("d_real_heldout", "held-out images", "epochs")], "mean D(x)"),
+    plots.Panel("D tells training from held-out images", [plots.Series("d_membership_auc", "membership AUC", "epochs")],
+                "ROC AUC (0.5 = no memorisation)", hline=0.5),
 ]
 
 
@@ -338,6 +354,6 @@ def summary(metrics: dict) -> list[dict]:
                     "med |∇G|": m["g_grad_norm_median"],
                     "modes": m["modes_covered"], "KL": m["kl_from_uniform"], "FD": m["frechet_distance"],
                     "pix var": m["pixel_variance"], "pair dist": m["mean_pairwise_distance"],
-                    "D(x) train-heldout": m["d_real_train_minus_heldout"],
+                    "D(x) train-heldout": m["d_real_train_minus_heldout"], "member AUC": m["d_membership_auc"],
                 })
     return rows

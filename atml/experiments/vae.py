@@ -89,6 +89,11 @@ def splits(cfg: Config, device: torch.device) -> Splits:
     return _splits(cfg.data.model_dump_json(), cfg.eval.test_images, str(device))
 
 
+def prepare(cfg: Config, device: torch.device) -> None:
+    """Load the data before a run folder exists, so missing data leaves nothing behind."""
+    splits(cfg, device)
+
+
 def loss_terms(model: ConvVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image reconstruction (MSE summed over pixels) and KL(q(z|x) ‖ N(0, I)), batch means."""
     recon, mu, logvar = model(x)
@@ -113,7 +118,7 @@ class StepCounter:
 class VaeStep:
     def __init__(self, model: ConvVAE, t: VaeTrainConfig, schedule: BetaSchedule, total_steps: int):
         self.model, self.schedule, self.total_steps = model, schedule, total_steps
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, fused=True)
         self.counter = StepCounter()
 
     def __call__(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
