@@ -111,10 +111,12 @@ def config_(
     config: Optional[Path] = typer.Option(None, "--config"),
     set_: Optional[list[str]] = typer.Option(None, "--set"),
     smoke: bool = typer.Option(False, "--smoke"),
+    beta_schedule: Optional[str] = typer.Option(None, "--beta-schedule", help="vae: constant | linear | cyclical"),
 ) -> None:
     """Print the resolved config of an experiment as YAML."""
     exp = experiments.get(experiment)
-    raw, _ = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, sets=set_ or ())
+    flags = _flag_overrides(exp, {"beta_schedule": beta_schedule})
+    raw, _ = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
     print(yaml.safe_dump(raw, sort_keys=False), end="")
 
 

@@ -17,7 +17,7 @@ import tempfile
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 import yaml
@@ -121,9 +121,6 @@ class Run:
     @property
     def env(self) -> dict:
         return json.loads((self.dir / "env.json").read_text())
-
-    def update_env(self, **fields: Any) -> None:
-        atomic_write_text(self.dir / "env.json", json.dumps(self.env | fields, indent=2, default=str))
 
     # --- results ------------------------------------------------------------------------
     @property

@@ -111,3 +111,17 @@ def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monke
     assert code == 0 and "already complete" in out
     code, _, err = cli("run", "gan", "--resume", folder, "--set", "train.epochs=3")
     assert code == 2 and "--resume continues a run with its own config" in err
+
+
+def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_path, monkeypatch):
+    import torch
+
+    def diverged(self, batch):
+        nan = torch.tensor(float("nan"))
+        return {"d_loss": nan, "g_loss": nan, "d_real": nan, "d_fake": nan, "g_grad_norm": nan}
+
+    monkeypatch.setattr(gan.GanStep, "__call__", diverged)
+    code, _, err = cli("run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path)
+    assert code == 4 and "training diverged" in err and "d_loss=nan" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (run_folder(tmp_path) / "config.yaml").is_file()

@@ -1,4 +1,4 @@
-"""Experiment 3: an MLP GAN on MNIST and its pathologies (TASKS §3).
+"""Experiment 3: an MLP GAN on MNIST and its training pathologies.
 
 Parts: `baseline`, and three pathologies each beside its mitigation: `vanishing` (D overpowers G
 under the saturating loss), `mode-collapse` (G overpowers D), `d-overfit` (a large D on few images).

@@ -1,4 +1,4 @@
-"""Experiment 4: posterior collapse in the assignment's convolutional VAE on FashionMNIST (TASKS §4).
+"""Experiment 4: posterior collapse in the assignment's convolutional VAE on FashionMNIST.
 
 Parts: `train` (the configured β schedule), `samples` (reconstructions, generations from N(0, I)
 and a Laplace prior), `collapse` (posterior statistics of that model), `anneal` (every β schedule
