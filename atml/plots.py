@@ -106,9 +106,12 @@ def training_curves(runs: dict[str, dict[str, list[dict]]], panels: Sequence[Pan
                 ax.set_yscale("log")
             if panel.secondary:
                 twin = ax.twinx()
+                top = 0.0
                 for s in panel.secondary:
                     x, y = _column(runs[name].get(s.source, []), s)
                     twin.plot(x, y, ls="--", color="black", alpha=0.6, label=s.label)
+                    top = max(top, float(y.max()) if len(y) else 0.0)
+                twin.set_ylim(0, 1.05 * top if top > 0 else 1)
                 twin.set_ylabel(panel.secondary_label)
                 twin.legend(loc="center right", fontsize=7)
             ax.set_title(f"{name}: {panel.title}" if len(names) > 1 else panel.title)

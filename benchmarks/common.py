@@ -43,25 +43,39 @@ def flops_of(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def images_per_second(step: Callable, batches: Iterable, count: int, batch_size: int) -> float:
-    """Run `step` on `count` batches drawn (cycling) from `batches`, data loading included."""
+def endless(batches: Iterable):
+    """Pass after pass over `batches`, each one loaded afresh (itertools.cycle would replay the
+    first pass from memory and hide the loader's cost)."""
+    while True:
+        yield from batches
+
+
+def seconds_for(step: Callable, batches: Iterable, count: int) -> float:
+    """Run `step` on `count` batches drawn pass after pass from `batches`, loading included."""
     start = time.perf_counter()
-    for batch in itertools.islice(itertools.cycle(batches), count):
+    for batch in itertools.islice(endless(batches), count):
         step(batch)
-    return count * batch_size / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def compare(reference: tuple[str, Callable, Iterable], ours: tuple[str, Callable, Iterable], batches: int, batch_size: int, warmup: int = 10) -> None:
+def compare(reference: tuple[str, Callable, Iterable], ours: tuple[str, Callable, Iterable], batches: int, batch_size: int,
+            warmup: int = 10, rounds: int = 4) -> None:
     """Time two (name, step, batches) training loops on the same number of batches and print
-    images/s, executed FLOP/s as a share of the matmul peak, and the speed-up."""
+    images/s, executed FLOP/s as a share of the matmul peak, and the speed-up. The loops take
+    turns in `rounds` slices, so drift in the machine's speed falls on both alike."""
     peak = matmul_peak_flops()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s")
-    rates = []
-    for name, step, source in (reference, ours):
-        flops = flops_of(lambda: step(next(iter(source)))) / batch_size
-        images_per_second(step, source, warmup, batch_size)
-        rate = images_per_second(step, source, batches, batch_size)
-        rates.append(rate)
-        print(f"{name:>32s}: {rate:8.0f} images/s  {flops / 1e6:7.2f} MFLOP/image executed  "
-              f"{rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / peak:5.1%} of matmul peak")
-    print(f"speed-up: {rates[1] / rates[0]:.2f}x  ({batches} batches of {batch_size}, same model, same optimiser)")
+    loops = (reference, ours)
+    flops = [flops_of(lambda: step(next(iter(source)))) / batch_size for _, step, source in loops]
+    for _, step, source in loops:
+        seconds_for(step, source, warmup)
+    seconds = [0.0, 0.0]
+    per_round = max(1, batches // rounds)
+    for _ in range(rounds):
+        for i, (_, step, source) in enumerate(loops):
+            seconds[i] += seconds_for(step, source, per_round)
+    rates = [per_round * rounds * batch_size / s for s in seconds]
+    for (name, _, _), rate, f in zip(loops, rates, flops):
+        print(f"{name:>34s}: {rate:8.0f} images/s  {f / 1e6:7.2f} MFLOP/image executed  "
+              f"{rate * f / 1e9:6.1f} GFLOP/s = {rate * f / peak:5.1%} of matmul peak")
+    print(f"speed-up: {rates[1] / rates[0]:.2f}x  ({per_round * rounds} batches of {batch_size} each, same model, same optimiser)")
