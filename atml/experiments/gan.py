@@ -220,20 +220,20 @@ def grids_z(G: Generator, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def in_eval_mode(module: torch.nn.Module, inputs: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+    """module(inputs) without gradients, in eval mode (no dropout), in chunks; train mode after."""
+    module.eval()
+    outputs = torch.cat([module(x) for x in inputs.split(chunk)])
+    module.train()
+    return outputs
+
+
 def d_logits(D: Discriminator, images: torch.Tensor) -> torch.Tensor:
-    """D's logits in eval mode (no dropout)."""
-    D.eval()
-    logits = torch.cat([D(x) for x in images.split(1000)])
-    D.train()
-    return logits
+    return in_eval_mode(D, images)
 
 
-@torch.no_grad()
 def generate(G: Generator, z: torch.Tensor) -> torch.Tensor:
-    G.eval()
-    images = torch.cat([G(chunk) for chunk in z.split(1000)])
-    G.train()
-    return images
+    return in_eval_mode(G, z)
 
 
 def train_one(key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalConfig, run: Run, device: torch.device):
