@@ -42,7 +42,8 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, message, tmp_path, monkeypa
     assert not (tmp_path / "outputs").exists()  # nothing was created for a rejected run
 
 
-def test_missing_data_is_a_clear_error_with_its_own_code(cli, tmp_path):
+def test_missing_data_is_a_clear_error_with_its_own_code(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # away from any ../shared/datasets
     code, _, err = cli("run", "gan", "--smoke", "--set", f"data.root={tmp_path}", "--set", "data.download=false", "--out", tmp_path / "o")
     assert code == 3 and "t10k-images-idx3-ubyte" in err and str(tmp_path / "MNIST" / "raw") in err
     assert not (tmp_path / "o").exists()  # no run folder for a run that could not start
