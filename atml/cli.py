@@ -61,7 +61,7 @@ def run(
     torch_device = pick_device(device)
     if resume is not None:
         if config or set_ or seed is not None or smoke or part or beta_schedule:
-            raise UserError("--resume continues a run with its own config and parts; drop --config/--set/--seed/--smoke/--part")
+            raise UserError("--resume continues a run with its own config and parts; drop --config/--set/--seed/--smoke/--part/--beta-schedule")
         handle = Run.open(resume)
         if handle.env.get("experiment") != exp.NAME:
             raise UserError(f"{resume} is a run of '{handle.env.get('experiment')}', not '{exp.NAME}'")
