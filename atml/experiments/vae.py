@@ -228,7 +228,8 @@ def sample_figures(models: dict[str, ConvVAE], cfg: Config, run: Run, device: to
     originals = data.test[:n]
     gen = torch.Generator().manual_seed(cfg.seed)
     normal_z = torch.randn(2 * n, LATENT_DIM, generator=gen).to(device)
-    laplace_z = torch.distributions.Laplace(0.0, cfg.eval.laplace_scale).sample((2 * n, LATENT_DIM)).to(device)
+    exponentials = torch.empty(2, 2 * n, LATENT_DIM).exponential_(generator=gen)
+    laplace_z = (cfg.eval.laplace_scale * (exponentials[0] - exponentials[1])).to(device)  # E1 − E2 ~ Laplace(0, 1)
     recon_rows, sample_rows, metrics = {}, {}, {}
     for name, model in models.items():
         mu, _ = model.encode(originals)
