@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 import yaml
 
@@ -166,29 +165,30 @@ def data_fetch(
     print(f"{dataset} is in {root / DATASETS[dataset].folder / 'raw'}")
 
 
-def _click_classes(name: str) -> tuple[type, ...]:
-    """Click's exception class of this name, and the copy inside typer ≥ 0.26's vendored click."""
-    classes = [getattr(click.exceptions, name, None)]
-    try:
-        from typer._click import exceptions as vendored
-    except ImportError:
-        vendored = None
-    classes.append(getattr(vendored, name, None))
-    return tuple(c for c in classes if c is not None)
+def _is(exc: BaseException, class_name: str) -> bool:
+    """Whether exc is an instance of click's class of this name. Matched by name because typer
+    ≥ 0.26 vendors click privately and older typer uses click itself: neither is importable as one
+    public class (typer's own rich_utils checks NoArgsIsHelpError the same way)."""
+    return any(cls.__name__ == class_name for cls in type(exc).__mro__)
 
 
 def main() -> None:
     try:
         app(standalone_mode=False)
-    except _click_classes("NoArgsIsHelpError") as exc:
-        print(exc.ctx.get_help() if exc.ctx else str(exc))
-        raise SystemExit(0) from None
-    except _click_classes("UsageError") as exc:
-        print(f"atml: error: {exc.format_message()}", file=sys.stderr)
-        raise SystemExit(2) from None
     except UserError as exc:
         print(f"atml: error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
-    except (*_click_classes("Abort"), typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("atml: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as exc:
+        if _is(exc, "NoArgsIsHelpError"):
+            print(exc.ctx.get_help() if exc.ctx else str(exc))
+            raise SystemExit(0) from None
+        if _is(exc, "UsageError"):
+            print(f"atml: error: {exc.format_message()}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if _is(exc, "Abort"):
+            print("atml: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+        raise
