@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,8 +13,8 @@ import yaml
 
 from atml import experiments
 from atml.config import resolve, validate
-from atml.errors import TrainingDivergedError, UserError
-from atml.runs import Run
+from atml.errors import OutputWriteError, TrainingDivergedError, UserError
+from atml.runs import Run, check_output_root, check_run_name
 from atml.runtime import describe_device, pick_device, seed_everything
 from atml.tables import text_table
 
@@ -29,67 +31,83 @@ def _parts(exp, requested: list[str] | None) -> list[str]:
     return [p for p in exp.PARTS if p in requested] if requested else list(exp.PARTS)
 
 
-def _flag_overrides(exp, given: dict[str, object]) -> dict[str, object]:
-    overrides = {}
-    for flag, value in given.items():
-        if value is None:
-            continue
-        if flag not in exp.FLAGS:
-            accepted = ", ".join(f"--{f.replace('_', '-')}" for f in exp.FLAGS) or "none"
-            raise UserError(f"--{flag.replace('_', '-')} does not apply to {exp.NAME}; its flags: {accepted}")
-        overrides[exp.FLAGS[flag]] = value
-    return overrides
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a batch scheduler's stop, `kill`) ends a run like Ctrl-C: resumable, exit 130."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-@app.command()
+EXPERIMENT_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=EXPERIMENT_FLAGS,
+             epilog="\b\nEach experiment's own flags go after its name (see `atml list`):\n" + experiments.flags_help())
 def run(
-    experiment: str = typer.Argument(..., help="gan | vae (see `atml list`)"),
+    ctx: typer.Context,
+    experiment: str = typer.Argument(..., help=" | ".join(experiments.EXPERIMENTS) + " (see `atml list`)"),
     part: Optional[list[str]] = typer.Option(None, "--part", help="run only this part (repeatable)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML merged over the defaults"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="key=value override, e.g. train.epochs=5 (repeatable)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     seed: Optional[int] = typer.Option(None, help="overrides the config's seed"),
     smoke: bool = typer.Option(False, "--smoke", help="tiny data and epochs: seconds on a CPU"),
-    out: Path = typer.Option(Path("outputs"), "--out", help="root folder of run folders"),
+    out: Optional[Path] = typer.Option(None, "--out", help="root folder of run folders  [default: outputs]"),
     name: Optional[str] = typer.Option(None, "--name", help="run folder suffix"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run folder from its checkpoints"),
-    beta_schedule: Optional[str] = typer.Option(None, "--beta-schedule", help="vae: constant | linear | cyclical"),
 ) -> None:
     """Run an experiment (all parts, or those named by --part) into a new run folder."""
     exp = experiments.get(experiment)
     torch_device = pick_device(device)
     if resume is not None:
-        if config or set_ or seed is not None or smoke or part or beta_schedule:
-            raise UserError("--resume continues a run with its own config and parts; drop --config/--set/--seed/--smoke/--part/--beta-schedule")
+        given = [flag for flag, value in (("--config", config), ("--set", set_), ("--seed", seed), ("--part", part),
+                                          ("--out", out), ("--name", name)) if value is not None]
+        given += ["--smoke"] * smoke + ctx.args
+        if given:
+            raise UserError(f"--resume continues a run with its own config, parts and folder; drop {' '.join(given)}")
         handle = Run.open(resume)
         if handle.env.get("experiment") != exp.NAME:
             raise UserError(f"{resume} is a run of '{handle.env.get('experiment')}', not '{exp.NAME}'")
         cfg = validate(handle.config, exp.Config)
-        parts = handle.env["parts"]
+        parts = _parts(exp, handle.env.get("parts"))
+        exp.prepare(cfg, torch_device, parts)
     else:
-        flags = _flag_overrides(exp, {"beta_schedule": beta_schedule}) | ({"seed": seed} if seed is not None else {})
+        flags = experiments.parse_flags(exp, ctx.args) | ({"seed": seed} if seed is not None else {})
+        out = out or Path("outputs")
+        check_output_root(out)
+        label = check_run_name(name) if name else ("smoke" if smoke else "-".join(part) if part else "all")
         raw, cfg = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
         parts = _parts(exp, part)
-        exp.prepare(cfg, torch_device)
-        label = name or ("smoke" if smoke else "-".join(part) if part else "all")
+        exp.prepare(cfg, torch_device, parts)
         handle = Run.create(out, exp.NAME, label, raw, env={
             "experiment": exp.NAME, "parts": parts, "seed": cfg.seed, "smoke": smoke,
             "device": str(torch_device), "device_name": describe_device(torch_device),
         })
     seed_everything(cfg.seed)
+    resume_hint = f"atml run {exp.NAME} --resume {handle.dir}"
     print(f"atml: {exp.NAME} [{', '.join(parts)}] on {describe_device(torch_device)} → {handle.dir}", flush=True)
     try:
-        for p in parts:
-            if p in handle.metrics:
-                print(f"== {exp.NAME}/{p}: already complete in this run folder")
-                continue
-            print(f"== {exp.NAME}/{p}", flush=True)
-            handle.record_metrics(p, exp.run_part(p, cfg, handle, torch_device))
+        with _sigterm_as_interrupt():
+            for p in parts:
+                if p in handle.metrics:
+                    print(f"== {exp.NAME}/{p}: already complete in this run folder")
+                    continue
+                print(f"== {exp.NAME}/{p}", flush=True)
+                handle.record_metrics(p, exp.run_part(p, cfg, handle, torch_device))
     except KeyboardInterrupt:
-        print(f"\natml: interrupted; continue with: atml run {exp.NAME} --resume {handle.dir}", file=sys.stderr)
+        print(f"\natml: interrupted; continue with: {resume_hint}", file=sys.stderr)
         raise SystemExit(130) from None
     except TrainingDivergedError as exc:
         print(f"atml: training diverged: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except OutputWriteError as exc:
+        print(f"atml: error: {exc}; once it can be written, continue with: {resume_hint}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     print(f"\n{text_table(exp.summary({p: handle.metrics[p] for p in parts}))}")
     print(f"\natml: done. metrics: {handle.dir / 'metrics.json'}  plots: {handle.dir / 'plots'}")
@@ -100,21 +118,21 @@ def list_() -> None:
     """The experiments, their parts and their flags."""
     for name in experiments.EXPERIMENTS:
         exp = experiments.get(name)
-        flags = ", ".join(f"--{f.replace('_', '-')} → {key}" for f, key in exp.FLAGS.items()) or "none"
-        print(f"{name}\n  parts: {', '.join(exp.PARTS)}\n  flags: {flags}\n  {exp.__doc__.strip().splitlines()[0]}")
+        print(f"{name}: {exp.__doc__.strip().splitlines()[0]}\n  parts: {', '.join(exp.PARTS)}")
+        print("  flags: " + ("none" if not exp.FLAGS else "\n    " + "\n    ".join(f.describe() for f in exp.FLAGS)))
 
 
-@app.command("config")
+@app.command("config", context_settings=EXPERIMENT_FLAGS)
 def config_(
+    ctx: typer.Context,
     experiment: str,
     config: Optional[Path] = typer.Option(None, "--config"),
     set_: Optional[list[str]] = typer.Option(None, "--set"),
     smoke: bool = typer.Option(False, "--smoke"),
-    beta_schedule: Optional[str] = typer.Option(None, "--beta-schedule", help="vae: constant | linear | cyclical"),
 ) -> None:
-    """Print the resolved config of an experiment as YAML."""
+    """Print the resolved config of an experiment as YAML (takes the experiment's flags too)."""
     exp = experiments.get(experiment)
-    flags = _flag_overrides(exp, {"beta_schedule": beta_schedule})
+    flags = experiments.parse_flags(exp, ctx.args)
     raw, _ = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
     print(yaml.safe_dump(raw, sort_keys=False), end="")
 

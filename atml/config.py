@@ -8,28 +8,43 @@ from __future__ import annotations
 
 import copy
 import os
+import types
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Iterable, get_args, get_origin
+from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atml.errors import UserError
 
-CONFIG_DIR = Path(os.environ.get("ATML_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+# Seeds reach torch, numpy (mod 2**32) and Python's random; derived seeds add small offsets.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
+def config_dir() -> Traversable:
+    """The default configs: ATML_CONFIG_DIR if set, else the top-level configs/ folder, which ships
+    inside the package as atml.configs (editable and wheel installs alike)."""
+    override = os.environ.get("ATML_CONFIG_DIR")
+    return Path(override) if override else files("atml.configs")
 
 
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are type-checked."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path | Traversable) -> dict:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -76,8 +91,37 @@ def _model_class(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _admits_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return any(isinstance(a, bool) for a in get_args(annotation))
+    if origin is Annotated:
+        return _admits_bool(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(_admits_bool(a) for a in get_args(annotation))
+    return False
+
+
+def _bool_for_number(value: Any, annotation: Any) -> bool:
+    """True/false given where the schema wants a number (pydantic would read true as 1)."""
+    if isinstance(value, bool):
+        return not _admits_bool(annotation)
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _bool_for_number(value, get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return all(_bool_for_number(value, a) for a in get_args(annotation) if a is not type(None))
+    if isinstance(value, (list, tuple)) and origin in (list, tuple):
+        args = [a for a in get_args(annotation) if a is not Ellipsis] or [Any]
+        return any(_bool_for_number(v, args[min(i, len(args) - 1)]) for i, v in enumerate(value))
+    return False
+
+
 def check_keys(data: dict, schema: type[BaseModel], path: str = "") -> None:
-    """Raise a UserError naming the first unknown key and the keys accepted beside it."""
+    """Raise a UserError naming the first unknown key and the keys accepted beside it, or the
+    first true/false given for a number."""
     for key, value in data.items():
         where = f"{path}{key}"
         field = schema.model_fields.get(key)
@@ -85,6 +129,8 @@ def check_keys(data: dict, schema: type[BaseModel], path: str = "") -> None:
             accepted = ", ".join(schema.model_fields)
             scope = f" under '{path[:-1]}'" if path else ""
             raise UserError(f"unknown config key '{where}'; accepted{scope}: {accepted}")
+        if _bool_for_number(value, field.annotation):
+            raise UserError(f"bad config value '{where}' (got {value!r}): true/false is not a value of this key")
         sub = _model_class(field.annotation)
         if sub is not None and isinstance(value, dict) and get_origin(field.annotation) is not dict:
             check_keys(value, sub, f"{where}.")
@@ -112,10 +158,11 @@ def resolve(
     sets: Iterable[str] = (),
 ) -> tuple[dict, BaseModel]:
     """The merged plain config and its validated typed form."""
-    data = read_yaml(CONFIG_DIR / f"{experiment}.yaml")
+    defaults = config_dir()
+    data = read_yaml(defaults / f"{experiment}.yaml")
     layers = []
     if smoke:
-        layers.append(read_yaml(CONFIG_DIR / f"{experiment}.smoke.yaml"))
+        layers.append(read_yaml(defaults / f"{experiment}.smoke.yaml"))
     if config_file is not None:
         layers.append(read_yaml(Path(config_file)))
     layers.extend(_nest(key, value) for key, value in (flags or {}).items())

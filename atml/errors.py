@@ -1,4 +1,9 @@
-"""Errors a user can fix. The CLI prints their message as one line and exits with their code."""
+"""Errors a user can fix. The CLI prints their message as one line and exits with their code.
+
+Exit codes: 2 bad input (flag, config key or value, output folder), 3 missing or damaged data,
+weights or run files, 4 a NaN/inf loss, 5 the run folder could not be written (disk full),
+130 interrupted (Ctrl-C or SIGTERM).
+"""
 
 
 class UserError(Exception):
@@ -17,6 +22,18 @@ class DataCorruptError(UserError):
     """A dataset file exists but is not what its format promises."""
 
     exit_code = 3
+
+
+class DamagedFileError(UserError):
+    """A file atml wrote earlier (checkpoint, metrics, config, env record) cannot be read back."""
+
+    exit_code = 3
+
+
+class OutputWriteError(UserError):
+    """A file of the run folder could not be written (disk full, folder removed or read-only)."""
+
+    exit_code = 5
 
 
 class TrainingDivergedError(Exception):

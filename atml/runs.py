@@ -11,6 +11,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,25 +23,82 @@ from typing import Iterable
 import torch
 import yaml
 
-from atml.errors import UserError
+from atml.errors import DamagedFileError, OutputWriteError, UserError
 
 SUBDIRS = ("history", "plots", "samples", "checkpoints")
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "matplotlib", "pydantic", "typer", "atml")
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file beside `path`, then rename: readers never see half a file.
+    The temporary name carries this process's id, so a later run can tell a killed write's
+    leftover (remove_stale_temps) from another live process's write in progress."""
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise OutputWriteError(f"could not write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temporary files that killed writes left under `folder`; returns how many."""
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 3)[-3] if tmp.name.count(".") >= 3 else ""
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_run_name(name: str) -> str:
+    """A run folder suffix: one path component of letters, digits, '.', '_' and '-'."""
+    if not RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise UserError(f"--name '{name}' must be letters, digits, '.', '_' or '-' (no '/', no leading '.'): it names a folder inside --out")
+    return name
+
+
+def check_output_root(out: Path) -> None:
+    """Fail before any work if run folders could not be created under `out`."""
+    existing = Path(out).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {existing} is not writable")
+
+
+def _read(path: Path, parse, what: str):
+    try:
+        return parse(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DamagedFileError(f"{path} is damaged ({reason}); {what}") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -88,19 +146,30 @@ class Run:
             except FileExistsError:
                 n += 1
                 folder = base.with_name(f"{base.name}-{n}")
+            except OSError as exc:
+                raise OutputWriteError(f"could not create the run folder {folder}: {exc.strerror or exc}") from None
         run = cls(folder)
         for sub in SUBDIRS:
-            (folder / sub).mkdir()
+            (folder / sub).mkdir(exist_ok=True)
         atomic_write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         run.write_env(env)
         return run
 
     @classmethod
     def open(cls, folder: Path) -> "Run":
+        """Reopen a run folder to continue it: its records must read back; leftovers of killed
+        writes are removed."""
         folder = Path(folder)
         if not (folder / "config.yaml").is_file() or not (folder / "env.json").is_file():
             raise UserError(f"--resume needs a run folder holding config.yaml and env.json; {folder} has none")
-        return cls(folder)
+        run = cls(folder)
+        run.config, run.env, run.metrics  # noqa: B018 — each raises DamagedFileError naming its file
+        if not isinstance(run.config, dict) or not isinstance(run.env, dict):
+            raise DamagedFileError(f"{folder}'s config.yaml or env.json does not hold a mapping; start a new run")
+        removed = remove_stale_temps(folder)
+        if removed:
+            print(f"atml: removed {removed} temporary file(s) left by an interrupted write in {folder}")
+        return run
 
     def write_env(self, env: dict) -> None:
         record = {
@@ -116,17 +185,22 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return yaml.safe_load((self.dir / "config.yaml").read_text())
+        return _read(self.dir / "config.yaml", yaml.safe_load, "this run cannot be resumed; start a new one")
 
     @property
     def env(self) -> dict:
-        return json.loads((self.dir / "env.json").read_text())
+        return _read(self.dir / "env.json", json.loads, "this run cannot be resumed; start a new one")
 
     # --- results ------------------------------------------------------------------------
     @property
     def metrics(self) -> dict:
         path = self.dir / "metrics.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        metrics = _read(path, json.loads, "delete it and resume to recompute every part")
+        if not isinstance(metrics, dict):
+            raise DamagedFileError(f"{path} does not hold a mapping of parts; delete it and resume to recompute every part")
+        return metrics
 
     def record_metrics(self, part: str, values: dict) -> None:
         atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics | {part: values}, indent=2))
@@ -163,4 +237,12 @@ class Run:
         path = self.checkpoint_path(key)
         if not path.is_file():
             return None
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises EOFError, RuntimeError or UnpicklingError by damage
+            raise self.damaged_checkpoint(key, exc) from None
+
+    def damaged_checkpoint(self, key: str, exc: BaseException) -> DamagedFileError:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return DamagedFileError(f"checkpoint {self.checkpoint_path(key)} is damaged or not atml's ({reason[:200]}); "
+                                "delete it to redo that training from its start, then resume")

@@ -48,7 +48,10 @@ def _means(sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
 def _check_finite(values: dict[str, float], label: str, step: int, checkpointing: Checkpointing | None) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
-        where = f"; the last good epoch is in {checkpointing.run.checkpoint_path(checkpointing.key)}" if checkpointing else ""
+        where = ""
+        if checkpointing is not None:
+            path = checkpointing.run.checkpoint_path(checkpointing.key)
+            where = f"; the last good epoch is in {path}" if path.is_file() else "; no epoch had completed, so there is no checkpoint"
         raise TrainingDivergedError(f"{label}: {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}{where}")
 
 
@@ -74,6 +77,18 @@ class Progress:
         print(f"{prefix}  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  [{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]", flush=True)
 
 
+def _restore(saved: object, checkpointing: Checkpointing) -> tuple[History, int]:
+    """Load a checkpoint's states into the live objects; anything foreign or mismatched is one
+    DamagedFileError naming the file."""
+    try:
+        for name, obj in checkpointing.states.items():
+            obj.load_state_dict(saved["states"][name])
+        set_rng_state(saved["rng"])
+        return History(list(saved["history"]["steps"]), list(saved["history"]["epochs"])), int(saved["epoch"]) + 1
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise checkpointing.run.damaged_checkpoint(checkpointing.key, exc) from None
+
+
 def fit(
     step: StepFn,
     batches: TensorBatches,
@@ -91,11 +106,7 @@ def fit(
     if checkpointing is not None:
         saved = checkpointing.run.load_checkpoint(checkpointing.key)
         if saved is not None:
-            for name, obj in checkpointing.states.items():
-                obj.load_state_dict(saved["states"][name])
-            set_rng_state(saved["rng"])
-            history = History(saved["history"]["steps"], saved["history"]["epochs"])
-            first_epoch = saved["epoch"] + 1
+            history, first_epoch = _restore(saved, checkpointing)
             if first_epoch < epochs:
                 print(f"  {label}: resuming after epoch {first_epoch}/{epochs}")
     steps_per_epoch = len(batches)

@@ -23,7 +23,20 @@ def test_config_prints_the_resolved_yaml(cli):
     [
         (["run", "nope"], "unknown experiment 'nope'; accepted: gan"),
         (["run", "gan", "--part", "xx"], "unknown part 'xx' of gan; accepted: baseline"),
-        (["run", "gan", "--bogus"], "No such option: --bogus"),
+        (["run", "gan", "--bogus"], "unknown option --bogus for gan; its own flags: none"),
+        (["run", "vae", "--bogus", "1"], "unknown option --bogus for vae; its own flags: --beta-schedule"),
+        (["run", "vae", "--beta-schedule"], "--beta-schedule needs a value"),
+        (["run", "vae", "--beta-schedule=nope"], "bad config value 'train.beta_schedule.kind'"),
+        (["config", "gan", "--beta-schedule", "linear"], "unknown option --beta-schedule for gan"),
+        (["run", "gan", "--set", "train.betas=[2,2]"], "bad config value 'train.betas.0' (got 2)"),
+        (["run", "gan", "--set", "model.g_hidden=[-1]"], "bad config value 'model.g_hidden.0'"),
+        (["run", "gan", "--set", "train.epochs=true"], "bad config value 'train.epochs' (got True)"),
+        (["run", "gan", "--set", "train.lr_d=.inf"], "bad config value 'train.lr_d'"),
+        (["run", "gan", "--seed", "99999999999999999999999"], "bad config value 'seed'"),
+        (["run", "gan", "--seed", "-1"], "bad config value 'seed'"),
+        (["run", "gan", "--name", "../../x"], "--name '../../x' must be"),
+        (["run", "gan", "--out", "a-file/sub"], "a-file is a file, not a folder"),
+        (["run", "gan", "--config", "latin1.yaml"], "is not UTF-8 text"),
         (["run", "gan", "--seed", "x"], "'--seed'"),
         (["run", "gan", "--device", "tpu"], "unknown device 'tpu'; accepted: auto, cpu, cuda"),
         (["run", "gan", "--set", "train.lr_x=1"], "unknown config key 'train.lr_x'"),
@@ -35,11 +48,28 @@ def test_config_prints_the_resolved_yaml(cli):
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "latin1.yaml").write_bytes("seed: 1  # réglé\n".encode("latin-1"))
     code, out, err = cli(*args)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "outputs").exists()  # nothing was created for a rejected run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "latin1.yaml"]
+
+
+def test_settings_the_data_cannot_serve_fail_before_any_training(cli, fake_root, tmp_path):
+    # the smoke data has 500 training images: vanishing's 5 D steps of 110 need 550 per iteration
+    code, out, err = cli("run", "gan", "--smoke", "--set", "train.batch_size=110", "--set", f"data.root={fake_root}", "--out", tmp_path)
+    assert code == 2 and "parts.vanishing.pathology: 500 training images cannot fill one iteration of 550" in err
+    assert not (tmp_path / "gan").exists() and "epoch" not in out
+
+
+def test_flags_are_listed_and_shown_in_run_help(cli):
+    code, out, _ = cli("list")
+    assert code == 0 and "--beta-schedule STR  → train.beta_schedule.kind" in out
+    code, out, _ = cli("run", "--help")
+    assert code == 0 and "vae:" in out and "--beta-schedule" in out and "gan: none" in out
 
 
 def test_missing_data_is_a_clear_error_with_its_own_code(cli, tmp_path, monkeypatch):
@@ -100,18 +130,21 @@ def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monke
     assert code == 130 and f"--resume {folder}" in err
     assert not (folder / "metrics.json").exists()
 
+    stale = folder / "checkpoints" / ".baseline-tuned.pt.99999999.x1y2.tmp"  # a killed process's half write
+    stale.write_bytes(b"partial")
     monkeypatch.setattr(gan, "d_logits", real_d_logits)
     code, out, err = cli("run", "gan", "--resume", folder)
     assert code == 0, err
-    assert "resuming after epoch 1/2" in out
+    assert "resuming after epoch 1/2" in out and not stale.exists()
     assert "baseline" in json.loads((folder / "metrics.json").read_text())
     rows = (folder / "history" / "baseline-assignment.csv").read_text().splitlines()
     assert len(rows) == 3  # header and both epochs, the first restored from the checkpoint
 
     code, out, _ = cli("run", "gan", "--resume", folder)
     assert code == 0 and "already complete" in out
-    code, _, err = cli("run", "gan", "--resume", folder, "--set", "train.epochs=3")
-    assert code == 2 and "--resume continues a run with its own config" in err
+    for extra in (["--set", "train.epochs=3"], ["--name", "other"], ["--out", tmp_path / "elsewhere"], ["--smoke"]):
+        code, _, err = cli("run", "gan", "--resume", folder, *extra)
+        assert code == 2 and f"--resume continues a run with its own config, parts and folder; drop {extra[0]}" in err
 
 
 def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_path, monkeypatch):
@@ -124,5 +157,6 @@ def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_pat
     monkeypatch.setattr(gan.GanStep, "__call__", diverged)
     code, _, err = cli("run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path)
     assert code == 4 and "training diverged" in err and "d_loss=nan" in err
+    assert "no epoch had completed, so there is no checkpoint" in err
     assert len(err.strip().splitlines()) == 1
     assert (run_folder(tmp_path) / "config.yaml").is_file()

@@ -125,3 +125,19 @@ def test_fixed_epoch_length_chains_reshuffled_passes():
     assert len(seen_in_first_pass) == 8
     with pytest.raises(ValueError, match="cannot fill"):
         TensorBatches(torch.arange(3), batch_size=4)
+
+
+def test_gzip_with_a_corrupt_stream_is_a_data_error(tmp_path):
+    full = bytearray(gzip.compress(np.random.default_rng(0).integers(0, 255, 4000, dtype=np.uint8).tobytes()))
+    full[40:60] = bytes(20)  # damage the deflate stream, keep the gzip header valid
+    (tmp_path / "t.gz").write_bytes(bytes(full))
+    with pytest.raises(DataCorruptError, match="t.gz"):
+        read_idx(tmp_path / "t.gz")
+
+
+def test_images_of_the_wrong_size_are_a_data_error(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw / "t10k-images-idx3-ubyte", np.zeros((4, 32, 32), np.uint8))
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    with pytest.raises(DataCorruptError, match="32×32 pixels"):
+        load_split("mnist", "test", tmp_path, allow_download=False)

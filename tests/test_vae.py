@@ -115,4 +115,4 @@ def test_beta_schedule_flag_is_validated_and_belongs_to_vae(cli):
     code, _, err = cli("run", "vae", "--beta-schedule", "sigmoid")
     assert code == 2 and "train.beta_schedule.kind" in err
     code, _, err = cli("run", "gan", "--beta-schedule", "linear")
-    assert code == 2 and "--beta-schedule does not apply to gan" in err
+    assert code == 2 and "unknown option --beta-schedule for gan" in err

@@ -13,10 +13,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from atml.config import Strict
+from atml.config import Seed, Strict
 from atml.data.batching import TensorBatches
 from atml.models.mnist_classifier import DigitClassifier
-from atml.runs import atomic_write_bytes
+from atml.models.modes import evaluating
+from atml.runs import atomic_write_bytes, remove_stale_temps
 from atml.training import fit
 
 
@@ -24,7 +25,7 @@ class ClassifierConfig(Strict):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass
@@ -34,15 +35,14 @@ class JudgedClassifier:
     cache_file: Path
     from_cache: bool
 
-    @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and penultimate features of images in [-1, 1], shape [N, 1, 28, 28]."""
-        self.model.eval()
         labels, features = [], []
-        for chunk in images.split(batch_size):
-            f = self.model.features(chunk)
-            features.append(f)
-            labels.append(self.model.head(f).argmax(1))
+        with evaluating(self.model):
+            for chunk in images.split(batch_size):
+                f = self.model.features(chunk)
+                features.append(f)
+                labels.append(self.model.head(f).argmax(1))
         return torch.cat(labels), torch.cat(features)
 
 
@@ -58,10 +58,9 @@ def fingerprint(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfi
     return digest.hexdigest()[:16]
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    model.eval()
-    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in zip(images.split(1000), labels.split(1000)))
+    with evaluating(model):
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in zip(images.split(1000), labels.split(1000)))
     return correct / len(labels)
 
 
@@ -78,10 +77,16 @@ def get_classifier(
     Images are float [N, 1, 28, 28] in [-1, 1] on the device they should run on."""
     path = cache_dir() / f"{name}-{fingerprint(train_x, train_y, cfg)}.pt"
     model = DigitClassifier(n_classes).to(train_x.device)
+    if path.parent.is_dir():
+        remove_stale_temps(path.parent)
     if path.is_file():
-        saved = torch.load(path, map_location=train_x.device, weights_only=True)
-        model.load_state_dict(saved["state"])
-        return JudgedClassifier(model, saved["heldout_accuracy"], path, True)
+        try:
+            saved = torch.load(path, map_location=train_x.device, weights_only=True)
+            model.load_state_dict(saved["state"])
+            return JudgedClassifier(model, float(saved["heldout_accuracy"]), path, True)
+        except Exception as exc:  # a damaged or foreign file: the cache is rebuilt, not trusted
+            print(f"  sample classifier cache {path} is damaged ({type(exc).__name__}); training it again")
+            model = DigitClassifier(n_classes).to(train_x.device)
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from atml.config import Strict
+from atml.config import Seed, Strict
 from atml.data.idx import read_idx
 from atml.errors import DataCorruptError, DataNotFoundError, UserError
 
@@ -44,6 +44,7 @@ DATASETS = {
     ),
 }
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+IMAGE_SHAPE = (28, 28)
 
 
 class ImageDataConfig(Strict):
@@ -55,7 +56,7 @@ class ImageDataConfig(Strict):
     train_subset: int | None = Field(None, ge=1, description="train on N images only (a fixed random draw)")
     train_class: int | None = Field(None, ge=0, le=9, description="use only images of this class (held-out ones too)")
     heldout: int = Field(1000, ge=1, description="images held out of the training split for evaluation")
-    heldout_seed: int = Field(0, description="seed of the one shuffle that picks held-out and subset images")
+    heldout_seed: Seed = Field(0, description="seed of the one shuffle that picks held-out and subset images")
 
 
 @dataclass
@@ -124,6 +125,9 @@ def load_split(name: str, split: str, root: str | Path, allow_download: bool) ->
         raise DataCorruptError(
             f"{files[0]} and {files[1]} disagree: images {images.shape} vs labels {labels.shape}"
         )
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise DataCorruptError(f"{files[0]} holds images of {images.shape[1]}×{images.shape[2]} pixels; {name} images are "
+                               f"{IMAGE_SHAPE[0]}×{IMAGE_SHAPE[1]}: replace it with the real file")
     if labels.max(initial=0) >= len(dataset.classes):
         raise DataCorruptError(f"{files[1]} holds label {labels.max()} but {name} has {len(dataset.classes)} classes")
     return ImageSet(

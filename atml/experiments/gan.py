@@ -9,7 +9,7 @@ settings; a part's `mitigation` applies on top of its `pathology`, so the two di
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -20,25 +20,31 @@ from atml import plots
 from atml.analysis import sample_stats
 from atml.analysis.overfitting import membership_auc
 from atml.analysis.sample_classifier import ClassifierConfig, JudgedClassifier, get_classifier
-from atml.config import Strict, deep_merge, validate
+from atml.config import Seed, Strict, deep_merge, validate
 from atml.data.batching import TensorBatches
 from atml.data.mnist import ImageDataConfig, TrainHeldout, load_train_heldout, to_signed_range
 from atml.errors import UserError
+from atml.experiments import Flag
 from atml.models.mlp_gan import Discriminator, Generator
+from atml.models.modes import evaluating
 from atml.runs import Run
 from atml.training import Checkpointing, fit
 
 NAME = "gan"
 PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")
-FLAGS: dict[str, str] = {}
+FLAGS: tuple[Flag, ...] = ()
 DATASET = "mnist"
 N_CLASSES = 10
 
 
+Width = Annotated[int, Field(ge=1, description="units in a hidden layer")]
+Beta = Annotated[float, Field(ge=0, lt=1, description="Adam's running-average coefficient")]
+
+
 class GanModelConfig(Strict):
     latent_dim: int = Field(100, ge=1)
-    g_hidden: list[int] = [256, 512]
-    d_hidden: list[int] = [256, 256]
+    g_hidden: list[Width] = [256, 512]
+    d_hidden: list[Width] = [256, 256]
     d_dropout: float = Field(0.0, ge=0, lt=1)
     init_std: float = Field(0.02, gt=0)
 
@@ -48,7 +54,7 @@ class GanTrainConfig(Strict):
     batch_size: int = Field(64, ge=1)
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
     g_loss: Literal["non_saturating", "saturating"] = "non_saturating"
     real_label: float = Field(1.0, gt=0, le=1, description="target for real images; 0.9 is one-sided smoothing")
     d_steps: int = Field(1, ge=1, description="D updates per iteration, each on its own real batch")
@@ -73,7 +79,7 @@ class GanRunSettings(Strict):
 
 
 class Config(Strict):
-    seed: int = 0
+    seed: Seed = 0
     data: ImageDataConfig = ImageDataConfig()
     model: GanModelConfig = GanModelConfig()
     train: GanTrainConfig = GanTrainConfig()
@@ -109,9 +115,18 @@ class Config(Strict):
 
 # --- data and the sample judge ----------------------------------------------------------------
 
-def prepare(cfg: Config, device: torch.device) -> None:
-    """Load the data before a run folder exists, so missing data leaves nothing behind."""
-    _load(cfg.data.model_dump_json())
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+    """Load the data of every run of `parts` and check each run's batches against it, before a
+    run folder exists: missing data or an impossible setting leaves nothing behind."""
+    base = _load(cfg.data.model_dump_json())
+    if len(base.train.images) < cfg.eval.classifier.batch_size:
+        raise UserError(f"eval.classifier.batch_size={cfg.eval.classifier.batch_size} exceeds the {len(base.train.images)} training images")
+    for part in parts:
+        for name, s in cfg.runs[part].items():
+            n, batch = len(_load(s.data.model_dump_json()).train.images), s.train.batch_size * s.train.d_steps
+            if n < batch:
+                raise UserError(f"parts.{part}.{name}: {n} training images cannot fill one iteration of "
+                                f"{batch} (train.batch_size {s.train.batch_size} × train.d_steps {s.train.d_steps})")
 
 
 @lru_cache(maxsize=4)
@@ -219,13 +234,10 @@ def grids_z(G: Generator, seed: int) -> torch.Tensor:
     return torch.randn(25, G.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device_of(G))
 
 
-@torch.no_grad()
 def in_eval_mode(module: torch.nn.Module, inputs: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
-    """module(inputs) without gradients, in eval mode (no dropout), in chunks; train mode after."""
-    module.eval()
-    outputs = torch.cat([module(x) for x in inputs.split(chunk)])
-    module.train()
-    return outputs
+    """module(inputs) without gradients, in eval mode (no dropout), in chunks; modes restored after."""
+    with evaluating(module):
+        return torch.cat([module(x) for x in inputs.split(chunk)])
 
 
 def d_logits(D: Discriminator, images: torch.Tensor) -> torch.Tensor:
@@ -247,10 +259,7 @@ def train_one(key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalCon
     G = Generator(s.model.latent_dim, tuple(s.model.g_hidden), init_std=s.model.init_std).to(device)
     D = Discriminator(tuple(s.model.d_hidden), dropout=s.model.d_dropout, init_std=s.model.init_std).to(device)
     step = GanStep(G, D, t)
-    batch = t.batch_size * t.d_steps
-    if len(train_x) < batch:
-        raise UserError(f"{label}: {len(train_x)} training images cannot fill one iteration of {batch} (batch_size × d_steps)")
-    batches = TensorBatches(train_x, batch_size=batch, seed=seed, batches_per_epoch=t.steps_per_epoch)
+    batches = TensorBatches(train_x, batch_size=t.batch_size * t.d_steps, seed=seed, batches_per_epoch=t.steps_per_epoch)
     fixed_z = grids_z(G, seed)
     grids = GridKeeper()
 

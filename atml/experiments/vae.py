@@ -20,9 +20,12 @@ from pydantic import Field
 from atml import plots
 from atml.analysis import posterior
 from atml.analysis.embeddings import project_2d
-from atml.config import Strict
+from atml.config import Seed, Strict
 from atml.data.batching import TensorBatches
 from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, to_unit_range
+from atml.errors import UserError
+from atml.experiments import Flag
+from atml.models.modes import evaluating
 from atml.models.vae import LATENT_DIM, ConvVAE
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
@@ -31,7 +34,7 @@ from atml.training import Checkpointing, History, fit
 
 NAME = "vae"
 PARTS = ("train", "samples", "collapse", "anneal")
-FLAGS = {"beta_schedule": "train.beta_schedule.kind"}
+FLAGS = (Flag("--beta-schedule", "train.beta_schedule.kind", "constant | linear | cyclical: the β schedule of train/samples/collapse"),)
 DATASET = "fashion-mnist"
 CLASSES = DATASETS[DATASET].classes
 
@@ -57,7 +60,7 @@ class VaeEvalConfig(Strict):
 
 
 class Config(Strict):
-    seed: int = 0
+    seed: Seed = 0
     data: ImageDataConfig = ImageDataConfig(heldout=5000)
     train: VaeTrainConfig = VaeTrainConfig()
     eval: VaeEvalConfig = VaeEvalConfig()
@@ -91,9 +94,11 @@ def splits(cfg: Config, device: torch.device) -> Splits:
     return _splits(cfg.data.model_dump_json(), cfg.eval.test_images, str(device))
 
 
-def prepare(cfg: Config, device: torch.device) -> None:
-    """Load the data before a run folder exists, so missing data leaves nothing behind."""
-    splits(cfg, device)
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+    """Load the data and check the batch size against it before a run folder exists."""
+    n = len(splits(cfg, device).train)
+    if n < cfg.train.batch_size:
+        raise UserError(f"train.batch_size={cfg.train.batch_size} exceeds the {n} training images")
 
 
 def loss_terms(model: ConvVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,14 +146,12 @@ class VaeStep:
         return {"loss": loss.detach(), "recon": rec.detach(), "kl": kl.detach(), "beta": torch.tensor(beta)}
 
 
-@torch.no_grad()
 def evaluate_loss(model: ConvVAE, images: torch.Tensor, beta: float, batch_size: int = 1000) -> dict[str, float]:
-    model.eval()
     rec = kl = 0.0
-    for x in images.split(batch_size):
-        r, k = loss_terms(model, x)
-        rec, kl = rec + r.item() * len(x), kl + k.item() * len(x)
-    model.train()
+    with evaluating(model):
+        for x in images.split(batch_size):
+            r, k = loss_terms(model, x)
+            rec, kl = rec + r.item() * len(x), kl + k.item() * len(x)
     rec, kl = rec / len(images), kl / len(images)
     return {"loss": rec + beta * kl, "recon": rec, "kl": kl}
 
@@ -176,9 +179,9 @@ def train_schedule(kind: str, cfg: Config, run: Run, device: torch.device) -> tu
     return model, history
 
 
-@torch.no_grad()
 def encode(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = [model.encode(x) for x in images.split(batch_size)]
+    with evaluating(model):
+        pairs = [model.encode(x) for x in images.split(batch_size)]
     return torch.cat([p[0] for p in pairs]).cpu(), torch.cat([p[1] for p in pairs]).cpu()
 
 

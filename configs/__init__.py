@@ -1,0 +1,1 @@
+"""The default experiment configs (YAML), shipped inside the package as atml.configs."""

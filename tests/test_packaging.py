@@ -1,0 +1,59 @@
+"""The package a user installs: every module shipped, every import declared, light start-up."""
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+
+from setuptools import find_packages
+
+from tests.conftest import REPO
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_every_package_and_the_configs_ship():
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    assert listed == set(find_packages(REPO, include=["atml*"])) | {"atml.configs"}
+    assert PYPROJECT["tool"]["setuptools"]["package-dir"]["atml.configs"] == "configs"
+    assert {"gan.yaml", "vae.yaml"} <= {p.name for p in (REPO / "configs").glob("*.yaml")}
+
+
+def _imported_top_level_modules() -> set[str]:
+    names = set()
+    for path in (REPO / "atml").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"atml"}
+
+
+def test_every_imported_library_is_declared():
+    declared = {re.split(r"[<>=!~\[ ;]", dep)[0].lower().replace("_", "-") for dep in PYPROJECT["project"]["dependencies"]}
+    distributions = packages_distributions()
+    for module in sorted(_imported_top_level_modules()):
+        provided_by = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        assert provided_by & declared, f"atml imports '{module}' but pyproject declares none of {sorted(provided_by)}"
+
+
+def test_no_private_modules_of_other_libraries_are_imported():
+    for path in (REPO / "atml").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for module in modules:
+                if module.split(".")[0] not in sys.stdlib_module_names | {"atml"}:
+                    assert not any(part.startswith("_") for part in module.split(".")), f"{path.name} imports {module}"
+
+
+def test_listing_experiments_imports_no_heavy_library():
+    code = ("import sys; from atml.cli import main; sys.argv = ['atml', 'list']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted({'timm', 'open_clip', 'umap', 'numba'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
