@@ -98,9 +98,11 @@ def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
     folder = run_folder(tmp_path)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert list(metrics) == list(gan.PARTS)
+    expected_runs = {"baseline": ["assignment", "tuned"], "vanishing": ["pathology", "mitigation", "rebalanced"],
+                     "mode-collapse": ["pathology", "mitigation"], "d-overfit": ["pathology", "mitigation", "dropout"]}
     for part in gan.PARTS:
-        runs = ["assignment", "tuned"] if part == "baseline" else ["pathology", "mitigation"]
-        for run in runs:
+        assert [k for k, v in metrics[part].items() if isinstance(v, dict) and "modes_covered" in v and k != "real_images_reference"] == expected_runs[part]
+        for run in expected_runs[part]:
             m = metrics[part][run]
             assert 1 <= m["modes_covered"] <= 10 and sum(m["class_counts"]) == 200
             assert m["pixel_variance"] >= 0 and m["frechet_distance"] >= 0
@@ -160,3 +162,16 @@ def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_pat
     assert "no epoch had completed, so there is no checkpoint" in err
     assert len(err.strip().splitlines()) == 1
     assert (run_folder(tmp_path) / "config.yaml").is_file()
+
+
+def test_two_runs_with_one_seed_give_identical_metrics(cli, fake_root, tmp_path):
+    args = ["run", "gan", "--smoke", "--part", "mode-collapse", "--set", f"data.root={fake_root}", "--seed", "5"]
+    metrics = []
+    for name in ("first", "second"):
+        code, _, err = cli(*args, "--out", tmp_path / name)
+        assert code == 0, err
+        metrics.append(json.loads((run_folder(tmp_path / name) / "metrics.json").read_text()))
+    assert metrics[0] == metrics[1]
+    code, _, err = cli(*args[:-1], "6", "--out", tmp_path / "other-seed")
+    other = json.loads((run_folder(tmp_path / "other-seed") / "metrics.json").read_text())
+    assert other["mode-collapse"]["pathology"] != metrics[0]["mode-collapse"]["pathology"]

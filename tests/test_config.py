@@ -43,13 +43,19 @@ def test_mitigation_inherits_pathology_and_adds_its_fix():
     assert pathology.train.g_loss == "saturating" and mitigation.train.g_loss == "non_saturating"
     assert pathology.train.lr_d == mitigation.train.lr_d == 5 * cfg.train.lr_d
     assert mitigation.train.real_label == 0.9 and pathology.train.real_label == 1.0
+    rebalanced = cfg.runs["vanishing"]["rebalanced"]  # same strong D's lr, one D step per G step
+    assert rebalanced.train.lr_d == pathology.train.lr_d and (pathology.train.d_steps, rebalanced.train.d_steps) == (5, 1)
+    overfit = cfg.runs["d-overfit"]
+    assert overfit["mitigation"].model.d_hidden == [64] and overfit["mitigation"].data == overfit["pathology"].data
+    assert overfit["dropout"].model.d_hidden == overfit["pathology"].model.d_hidden and overfit["dropout"].model.d_dropout == 0.4
 
 
 def test_every_part_has_runs():
     _, cfg = resolve("gan", gan.Config)
     assert set(cfg.runs) == set(gan.PARTS)
-    for part in ("vanishing", "mode-collapse", "d-overfit"):
-        assert list(cfg.runs[part]) == ["pathology", "mitigation"]
+    assert list(cfg.runs["vanishing"]) == ["pathology", "mitigation", "rebalanced"]
+    assert list(cfg.runs["mode-collapse"]) == ["pathology", "mitigation"]
+    assert list(cfg.runs["d-overfit"]) == ["pathology", "mitigation", "dropout"]
     assignment, tuned = cfg.runs["baseline"]["assignment"], cfg.runs["baseline"]["tuned"]
     assert assignment.train.lr_g == assignment.train.lr_d == 2e-4 and assignment.train.epochs == 20
     assert tuned.train.lr_g == 2e-3 and tuned.model == assignment.model

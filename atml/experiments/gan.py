@@ -1,9 +1,9 @@
 """Experiment 3: an MLP GAN on MNIST and its training pathologies.
 
-Parts: `baseline`, and three pathologies each beside its mitigation: `vanishing` (D overpowers G
+Parts: `baseline`, and three pathologies each beside its mitigations: `vanishing` (D overpowers G
 under the saturating loss), `mode-collapse` (G overpowers D), `d-overfit` (a large D on few images).
 A part's runs come from `parts.<part>.<run>` in the config, each applied on top of the base
-settings; a part's `mitigation` applies on top of its `pathology`, so the two differ only in the fix.
+settings; the runs after a `pathology` apply on top of it, so each differs from it only in its fix.
 """
 
 from __future__ import annotations
@@ -300,6 +300,7 @@ def run_metrics(history, G: Generator, judge: JudgedClassifier, reference_featur
         "d_real_heldout": last["d_real_heldout"],
         "d_real_train_minus_heldout": last["d_real_train"] - last["d_real_heldout"],
         "d_membership_auc": last["d_membership_auc"],
+        "d_membership_auc_late_mean": float(np.mean([r["d_membership_auc"] for r in history.epochs[-max(1, len(history.epochs) // 4):]])),
         **describe_samples(samples, judge, reference_features, ev),
     }
 
@@ -340,7 +341,7 @@ def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
         )
         epoch_grids[name] = {f"epoch {e}": (g + 1) / 2 for e, g in sorted(grids.grids.items())}
 
-    title = f"GAN {part}" + (" — pathology vs mitigation" if len(histories) > 1 else "")
+    title = f"GAN {part}" + (f" — {' vs '.join(histories)}" if len(histories) > 1 else "")
     plots.training_curves(histories, CURVES, run.plot_path(f"{part}_curves"), title)
     plots.image_grids({"final 5×5 samples": finals}, run.plot_path(f"{part}_final_grid"), f"GAN {part}: final samples (fixed noise)")
     plots.image_grids(epoch_grids, run.plot_path(f"{part}_grids_over_epochs"), f"GAN {part}: fixed-noise samples over training")
@@ -363,6 +364,6 @@ def summary(metrics: dict) -> list[dict]:
                     "med |∇G|": m["g_grad_norm_median"],
                     "modes": m["modes_covered"], "KL": m["kl_from_uniform"], "FD": m["frechet_distance"],
                     "pix var": m["pixel_variance"], "pair dist": m["mean_pairwise_distance"],
-                    "D(x) train-heldout": m["d_real_train_minus_heldout"], "member AUC": m["d_membership_auc"],
+                    "D(x) train-heldout": m["d_real_train_minus_heldout"], "member AUC (last 25%)": m["d_membership_auc_late_mean"],
                 })
     return rows
