@@ -137,50 +137,54 @@ def config_(
     print(yaml.safe_dump(raw, sort_keys=False), end="")
 
 
+def _dataset(name: str) -> str:
+    from atml.data.images import NAMES
+
+    if name not in NAMES:
+        raise UserError(f"unknown dataset '{name}'; accepted: {', '.join(NAMES)}")
+    return name
+
+
 @data_app.command("check")
 def data_check(root: Path = typer.Option(Path("data"), help="data root to look in (torchvision layout)")) -> None:
-    """Where each dataset is found, or what is missing."""
-    from atml.data.mnist import DATASETS, SPLIT_PREFIX, candidate_dirs, locate
+    """Where each dataset and each pretrained weights file is found, or what is missing."""
+    from atml.data.images import NAMES, SPLITS, where
+    from atml.models.weights import cached_torchvision_weights
 
-    for dataset in DATASETS.values():
-        for split in SPLIT_PREFIX:
-            files = locate(dataset, split, root)
-            where = f"found: {files[0].parent}" if files else "MISSING (looked in " + ", ".join(map(str, candidate_dirs(dataset, root))) + ")"
-            print(f"{dataset.name:14s} {split:5s} {where}")
+    for name in NAMES:
+        for split in SPLITS:
+            found, looked = where(name, split, root)
+            print(f"{name:14s} {split:5s} " + (f"found: {found}" if found else "MISSING (looked in " + ", ".join(map(str, looked)) + ")"))
+    for weights, path, present in cached_torchvision_weights(("resnet18", "resnet152")):
+        print(f"{weights:30s} " + (f"cached: {path}" if present else f"not cached (downloaded to {path} when allowed)"))
 
 
 @data_app.command("fake")
 def data_fake(
-    dataset: str = typer.Argument(..., help="mnist | fashion-mnist"),
+    dataset: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"),
     root: Path = typer.Option(..., help="data root to write into (torchvision layout)"),
     n_train: int = typer.Option(2000, min=1),
     n_test: int = typer.Option(500, min=1),
-    gzip: bool = typer.Option(False, help="write .gz files, as the download mirrors serve them"),
+    gzip: bool = typer.Option(False, help="IDX datasets: write .gz files, as the download mirrors serve them"),
     seed: int = 0,
 ) -> None:
-    """Write a format-true fake dataset (real IDX files, synthetic class-dependent images)."""
-    from atml.data.fake import write_fake_idx_dataset
-    from atml.data.mnist import DATASETS
+    """Write a format-true fake dataset (the real files and layout, synthetic class-dependent images)."""
+    from atml.data.fake import write_fake_dataset
 
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset '{dataset}'; accepted: {', '.join(DATASETS)}")
-    folder = write_fake_idx_dataset(dataset, root, n_train, n_test, gzip=gzip, seed=seed)
+    folder = write_fake_dataset(_dataset(dataset), root, n_train, n_test, gzip=gzip, seed=seed)
     print(f"wrote fake {dataset} ({n_train} train, {n_test} test) to {folder}")
 
 
 @data_app.command("fetch")
 def data_fetch(
-    dataset: str = typer.Argument(..., help="mnist | fashion-mnist"),
+    dataset: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"),
     root: Path = typer.Option(Path("data"), help="data root to download into"),
 ) -> None:
     """Download a dataset with torchvision (needs internet)."""
-    from atml.data.mnist import DATASETS, download
+    from atml.data.images import fetch, where
 
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset '{dataset}'; accepted: {', '.join(DATASETS)}")
-    for split in ("train", "test"):
-        download(DATASETS[dataset], split, root)
-    print(f"{dataset} is in {root / DATASETS[dataset].folder / 'raw'}")
+    fetch(_dataset(dataset), root)
+    print(f"{dataset} is in {where(dataset, 'train', root)[0]}")
 
 
 def _is(exc: BaseException, class_name: str) -> bool:

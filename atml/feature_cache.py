@@ -1,0 +1,111 @@
+"""Outputs of frozen models (pooled layer features, logits, embeddings), computed once in large
+no-grad batches and kept on disk under a key of everything that determines them: model, weights
+and their sha256, dataset, split, image indices, preprocessing, layers, flip. Parts and later runs
+reuse them; every read is verified (its key and a checksum of its tensors) and a damaged or
+partial entry is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from atml.data.preprocess import Preprocess, to_model_input
+from atml.runs import atomic_write_bytes, remove_stale_temps
+
+Outputs = dict[str, torch.Tensor]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ATML_CACHE_DIR", Path.home() / ".cache" / "atml")) / "features"
+
+
+def fingerprint(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's bytes (image indices, say), for a cache key."""
+    return hashlib.sha256(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def checksum(tensors: Outputs) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensors[name].shape)).encode())
+        digest.update(tensors[name].contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class FeatureCache:
+    root: Path
+    enabled: bool = True
+
+    def path(self, determinants: dict) -> Path:
+        key = hashlib.sha256(json.dumps(determinants, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return self.root / f"{key}.pt"
+
+    def get_or_compute(self, determinants: dict, compute: Callable[[], Outputs], label: str) -> Outputs:
+        """The cached outputs for `determinants`, or compute() stored under them."""
+        if not self.enabled:
+            return compute()
+        path = self.path(determinants)
+        if path.is_file():
+            cached = self._read(path, determinants)
+            if cached is not None:
+                print(f"  feature cache hit: {label} ({path})", flush=True)
+                return cached
+        elif self.root.is_dir():
+            remove_stale_temps(self.root)
+        outputs = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
+        buffer = io.BytesIO()
+        torch.save({"determinants": json.dumps(determinants, sort_keys=True, default=str), "tensors": outputs,
+                    "checksum": checksum(outputs)}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+        return outputs
+
+    @staticmethod
+    def _read(path: Path, determinants: dict) -> Outputs | None:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            tensors = payload["tensors"]
+            same_key = payload["determinants"] == json.dumps(determinants, sort_keys=True, default=str)
+            if same_key and payload["checksum"] == checksum(tensors):
+                return tensors
+            reason = "its key or checksum does not match"
+        except Exception as exc:  # truncated, foreign or garbled files alike
+            reason = type(exc).__name__
+        print(f"  feature cache entry {path} is damaged ({reason}); computing it again", flush=True)
+        return None
+
+
+def batched_outputs(
+    forward: Callable[[torch.Tensor], Outputs],
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    device: torch.device,
+    batch_size: int = 256,
+    flip: bool = False,
+    label: str = "features",
+) -> Outputs:
+    """forward() over uint8 images [N, C, H, W] in large no-grad batches, preprocessed on the
+    device; bf16 autocast and channels_last on CUDA. Outputs come back as float32 on the CPU."""
+    cuda = device.type == "cuda"
+    chunks: dict[str, list[torch.Tensor]] = {}
+    started, n = time.perf_counter(), len(images)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        for start in range(0, n, batch_size):
+            x = to_model_input(images[start : start + batch_size].to(device, non_blocking=True), preprocess, flip=flip, channels_last=cuda)
+            for name, value in forward(x).items():
+                chunks.setdefault(name, []).append(value.float().cpu())
+            done = min(start + batch_size, n)
+            if done == n or (start // batch_size) % 20 == 19:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                print(f"  {label}: {done}/{n} images [{rate:.0f} images/s]", flush=True)
+    return {name: torch.cat(parts) for name, parts in chunks.items()}

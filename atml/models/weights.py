@@ -1,0 +1,149 @@
+"""Pretrained weights, resolved one way for every model library: a named source, a local file,
+or `none` (random init). Resolution: local file → the library's own cache → download when
+allowed; otherwise one DataNotFoundError naming the file expected and the folder it goes in.
+
+The preprocessing a model expects (size, mean, std, interpolation) comes from its weights' own
+metadata, and the source, file and sha256 are recorded for the run's env.json and metrics.
+Today: torchvision classification models (`IMAGENET1K_V1`, `IMAGENET1K_V2`, `imagenet` = V1,
+what the original's `pretrained=True` gave). timm and open_clip tags are the next sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from atml.data.preprocess import Preprocess
+from atml.errors import DataCorruptError, DataNotFoundError, UserError
+
+ALIASES = {"imagenet": "IMAGENET1K_V1"}  # torchvision's `pretrained=True`, as the original report used
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    requested: str
+    source: str  # "none" | "torchvision:<Enum>.<NAME>" | "file"
+    file: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Pretrained:
+    model: nn.Module
+    preprocess: Preprocess
+    record: WeightsRecord
+    categories: tuple[str, ...] | None = None
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256(path: Path) -> str:
+    stat = Path(path).stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime)
+
+
+def torch_hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def is_local_file(spec: str) -> bool:
+    return spec.endswith((".pt", ".pth", ".bin", ".safetensors")) or os.sep in spec or Path(spec).is_file()
+
+
+def load_state_dict(model: nn.Module, path: Path) -> None:
+    """A local state dict (weights_only), or a DataCorruptError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        model.load_state_dict(state)
+    except Exception as exc:  # unpickling, truncation or mismatched keys/shapes
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise DataCorruptError(f"weights file {path} does not load into {type(model).__name__} ({reason})") from None
+
+
+def _torchvision_preprocess(weights) -> Preprocess:
+    t = weights.transforms()
+    return Preprocess(size=int(t.crop_size[0]), mean=tuple(t.mean), std=tuple(t.std), interpolation=t.interpolation.value)
+
+
+def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretrained:
+    """A torchvision model with weights `spec`: a name of its weights enum (or an alias), a local
+    state-dict file, or `none`. Preprocessing comes from the named weights (or the model's
+    default weights when the file or `none` carries no metadata)."""
+    import torchvision.models as tvm
+
+    try:
+        enum = tvm.get_model_weights(arch)
+    except ValueError:
+        raise UserError(f"unknown torchvision model '{arch}'; e.g. resnet18, resnet50, resnet152") from None
+    builder = tvm.get_model_builder(arch)
+    if spec == "none":
+        return Pretrained(builder(weights=None), _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "none"))
+    if is_local_file(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise DataNotFoundError(f"weights file {path} not found; set model.weights to an existing state-dict file, a named source, or none")
+        model = builder(weights=None)
+        load_state_dict(model, path)
+        return Pretrained(model, _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "file", str(path), sha256(path)))
+    name = ALIASES.get(spec, spec)
+    if name not in enum.__members__:
+        accepted = ", ".join([*enum.__members__, *ALIASES, "none", "a path to a state-dict file"])
+        raise UserError(f"unknown weights '{spec}' for {arch}; accepted: {accepted}")
+    weights = enum[name]
+    path = fetch_url(weights.url, allow_download, what=f"{arch} {name} weights")
+    model = builder(weights=None)
+    load_state_dict(model, path)
+    return Pretrained(model, _torchvision_preprocess(weights), WeightsRecord(spec, f"torchvision:{enum.__name__}.{name}", str(path), sha256(path)),
+                      tuple(weights.meta["categories"]))
+
+
+def fetch_url(url: str, allow_download: bool, what: str) -> Path:
+    """The file of `url` in torch's hub cache, downloaded there if allowed. torchvision names its
+    files <name>-<first 8 hex of sha256>.pth: the prefix is checked, so a damaged file is named."""
+    path = torch_hub_checkpoints() / os.path.basename(urlparse(url).path)
+    stem = path.stem.rsplit("-", 1)
+    hash_prefix = stem[1] if len(stem) == 2 and len(stem[1]) >= 8 else None
+    if not path.is_file():
+        remedy = f"put {path.name} (from {url}) in {path.parent}, or set model.weights to a local file or none"
+        if not allow_download:
+            raise DataNotFoundError(f"{what} not found (download not allowed): {remedy}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
+        except Exception as exc:  # URLError offline, RuntimeError on a hash mismatch
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataNotFoundError(f"{what} could not be downloaded ({reason}): {remedy}") from None
+    if hash_prefix and not sha256(path).startswith(hash_prefix):
+        raise DataCorruptError(f"{path} does not match the sha256 prefix {hash_prefix} in its name; delete it and fetch it again")
+    return path
+
+
+def cached_torchvision_weights(archs: tuple[str, ...]) -> list[tuple[str, Path, bool]]:
+    """(weights name, cache file, present?) for every named weights of `archs`."""
+    import torchvision.models as tvm
+
+    rows = []
+    for arch in archs:
+        for weights in tvm.get_model_weights(arch):
+            path = torch_hub_checkpoints() / os.path.basename(urlparse(weights.url).path)
+            rows.append((f"{arch} {weights.name}", path, path.is_file()))
+    return rows
