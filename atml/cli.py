@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -99,7 +100,9 @@ def run(
                     print(f"== {exp.NAME}/{p}: already complete in this run folder")
                     continue
                 print(f"== {exp.NAME}/{p}", flush=True)
+                started = time.perf_counter()
                 handle.record_metrics(p, exp.run_part(p, cfg, handle, torch_device))
+                print(f"== {exp.NAME}/{p} done in {time.perf_counter() - started:.0f} s", flush=True)
     except KeyboardInterrupt:
         print(f"\natml: interrupted; continue with: {resume_hint}", file=sys.stderr)
         raise SystemExit(130) from None
