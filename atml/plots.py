@@ -121,8 +121,8 @@ def training_curves(runs: dict[str, dict[str, list[dict]]], panels: Sequence[Pan
             ax.tick_params(labelleft=True)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
-    fig.suptitle(title)
     fig.tight_layout()
+    fig.suptitle(title, y=1.0 + 0.12 / len(panels))  # above the first row's titles; savefig keeps it in the frame
     return _save(fig, path)
 
 
@@ -140,17 +140,74 @@ def grouped_bars(groups: dict[str, Sequence[float]], categories: Sequence[str], 
     return _save(fig, path)
 
 
+def _class_colours(n_classes: int):
+    cmap = plt.get_cmap("tab10" if n_classes <= 10 else "tab20" if n_classes <= 20 else "gist_ncar")
+    return [cmap(c % 20 if n_classes <= 20 else c / n_classes) for c in range(n_classes)]
+
+
+def scatter_grid(maps: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], classes: Sequence[str], path: Path, title: str) -> Path:
+    """2-D maps in a grid (rows × columns of `maps`), points coloured by class; each cell is
+    (xy [N, 2], labels [N]). A legend names the classes when there are at most 20; beyond that
+    the colours only separate them (a legend of 100 names is unreadable)."""
+    rows = list(maps)
+    cols = list(dict.fromkeys(c for r in rows for c in maps[r]))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols), 4.2 * len(rows)), squeeze=False)
+    colours = _class_colours(len(classes))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c not in maps[r]:
+                ax.axis("off")
+                continue
+            xy, labels = maps[r][c]
+            for k, class_name in enumerate(classes):
+                mask = labels == k
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=4, color=colours[k], label=class_name, alpha=0.7)
+            ax.set_title(f"{r}: {c}" if len(rows) > 1 else c, fontsize=9)
+    if len(classes) <= 20:
+        axes[0][-1].legend(fontsize=7, markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        fig.text(0.5, -0.01, f"colours: {len(classes)} classes", ha="center", fontsize=8)
+    fig.tight_layout()
+    fig.suptitle(title, y=1.0 + 0.04 / len(rows))
+    return _save(fig, path)
+
+
 def scatter_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str], path: Path, title: str) -> Path:
     """2-D maps side by side, points coloured by class; `maps` is {name: (xy [N, 2], labels [N])}."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(4.4 * len(maps), 4.4), squeeze=False)
-    cmap = plt.get_cmap("tab10")
-    for ax, (name, (xy, labels)) in zip(axes[0], maps.items()):
-        for c, class_name in enumerate(classes):
-            mask = labels == c
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=4, color=cmap(c % 10), label=class_name, alpha=0.7)
-        ax.set_title(name)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0][-1].legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle(title)
+    return scatter_grid({"": maps}, classes, path, title)
+
+
+def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """One line per named (x, y) series, e.g. separability against depth."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, (x, y) in series.items():
+        ax.plot(list(x), list(y), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str) -> Path:
+    """Row-normalised confusion matrix (rows: true class); class names shown up to 20 classes."""
+    shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * min(n, 20) + 2), max(4.4, 0.45 * min(n, 20) + 1.5)))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    if n <= 20:
+        ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(n), classes, fontsize=7)
+        for i in range(n):
+            for j in range(n):
+                if shares[i, j] >= 0.05:
+                    ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    ax.set_title(title)
     return _save(fig, path)

@@ -19,6 +19,7 @@ from typing import Any
 from atml.errors import UserError
 
 EXPERIMENTS = {
+    "resnet": "atml.experiments.resnet",
     "gan": "atml.experiments.gan",
     "vae": "atml.experiments.vae",
 }

@@ -1,0 +1,333 @@
+"""Experiment 1: inside ResNet-152 — transfer learning on CIFAR-10 from ImageNet weights.
+
+Parts today: `baseline` (the original's frozen backbone and a trained 10-class head), `features`
+(early / middle / late features: t-SNE and UMAP maps, and class separability as numbers),
+`confusion` (the baseline head's confusion matrix, its most-confused pairs and their feature
+similarity), `compare-depth` (ResNet-18 against ResNet-152 as frozen feature extractors).
+A frozen backbone runs once: its pooled features (both horizontal flips when flip augmentation is
+on) go to the feature cache, and heads train on them in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from atml import plots
+from atml.analysis.embeddings import project_2d
+from atml.analysis.separability import knn_accuracy, silhouette
+from atml.config import Seed, Strict
+from atml.data.batching import TensorBatches
+from atml.data.images import NAMES, LabelledImages, load_images
+from atml.data.preprocess import Preprocess
+from atml.errors import UserError
+from atml.experiments import Flag
+from atml.feature_cache import FeatureCache, batched_outputs, cache_root, fingerprint
+from atml.models.modes import evaluating
+from atml.models.resnet import PooledFeatures
+from atml.models.weights import Pretrained, torchvision_classifier
+from atml.runs import Run
+from atml.training import Checkpointing, fit
+
+NAME = "resnet"
+PARTS = ("baseline", "features", "confusion", "compare-depth")
+FLAGS: tuple[Flag, ...] = ()
+HEAD_LAYER = "layer4"  # the head reads layer4's pooled output, which is what ResNet's avgpool gives fc
+
+
+class ResnetDataConfig(Strict):
+    dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
+    root: str = "data"
+    download: bool = True
+    train_images: int | None = Field(None, ge=2, description="a fixed random draw of the training split (null: all)")
+    val_images: int | None = Field(None, ge=2, description="a fixed random draw of the test split (null: all)")
+    resolution: int = Field(224, ge=16, description="side of the model's input; the weights' metadata gives 224")
+    subset_seed: Seed = 0
+
+
+class ResnetModelConfig(Strict):
+    arch: str = "resnet152"
+    weights: str = Field("imagenet", description="imagenet (= IMAGENET1K_V1) | IMAGENET1K_V2 | a state-dict file | none")
+
+
+class HeadTrainConfig(Strict):
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    flip: bool = Field(True, description="random horizontal flips (both views of every image are cached)")
+    feature_batch_size: int = Field(128, ge=1, description="images per no-grad forward of the frozen backbone")
+    cache: bool = Field(True, description="reuse frozen-backbone outputs across parts and runs (~/.cache/atml/features)")
+    log_every: int = Field(50, ge=1)
+
+
+class FeaturesConfig(Strict):
+    layers: list[str] = ["layer1", "layer3", "layer4"]
+    images: int = Field(1000, ge=10, description="validation images mapped and scored")
+    knn_k: int = Field(10, ge=1)
+    folds: int = Field(5, ge=2, description="cross-validation folds of the k-NN accuracy")
+    maps: list[Literal["tsne", "umap", "pca"]] = ["tsne", "umap"]
+
+
+class ConfusionConfig(Strict):
+    pairs: int = Field(5, ge=1, description="most-confused class pairs listed")
+
+
+class CompareDepthConfig(Strict):
+    archs: list[str] = ["resnet18", "resnet152"]
+
+
+class Config(Strict):
+    seed: Seed = 0
+    data: ResnetDataConfig = ResnetDataConfig()
+    model: ResnetModelConfig = ResnetModelConfig()
+    train: HeadTrainConfig = HeadTrainConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    confusion: ConfusionConfig = ConfusionConfig()
+    compare_depth: CompareDepthConfig = CompareDepthConfig()
+
+
+# --- data and weights -------------------------------------------------------------------------
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor
+    indices: torch.Tensor  # positions in the dataset's split file
+    classes: tuple[str, ...]
+    source: str
+
+
+@lru_cache(maxsize=4)
+def _split(dataset: str, split: str, root: str, download: bool, n: int | None, seed: int) -> Split:
+    full: LabelledImages = load_images(dataset, split, root, download)
+    order = torch.randperm(len(full.labels), generator=torch.Generator().manual_seed(seed))
+    indices = order[:n] if n else torch.arange(len(full.labels))
+    return Split(full.images[indices], full.labels[indices], indices, full.classes, f"{full.source}, {len(indices)} used")
+
+
+def splits(cfg: Config) -> tuple[Split, Split]:
+    d = cfg.data
+    return (_split(d.dataset, "train", d.root, d.download, d.train_images, d.subset_seed),
+            _split(d.dataset, "test", d.root, d.download, d.val_images, d.subset_seed + 1))
+
+
+@lru_cache(maxsize=4)
+def _pretrained(arch: str, weights: str, download: bool, init_seed: int) -> Pretrained:
+    torch.manual_seed(init_seed)  # what `weights: none` starts from
+    pretrained = torchvision_classifier(arch, weights, download)
+    pretrained.model.eval().requires_grad_(False)
+    return pretrained
+
+
+def pretrained(cfg: Config, arch: str) -> Pretrained:
+    return _pretrained(arch, cfg.model.weights, cfg.data.download, cfg.seed)
+
+
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+    """Data, weights and every size checked before a run folder exists."""
+    for arch in dict.fromkeys([cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())]):
+        pretrained(cfg, arch)  # weights first: offline, a missing file is named at once
+    train, val = splits(cfg)
+    if len(train.labels) < cfg.train.batch_size:
+        raise UserError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train.labels)} training images")
+    if "features" in parts:
+        n = min(cfg.features.images, len(val.labels))
+        if n < cfg.features.folds or cfg.features.knn_k >= n - n // cfg.features.folds:
+            raise UserError(f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with k={cfg.features.knn_k}")
+        hooks = PooledFeatures(pretrained(cfg, cfg.model.arch).model, cfg.features.layers)  # names checked here
+        hooks.remove()
+
+
+def weights_record(cfg: Config, arch: str) -> dict:
+    record = pretrained(cfg, arch).record.describe()
+    return record | ({"random_init_seed": cfg.seed} if record["source"] == "none" else {})
+
+
+# --- frozen features and heads ----------------------------------------------------------------
+
+def frozen_features(cfg: Config, arch: str, split: Split, split_name: str, layers: list[str], flip: bool, device: torch.device) -> dict[str, torch.Tensor]:
+    """Pooled outputs of `layers` for every image of `split`, from the cache when it has them."""
+    p = pretrained(cfg, arch)
+    preprocess = Preprocess(cfg.data.resolution, p.preprocess.mean, p.preprocess.std, p.preprocess.interpolation)
+    determinants = {"model": arch, "weights": weights_record(cfg, arch), "dataset": cfg.data.dataset, "split": split_name,
+                    "indices": fingerprint(split.indices), "preprocess": preprocess.describe(), "layers": sorted(layers), "flip": flip}
+
+    def compute() -> dict[str, torch.Tensor]:
+        model = p.model.to(device)
+        hooks = PooledFeatures(model, layers)
+        try:
+            def forward(x):
+                model(x)
+                return dict(hooks.outputs)
+            return batched_outputs(forward, split.images, preprocess, device, cfg.train.feature_batch_size, flip=flip,
+                                   label=f"{arch} {split_name}{' flipped' if flip else ''}")
+        finally:
+            hooks.remove()
+
+    label = f"{arch} {cfg.data.dataset} {split_name} {'+'.join(sorted(layers))}{' flipped' if flip else ''}"
+    return FeatureCache(cache_root(), enabled=cfg.train.cache).get_or_compute(determinants, compute, label)
+
+
+class HeadStep:
+    """One Adam step of a linear head on cached features; with flips, each image's view is drawn at random."""
+
+    def __init__(self, head: torch.nn.Linear, t: HeadTrainConfig, seed: int):
+        self.head, self.flip = head, t.flip
+        self.optimizer = torch.optim.Adam(head.parameters(), lr=t.lr)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch):
+        plain, flipped, y = batch
+        x = torch.where((torch.rand(len(y), 1, generator=self.generator) < 0.5).to(plain.device), flipped, plain) if self.flip else plain
+        logits = self.head(x)
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+
+
+@dataclass
+class TrainedHead:
+    head: torch.nn.Linear
+    history: object
+    val_logits: torch.Tensor
+    val_features: torch.Tensor
+
+
+def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device) -> TrainedHead:
+    """A linear head on `arch`'s frozen layer4 features: the backbone runs once (per flip), the
+    head trains for every epoch on the cached features; checkpointed, so a resumed or repeated
+    part reuses it."""
+    train, val = splits(cfg)
+    plain = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], False, device)[HEAD_LAYER]
+    flipped = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], True, device)[HEAD_LAYER] if cfg.train.flip else plain
+    val_features = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device)[HEAD_LAYER]
+    # Standardised with the training features' statistics: the same linear function class, but
+    # Adam is not at the mercy of the feature scale (a random-init ResNet-152 gives features ~1e4).
+    mean, std = plain.mean(0), plain.std(0).clamp_min(1e-6)
+    standardise = lambda x: ((x - mean) / std).to(device)  # noqa: E731
+    torch.manual_seed(cfg.seed)
+    head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
+    step = HeadStep(head, cfg.train, cfg.seed)
+    batches = TensorBatches(standardise(plain), standardise(flipped), train.labels.to(device), batch_size=cfg.train.batch_size, seed=cfg.seed)
+    val_x, val_y = standardise(val_features), val.labels.to(device)
+
+    def evaluate(epoch: int) -> dict:
+        with evaluating(head):
+            logits = head(val_x)
+        return {"val_loss": F.cross_entropy(logits, val_y).item(), "val_acc": (logits.argmax(1) == val_y).float().mean().item()}
+
+    history = fit(step, batches, cfg.train.epochs, label=f"resnet/{key}", log_every=cfg.train.log_every, evaluate=evaluate,
+                  checkpointing=Checkpointing(run, key, {"head": head, "optimizer": step.optimizer, "batches": batches}))
+    with evaluating(head):
+        logits = head(val_x).cpu()
+    return TrainedHead(head, history, logits, val_features)
+
+
+HEAD_CURVES = [
+    plots.Panel("loss", [plots.Series("loss", "train", "epochs"), plots.Series("val_loss", "validation", "epochs")], "cross-entropy"),
+    plots.Panel("accuracy", [plots.Series("acc", "train", "epochs"), plots.Series("val_acc", "validation", "epochs")], "accuracy"),
+]
+
+
+def head_metrics(trained: TrainedHead) -> dict:
+    last = trained.history.epochs[-1]
+    return {"val_acc": last["val_acc"], "val_loss": last["val_loss"], "train_acc": last["acc"], "train_loss": last["loss"],
+            "epochs": last["epoch"], "val_acc_per_epoch": [r["val_acc"] for r in trained.history.epochs]}
+
+
+def common_metrics(cfg: Config, arch: str) -> dict:
+    train, val = splits(cfg)
+    return {"data": f"train: {train.source}; validation: {val.source}", "weights": weights_record(cfg, arch),
+            "resolution": cfg.data.resolution, "random_weights": cfg.model.weights == "none"}
+
+
+# --- parts ------------------------------------------------------------------------------------
+
+def run_baseline(cfg: Config, run: Run, device: torch.device) -> dict:
+    trained = train_head(cfg, cfg.model.arch, run, "baseline-head", device)
+    run.write_history("baseline", trained.history.epochs)
+    plots.training_curves({cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}}, HEAD_CURVES,
+                          run.plot_path("baseline_curves"), f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head")
+    return common_metrics(cfg, cfg.model.arch) | head_metrics(trained)
+
+
+def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
+    _, val = splits(cfg)
+    f = cfg.features
+    n = min(f.images, len(val.labels))
+    subset = Split(val.images[:n], val.labels[:n], val.indices[:n], val.classes, val.source)
+    features = frozen_features(cfg, cfg.model.arch, subset, f"test[:{n}]", f.layers, False, device)
+    labels = subset.labels.numpy()
+    per_layer, maps = {}, {}
+    for layer in f.layers:
+        x = features[layer].numpy()
+        per_layer[layer] = {"dim": int(x.shape[1]), "knn_accuracy": knn_accuracy(x, labels, f.knn_k, f.folds, cfg.seed),
+                            "silhouette": silhouette(x, labels)}
+        maps[layer] = {method: (project_2d(x, method, cfg.seed), labels) for method in f.maps}
+        print(f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette {per_layer[layer]['silhouette']:.3f}", flush=True)
+    plots.scatter_grid(maps, val.classes, run.plot_path("features_maps"),
+                       f"{cfg.model.arch} features of {n} {cfg.data.dataset} test images, early → late")
+    plots.lines({"k-NN accuracy (5-fold)": (f.layers, [per_layer[l]["knn_accuracy"] for l in f.layers]),
+                 "silhouette": (f.layers, [per_layer[l]["silhouette"] for l in f.layers])},
+                run.plot_path("features_separability"), f"class separability against depth ({cfg.model.arch})", "layer", "score")
+    return common_metrics(cfg, cfg.model.arch) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
+
+
+def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
+    _, val = splits(cfg)
+    trained = train_head(cfg, cfg.model.arch, run, "baseline-head", device)  # the baseline's head, from its checkpoint
+    predicted, truth = trained.val_logits.argmax(1).numpy(), val.labels.numpy()
+    k = len(val.classes)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    means = torch.stack([trained.val_features[val.labels == c].mean(0) if (val.labels == c).any() else torch.zeros(trained.val_features.shape[1]) for c in range(k)])
+    similarity = F.cosine_similarity(means.unsqueeze(1), means.unsqueeze(0), dim=-1).numpy()
+    shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
+    pairs = sorted(((shares[i, j] + shares[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True)[: cfg.confusion.pairs]
+    plots.confusion_matrix(matrix, val.classes, run.plot_path("confusion_matrix"), f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test)")
+    return common_metrics(cfg, cfg.model.arch) | {
+        "val_acc": float((predicted == truth).mean()),
+        "most_confused": [{"classes": [val.classes[i], val.classes[j]], "confusion_share": round(float(s), 4),
+                           "feature_cosine": round(float(similarity[i, j]), 4)} for s, i, j in pairs],
+        "mean_feature_cosine_other_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
+    }
+
+
+def run_compare_depth(cfg: Config, run: Run, device: torch.device) -> dict:
+    results = {}
+    for arch in cfg.compare_depth.archs:
+        trained = train_head(cfg, arch, run, f"compare-depth-{arch}", device)
+        results[arch] = {"weights": weights_record(cfg, arch), "feature_dim": int(trained.head.in_features)} | head_metrics(trained)
+    plots.grouped_bars({"validation accuracy": [results[a]["val_acc"] for a in results]}, list(results),
+                       run.plot_path("compare_depth"), f"frozen features + linear head on {cfg.data.dataset}", "accuracy")
+    return common_metrics(cfg, cfg.model.arch) | {"archs": results}
+
+
+PART_RUNNERS = {"baseline": run_baseline, "features": run_features, "confusion": run_confusion, "compare-depth": run_compare_depth}
+
+
+def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
+    return PART_RUNNERS[part](cfg, run, device)
+
+
+def summary(metrics: dict) -> list[dict]:
+    rows = []
+    for part, m in metrics.items():
+        mark = " (random weights)" if m.get("random_weights") else ""
+        if part in ("baseline", "confusion"):
+            rows.append({"part": part, "what": f"val accuracy{mark}", "value": m["val_acc"]})
+        elif part == "features":
+            for layer, v in m["layers"].items():
+                rows.append({"part": part, "what": f"{layer}: k-NN acc / silhouette{mark}", "value": f"{v['knn_accuracy']:.3f} / {v['silhouette']:.3f}"})
+        elif part == "compare-depth":
+            for arch, v in m["archs"].items():
+                rows.append({"part": part, "what": f"{arch} val accuracy{mark}", "value": v["val_acc"]})
+    return rows

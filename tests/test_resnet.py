@@ -1,0 +1,56 @@
+import json
+
+import pytest
+import torch
+
+from atml.config import resolve
+from atml.data.fake import write_fake_dataset
+from atml.experiments import resnet
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_dataset("cifar10", root, n_train=300, n_test=150)
+    return root
+
+
+def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
+    code, out, err = cli("run", "resnet", "--smoke", "--set", f"data.root={cifar_root}", "--out", tmp_path)
+    assert code == 0, err
+    (folder,) = (tmp_path / "resnet").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert list(metrics) == list(resnet.PARTS)
+    assert all(m["random_weights"] and m["weights"]["source"] == "none" for m in metrics.values())
+    assert len(metrics["baseline"]["val_acc_per_epoch"]) == 2 and 0 <= metrics["baseline"]["val_acc"] <= 1
+    assert set(metrics["features"]["layers"]) == {"layer1", "layer3", "layer4"}
+    assert all(-1 <= v["silhouette"] <= 1 and 0 <= v["knn_accuracy"] <= 1 for v in metrics["features"]["layers"].values())
+    assert metrics["confusion"]["val_acc"] == pytest.approx(metrics["baseline"]["val_acc"])  # the same head, from its checkpoint
+    assert len(metrics["confusion"]["most_confused"]) == 5
+    assert set(metrics["compare-depth"]["archs"]) == {"resnet18", "resnet152"}
+    assert metrics["compare-depth"]["archs"]["resnet18"]["feature_dim"] == 512
+    for plot in ("baseline_curves", "features_maps", "features_separability", "confusion_matrix", "compare_depth"):
+        assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
+    assert "feature cache hit" in out and "(random weights)" in out
+
+
+def test_offline_named_weights_fail_before_a_run_folder(cli, cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    code, _, err = cli("run", "resnet", "--part", "baseline", "--set", f"data.root={cifar_root}", "--set", "data.download=false",
+                       "--set", "model.weights=imagenet", "--out", tmp_path / "out")
+    assert code == 3 and "resnet152-394f9c45.pth" in err and str(tmp_path / "hub" / "checkpoints") in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATML_CACHE_DIR", str(tmp_path))
+    _, cfg = resolve("resnet", resnet.Config, smoke=True, sets=[f"data.root={cifar_root}", "data.train_images=40"])
+    train, _ = resnet.splits(cfg)
+    device = torch.device("cpu")
+    computed = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], False, device)
+    cached = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], False, device)
+    uncached_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"cache": False})})
+    direct = resnet.frozen_features(uncached_cfg, "resnet18", train, "train", ["layer4"], False, device)
+    assert torch.equal(computed["layer4"], cached["layer4"]) and torch.equal(computed["layer4"], direct["layer4"])
+    flipped = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], True, device)
+    assert not torch.equal(flipped["layer4"], computed["layer4"])
