@@ -16,7 +16,7 @@ def cifar_root(tmp_path_factory):
 
 
 def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
-    code, out, err = cli("run", "resnet", "--smoke", "--set", f"data.root={cifar_root}", "--out", tmp_path)
+    code, out, err = cli("run", "resnet", "--smoke", "--set", f"data.root={cifar_root}", "--set", "data.dataset=cifar10", "--out", tmp_path)
     assert code == 0, err
     (folder,) = (tmp_path / "resnet").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -44,7 +44,7 @@ def test_offline_named_weights_fail_before_a_run_folder(cli, cifar_root, tmp_pat
 
 def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeypatch):
     monkeypatch.setenv("ATML_CACHE_DIR", str(tmp_path))
-    _, cfg = resolve("resnet", resnet.Config, smoke=True, sets=[f"data.root={cifar_root}", "data.train_images=40"])
+    _, cfg = resolve("resnet", resnet.Config, smoke=True, sets=[f"data.root={cifar_root}", "data.dataset=cifar10", "data.train_images=40"])
     train, _ = resnet.splits(cfg)
     device = torch.device("cpu")
     computed = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], False, device)
