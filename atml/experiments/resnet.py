@@ -243,6 +243,11 @@ def head_metrics(trained: TrainedHead) -> dict:
             "epochs": last["epoch"], "val_acc_per_epoch": [r["val_acc"] for r in trained.history.epochs]}
 
 
+def weights_note(cfg: Config) -> str:
+    """Marks every figure title made with random weights, so no one reads it as ImageNet's."""
+    return " — RANDOM weights" if cfg.model.weights == "none" else f" — weights {cfg.model.weights}"
+
+
 def common_metrics(cfg: Config, arch: str) -> dict:
     train, val = splits(cfg)
     return {"data": f"train: {train.source}; validation: {val.source}", "weights": weights_record(cfg, arch),
@@ -255,7 +260,7 @@ def run_baseline(cfg: Config, run: Run, device: torch.device) -> dict:
     trained = train_head(cfg, cfg.model.arch, run, "baseline-head", device)
     run.write_history("baseline", trained.history.epochs)
     plots.training_curves({cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}}, HEAD_CURVES,
-                          run.plot_path("baseline_curves"), f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head")
+                          run.plot_path("baseline_curves"), f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}")
     return common_metrics(cfg, cfg.model.arch) | head_metrics(trained)
 
 
@@ -274,10 +279,10 @@ def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
         maps[layer] = {method: (project_2d(x, method, cfg.seed), labels) for method in f.maps}
         print(f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette {per_layer[layer]['silhouette']:.3f}", flush=True)
     plots.scatter_grid(maps, val.classes, run.plot_path("features_maps"),
-                       f"{cfg.model.arch} features of {n} {cfg.data.dataset} test images, early → late")
+                       f"{cfg.model.arch} features of {n} {cfg.data.dataset} test images, early → late{weights_note(cfg)}")
     plots.lines({"k-NN accuracy (5-fold)": (f.layers, [per_layer[l]["knn_accuracy"] for l in f.layers]),
                  "silhouette": (f.layers, [per_layer[l]["silhouette"] for l in f.layers])},
-                run.plot_path("features_separability"), f"class separability against depth ({cfg.model.arch})", "layer", "score")
+                run.plot_path("features_separability"), f"class separability against depth ({cfg.model.arch}){weights_note(cfg)}", "layer", "score")
     return common_metrics(cfg, cfg.model.arch) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
 
 
@@ -288,16 +293,19 @@ def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
     k = len(val.classes)
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (truth, predicted), 1)
-    means = torch.stack([trained.val_features[val.labels == c].mean(0) if (val.labels == c).any() else torch.zeros(trained.val_features.shape[1]) for c in range(k)])
+    # Class means centred on the mean of all features: ReLU features share one large positive
+    # direction (for random weights, all cosines are then ~1), which says nothing about the pair.
+    centred = trained.val_features - trained.val_features.mean(0)
+    means = torch.stack([centred[val.labels == c].mean(0) if (val.labels == c).any() else torch.zeros(centred.shape[1]) for c in range(k)])
     similarity = F.cosine_similarity(means.unsqueeze(1), means.unsqueeze(0), dim=-1).numpy()
     shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
     pairs = sorted(((shares[i, j] + shares[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True)[: cfg.confusion.pairs]
-    plots.confusion_matrix(matrix, val.classes, run.plot_path("confusion_matrix"), f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test)")
+    plots.confusion_matrix(matrix, val.classes, run.plot_path("confusion_matrix"), f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}")
     return common_metrics(cfg, cfg.model.arch) | {
         "val_acc": float((predicted == truth).mean()),
         "most_confused": [{"classes": [val.classes[i], val.classes[j]], "confusion_share": round(float(s), 4),
-                           "feature_cosine": round(float(similarity[i, j]), 4)} for s, i, j in pairs],
-        "mean_feature_cosine_other_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
+                           "centred_feature_cosine": round(float(similarity[i, j]), 4)} for s, i, j in pairs],
+        "mean_centred_feature_cosine_all_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
     }
 
 
@@ -307,7 +315,7 @@ def run_compare_depth(cfg: Config, run: Run, device: torch.device) -> dict:
         trained = train_head(cfg, arch, run, f"compare-depth-{arch}", device)
         results[arch] = {"weights": weights_record(cfg, arch), "feature_dim": int(trained.head.in_features)} | head_metrics(trained)
     plots.grouped_bars({"validation accuracy": [results[a]["val_acc"] for a in results]}, list(results),
-                       run.plot_path("compare_depth"), f"frozen features + linear head on {cfg.data.dataset}", "accuracy")
+                       run.plot_path("compare_depth"), f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}", "accuracy")
     return common_metrics(cfg, cfg.model.arch) | {"archs": results}
 
 
