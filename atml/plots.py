@@ -180,11 +180,16 @@ def scatter_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequen
     return scatter_grid({"": maps}, classes, path, title)
 
 
-def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
-    """One line per named (x, y) series, e.g. separability against depth."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title: str, xlabel: str, ylabel: str, logy: bool = False) -> Path:
+    """One line per named (x, y) series, e.g. separability against depth or a number per block."""
+    n_points = max(len(x) for x, _ in series.values())
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.2 * n_points), 3.6))
     for name, (x, y) in series.items():
-        ax.plot(list(x), list(y), marker="o", label=name)
+        ax.plot(list(x), list(y), marker="o", ms=3 if n_points > 12 else 6, label=name)
+    if n_points > 12:
+        ax.tick_params(axis="x", labelrotation=90, labelsize=6)
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

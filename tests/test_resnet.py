@@ -27,9 +27,14 @@ def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
     assert all(-1 <= v["silhouette"] <= 1 and 0 <= v["knn_accuracy"] <= 1 for v in metrics["features"]["layers"].values())
     assert metrics["confusion"]["val_acc"] == pytest.approx(metrics["baseline"]["val_acc"])  # the same head, from its checkpoint
     assert len(metrics["confusion"]["most_confused"]) == 5
+    no_res = metrics["no-residual"]
+    assert no_res["blocks_off"] == ["layer2.1", "layer3.2"] and len(no_res["head_only"]) == len(no_res["finetuned"]) == 2
+    norms = list(no_res["gradient_norms"].values())
+    assert len(norms[0]) == len(norms[1]) == 50 and all(v > 0 for v in norms[1].values())  # ResNet-152: 3+8+36+3 blocks
     assert set(metrics["compare-depth"]["archs"]) == {"resnet18", "resnet152"}
     assert metrics["compare-depth"]["archs"]["resnet18"]["feature_dim"] == 512
-    for plot in ("baseline_curves", "features_maps", "features_separability", "confusion_matrix", "compare_depth"):
+    for plot in ("baseline_curves", "no-residual_curves", "no-residual_gradient_norms", "features_maps", "features_separability",
+                 "confusion_matrix", "compare_depth"):
         assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
     assert "feature cache hit" in out and "(random weights)" in out
 
@@ -54,3 +59,16 @@ def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeyp
     assert torch.equal(computed["layer4"], cached["layer4"]) and torch.equal(computed["layer4"], direct["layer4"])
     flipped = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], True, device)
     assert not torch.equal(flipped["layer4"], computed["layer4"])
+
+
+def test_no_residual_flag_switches_shortcuts_off_everywhere(cli, cifar_root, tmp_path):
+    code, out, _ = cli("config", "resnet", "--no-residual")
+    assert code == 0 and "no_residual: true" in out
+    code, _, err = cli("run", "resnet", "--no-residual=yes")
+    assert code == 2 and "--no-residual is a switch" in err
+    code, _, err = cli("run", "resnet", "--smoke", "--no-residual", "--set", "no_residual.blocks=[layer9.0]", "--out", tmp_path)
+    assert code == 2 and "no_residual.blocks: no residual block 'layer9.0'" in err and not (tmp_path / "resnet").exists()
+    code, out, err = cli("run", "resnet", "--smoke", "--no-residual", "--part", "baseline", "--set", f"data.root={cifar_root}",
+                         "--set", "data.dataset=cifar10", "--out", tmp_path)
+    assert code == 0, err
+    assert "no-residual" in out  # the features were computed (or cached) with the shortcuts off

@@ -10,6 +10,7 @@ on) go to the feature cache, and heads train on them in seconds.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -25,19 +26,19 @@ from atml.analysis.separability import knn_accuracy, silhouette
 from atml.config import Seed, Strict
 from atml.data.batching import TensorBatches
 from atml.data.images import NAMES, LabelledImages, load_images
-from atml.data.preprocess import Preprocess
+from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
 from atml.experiments import Flag
 from atml.feature_cache import FeatureCache, batched_outputs, cache_root, fingerprint
 from atml.models.modes import evaluating
-from atml.models.resnet import PooledFeatures
+from atml.models.resnet import PooledFeatures, apply_policy, remove_shortcuts, replace_head, residual_blocks
 from atml.models.weights import Pretrained, torchvision_classifier
 from atml.runs import Run
 from atml.training import Checkpointing, fit
 
 NAME = "resnet"
-PARTS = ("baseline", "features", "confusion", "compare-depth")
-FLAGS: tuple[Flag, ...] = ()
+PARTS = ("baseline", "no-residual", "features", "confusion", "compare-depth")
+FLAGS = (Flag("--no-residual", "model.no_residual", "every part with the shortcuts of no_residual.blocks switched off", bool),)
 HEAD_LAYER = "layer4"  # the head reads layer4's pooled output, which is what ResNet's avgpool gives fc
 
 
@@ -54,6 +55,16 @@ class ResnetDataConfig(Strict):
 class ResnetModelConfig(Strict):
     arch: str = "resnet152"
     weights: str = Field("imagenet", description="imagenet (= IMAGENET1K_V1) | IMAGENET1K_V2 | a state-dict file | none")
+    no_residual: bool = Field(False, description="every part runs with no_residual.blocks' shortcuts switched off")
+
+
+class NoResidualConfig(Strict):
+    blocks: list[str] = Field(["layer2.1", "layer3.2"], description="blocks whose shortcut is switched off (0-based, torchvision's names)")
+    grad_images: int = Field(32, ge=2, description="training images of the one batch whose gradient is measured per block")
+    finetune_epochs: int = Field(1, ge=1)
+    finetune_images: int = Field(2000, ge=2, description="training images the whole-network fine-tuning sees")
+    finetune_batch_size: int = Field(32, ge=1)
+    finetune_lr: float = Field(1e-4, gt=0)
 
 
 class HeadTrainConfig(Strict):
@@ -87,6 +98,7 @@ class Config(Strict):
     data: ResnetDataConfig = ResnetDataConfig()
     model: ResnetModelConfig = ResnetModelConfig()
     train: HeadTrainConfig = HeadTrainConfig()
+    no_residual: NoResidualConfig = NoResidualConfig()
     features: FeaturesConfig = FeaturesConfig()
     confusion: ConfusionConfig = ConfusionConfig()
     compare_depth: CompareDepthConfig = CompareDepthConfig()
@@ -129,6 +141,25 @@ def pretrained(cfg: Config, arch: str) -> Pretrained:
     return _pretrained(arch, cfg.model.weights, cfg.data.download, cfg.seed)
 
 
+def shortcuts_off(cfg: Config) -> tuple[str, ...]:
+    """The blocks every part switches off: none, unless --no-residual."""
+    return tuple(cfg.no_residual.blocks) if cfg.model.no_residual else ()
+
+
+@lru_cache(maxsize=4)
+def _backbone(arch: str, weights: str, download: bool, init_seed: int, off: tuple[str, ...]) -> torch.nn.Module:
+    model = _pretrained(arch, weights, download, init_seed).model
+    if off:
+        model = copy.deepcopy(model)
+        remove_shortcuts(model, list(off))
+    return model
+
+
+def backbone(cfg: Config, arch: str, off: tuple[str, ...]) -> torch.nn.Module:
+    """The frozen pretrained model, with the shortcuts of blocks `off` switched off."""
+    return _backbone(arch, cfg.model.weights, cfg.data.download, cfg.seed, off)
+
+
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
     """Data, weights and every size checked before a run folder exists."""
     for arch in dict.fromkeys([cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())]):
@@ -142,6 +173,11 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
             raise UserError(f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with k={cfg.features.knn_k}")
         hooks = PooledFeatures(pretrained(cfg, cfg.model.arch).model, cfg.features.layers)  # names checked here
         hooks.remove()
+    if "no-residual" in parts or cfg.model.no_residual:
+        try:
+            backbone(cfg, cfg.model.arch, tuple(cfg.no_residual.blocks))
+        except ValueError as exc:
+            raise UserError(f"no_residual.blocks: {exc}") from None
 
 
 def weights_record(cfg: Config, arch: str) -> dict:
@@ -151,15 +187,23 @@ def weights_record(cfg: Config, arch: str) -> dict:
 
 # --- frozen features and heads ----------------------------------------------------------------
 
-def frozen_features(cfg: Config, arch: str, split: Split, split_name: str, layers: list[str], flip: bool, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pooled outputs of `layers` for every image of `split`, from the cache when it has them."""
-    p = pretrained(cfg, arch)
-    preprocess = Preprocess(cfg.data.resolution, p.preprocess.mean, p.preprocess.std, p.preprocess.interpolation)
+def preprocess_of(cfg: Config, arch: str) -> Preprocess:
+    p = pretrained(cfg, arch).preprocess
+    return Preprocess(cfg.data.resolution, p.mean, p.std, p.interpolation)
+
+
+def frozen_features(cfg: Config, arch: str, split: Split, split_name: str, layers: list[str], flip: bool, device: torch.device,
+                    off: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    """Pooled outputs of `layers` for every image of `split`, from the cache when it has them;
+    `off` names blocks whose shortcut is switched off (default: the run's --no-residual setting)."""
+    off = shortcuts_off(cfg) if off is None else off
+    preprocess = preprocess_of(cfg, arch)
     determinants = {"model": arch, "weights": weights_record(cfg, arch), "dataset": cfg.data.dataset, "split": split_name,
-                    "indices": fingerprint(split.indices), "preprocess": preprocess.describe(), "layers": sorted(layers), "flip": flip}
+                    "indices": fingerprint(split.indices), "preprocess": preprocess.describe(), "layers": sorted(layers), "flip": flip,
+                    "shortcuts_off": list(off)}
 
     def compute() -> dict[str, torch.Tensor]:
-        model = p.model.to(device)
+        model = backbone(cfg, arch, off).to(device)
         hooks = PooledFeatures(model, layers)
         try:
             def forward(x):
@@ -170,21 +214,20 @@ def frozen_features(cfg: Config, arch: str, split: Split, split_name: str, layer
         finally:
             hooks.remove()
 
-    label = f"{arch} {cfg.data.dataset} {split_name} {'+'.join(sorted(layers))}{' flipped' if flip else ''}"
+    label = f"{arch} {cfg.data.dataset} {split_name} {'+'.join(sorted(layers))}{' flipped' if flip else ''}{' no-residual' if off else ''}"
     return FeatureCache(cache_root(), enabled=cfg.train.cache).get_or_compute(determinants, compute, label)
 
 
 class HeadStep:
     """One Adam step of a linear head on cached features; with flips, each image's view is drawn at random."""
 
-    def __init__(self, head: torch.nn.Linear, t: HeadTrainConfig, seed: int):
+    def __init__(self, head: torch.nn.Linear, t: HeadTrainConfig):
         self.head, self.flip = head, t.flip
         self.optimizer = torch.optim.Adam(head.parameters(), lr=t.lr)
-        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, batch):
-        plain, flipped, y = batch
-        x = torch.where((torch.rand(len(y), 1, generator=self.generator) < 0.5).to(plain.device), flipped, plain) if self.flip else plain
+        plain, flipped, y = batch  # views drawn from torch's RNG, which checkpoints keep: a resumed run draws the same
+        x = torch.where(torch.rand(len(y), 1, device=plain.device) < 0.5, flipped, plain) if self.flip else plain
         logits = self.head(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -201,21 +244,21 @@ class TrainedHead:
     val_features: torch.Tensor
 
 
-def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device) -> TrainedHead:
+def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device, off: tuple[str, ...] | None = None) -> TrainedHead:
     """A linear head on `arch`'s frozen layer4 features: the backbone runs once (per flip), the
     head trains for every epoch on the cached features; checkpointed, so a resumed or repeated
     part reuses it."""
     train, val = splits(cfg)
-    plain = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], False, device)[HEAD_LAYER]
-    flipped = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], True, device)[HEAD_LAYER] if cfg.train.flip else plain
-    val_features = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device)[HEAD_LAYER]
+    plain = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], False, device, off)[HEAD_LAYER]
+    flipped = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], True, device, off)[HEAD_LAYER] if cfg.train.flip else plain
+    val_features = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device, off)[HEAD_LAYER]
     # Standardised with the training features' statistics: the same linear function class, but
     # Adam is not at the mercy of the feature scale (a random-init ResNet-152 gives features ~1e4).
     mean, std = plain.mean(0), plain.std(0).clamp_min(1e-6)
     standardise = lambda x: ((x - mean) / std).to(device)  # noqa: E731
     torch.manual_seed(cfg.seed)
     head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
-    step = HeadStep(head, cfg.train, cfg.seed)
+    step = HeadStep(head, cfg.train)
     batches = TensorBatches(standardise(plain), standardise(flipped), train.labels.to(device), batch_size=cfg.train.batch_size, seed=cfg.seed)
     val_x, val_y = standardise(val_features), val.labels.to(device)
 
@@ -256,12 +299,99 @@ def common_metrics(cfg: Config, arch: str) -> dict:
 
 # --- parts ------------------------------------------------------------------------------------
 
+def head_key(off: tuple[str, ...]) -> str:
+    return "head-no-residual" if off else "head"
+
+
 def run_baseline(cfg: Config, run: Run, device: torch.device) -> dict:
-    trained = train_head(cfg, cfg.model.arch, run, "baseline-head", device)
+    trained = train_head(cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device)
     run.write_history("baseline", trained.history.epochs)
     plots.training_curves({cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}}, HEAD_CURVES,
                           run.plot_path("baseline_curves"), f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}")
     return common_metrics(cfg, cfg.model.arch) | head_metrics(trained)
+
+
+def fresh_model(cfg: Config, arch: str, off: tuple[str, ...], n_classes: int) -> torch.nn.Module:
+    """A trainable copy of the pretrained model with a new head (the same for every variant) and
+    the shortcuts of `off` switched off."""
+    model = copy.deepcopy(pretrained(cfg, arch).model)
+    remove_shortcuts(model, list(off))
+    torch.manual_seed(cfg.seed)
+    replace_head(model, n_classes)
+    apply_policy(model, "full")
+    return model.train()
+
+
+def block_gradient_norms(cfg: Config, arch: str, off: tuple[str, ...], device: torch.device) -> dict[str, float]:
+    """‖∂loss/∂θ‖ of every residual block's parameters on one training batch, at the start of
+    training (new head, training mode): how much learning signal reaches each depth."""
+    train, _ = splits(cfg)
+    n = min(cfg.no_residual.grad_images, len(train.labels))
+    model = fresh_model(cfg, arch, off, len(train.classes)).to(device)
+    x = to_model_input(train.images[:n].to(device), preprocess_of(cfg, arch))
+    F.cross_entropy(model(x), train.labels[:n].to(device)).backward()
+    return {name: float(torch.sqrt(sum(p.grad.pow(2).sum() for p in block.parameters())))
+            for name, block in residual_blocks(model).items()}
+
+
+def finetune(cfg: Config, arch: str, off: tuple[str, ...], run: Run, key: str, device: torch.device):
+    """The whole network trained (new head, every layer), preprocessing and flips on the device,
+    through the shared training loop; checkpointed for --resume."""
+    train, val = splits(cfg)
+    nr = cfg.no_residual
+    n = min(nr.finetune_images, len(train.labels))
+    model = fresh_model(cfg, arch, off, len(train.classes)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=nr.finetune_lr)
+    preprocess = preprocess_of(cfg, arch)
+    batches = TensorBatches(train.images[:n].to(device), train.labels[:n].to(device), batch_size=nr.finetune_batch_size, seed=cfg.seed)
+    val_images, val_labels = val.images.to(device), val.labels.to(device)
+
+    def step(batch):
+        images, y = batch
+        x = to_model_input(images, preprocess)
+        if cfg.train.flip:
+            x = torch.where(torch.rand(len(y), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+
+    def evaluate(epoch: int) -> dict:
+        with evaluating(model):
+            logits = torch.cat([model(to_model_input(chunk, preprocess)) for chunk in val_images.split(cfg.train.feature_batch_size)])
+        return {"val_loss": F.cross_entropy(logits, val_labels).item(), "val_acc": (logits.argmax(1) == val_labels).float().mean().item()}
+
+    return fit(step, batches, nr.finetune_epochs, label=f"resnet/{key}", log_every=cfg.train.log_every, evaluate=evaluate,
+               checkpointing=Checkpointing(run, key, {"model": model, "optimizer": optimizer, "batches": batches}))
+
+
+def run_no_residual(cfg: Config, run: Run, device: torch.device) -> dict:
+    arch, off = cfg.model.arch, tuple(cfg.no_residual.blocks)
+    variants = {"with shortcuts": (), f"shortcuts off in {', '.join(off)}": off}
+    heads = {name: train_head(cfg, arch, run, head_key(o), device, off=o) for name, o in variants.items()}
+    tuned = {name: finetune(cfg, arch, o, run, f"finetune{'-no-residual' if o else ''}", device) for name, o in variants.items()}
+    norms = {name: block_gradient_norms(cfg, arch, o, device) for name, o in variants.items()}
+    curves = {f"{name}: head only": {"steps": h.history.steps, "epochs": h.history.epochs} for name, h in heads.items()}
+    curves |= {f"{name}: fine-tuned": {"steps": h.steps, "epochs": h.epochs} for name, h in tuned.items()}
+    plots.training_curves(curves, HEAD_CURVES, run.plot_path("no-residual_curves"),
+                          f"{arch}: shortcuts on vs off, frozen backbone + head and whole network fine-tuned{weights_note(cfg)}")
+    plots.lines({name: (list(v), list(v.values())) for name, v in norms.items()}, run.plot_path("no-residual_gradient_norms"),
+                f"gradient norm per residual block at the start of training{weights_note(cfg)}", "block", "‖∇θ_block‖", logy=True)
+    for name, h in heads.items():
+        run.write_history(f"no-residual-{head_key(variants[name])}", h.history.epochs)
+    for name, h in tuned.items():
+        run.write_history(f"no-residual-finetune{'-off' if variants[name] else ''}", h.epochs)
+    first_block = next(iter(norms["with shortcuts"]))
+    return common_metrics(cfg, arch) | {
+        "blocks_off": list(off),
+        "head_only": {name: head_metrics(h) for name, h in heads.items()},
+        "finetuned": {name: {"val_acc": h.epochs[-1]["val_acc"], "train_loss": h.epochs[-1]["loss"],
+                             "images": min(cfg.no_residual.finetune_images, len(splits(cfg)[0].labels))} for name, h in tuned.items()},
+        "gradient_norms": norms,
+        f"gradient_norm_{first_block}": {name: v[first_block] for name, v in norms.items()},
+    }
 
 
 def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
@@ -288,7 +418,7 @@ def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
 
 def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
     _, val = splits(cfg)
-    trained = train_head(cfg, cfg.model.arch, run, "baseline-head", device)  # the baseline's head, from its checkpoint
+    trained = train_head(cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device)  # the baseline's head, from its checkpoint
     predicted, truth = trained.val_logits.argmax(1).numpy(), val.labels.numpy()
     k = len(val.classes)
     matrix = np.zeros((k, k), dtype=np.int64)
@@ -312,14 +442,14 @@ def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
 def run_compare_depth(cfg: Config, run: Run, device: torch.device) -> dict:
     results = {}
     for arch in cfg.compare_depth.archs:
-        trained = train_head(cfg, arch, run, f"compare-depth-{arch}", device)
+        trained = train_head(cfg, arch, run, f"compare-depth-{arch}", device, off=())
         results[arch] = {"weights": weights_record(cfg, arch), "feature_dim": int(trained.head.in_features)} | head_metrics(trained)
     plots.grouped_bars({"validation accuracy": [results[a]["val_acc"] for a in results]}, list(results),
                        run.plot_path("compare_depth"), f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}", "accuracy")
     return common_metrics(cfg, cfg.model.arch) | {"archs": results}
 
 
-PART_RUNNERS = {"baseline": run_baseline, "features": run_features, "confusion": run_confusion, "compare-depth": run_compare_depth}
+PART_RUNNERS = {"baseline": run_baseline, "no-residual": run_no_residual, "features": run_features, "confusion": run_confusion, "compare-depth": run_compare_depth}
 
 
 def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
@@ -332,6 +462,10 @@ def summary(metrics: dict) -> list[dict]:
         mark = " (random weights)" if m.get("random_weights") else ""
         if part in ("baseline", "confusion"):
             rows.append({"part": part, "what": f"val accuracy{mark}", "value": m["val_acc"]})
+        elif part == "no-residual":
+            for kind in ("head_only", "finetuned"):
+                for name, v in m[kind].items():
+                    rows.append({"part": part, "what": f"{kind.replace('_', ' ')}, {name}: val accuracy{mark}", "value": v["val_acc"]})
         elif part == "features":
             for layer, v in m["layers"].items():
                 rows.append({"part": part, "what": f"{layer}: k-NN acc / silhouette{mark}", "value": f"{v['knn_accuracy']:.3f} / {v['silhouette']:.3f}"})
