@@ -252,9 +252,10 @@ def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device,
     plain = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], False, device, off)[HEAD_LAYER]
     flipped = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], True, device, off)[HEAD_LAYER] if cfg.train.flip else plain
     val_features = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device, off)[HEAD_LAYER]
-    # Standardised with the training features' statistics: the same linear function class, but
-    # Adam is not at the mercy of the feature scale (a random-init ResNet-152 gives features ~1e4).
-    mean, std = plain.mean(0), plain.std(0).clamp_min(1e-6)
+    # Standardised with the training features' statistics (both views): the same linear function
+    # class, but Adam is not at the mercy of the feature scale (a random ResNet-152 gives ~1e4).
+    seen = torch.cat([plain, flipped]) if cfg.train.flip else plain
+    mean, std = seen.mean(0), seen.std(0).clamp_min(1e-6)
     standardise = lambda x: ((x - mean) / std).to(device)  # noqa: E731
     torch.manual_seed(cfg.seed)
     head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
