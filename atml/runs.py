@@ -93,12 +93,16 @@ def check_output_root(out: Path) -> None:
         raise UserError(f"--out {out}: {existing} is not writable")
 
 
-def _read(path: Path, parse, what: str):
+def _read_mapping(path: Path, parse, what: str) -> dict:
+    """A run record (config, env, metrics): a mapping, or a DamagedFileError naming the file."""
     try:
-        return parse(path.read_text())
+        data = parse(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DamagedFileError(f"{path} is damaged ({reason}); {what}") from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(f"{path} is damaged (it does not hold a mapping); {what}")
+    return data
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -164,8 +168,6 @@ class Run:
             raise UserError(f"--resume needs a run folder holding config.yaml and env.json; {folder} has none")
         run = cls(folder)
         run.config, run.env, run.metrics  # noqa: B018 — each raises DamagedFileError naming its file
-        if not isinstance(run.config, dict) or not isinstance(run.env, dict):
-            raise DamagedFileError(f"{folder}'s config.yaml or env.json does not hold a mapping; start a new run")
         removed = remove_stale_temps(folder)
         if removed:
             print(f"atml: removed {removed} temporary file(s) left by an interrupted write in {folder}")
@@ -185,11 +187,11 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return _read(self.dir / "config.yaml", yaml.safe_load, "this run cannot be resumed; start a new one")
+        return _read_mapping(self.dir / "config.yaml", yaml.safe_load, "this run cannot be resumed; start a new one")
 
     @property
     def env(self) -> dict:
-        return _read(self.dir / "env.json", json.loads, "this run cannot be resumed; start a new one")
+        return _read_mapping(self.dir / "env.json", json.loads, "this run cannot be resumed; start a new one")
 
     # --- results ------------------------------------------------------------------------
     @property
@@ -197,10 +199,7 @@ class Run:
         path = self.dir / "metrics.json"
         if not path.is_file():
             return {}
-        metrics = _read(path, json.loads, "delete it and resume to recompute every part")
-        if not isinstance(metrics, dict):
-            raise DamagedFileError(f"{path} does not hold a mapping of parts; delete it and resume to recompute every part")
-        return metrics
+        return _read_mapping(path, json.loads, "delete it and resume to recompute every part")
 
     def record_metrics(self, part: str, values: dict) -> None:
         atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics | {part: values}, indent=2))
