@@ -33,6 +33,11 @@ def fingerprint(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
+def _canonical(determinants: dict) -> str:
+    """The one text a set of determinants is keyed, stored and compared by."""
+    return json.dumps(determinants, sort_keys=True, default=str)
+
+
 def checksum(tensors: Outputs) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):
@@ -48,7 +53,7 @@ class FeatureCache:
     enabled: bool = True
 
     def path(self, determinants: dict) -> Path:
-        key = hashlib.sha256(json.dumps(determinants, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        key = hashlib.sha256(_canonical(determinants).encode()).hexdigest()[:32]
         return self.root / f"{key}.pt"
 
     def get_or_compute(self, determinants: dict, compute: Callable[[], Outputs], label: str) -> Outputs:
@@ -65,7 +70,7 @@ class FeatureCache:
             remove_stale_temps(self.root)
         outputs = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
         buffer = io.BytesIO()
-        torch.save({"determinants": json.dumps(determinants, sort_keys=True, default=str), "tensors": outputs,
+        torch.save({"determinants": _canonical(determinants), "tensors": outputs,
                     "checksum": checksum(outputs)}, buffer)
         atomic_write_bytes(path, buffer.getvalue())
         return outputs
@@ -75,7 +80,7 @@ class FeatureCache:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
             tensors = payload["tensors"]
-            same_key = payload["determinants"] == json.dumps(determinants, sort_keys=True, default=str)
+            same_key = payload["determinants"] == _canonical(determinants)
             if same_key and payload["checksum"] == checksum(tensors):
                 return tensors
             reason = "its key or checksum does not match"
