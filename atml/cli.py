@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -12,10 +13,10 @@ from typing import Optional
 import typer
 import yaml
 
-from atml import experiments
+from atml import distributed, experiments
 from atml.config import resolve, validate
 from atml.errors import OutputWriteError, TrainingDivergedError, UserError
-from atml.runs import Run, check_output_root, check_run_name
+from atml.runs import FollowerRun, Run, check_output_root, check_run_name
 from atml.runtime import describe_device, pick_device, seed_everything
 from atml.tables import text_table
 
@@ -65,14 +66,16 @@ def run(
 ) -> None:
     """Run an experiment (all parts, or those named by --part) into a new run folder."""
     exp = experiments.get(experiment)
-    torch_device = pick_device(device)
+    torch_device = distributed.init(pick_device(device))
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — rank 0 speaks for all ranks
     if resume is not None:
         given = [flag for flag, value in (("--config", config), ("--set", set_), ("--seed", seed), ("--part", part),
                                           ("--out", out), ("--name", name)) if value is not None]
         given += ["--smoke"] * smoke + ctx.args
         if given:
             raise UserError(f"--resume continues a run with its own config, parts and folder; drop {' '.join(given)}")
-        handle = Run.open(resume)
+        handle = Run.open(resume) if distributed.is_main() else FollowerRun(resume)
         if handle.env.get("experiment") != exp.NAME:
             raise UserError(f"{resume} is a run of '{handle.env.get('experiment')}', not '{exp.NAME}'")
         cfg = validate(handle.config, exp.Config)
@@ -86,9 +89,9 @@ def run(
         raw, cfg = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
         parts = _parts(exp, part)
         exp.prepare(cfg, torch_device, parts)
-        handle = Run.create(out, exp.NAME, label, raw, env={
+        handle = _create_run(out, exp.NAME, label, raw, env={
             "experiment": exp.NAME, "parts": parts, "seed": cfg.seed, "smoke": smoke,
-            "device": str(torch_device), "device_name": describe_device(torch_device),
+            "device": str(torch_device), "device_name": describe_device(torch_device), "world_size": distributed.world_size(),
         })
     seed_everything(cfg.seed)
     resume_hint = f"atml run {exp.NAME} --resume {handle.dir}"
@@ -102,6 +105,7 @@ def run(
                 print(f"== {exp.NAME}/{p}", flush=True)
                 started = time.perf_counter()
                 handle.record_metrics(p, exp.run_part(p, cfg, handle, torch_device))
+                distributed.barrier()  # the other ranks read what rank 0 recorded
                 print(f"== {exp.NAME}/{p} done in {time.perf_counter() - started:.0f} s", flush=True)
     except KeyboardInterrupt:
         print(f"\natml: interrupted; continue with: {resume_hint}", file=sys.stderr)
@@ -114,6 +118,19 @@ def run(
         raise SystemExit(exc.exit_code) from None
     print(f"\n{text_table(exp.summary({p: handle.metrics[p] for p in parts}))}")
     print(f"\natml: done. metrics: {handle.dir / 'metrics.json'}  plots: {handle.dir / 'plots'}")
+
+
+def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) -> Run:
+    """A new run folder, made by rank 0 alone; the other ranks follow it."""
+    handle = None
+    try:
+        if distributed.is_main():
+            handle = Run.create(out, experiment, label, raw, env)
+    finally:
+        folder = distributed.broadcast_object(handle.dir if handle else None)  # None tells the others rank 0 failed
+    if folder is None:
+        raise OutputWriteError("rank 0 could not create the run folder")
+    return handle or FollowerRun(folder)
 
 
 @app.command("list")
@@ -217,3 +234,5 @@ def main() -> None:
             print("atml: interrupted", file=sys.stderr)
             raise SystemExit(130) from None
         raise
+    finally:
+        distributed.shutdown()

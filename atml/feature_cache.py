@@ -20,8 +20,21 @@ import torch
 
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.runs import atomic_write_bytes, remove_stale_temps
+from atml.runtime import autocast
 
-Outputs = dict[str, torch.Tensor]
+
+
+class Outputs(dict[str, torch.Tensor]):
+    """Named output tensors, and the seconds computing them took when they were computed (kept in
+    the cache entry): what a frozen-backbone setting really costs, even when read from the cache."""
+
+    compute_seconds: float = float("nan")
+
+    @classmethod
+    def timed(cls, tensors: dict[str, torch.Tensor], seconds: float) -> "Outputs":
+        outputs = cls(tensors)
+        outputs.compute_seconds = seconds
+        return outputs
 
 
 def cache_root() -> Path:
@@ -56,10 +69,12 @@ class FeatureCache:
         key = hashlib.sha256(_canonical(determinants).encode()).hexdigest()[:32]
         return self.root / f"{key}.pt"
 
-    def get_or_compute(self, determinants: dict, compute: Callable[[], Outputs], label: str) -> Outputs:
+    def get_or_compute(self, determinants: dict, compute: Callable[[], dict[str, torch.Tensor]], label: str) -> Outputs:
         """The cached outputs for `determinants`, or compute() stored under them."""
         if not self.enabled:
-            return compute()
+            started = time.perf_counter()
+            tensors = compute()
+            return Outputs.timed(tensors, time.perf_counter() - started)
         path = self.path(determinants)
         if path.is_file():
             cached = self._read(path, determinants)
@@ -68,12 +83,14 @@ class FeatureCache:
                 return cached
         elif self.root.is_dir():
             remove_stale_temps(self.root)
+        started = time.perf_counter()
         outputs = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
+        seconds = time.perf_counter() - started
         buffer = io.BytesIO()
         torch.save({"determinants": _canonical(determinants), "tensors": outputs,
-                    "checksum": checksum(outputs)}, buffer)
+                    "checksum": checksum(outputs), "compute_seconds": seconds}, buffer)
         atomic_write_bytes(path, buffer.getvalue())
-        return outputs
+        return Outputs.timed(outputs, seconds)
 
     @staticmethod
     def _read(path: Path, determinants: dict) -> Outputs | None:
@@ -82,7 +99,7 @@ class FeatureCache:
             tensors = payload["tensors"]
             same_key = payload["determinants"] == _canonical(determinants)
             if same_key and payload["checksum"] == checksum(tensors):
-                return tensors
+                return Outputs.timed(tensors, float(payload.get("compute_seconds", float("nan"))))
             reason = "its key or checksum does not match"
         except Exception as exc:  # truncated, foreign or garbled files alike
             reason = type(exc).__name__
@@ -98,15 +115,17 @@ def batched_outputs(
     batch_size: int = 256,
     flip: bool = False,
     label: str = "features",
-) -> Outputs:
+    precision: str = "fp32",
+) -> dict[str, torch.Tensor]:
     """forward() over uint8 images [N, C, H, W] in large no-grad batches, preprocessed on the
-    device; bf16 autocast and channels_last on CUDA. Outputs come back as float32 on the CPU."""
-    cuda = device.type == "cuda"
+    device; with precision "bf16" (atml.runtime.resolve_precision: CUDA, or a CPU with native
+    bf16), bf16 autocast and channels_last inputs. Outputs come back as float32 on the CPU."""
+    bf16 = precision == "bf16"
     chunks: dict[str, list[torch.Tensor]] = {}
     started, n = time.perf_counter(), len(images)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+    with torch.no_grad(), autocast(device, precision):
         for start in range(0, n, batch_size):
-            x = to_model_input(images[start : start + batch_size].to(device, non_blocking=True), preprocess, flip=flip, channels_last=cuda)
+            x = to_model_input(images[start : start + batch_size].to(device, non_blocking=True), preprocess, flip=flip, channels_last=bf16)
             for name, value in forward(x).items():
                 chunks.setdefault(name, []).append(value.float().cpu())
             done = min(start + batch_size, n)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -215,4 +216,21 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, tit
     ax.grid(False)
     fig.colorbar(image, ax=ax, label="share of the true class")
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def tradeoff(points: dict[str, tuple[float, float, str]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """One labelled point per setting (x, y, note): e.g. accuracy against wall time; x on a log scale
+    because settings differ by orders of magnitude in cost."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (x, y, note) in points.items():
+        ax.scatter([x], [y], s=60)
+        ax.annotate(f"{name}\n{note}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.margins(x=0.3, y=0.25)
     return _save(fig, path)

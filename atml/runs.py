@@ -245,3 +245,33 @@ class Run:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return DamagedFileError(f"checkpoint {self.checkpoint_path(key)} is damaged or not atml's ({reason[:200]}); "
                                 "delete it to redo that training from its start, then resume")
+
+
+class FollowerRun(Run):
+    """A data-parallel rank other than 0: it reads rank 0's run folder (checkpoints to resume
+    from, parts already complete) and writes nothing there; its figures go to a scratch folder
+    that is deleted with it."""
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self._scratch = tempfile.TemporaryDirectory(prefix="atml-follower-")
+        for sub in SUBDIRS:
+            (Path(self._scratch.name) / sub).mkdir()
+
+    def write_env(self, env: dict) -> None:
+        pass
+
+    def record_metrics(self, part: str, values: dict) -> None:
+        pass
+
+    def write_history(self, name: str, rows: Iterable[dict]) -> Path:
+        return Path(self._scratch.name) / "history" / f"{name}.csv"
+
+    def plot_path(self, name: str) -> Path:
+        return Path(self._scratch.name) / "plots" / f"{name}.png"
+
+    def sample_path(self, name: str) -> Path:
+        return Path(self._scratch.name) / "samples" / f"{name}.png"
+
+    def save_checkpoint(self, key: str, state: dict) -> None:
+        pass

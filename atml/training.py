@@ -1,6 +1,6 @@
 """The one training loop every part uses: epochs over in-memory batches, a step function,
-interval logging, per-epoch evaluation, NaN detection, progress with ETA, and checkpoints
-that make an interrupted part resumable.
+interval logging, per-epoch evaluation, NaN detection, progress with ETA, the seconds spent so
+far in each epoch's row, and checkpoints that make an interrupted part resumable.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from atml import distributed
 from atml.data.batching import TensorBatches
 from atml.errors import TrainingDivergedError
 from atml.runs import Run
@@ -104,6 +105,7 @@ def fit(
     completed epoch if a checkpoint exists (a finished run returns its stored history at once)."""
     history, first_epoch = History(), 0
     if checkpointing is not None:
+        distributed.barrier()  # under torchrun: every rank sees the checkpoint rank 0 last wrote
         saved = checkpointing.run.load_checkpoint(checkpointing.key)
         if saved is not None:
             history, first_epoch = _restore(saved, checkpointing)
@@ -112,7 +114,9 @@ def fit(
     steps_per_epoch = len(batches)
     progress = Progress(label, epochs, steps_per_epoch)
     global_step = first_epoch * steps_per_epoch
+    trained_seconds = history.epochs[-1].get("time_s", 0.0) if history.epochs else 0.0
     for epoch in range(first_epoch, epochs):
+        epoch_started = time.perf_counter()
         interval: dict[str, torch.Tensor] = {}
         epoch_sums: dict[str, torch.Tensor] = {}
         in_interval = 0
@@ -133,6 +137,8 @@ def fit(
         row = {"epoch": epoch + 1, "step": global_step, **_means(epoch_sums, steps_per_epoch)}
         if evaluate is not None:
             row.update(evaluate(epoch))
+        trained_seconds += time.perf_counter() - epoch_started
+        row["time_s"] = trained_seconds  # training + evaluation so far, across resumes
         history.epochs.append(row)
         if on_epoch_end is not None:
             on_epoch_end(epoch)

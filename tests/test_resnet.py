@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from atml.experiments import resnet
 def cifar_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar")
     write_fake_dataset("cifar10", root, n_train=300, n_test=150)
+    write_fake_dataset("cifar100", root, n_train=300, n_test=150)  # the transfer part's target when data.dataset is cifar10
     return root
 
 
@@ -33,8 +35,13 @@ def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
     assert len(norms[0]) == len(norms[1]) == 50 and all(v > 0 for v in norms[1].values())  # ResNet-152: 3+8+36+3 blocks
     assert set(metrics["compare-depth"]["archs"]) == {"resnet18", "resnet152"}
     assert metrics["compare-depth"]["archs"]["resnet18"]["feature_dim"] == 512
+    transfer = metrics["transfer"]
+    assert transfer["dataset"] == "cifar100" and list(transfer["settings"]) == ["frozen", "last-block", "full", "scratch"]
+    params = {k: v["trainable_params"] for k, v in transfer["settings"].items()}
+    assert params["frozen"] == 2048 * 100 + 100 < params["last-block"] < params["full"] == params["scratch"]
+    assert all(v["wall_s"] > 0 and 0 <= v["val_acc"] <= 1 for v in transfer["settings"].values())
     for plot in ("baseline_curves", "no-residual_curves", "no-residual_gradient_norms", "features_maps", "features_separability",
-                 "confusion_matrix", "compare_depth"):
+                 "confusion_matrix", "compare_depth", "transfer_curves", "transfer_tradeoff"):
         assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
     assert "feature cache hit" in out and "(random weights)" in out
 
@@ -72,3 +79,28 @@ def test_no_residual_flag_switches_shortcuts_off_everywhere(cli, cifar_root, tmp
                          "--set", "data.dataset=cifar10", "--out", tmp_path)
     assert code == 0, err
     assert "no-residual" in out  # the features were computed (or cached) with the shortcuts off
+
+
+def test_data_parallel_fine_tuning_under_torchrun(cifar_root, tmp_path):
+    """Two CPU processes (gloo) fine-tune one model: both end with the same weights (checksums
+    gathered across ranks), rank 0's checkpoint holds them, and there is one run folder."""
+    import subprocess
+    import sys
+
+    from atml.distributed import state_checksum
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "atml", "run", "resnet",
+               "--smoke", "--part", "transfer", "--set", f"data.root={cifar_root}", "--set", "data.dataset=cifar10",
+               "--set", "transfer.dataset=cifar10", "--set", "transfer.settings=[full]", "--set", "model.arch=resnet18",
+               "--set", "data.train_images=64", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "ATML_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = (tmp_path / "resnet").iterdir()
+    ranks = json.loads((folder / "metrics.json").read_text())["transfer"]["settings"]["full"]["distributed"]
+    assert ranks["world_size"] == 2 and ranks["backend"] == "gloo"
+    first, second = ranks["state_checksum_per_rank"]
+    assert first == second and ranks["ranks_agree"]
+    saved = torch.load(folder / "checkpoints" / "transfer-full.pt", weights_only=True)
+    assert state_checksum(saved["states"]["model"]) == first
+    assert json.loads((folder / "env.json").read_text())["world_size"] == 2
+    assert done.stdout.count("== resnet/transfer done") == 1  # rank 1 is silent

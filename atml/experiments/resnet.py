@@ -1,16 +1,21 @@
 """Experiment 1: inside ResNet-152 — transfer learning on CIFAR-10 from ImageNet weights.
 
-Parts today: `baseline` (the original's frozen backbone and a trained 10-class head), `features`
+Parts: `baseline` (the original's frozen backbone and a trained 10-class head), `no-residual`
+(shortcuts switched off: head only, whole network fine-tuned, gradient norm per block), `features`
 (early / middle / late features: t-SNE and UMAP maps, and class separability as numbers),
-`confusion` (the baseline head's confusion matrix, its most-confused pairs and their feature
-similarity), `compare-depth` (ResNet-18 against ResNet-152 as frozen feature extractors).
+`transfer` (frozen / last block / full fine-tuning / from scratch on another dataset: accuracy,
+wall time and trainable parameters), `confusion` (the baseline head's confusion matrix, its
+most-confused pairs and their feature similarity), `compare-depth` (ResNet-18 against ResNet-152
+as frozen feature extractors).
 A frozen backbone runs once: its pooled features (both horizontal flips when flip augmentation is
-on) go to the feature cache, and heads train on them in seconds.
+on) go to the feature cache, and heads train on them in seconds. Fine-tuning runs data-parallel
+under torchrun (atml.distributed).
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -20,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from atml import plots
+from atml import distributed, plots
 from atml.analysis.embeddings import project_2d
 from atml.analysis.separability import knn_accuracy, silhouette
 from atml.config import Seed, Strict
@@ -29,15 +34,16 @@ from atml.data.images import NAMES, LabelledImages, load_images
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
 from atml.experiments import Flag
-from atml.feature_cache import FeatureCache, batched_outputs, cache_root, fingerprint
+from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.modes import evaluating
-from atml.models.resnet import PooledFeatures, apply_policy, remove_shortcuts, replace_head, residual_blocks
+from atml.models.resnet import Policy, PooledFeatures, apply_policy, remove_shortcuts, replace_head, residual_blocks
 from atml.models.weights import Pretrained, torchvision_classifier
 from atml.runs import Run
+from atml.runtime import autocast, resolve_precision
 from atml.training import Checkpointing, fit
 
 NAME = "resnet"
-PARTS = ("baseline", "no-residual", "features", "confusion", "compare-depth")
+PARTS = ("baseline", "no-residual", "features", "transfer", "confusion", "compare-depth")
 FLAGS = (Flag("--no-residual", "model.no_residual", "every part with the shortcuts of no_residual.blocks switched off", bool),)
 HEAD_LAYER = "layer4"  # the head reads layer4's pooled output, which is what ResNet's avgpool gives fc
 
@@ -58,13 +64,38 @@ class ResnetModelConfig(Strict):
     no_residual: bool = Field(False, description="every part runs with no_residual.blocks' shortcuts switched off")
 
 
+class FinetuneConfig(Strict):
+    """Training a ResNet's layers (not only a head on cached features)."""
+    epochs: int = Field(1, ge=1)
+    images: int | None = Field(None, ge=2, description="the first images of the training draw used (null: all)")
+    batch_size: int = Field(32, ge=1, description="the global batch: under torchrun each of N ranks takes batch_size / N")
+    lr: float = Field(1e-4, gt=0, description="Adam")
+
+
 class NoResidualConfig(Strict):
     blocks: list[str] = Field(["layer2.1", "layer3.2"], description="blocks whose shortcut is switched off (0-based, torchvision's names)")
     grad_images: int = Field(32, ge=2, description="training images of the one batch whose gradient is measured per block")
-    finetune_epochs: int = Field(1, ge=1)
-    finetune_images: int = Field(2000, ge=2, description="training images the whole-network fine-tuning sees")
-    finetune_batch_size: int = Field(32, ge=1)
-    finetune_lr: float = Field(1e-4, gt=0)
+    finetune: FinetuneConfig = FinetuneConfig(epochs=1, images=2000, batch_size=32, lr=1e-4)
+
+
+TRANSFER_SETTINGS = ("frozen", "last-block", "full", "scratch")
+TRANSFER_POLICY: dict[str, Policy] = {"frozen": "frozen", "last-block": "last-block", "full": "full", "scratch": "full"}
+
+
+class TransferConfig(Strict):
+    dataset: Literal[NAMES] | None = Field(  # type: ignore[valid-type]
+        None, description="the target dataset; null: cifar100 when data.dataset is cifar10 (the original's pairing), else data.dataset")
+    settings: list[Literal[TRANSFER_SETTINGS]] = Field(list(TRANSFER_SETTINGS), min_length=1)  # type: ignore[valid-type]
+    epochs: int = Field(3, ge=1, description="every setting trains this many epochs on the same images")
+    batch_size: int = Field(64, ge=1)
+    head_lr: float = Field(1e-3, gt=0, description="frozen: the head alone, on cached features")
+    finetune_lr: float = Field(1e-4, gt=0, description="last-block and full: pretrained layers move slowly")
+    scratch_lr: float = Field(1e-3, gt=0, description="scratch: random init, every layer")
+
+    def target(self, data: ResnetDataConfig) -> str:
+        if self.dataset:
+            return self.dataset
+        return "cifar100" if data.dataset == "cifar10" else data.dataset
 
 
 class HeadTrainConfig(Strict):
@@ -73,6 +104,8 @@ class HeadTrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     flip: bool = Field(True, description="random horizontal flips (both views of every image are cached)")
     feature_batch_size: int = Field(128, ge=1, description="images per no-grad forward of the frozen backbone")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last where the hardware runs bf16 natively")
     cache: bool = Field(True, description="reuse frozen-backbone outputs across parts and runs (~/.cache/atml/features)")
     log_every: int = Field(50, ge=1)
 
@@ -100,6 +133,7 @@ class Config(Strict):
     train: HeadTrainConfig = HeadTrainConfig()
     no_residual: NoResidualConfig = NoResidualConfig()
     features: FeaturesConfig = FeaturesConfig()
+    transfer: TransferConfig = TransferConfig()
     confusion: ConfusionConfig = ConfusionConfig()
     compare_depth: CompareDepthConfig = CompareDepthConfig()
 
@@ -137,8 +171,14 @@ def _pretrained(arch: str, weights: str, download: bool, init_seed: int) -> Pret
     return pretrained
 
 
-def pretrained(cfg: Config, arch: str) -> Pretrained:
-    return _pretrained(arch, cfg.model.weights, cfg.data.download, cfg.seed)
+def pretrained(cfg: Config, arch: str, weights: str | None = None) -> Pretrained:
+    """`arch` with the run's weights (or `weights`, e.g. "none" for the from-scratch setting)."""
+    return _pretrained(arch, weights or cfg.model.weights, cfg.data.download, cfg.seed)
+
+
+def on_dataset(cfg: Config, dataset: str) -> Config:
+    """The run's config with another dataset (same sizes, root, resolution): the transfer target."""
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"dataset": dataset})})
 
 
 def shortcuts_off(cfg: Config) -> tuple[str, ...]:
@@ -167,6 +207,18 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
     train, val = splits(cfg)
     if len(train.labels) < cfg.train.batch_size:
         raise UserError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train.labels)} training images")
+    finetunes = {"no_residual.finetune": cfg.no_residual.finetune} if "no-residual" in parts else {}
+    if "transfer" in parts:
+        t = cfg.transfer
+        target, _ = splits(on_dataset(cfg, t.target(cfg.data)))
+        if len(target.labels) < t.batch_size:
+            raise UserError(f"transfer.batch_size={t.batch_size} exceeds the {len(target.labels)} training images of {t.target(cfg.data)}")
+        finetunes["transfer"] = transfer_finetune(t, "full")
+        if "scratch" in t.settings:
+            pretrained(cfg, cfg.model.arch, "none")
+    for key, ft in finetunes.items():
+        if ft.batch_size % distributed.world_size():
+            raise UserError(f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} ranks")
     if "features" in parts:
         n = min(cfg.features.images, len(val.labels))
         if n < cfg.features.folds or cfg.features.knn_k >= n - n // cfg.features.folds:
@@ -193,24 +245,25 @@ def preprocess_of(cfg: Config, arch: str) -> Preprocess:
 
 
 def frozen_features(cfg: Config, arch: str, split: Split, split_name: str, layers: list[str], flip: bool, device: torch.device,
-                    off: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+                    off: tuple[str, ...] | None = None) -> Outputs:
     """Pooled outputs of `layers` for every image of `split`, from the cache when it has them;
     `off` names blocks whose shortcut is switched off (default: the run's --no-residual setting)."""
     off = shortcuts_off(cfg) if off is None else off
     preprocess = preprocess_of(cfg, arch)
-    determinants = {"model": arch, "weights": weights_record(cfg, arch), "dataset": cfg.data.dataset, "split": split_name,
+    precision = resolve_precision(device, cfg.train.precision)
+    determinants = {"precision": precision, "model": arch, "weights": weights_record(cfg, arch), "dataset": cfg.data.dataset, "split": split_name,
                     "indices": fingerprint(split.indices), "preprocess": preprocess.describe(), "layers": sorted(layers), "flip": flip,
                     "shortcuts_off": list(off)}
 
     def compute() -> dict[str, torch.Tensor]:
-        model = backbone(cfg, arch, off).to(device)
+        model = backbone(cfg, arch, off).to(device, memory_format=torch.channels_last if precision == "bf16" else torch.preserve_format)
         hooks = PooledFeatures(model, layers)
         try:
             def forward(x):
                 model(x)
                 return dict(hooks.outputs)
             return batched_outputs(forward, split.images, preprocess, device, cfg.train.feature_batch_size, flip=flip,
-                                   label=f"{arch} {split_name}{' flipped' if flip else ''}")
+                                   label=f"{arch} {split_name}{' flipped' if flip else ''}", precision=precision)
         finally:
             hooks.remove()
 
@@ -242,6 +295,7 @@ class TrainedHead:
     history: object
     val_logits: torch.Tensor
     val_features: torch.Tensor
+    feature_seconds: float  # what the backbone's passes cost when computed (from the cache entry on a hit)
 
 
 def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device, off: tuple[str, ...] | None = None) -> TrainedHead:
@@ -249,9 +303,9 @@ def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device,
     head trains for every epoch on the cached features; checkpointed, so a resumed or repeated
     part reuses it."""
     train, val = splits(cfg)
-    plain = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], False, device, off)[HEAD_LAYER]
-    flipped = frozen_features(cfg, arch, train, "train", [HEAD_LAYER], True, device, off)[HEAD_LAYER] if cfg.train.flip else plain
-    val_features = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device, off)[HEAD_LAYER]
+    views = [frozen_features(cfg, arch, train, "train", [HEAD_LAYER], flip, device, off) for flip in (False, True)[: 1 + cfg.train.flip]]
+    validation = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device, off)
+    plain, flipped, val_features = views[0][HEAD_LAYER], views[-1][HEAD_LAYER], validation[HEAD_LAYER]
     # Standardised with the training features' statistics (both views): the same linear function
     # class, but Adam is not at the mercy of the feature scale (a random ResNet-152 gives ~1e4).
     seen = torch.cat([plain, flipped]) if cfg.train.flip else plain
@@ -272,7 +326,7 @@ def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device,
                   checkpointing=Checkpointing(run, key, {"head": head, "optimizer": step.optimizer, "batches": batches}))
     with evaluating(head):
         logits = head(val_x).cpu()
-    return TrainedHead(head, history, logits, val_features)
+    return TrainedHead(head, history, logits, val_features, sum(o.compute_seconds for o in (*views, validation)))
 
 
 HEAD_CURVES = [
@@ -292,10 +346,11 @@ def weights_note(cfg: Config) -> str:
     return " — RANDOM weights" if cfg.model.weights == "none" else f" — weights {cfg.model.weights}"
 
 
-def common_metrics(cfg: Config, arch: str) -> dict:
+def common_metrics(cfg: Config, arch: str, device: torch.device) -> dict:
     train, val = splits(cfg)
     return {"data": f"train: {train.source}; validation: {val.source}", "weights": weights_record(cfg, arch),
-            "resolution": cfg.data.resolution, "random_weights": cfg.model.weights == "none"}
+            "resolution": cfg.data.resolution, "random_weights": cfg.model.weights == "none",
+            "precision": resolve_precision(device, cfg.train.precision)}
 
 
 # --- parts ------------------------------------------------------------------------------------
@@ -309,18 +364,19 @@ def run_baseline(cfg: Config, run: Run, device: torch.device) -> dict:
     run.write_history("baseline", trained.history.epochs)
     plots.training_curves({cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}}, HEAD_CURVES,
                           run.plot_path("baseline_curves"), f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}")
-    return common_metrics(cfg, cfg.model.arch) | head_metrics(trained)
+    return common_metrics(cfg, cfg.model.arch, device) | head_metrics(trained)
 
 
-def fresh_model(cfg: Config, arch: str, off: tuple[str, ...], n_classes: int) -> torch.nn.Module:
-    """A trainable copy of the pretrained model with a new head (the same for every variant) and
-    the shortcuts of `off` switched off."""
-    model = copy.deepcopy(pretrained(cfg, arch).model)
+def fresh_model(cfg: Config, arch: str, off: tuple[str, ...], n_classes: int, policy: Policy = "full",
+                weights: str | None = None) -> tuple[torch.nn.Module, int]:
+    """A trainable copy of the pretrained model (or of `weights`) with a new head (the same for
+    every variant), the shortcuts of `off` switched off and the policy's parameters trainable;
+    returns it and its count of trainable parameters."""
+    model = copy.deepcopy(pretrained(cfg, arch, weights).model)
     remove_shortcuts(model, list(off))
     torch.manual_seed(cfg.seed)
     replace_head(model, n_classes)
-    apply_policy(model, "full")
-    return model.train()
+    return model.train(), apply_policy(model, policy)
 
 
 def block_gradient_norms(cfg: Config, arch: str, off: tuple[str, ...], device: torch.device) -> dict[str, float]:
@@ -328,51 +384,67 @@ def block_gradient_norms(cfg: Config, arch: str, off: tuple[str, ...], device: t
     training (new head, training mode): how much learning signal reaches each depth."""
     train, _ = splits(cfg)
     n = min(cfg.no_residual.grad_images, len(train.labels))
-    model = fresh_model(cfg, arch, off, len(train.classes)).to(device)
+    model, _ = fresh_model(cfg, arch, off, len(train.classes))
+    model.to(device)
     x = to_model_input(train.images[:n].to(device), preprocess_of(cfg, arch))
     F.cross_entropy(model(x), train.labels[:n].to(device)).backward()
     return {name: float(torch.sqrt(sum(p.grad.pow(2).sum() for p in block.parameters())))
             for name, block in residual_blocks(model).items()}
 
 
-def finetune(cfg: Config, arch: str, off: tuple[str, ...], run: Run, key: str, device: torch.device):
-    """The whole network trained (new head, every layer), preprocessing and flips on the device,
-    through the shared training loop; checkpointed for --resume."""
+@dataclass
+class Finetuned:
+    history: object
+    ranks: dict | None  # under torchrun: every rank's weight checksum
+
+
+def finetune(cfg: Config, arch: str, model: torch.nn.Module, ft: FinetuneConfig, run: Run, key: str, device: torch.device) -> Finetuned:
+    """Train `model`'s trainable parameters on the run's training draw, preprocessing and flips on
+    the device, through the shared training loop; checkpointed for --resume; data-parallel under
+    torchrun (every rank takes its slice of each batch; gradients are averaged)."""
     train, val = splits(cfg)
-    nr = cfg.no_residual
-    n = min(nr.finetune_images, len(train.labels))
-    model = fresh_model(cfg, arch, off, len(train.classes)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=nr.finetune_lr)
+    n = min(ft.images or len(train.labels), len(train.labels))
+    precision = resolve_precision(device, cfg.train.precision)
+    channels_last = precision == "bf16"
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    trainable = distributed.wrap(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ft.lr)
     preprocess = preprocess_of(cfg, arch)
-    batches = TensorBatches(train.images[:n].to(device), train.labels[:n].to(device), batch_size=nr.finetune_batch_size, seed=cfg.seed)
+    batches = TensorBatches(train.images[:n].to(device), train.labels[:n].to(device), batch_size=ft.batch_size, seed=cfg.seed)
     val_images, val_labels = val.images.to(device), val.labels.to(device)
 
     def step(batch):
-        images, y = batch
-        x = to_model_input(images, preprocess)
+        images, y = distributed.shard(batch)
+        x = to_model_input(images, preprocess, channels_last=channels_last)
         if cfg.train.flip:
             x = torch.where(torch.rand(len(y), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(device, precision):
+            logits = trainable(x)
+        loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
 
     def evaluate(epoch: int) -> dict:
-        with evaluating(model):
-            logits = torch.cat([model(to_model_input(chunk, preprocess)) for chunk in val_images.split(cfg.train.feature_batch_size)])
+        distributed.sync_buffers(model)
+        with evaluating(model), torch.no_grad(), autocast(device, precision):
+            logits = torch.cat([model(to_model_input(chunk, preprocess, channels_last=channels_last)).float()
+                                for chunk in val_images.split(cfg.train.feature_batch_size)])
         return {"val_loss": F.cross_entropy(logits, val_labels).item(), "val_acc": (logits.argmax(1) == val_labels).float().mean().item()}
 
-    return fit(step, batches, nr.finetune_epochs, label=f"resnet/{key}", log_every=cfg.train.log_every, evaluate=evaluate,
-               checkpointing=Checkpointing(run, key, {"model": model, "optimizer": optimizer, "batches": batches}))
+    history = fit(step, batches, ft.epochs, label=f"resnet/{key}", log_every=cfg.train.log_every, evaluate=evaluate,
+                  checkpointing=Checkpointing(run, key, {"model": model, "optimizer": optimizer, "batches": batches}))
+    return Finetuned(history, distributed.agreement(model))
 
 
 def run_no_residual(cfg: Config, run: Run, device: torch.device) -> dict:
     arch, off = cfg.model.arch, tuple(cfg.no_residual.blocks)
     variants = {"with shortcuts": (), f"shortcuts off in {', '.join(off)}": off}
     heads = {name: train_head(cfg, arch, run, head_key(o), device, off=o) for name, o in variants.items()}
-    tuned = {name: finetune(cfg, arch, o, run, f"finetune{'-no-residual' if o else ''}", device) for name, o in variants.items()}
+    n_classes = len(splits(cfg)[0].classes)
+    tuned = {name: finetune(cfg, arch, fresh_model(cfg, arch, o, n_classes)[0], cfg.no_residual.finetune, run,
+                            f"finetune{'-no-residual' if o else ''}", device).history for name, o in variants.items()}
     norms = {name: block_gradient_norms(cfg, arch, o, device) for name, o in variants.items()}
     curves = {f"{name}: head only": {"steps": h.history.steps, "epochs": h.history.epochs} for name, h in heads.items()}
     curves |= {f"{name}: fine-tuned": {"steps": h.steps, "epochs": h.epochs} for name, h in tuned.items()}
@@ -385,14 +457,56 @@ def run_no_residual(cfg: Config, run: Run, device: torch.device) -> dict:
     for name, h in tuned.items():
         run.write_history(f"no-residual-finetune{'-off' if variants[name] else ''}", h.epochs)
     first_block = next(iter(norms["with shortcuts"]))
-    return common_metrics(cfg, arch) | {
+    return common_metrics(cfg, arch, device) | {
         "blocks_off": list(off),
         "head_only": {name: head_metrics(h) for name, h in heads.items()},
         "finetuned": {name: {"val_acc": h.epochs[-1]["val_acc"], "train_loss": h.epochs[-1]["loss"],
-                             "images": min(cfg.no_residual.finetune_images, len(splits(cfg)[0].labels))} for name, h in tuned.items()},
+                             "images": min(cfg.no_residual.finetune.images or len(splits(cfg)[0].labels), len(splits(cfg)[0].labels))}
+                      for name, h in tuned.items()},
         "gradient_norms": norms,
         f"gradient_norm_{first_block}": {name: v[first_block] for name, v in norms.items()},
     }
+
+
+def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
+    return FinetuneConfig(epochs=t.epochs, images=None, batch_size=t.batch_size, lr=t.scratch_lr if setting == "scratch" else t.finetune_lr)
+
+
+def run_transfer(cfg: Config, run: Run, device: torch.device) -> dict:
+    """The four ways to reuse (or not) ImageNet features on another dataset, each trained the same
+    epochs on the same images. Wall time = backbone passes + training + per-epoch validation; the
+    frozen setting's backbone passes count at what they cost when computed, even on a cache hit."""
+    t = cfg.transfer
+    arch, target = cfg.model.arch, t.target(cfg.data)
+    tcfg = on_dataset(cfg, target)
+    train, _ = splits(tcfg)
+    off = shortcuts_off(cfg)
+    results, curves = {}, {}
+    for setting in t.settings:
+        key = f"transfer-{setting}"
+        if setting == "frozen":
+            head_cfg = tcfg.model_copy(update={"train": tcfg.train.model_copy(update={"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.head_lr})})
+            trained = train_head(head_cfg, arch, run, key, device, off)
+            history, params, extra = trained.history, sum(p.numel() for p in trained.head.parameters()), {}
+            wall = trained.feature_seconds + history.epochs[-1]["time_s"]
+        else:
+            model, params = fresh_model(tcfg, arch, off, len(train.classes), TRANSFER_POLICY[setting], "none" if setting == "scratch" else None)
+            tuned = finetune(tcfg, arch, model, transfer_finetune(t, setting), run, key, device)
+            history, wall = tuned.history, tuned.history.epochs[-1]["time_s"]
+            extra = {"distributed": tuned.ranks} if tuned.ranks else {}
+        run.write_history(key, history.epochs)
+        curves[setting] = {"steps": history.steps, "epochs": history.epochs}
+        last = history.epochs[-1]
+        results[setting] = {"val_acc": last["val_acc"], "val_loss": last["val_loss"], "train_loss": last["loss"], "wall_s": round(wall, 2),
+                            "trainable_params": params, "epochs": last["epoch"], "val_acc_per_epoch": [r["val_acc"] for r in history.epochs],
+                            "weights": "none (random init)" if setting == "scratch" else cfg.model.weights} | extra
+        print(f"  {setting}: val accuracy {last['val_acc']:.3f}, {wall:.1f} s, {params:,} trainable parameters", flush=True)
+    note = weights_note(cfg)
+    plots.training_curves(curves, HEAD_CURVES, run.plot_path("transfer_curves"), f"{arch} on {target}: four transfer settings{note}")
+    plots.tradeoff({s: (r["wall_s"], r["val_acc"], f"{r['trainable_params'] / 1e6:.2f} M trainable") for s, r in results.items()},
+                   run.plot_path("transfer_tradeoff"), f"{arch} on {target}, {t.epochs} epochs each: accuracy against cost{note}",
+                   "wall time (s, log scale)", "validation accuracy")
+    return common_metrics(tcfg, arch, device) | {"dataset": target, "settings": results}
 
 
 def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
@@ -414,7 +528,7 @@ def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
     plots.lines({"k-NN accuracy (5-fold)": (f.layers, [per_layer[l]["knn_accuracy"] for l in f.layers]),
                  "silhouette": (f.layers, [per_layer[l]["silhouette"] for l in f.layers])},
                 run.plot_path("features_separability"), f"class separability against depth ({cfg.model.arch}){weights_note(cfg)}", "layer", "score")
-    return common_metrics(cfg, cfg.model.arch) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
+    return common_metrics(cfg, cfg.model.arch, device) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
 
 
 def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
@@ -432,7 +546,7 @@ def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
     shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
     pairs = sorted(((shares[i, j] + shares[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True)[: cfg.confusion.pairs]
     plots.confusion_matrix(matrix, val.classes, run.plot_path("confusion_matrix"), f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}")
-    return common_metrics(cfg, cfg.model.arch) | {
+    return common_metrics(cfg, cfg.model.arch, device) | {
         "val_acc": float((predicted == truth).mean()),
         "most_confused": [{"classes": [val.classes[i], val.classes[j]], "confusion_share": round(float(s), 4),
                            "centred_feature_cosine": round(float(similarity[i, j]), 4)} for s, i, j in pairs],
@@ -447,10 +561,11 @@ def run_compare_depth(cfg: Config, run: Run, device: torch.device) -> dict:
         results[arch] = {"weights": weights_record(cfg, arch), "feature_dim": int(trained.head.in_features)} | head_metrics(trained)
     plots.grouped_bars({"validation accuracy": [results[a]["val_acc"] for a in results]}, list(results),
                        run.plot_path("compare_depth"), f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}", "accuracy")
-    return common_metrics(cfg, cfg.model.arch) | {"archs": results}
+    return common_metrics(cfg, cfg.model.arch, device) | {"archs": results}
 
 
-PART_RUNNERS = {"baseline": run_baseline, "no-residual": run_no_residual, "features": run_features, "confusion": run_confusion, "compare-depth": run_compare_depth}
+PART_RUNNERS = {"baseline": run_baseline, "no-residual": run_no_residual, "features": run_features, "transfer": run_transfer,
+                "confusion": run_confusion, "compare-depth": run_compare_depth}
 
 
 def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
@@ -470,6 +585,10 @@ def summary(metrics: dict) -> list[dict]:
         elif part == "features":
             for layer, v in m["layers"].items():
                 rows.append({"part": part, "what": f"{layer}: k-NN acc / silhouette{mark}", "value": f"{v['knn_accuracy']:.3f} / {v['silhouette']:.3f}"})
+        elif part == "transfer":
+            for setting, v in m["settings"].items():
+                rows.append({"part": part, "what": f"{m['dataset']} {setting}: val accuracy / wall s / trainable{mark}",
+                             "value": f"{v['val_acc']:.3f} / {v['wall_s']:.1f} / {v['trainable_params']:,}"})
         elif part == "compare-depth":
             for arch, v in m["archs"].items():
                 rows.append({"part": part, "what": f"{arch} val accuracy{mark}", "value": v["val_acc"]})
