@@ -198,11 +198,13 @@ def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title
     return _save(fig, path)
 
 
-def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str) -> Path:
-    """Row-normalised confusion matrix (rows: true class); class names shown up to 20 classes."""
+def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str, pairs: Sequence[str] = ()) -> Path:
+    """Row-normalised confusion matrix (rows: true class); class names shown up to 20 classes (with
+    more, the index; the most-confused pairs, listed beside the matrix by name, say which is which)."""
     shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(max(5, 0.45 * min(n, 20) + 2), max(4.4, 0.45 * min(n, 20) + 1.5)))
+    side = max(4.4, 0.45 * min(n, 20) + 1.5)
+    fig, (ax, notes) = plt.subplots(1, 2, figsize=(side + 4.5, side), gridspec_kw={"width_ratios": [side, 3.2]})
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     if n <= 20:
         ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=7)
@@ -211,11 +213,14 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, tit
             for j in range(n):
                 if shares[i, j] >= 0.05:
                     ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white" if shares[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted" + ("" if n <= 20 else " (class index)"))
+    ax.set_ylabel("true" + ("" if n <= 20 else " (class index)"))
     ax.grid(False)
-    fig.colorbar(image, ax=ax, label="share of the true class")
+    fig.colorbar(image, ax=ax, label="share of the true class", fraction=0.046)
     ax.set_title(title)
+    notes.axis("off")
+    if pairs:
+        notes.text(0, 1, "most-confused pairs\n(share of the first's images taken\nfor the second →, and back ←)\n\n" + "\n".join(pairs), va="top", fontsize=8, family="monospace", transform=notes.transAxes)
     return _save(fig, path)
 
 

@@ -545,10 +545,14 @@ def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
     similarity = F.cosine_similarity(means.unsqueeze(1), means.unsqueeze(0), dim=-1).numpy()
     shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
     pairs = sorted(((shares[i, j] + shares[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True)[: cfg.confusion.pairs]
-    plots.confusion_matrix(matrix, val.classes, run.plot_path("confusion_matrix"), f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}")
+    listed = [f"{val.classes[i]} ({i}) – {val.classes[j]} ({j}):\n  {shares[i, j]:.2f} → / {shares[j, i]:.2f} ←, "
+              f"feature cosine {similarity[i, j]:.2f}" for _, i, j in pairs]
+    plots.confusion_matrix(matrix, val.classes, run.plot_path("confusion_matrix"),
+                           f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}", listed)
     return common_metrics(cfg, cfg.model.arch, device) | {
         "val_acc": float((predicted == truth).mean()),
-        "most_confused": [{"classes": [val.classes[i], val.classes[j]], "confusion_share": round(float(s), 4),
+        "most_confused": [{"classes": [val.classes[i], val.classes[j]], "confusion_share_sum": round(float(s), 4),
+                           "share_first_as_second": round(float(shares[i, j]), 4), "share_second_as_first": round(float(shares[j, i]), 4),
                            "centred_feature_cosine": round(float(similarity[i, j]), 4)} for s, i, j in pairs],
         "mean_centred_feature_cosine_all_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
     }
