@@ -181,12 +181,16 @@ def scatter_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequen
     return scatter_grid({"": maps}, classes, path, title)
 
 
-def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title: str, xlabel: str, ylabel: str, logy: bool = False) -> Path:
-    """One line per named (x, y) series, e.g. separability against depth or a number per block."""
+def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title: str, xlabel: str, ylabel: str, logy: bool = False,
+          bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> Path:
+    """One line per named (x, y) series, e.g. separability against depth or a number per block;
+    `bands` shades a (low, high) interval around a series (a confidence interval, say)."""
     n_points = max(len(x) for x, _ in series.values())
     fig, ax = plt.subplots(figsize=(max(5.5, 0.2 * n_points), 3.6))
     for name, (x, y) in series.items():
-        ax.plot(list(x), list(y), marker="o", ms=3 if n_points > 12 else 6, label=name)
+        line, = ax.plot(list(x), list(y), marker="o", ms=3 if n_points > 12 else 6, label=name)
+        if bands and name in bands:
+            ax.fill_between(list(x), *bands[name], color=line.get_color(), alpha=0.2, linewidth=0)
     if n_points > 12:
         ax.tick_params(axis="x", labelrotation=90, labelsize=6)
     if logy:
@@ -238,4 +242,50 @@ def tradeoff(points: dict[str, tuple[float, float, str]], path: Path, title: str
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.margins(x=0.3, y=0.25)
+    return _save(fig, path)
+
+
+def overlay_grid(rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]], path: Path, title: str, alpha: float = 0.5,
+                 colour: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> Path:
+    """A table of images, one row per outer key and one column per inner key, each optionally
+    overlaid with a heat map (H × W, any scale) in semi-transparent `colour` (red by default):
+    the colour's opacity is alpha × the map scaled to [0, 1] within that cell."""
+    names = list(rows)
+    cols = list(dict.fromkeys(c for r in names for c in rows[r]))
+    fig, axes = plt.subplots(len(names), len(cols), figsize=(2.3 * len(cols), 2.45 * len(names) + 0.5), squeeze=False)
+    for i, r in enumerate(names):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            ax.axis("off")
+            if c not in rows[r]:
+                continue
+            image, heat = rows[r][c]
+            ax.imshow(image)
+            if heat is not None:
+                h = (heat - heat.min()) / max(float(heat.max() - heat.min()), 1e-12)
+                rgba = np.zeros((*h.shape, 4))
+                rgba[..., :3] = colour
+                rgba[..., 3] = alpha * h
+                ax.imshow(rgba)
+            ax.set_title(f"{r}: {c}" if j == 0 else c, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def predictions(images: dict[str, np.ndarray], top: dict[str, list[tuple[str, float]]], path: Path, title: str) -> Path:
+    """Each image beside a bar chart of its top-k classes and probabilities."""
+    fig, axes = plt.subplots(len(images), 2, figsize=(8.5, 2.6 * len(images) + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.6]})
+    for (name, image), (ax_image, ax_bars) in zip(images.items(), axes):
+        ax_image.imshow(image)
+        ax_image.set_title(name, fontsize=9)
+        ax_image.axis("off")
+        labels = [label if len(label) <= 32 else label[:31] + "…" for label, _ in top[name]]
+        ax_bars.barh(range(len(labels))[::-1], [p for _, p in top[name]], color="#4c72b0")
+        ax_bars.set_yticks(range(len(labels))[::-1], labels, fontsize=8)
+        ax_bars.set_xlim(0, 1)
+        ax_bars.set_xlabel("probability")
+    fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)

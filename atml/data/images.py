@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -150,6 +151,29 @@ def load_images(name: str, split: str, root: str | Path, allow_download: bool) -
         raise DataCorruptError(f"{folder}: labels run {labels.min()}…{labels.max()} but {name} has {len(classes)} classes")
     return LabelledImages(torch.from_numpy(images), torch.from_numpy(labels), classes,
                           f"{name} {split} split from {folder} ({len(labels)} images)")
+
+
+@dataclass
+class Draw:
+    """A fixed random draw of a split: what the pretrained-model experiments train and score on."""
+
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor
+    indices: torch.Tensor  # positions in the split, for cache keys
+    classes: tuple[str, ...]
+    source: str
+
+    def head(self, n: int) -> "Draw":
+        return Draw(self.images[:n], self.labels[:n], self.indices[:n], self.classes, self.source)
+
+
+@lru_cache(maxsize=8)
+def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, seed: int) -> Draw:
+    """`n` images of a split in a random order fixed by `seed` (all of them when n is None)."""
+    full = load_images(name, split, root, allow_download)
+    order = torch.randperm(len(full.labels), generator=torch.Generator().manual_seed(seed))
+    indices = order[:n] if n else torch.arange(len(full.labels))
+    return Draw(full.images[indices], full.labels[indices], indices, full.classes, f"{full.source}, {len(indices)} used")
 
 
 def where(name: str, split: str, root: str | Path) -> tuple[Path | None, list[Path]]:

@@ -20,6 +20,7 @@ from atml.errors import UserError
 
 EXPERIMENTS = {
     "resnet": "atml.experiments.resnet",
+    "vit": "atml.experiments.vit",
     "gan": "atml.experiments.gan",
     "vae": "atml.experiments.vae",
 }

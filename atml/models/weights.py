@@ -147,3 +147,125 @@ def cached_torchvision_weights(archs: tuple[str, ...]) -> list[tuple[str, Path, 
             path = torch_hub_checkpoints() / os.path.basename(urlparse(weights.url).path)
             rows.append((f"{arch} {weights.name}", path, path.is_file()))
     return rows
+
+
+# --- timm ---------------------------------------------------------------------------------------
+
+TIMM_PRETRAINED = "pretrained"  # the model name's default pretrained tag
+
+
+def _timm_name(name: str, spec: str) -> str:
+    """`name` with the tag `spec` asks for: `pretrained` keeps the name's own (or timm's default) tag."""
+    import timm
+
+    base, tag = timm.models.split_model_name_tag(name)
+    if spec != TIMM_PRETRAINED:
+        tag = spec
+    full = f"{base}.{tag}" if tag else base
+    if not timm.models.is_model(base):
+        raise UserError(f"unknown timm model '{base}'; e.g. vit_small_patch16_224, vit_base_patch16_224, deit_tiny_distilled_patch16_224")
+    try:
+        known = timm.models.get_pretrained_cfg(full) is not None
+    except RuntimeError:  # "Invalid pretrained tag"
+        known = False
+    if not known:
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")]
+        raise UserError(f"no pretrained weights '{spec}' for {base}; accepted: pretrained, none, a local file, or a tag: {', '.join(tags) or 'none known'}")
+    return full
+
+
+def _hub_reachable(host: str = "huggingface.co") -> bool:
+    """A DNS lookup: offline it fails at once, where huggingface_hub would retry for ~45 s per file."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def timm_weights_file(full_name: str, allow_download: bool) -> Path:
+    """The pretrained file of a timm model in the Hugging Face cache, downloaded there if allowed."""
+    import huggingface_hub
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(full_name)
+    repo = cfg.hf_hub_id
+    if not repo:
+        raise UserError(f"{full_name}'s weights are not on the Hugging Face hub; download them yourself and set model.weights to the file")
+    filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    for filename in filenames:
+        found = huggingface_hub.try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return Path(found)
+    folder = Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    remedy = (f"put {filenames[0]} from https://huggingface.co/{repo} in the Hugging Face cache ({folder}, e.g. "
+              f"`huggingface-cli download {repo} {filenames[0]}` on a machine with internet, then copy {folder}), "
+              "or set model.weights to a local file or none")
+    if not allow_download:
+        raise DataNotFoundError(f"{full_name} weights not found (download not allowed): {remedy}")
+    if not _hub_reachable():
+        raise DataNotFoundError(f"{full_name} weights not found and huggingface.co cannot be reached: {remedy}")
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo, filenames[0]))
+    except Exception as exc:  # HTTP errors, timeouts, disk
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise DataNotFoundError(f"{full_name} weights could not be downloaded ({reason}): {remedy}") from None
+
+
+def timm_data_config(model: nn.Module) -> dict:
+    """timm's resolve_data_config, with the input size the model was built for (timm keeps the
+    weights' own, 224, when img_size is overridden)."""
+    import timm.data
+
+    c = timm.data.resolve_data_config({}, model=model)
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if size is not None:
+        c["input_size"] = (3, *(int(v) for v in size))
+    return c
+
+
+def _timm_preprocess(model: nn.Module) -> Preprocess:
+    c = timm_data_config(model)
+    return Preprocess(size=int(c["input_size"][-1]), mean=tuple(c["mean"]), std=tuple(c["std"]),
+                      interpolation=c["interpolation"] if c["interpolation"] in ("bilinear", "bicubic", "nearest") else "bilinear",
+                      crop_pct=float(c.get("crop_pct", 1.0)))
+
+
+def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrained:
+    """A timm model with weights `spec`: `pretrained` (the name's tag, or timm's default), another
+    tag, a local file (timm's own loader: .safetensors / .pth / .npz), or `none`. Preprocessing
+    from timm's resolve_data_config; keyword arguments go to timm.create_model (e.g. img_size)."""
+    import timm
+
+    full = _timm_name(name, TIMM_PRETRAINED if spec == "none" or is_local_file(spec) else spec)
+    if spec == "none":
+        model = timm.create_model(full, pretrained=False, **kwargs)
+        return Pretrained(model, _timm_preprocess(model), WeightsRecord(spec, "none"), imagenet_class_names(model))
+    if is_local_file(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise DataNotFoundError(f"weights file {path} not found; set model.weights to an existing file, pretrained, a tag, or none")
+        source = "file"
+    else:
+        path = timm_weights_file(full, allow_download)
+        source = f"timm:{full}"
+    try:
+        model = timm.create_model(full, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    except Exception as exc:  # a damaged, foreign or mismatched file
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise DataCorruptError(f"weights file {path} does not load into {full} ({reason})") from None
+    return Pretrained(model, _timm_preprocess(model), WeightsRecord(spec, source, str(path), sha256(path)), imagenet_class_names(model))
+
+
+def imagenet_class_names(model: nn.Module) -> tuple[str, ...] | None:
+    """Class names of a timm classifier's head from timm's own tables (no download)."""
+    import timm.data
+
+    try:
+        info = timm.data.infer_imagenet_subset(model)
+        names = timm.data.ImageNetInfo(info) if info else None
+    except Exception:  # a head timm has no table for
+        return None
+    return tuple(names.index_to_description(i) for i in range(names.num_classes())) if names else None

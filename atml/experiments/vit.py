@@ -1,0 +1,391 @@
+"""Experiment 2: a pretrained Vision Transformer — predictions, attention, masking, probes.
+
+Parts: `predict` (top-k ImageNet classes of the photos), `attention` (the class token's
+last-layer attention over the photo, per head, and rolled out over all layers; per-head entropy
+and spatial spread), `masking` (random vs centre patches hidden at rising ratios over a labelled
+set: agreement with the unmasked prediction, accuracy and confidence), `probe` (logistic
+regression on class-token vs mean-patch features of every layer, scored on held-out images).
+Any timm ViT by name; attention is read from timm's blocks without editing timm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from atml import plots
+from atml.analysis.attention import cls_maps, entropy, rollout, spatial_spread, uniform_entropy, upsample
+from atml.analysis.masking import FILLS, SCHEMES, fill_patches, kept_patches, masked_patches, pixel_mask
+from atml.analysis.probe import fit_probe, probe_accuracy
+from atml.config import Seed, Strict
+from atml.data.images import NAMES, Draw, draw
+from atml.data.photos import Photo, load_photos
+from atml.data.photos import to_model_input as photo_input
+from atml.data.preprocess import to_model_input
+from atml.errors import UserError
+from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
+from atml.models.vit import AttentionMaps, check_is_vit, forward_tokens, patch_grid, patch_size, pooled, prefix_tokens
+from atml.models.weights import Pretrained, timm_data_config, timm_model
+from atml.runs import Run
+from atml.runtime import autocast, resolve_precision
+
+NAME = "vit"
+PARTS = ("predict", "attention", "masking", "probe")
+FLAGS = ()
+
+
+class VitDataConfig(Strict):
+    images: list[str] = Field([], description="photos (files or folders) for predict and attention; empty: scikit-learn's two sample photos")
+    dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
+    root: str = "data"
+    download: bool = True
+    train_images: int | None = Field(5000, ge=2, description="a fixed random draw of the training split the probes fit on (null: all)")
+    test_images: int | None = Field(2000, ge=2, description="a fixed random draw of the test split they are scored on (null: all)")
+    subset_seed: Seed = 0
+
+
+class VitModelConfig(Strict):
+    name: str = Field("vit_small_patch16_224.augreg_in21k_ft_in1k", description="any timm ViT (the original: vit_base_patch16_224)")
+    weights: str = Field("pretrained", description="pretrained (the name's tag) | another tag | a local file | none")
+    img_size: int | None = Field(None, ge=16, description="input side; null: the weights' own (position embeddings are resampled)")
+    batch_size: int = Field(64, ge=1, description="images per no-grad forward")
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    cache: bool = Field(True, description="reuse probe features across parts and runs (~/.cache/atml/features)")
+
+
+class PredictConfig(Strict):
+    top_k: int = Field(5, ge=1)
+
+
+class AttentionConfig(Strict):
+    layer: int = Field(-1, description="the block whose attention is mapped (negative counts from the end)")
+    alpha: float = Field(0.5, gt=0, le=1, description="opacity of the red overlay at the map's maximum")
+    rollout_residual: float = Field(0.5, ge=0, le=1, description="weight of the identity (residual path) in each rollout layer")
+
+
+class MaskingConfig(Strict):
+    ratios: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1)
+    schemes: list[Literal[SCHEMES]] = list(SCHEMES)  # type: ignore[valid-type]
+    fill: Literal[FILLS] = Field("drop", description="drop: masked patch tokens leave the sequence; zero: their pixels become the "  # type: ignore[valid-type]
+                                 "normalisation mean; noise: a standard normal draw")
+    images: int = Field(500, ge=1, description="test images of data.dataset masked")
+    examples: int = Field(2, ge=1, description="images shown masked in the figure")
+
+
+class ProbeConfig(Strict):
+    layers: list[int] | None = Field(None, description="blocks probed (null: every block); the final normed output is always probed")
+    c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
+    max_iter: int = Field(1000, ge=10)
+
+
+class Config(Strict):
+    seed: Seed = 0
+    data: VitDataConfig = VitDataConfig()
+    model: VitModelConfig = VitModelConfig()
+    predict: PredictConfig = PredictConfig()
+    attention: AttentionConfig = AttentionConfig()
+    masking: MaskingConfig = MaskingConfig()
+    probe: ProbeConfig = ProbeConfig()
+
+
+# --- model and data ---------------------------------------------------------------------------
+
+@lru_cache(maxsize=2)
+def _pretrained(name: str, weights: str, download: bool, img_size: int | None, init_seed: int) -> Pretrained:
+    torch.manual_seed(init_seed)  # what `weights: none` starts from
+    pretrained = timm_model(name, weights, download, **({"img_size": img_size} if img_size else {}))
+    pretrained.model.eval().requires_grad_(False)
+    return pretrained
+
+
+def pretrained(cfg: Config) -> Pretrained:
+    m = cfg.model
+    return _pretrained(m.name, m.weights, cfg.data.download, m.img_size, cfg.seed)
+
+
+def splits(cfg: Config) -> tuple[Draw, Draw]:
+    d = cfg.data
+    return (draw(d.dataset, "train", d.root, d.download, d.train_images, d.subset_seed),
+            draw(d.dataset, "test", d.root, d.download, d.test_images, d.subset_seed + 1))
+
+
+def probed_layers(cfg: Config) -> list[int]:
+    depth = len(pretrained(cfg).model.blocks)
+    return sorted({i % depth for i in cfg.probe.layers}) if cfg.probe.layers is not None else list(range(depth))
+
+
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+    """Weights, photos, data and every index checked before a run folder exists."""
+    model = pretrained(cfg).model
+    try:
+        check_is_vit(model)
+    except ValueError as exc:
+        raise UserError(f"model.name: {exc}") from None
+    depth = len(model.blocks)
+    if {"predict", "attention"} & set(parts):
+        load_photos(cfg.data.images)
+    if "attention" in parts and not -depth <= cfg.attention.layer < depth:
+        raise UserError(f"attention.layer={cfg.attention.layer}: {cfg.model.name} has blocks 0…{depth - 1}")
+    if "probe" in parts and cfg.probe.layers and any(not -depth <= i < depth for i in cfg.probe.layers):
+        raise UserError(f"probe.layers={cfg.probe.layers}: {cfg.model.name} has blocks 0…{depth - 1}")
+    if "masking" in parts and any(not 0 <= r < 1 for r in cfg.masking.ratios):
+        raise UserError(f"masking.ratios={cfg.masking.ratios}: each must be in [0, 1)")
+    if {"masking", "probe"} & set(parts):
+        train, _ = splits(cfg)
+        if len(set(train.labels.tolist())) < 2:
+            raise UserError(f"the probe's training draw of {cfg.data.dataset} holds one class; raise data.train_images")
+
+
+def weights_note(cfg: Config) -> str:
+    return " — RANDOM weights" if cfg.model.weights == "none" else f" — {cfg.model.name}"
+
+
+def common_metrics(cfg: Config, device: torch.device) -> dict:
+    record = pretrained(cfg).record.describe()
+    return {"model": cfg.model.name, "weights": record | ({"random_init_seed": cfg.seed} if record["source"] == "none" else {}),
+            "random_weights": cfg.model.weights == "none", "precision": resolve_precision(device, cfg.model.precision),
+            "input_size": pretrained(cfg).preprocess.size}
+
+
+def photo_batch(cfg: Config) -> tuple[list[Photo], torch.Tensor]:
+    """The photos through timm's own eval transform (resize, centre crop, normalise)."""
+    photos = load_photos(cfg.data.images)
+    data_config = timm_data_config(pretrained(cfg).model)
+    return photos, torch.stack([photo_input(p, data_config) for p in photos])
+
+
+def displayable(x: torch.Tensor, cfg: Config) -> np.ndarray:
+    """A normalised model input (3, H, W) back to an RGB array in [0, 1]: exactly what the model saw."""
+    p = pretrained(cfg).preprocess
+    mean, std = torch.tensor(p.mean).view(3, 1, 1), torch.tensor(p.std).view(3, 1, 1)
+    return (x.cpu().float() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+# --- parts --------------------------------------------------------------------------------------
+
+def run_predict(cfg: Config, run: Run, device: torch.device) -> dict:
+    p = pretrained(cfg)
+    photos, x = photo_batch(cfg)
+    with torch.no_grad(), autocast(device, resolve_precision(device, cfg.model.precision)):
+        probabilities = p.model.to(device)(x.to(device)).float().softmax(-1).cpu()
+    names = p.categories or tuple(f"class {i}" for i in range(probabilities.shape[1]))
+    top = {}
+    for photo, row in zip(photos, probabilities):
+        values, indices = row.topk(min(cfg.predict.top_k, len(row)))
+        top[photo.name] = [(names[i], float(v)) for v, i in zip(values, indices)]
+        print(f"  {photo.name}: " + ", ".join(f"{n.split(',')[0]} {v:.3f}" for n, v in top[photo.name]), flush=True)
+    plots.predictions({ph.name: displayable(xi, cfg) for ph, xi in zip(photos, x)}, top, run.plot_path("predict_topk"),
+                      f"top-{cfg.predict.top_k} ImageNet classes{weights_note(cfg)}")
+    return common_metrics(cfg, device) | {"photos": {name: [{"class": n, "probability": round(v, 5)} for n, v in t] for name, t in top.items()}}
+
+
+def run_attention(cfg: Config, run: Run, device: torch.device) -> dict:
+    model = pretrained(cfg).model.to(device)
+    photos, x = photo_batch(cfg)
+    n_prefix, grid = prefix_tokens(model), patch_grid(model)
+    with torch.no_grad(), AttentionMaps(model) as captured:
+        model(x.to(device))  # fp32: attention maps are read, not only used
+    attentions = [captured.maps[i].cpu() for i in sorted(captured.maps)]
+    layer = cfg.attention.layer % len(attentions)
+    heads = cls_maps(attentions[layer], n_prefix, grid)  # (photos, heads, rows, cols)
+    rolled = rollout(attentions, cfg.attention.rollout_residual)[:, 0, n_prefix:].reshape(len(photos), *grid)
+    size = tuple(x.shape[-2:])
+    mean_map, rolled_map, head_maps = upsample(heads.mean(1), size), upsample(rolled, size), upsample(heads, size)
+    overlays, per_head_rows = {}, {}
+    for i, photo in enumerate(photos):
+        image = displayable(x[i], cfg)
+        overlays[photo.name] = {"model input": (image, None), f"block {layer}: class-token attention, head mean": (image, mean_map[i].numpy()),
+                                f"rollout over {len(attentions)} blocks": (image, rolled_map[i].numpy())}
+        per_head_rows[photo.name] = {f"head {h}": (image, head_maps[i, h].numpy()) for h in range(heads.shape[1])}
+    alpha = cfg.attention.alpha
+    plots.overlay_grid(overlays, run.plot_path("attention_overlay"), f"where the class token looks (red){weights_note(cfg)}", alpha)
+    plots.overlay_grid(per_head_rows, run.plot_path("attention_heads"), f"block {layer}, each head's class-token attention{weights_note(cfg)}", alpha)
+    all_cls = torch.stack([cls_maps(a, n_prefix, grid) for a in attentions], 1)  # (photos, layers, heads, rows, cols)
+    head_entropy, head_spread = entropy(all_cls).mean(0), spatial_spread(all_cls).mean(0)  # (layers, heads), mean over photos
+    layers = list(range(len(attentions)))
+    plots.lines({"mean over heads": (layers, head_entropy.mean(1).tolist()), "least (most focused) head": (layers, head_entropy.min(1).values.tolist()),
+                 f"uniform over {grid[0] * grid[1]} patches": (layers, [uniform_entropy(grid)] * len(layers))},
+                run.plot_path("attention_entropy"), f"class-token attention entropy by block{weights_note(cfg)}", "block", "entropy (nats)")
+    plots.lines({"mean over heads": (layers, head_spread.mean(1).tolist()), "least head": (layers, head_spread.min(1).values.tolist())},
+                run.plot_path("attention_spread"), f"spatial spread of class-token attention by block{weights_note(cfg)}", "block",
+                "spread (patches, weighted std of position)")
+    cls_share = torch.stack([a[:, :, 0, n_prefix:].sum(-1).mean() for a in attentions])
+    return common_metrics(cfg, device) | {
+        "photos": [p.name for p in photos], "grid": list(grid), "prefix_tokens": n_prefix, "layer": layer,
+        "uniform_entropy": uniform_entropy(grid),
+        "last_layer_entropy_per_head": [round(v, 4) for v in head_entropy[layer].tolist()],
+        "last_layer_spread_per_head": [round(v, 4) for v in head_spread[layer].tolist()],
+        "entropy_by_layer": [round(v, 4) for v in head_entropy.mean(1).tolist()],
+        "spread_by_layer": [round(v, 4) for v in head_spread.mean(1).tolist()],
+        "cls_attention_on_patches_by_layer": [round(v, 4) for v in cls_share.tolist()],
+    }
+
+
+def token_features(cfg: Config, split: Draw, split_name: str, device: torch.device) -> Outputs:
+    """Class-token and mean-patch features after every probed block and after the final norm,
+    from one no-grad pass over `split`, through the feature cache."""
+    p = pretrained(cfg)
+    taps = probed_layers(cfg)
+    precision = resolve_precision(device, cfg.model.precision)
+    determinants = {"model": cfg.model.name, "img_size": p.preprocess.size, "weights": common_metrics(cfg, device)["weights"],
+                    "dataset": cfg.data.dataset, "split": split_name, "indices": fingerprint(split.indices),
+                    "preprocess": p.preprocess.describe(), "taps": taps, "precision": precision, "readouts": ["cls", "mean"]}
+
+    def compute() -> dict[str, torch.Tensor]:
+        model = p.model.to(device)
+        n_prefix = prefix_tokens(model)
+
+        def forward(x):
+            final, tapped = forward_tokens(model, x, taps=taps)
+            out = {f"final/{k}": v for k, v in pooled(final, n_prefix).items()}
+            for layer, tokens in tapped.items():
+                out |= {f"block{layer}/{k}": v for k, v in pooled(tokens, n_prefix).items()}
+            return out
+
+        return batched_outputs(forward, split.images, p.preprocess, device, cfg.model.batch_size, label=f"{cfg.model.name} {split_name}",
+                               precision=precision)
+
+    label = f"{cfg.model.name} {cfg.data.dataset} {split_name} ({len(taps)} blocks + final, cls + mean)"
+    return FeatureCache(cache_root(), enabled=cfg.model.cache).get_or_compute(determinants, compute, label)
+
+
+def run_probe(cfg: Config, run: Run, device: torch.device) -> dict:
+    train, test = splits(cfg)
+    train_f, test_f = token_features(cfg, train, "train", device), token_features(cfg, test, "test", device)
+    y_train, y_test = train.labels.numpy(), test.labels.numpy()
+    keys = [*(f"block{i}" for i in probed_layers(cfg)), "final"]
+    scores = {}
+    for key in keys:
+        scores[key] = {readout: probe_accuracy(train_f[f"{key}/{readout}"].numpy(), y_train, test_f[f"{key}/{readout}"].numpy(), y_test,
+                                               cfg.probe.c, cfg.probe.max_iter, cfg.seed).describe() for readout in ("cls", "mean")}
+        print(f"  {key}: class token {scores[key]['cls']['accuracy']:.3f}, patch mean {scores[key]['mean']['accuracy']:.3f}", flush=True)
+    label = {"cls": "class token", "mean": "mean of patch tokens"}
+    plots.lines({label[r]: (keys, [scores[k][r]["accuracy"] for k in keys]) for r in ("cls", "mean")},
+                run.plot_path("probe_by_layer"), f"linear probe on {cfg.data.dataset}, held-out accuracy (95% CI){weights_note(cfg)}",
+                "block", "accuracy",
+                bands={label[r]: ([scores[k][r]["ci_low"] for k in keys], [scores[k][r]["ci_high"] for k in keys]) for r in ("cls", "mean")})
+    return common_metrics(cfg, device) | {
+        "dataset": cfg.data.dataset, "train": train.source, "test": test.source, "chance": 1 / len(train.classes),
+        "final": scores["final"], "by_layer": scores,
+    }
+
+
+@dataclass
+class MaskedResult:
+    agreement: float
+    accuracy: float
+    confidence: float
+
+
+def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
+    """Every test image masked at every ratio by each scheme; the ImageNet head's top-1 compared
+    with its unmasked top-1, and a probe fitted on unmasked training features scoring the masked
+    images against their labels."""
+    p = pretrained(cfg)
+    model = p.model.to(device)
+    m = cfg.masking
+    train, test = splits(cfg)
+    test = test.head(min(m.images, len(test.labels)))
+    train_f = token_features(cfg, train, "train", device)
+    probe = fit_probe(train_f["final/cls"].numpy(), train.labels.numpy(), cfg.probe.c, cfg.probe.max_iter, cfg.seed)
+    grid, patch, n_prefix = patch_grid(model), patch_size(model), prefix_tokens(model)
+    precision = resolve_precision(device, cfg.model.precision)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    def masks(scheme: str, ratio: float, n: int) -> torch.Tensor:
+        return torch.stack([masked_patches(grid, ratio, scheme, generator) for _ in range(n)])
+
+    def evaluate(x: torch.Tensor, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ImageNet logits, final class-token features) of inputs with `masked` patches hidden."""
+        with torch.no_grad(), autocast(device, precision):
+            if m.fill == "drop":
+                keep = torch.stack([kept_patches(grid, row) for row in masked])
+                final, _ = forward_tokens(model, x, keep=keep)
+            else:
+                pixels = torch.stack([pixel_mask(grid, patch, row) for row in masked]).unsqueeze(1)
+                final, _ = forward_tokens(model, fill_patches(x, pixels, m.fill, generator))
+            return model.forward_head(final).float(), final[:, 0].float()
+
+    nothing = torch.zeros(0, dtype=torch.long)
+    reference_top1 = torch.cat([evaluate(to_model_input(chunk.to(device), p.preprocess), nothing.expand(len(chunk), 0))[0].argmax(1).cpu()
+                                for chunk in test.images.split(cfg.model.batch_size)])
+    results: dict[str, dict[str, MaskedResult]] = {}
+    examples: dict[str, dict[str, tuple[np.ndarray, None]]] = {}
+    shown = [0.0, *sorted(m.ratios)[len(m.ratios) // 2 :: max(1, len(m.ratios) // 4)]][:4]
+    for scheme in m.schemes:
+        results[scheme] = {}
+        for ratio in m.ratios:
+            top1, confidence, features = [], [], []
+            for start in range(0, len(test.labels), cfg.model.batch_size):
+                chunk = test.images[start : start + cfg.model.batch_size]
+                x = to_model_input(chunk.to(device), p.preprocess)
+                masked = masks(scheme, ratio, len(chunk))
+                logits, cls = evaluate(x, masked)
+                probabilities = logits.softmax(-1)
+                top1.append(probabilities.argmax(1).cpu())
+                confidence.append(probabilities.max(1).values.cpu())
+                features.append(cls.cpu())
+                if start == 0 and ratio in shown:
+                    hidden = torch.stack([pixel_mask(grid, patch, row) for row in masked[: m.examples]]).unsqueeze(1)
+                    for i in range(min(m.examples, len(chunk))):
+                        if m.fill == "drop":  # the model never sees these patches: shown black
+                            image = displayable(x[i], cfg)
+                            image[hidden[i, 0].numpy()] = 0
+                        else:  # what the model sees
+                            image = displayable(fill_patches(x[i : i + 1], hidden[i : i + 1], m.fill, torch.Generator().manual_seed(cfg.seed))[0], cfg)
+                        examples.setdefault(f"{scheme}, image {i}", {})[f"{ratio:.0%} masked"] = (image, None)
+            predicted = probe.predict(torch.cat(features).numpy())
+            results[scheme][f"{ratio:.2f}"] = MaskedResult(
+                agreement=float((torch.cat(top1) == reference_top1).float().mean()),
+                accuracy=float((predicted == test.labels.numpy()).mean()),
+                confidence=float(torch.cat(confidence).mean()))
+            r = results[scheme][f"{ratio:.2f}"]
+            print(f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, confidence {r.confidence:.3f}", flush=True)
+    fill_note = {"drop": "masked tokens dropped (shown black)", "zero": "masked pixels set to the mean", "noise": "masked pixels replaced by noise"}[m.fill]
+    for quantity, what in (("agreement", "agreement with the unmasked top-1"), ("accuracy", f"probe accuracy on {cfg.data.dataset}"),
+                           ("confidence", "mean top-1 probability")):
+        plots.lines({s: (m.ratios, [getattr(results[s][f"{r:.2f}"], quantity) for r in m.ratios]) for s in m.schemes},
+                    run.plot_path(f"masking_{quantity}"), f"{what} against the masked share ({fill_note}){weights_note(cfg)}",
+                    "share of patches masked", quantity)
+    plots.overlay_grid(examples, run.plot_path("masking_examples"), f"masked inputs: {fill_note}")
+    return common_metrics(cfg, device) | {
+        "dataset": cfg.data.dataset, "images": len(test.labels), "fill": m.fill, "grid": list(grid),
+        "probe_fitted_on": f"{train.source} (unmasked, final class token)", "chance": 1 / len(test.classes),
+        "results": {s: {r: vars(v) for r, v in per.items()} for s, per in results.items()},
+    }
+
+
+PART_RUNNERS = {"predict": run_predict, "attention": run_attention, "masking": run_masking, "probe": run_probe}
+
+
+def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
+    return PART_RUNNERS[part](cfg, run, device)
+
+
+def summary(metrics: dict) -> list[dict]:
+    rows = []
+    for part, m in metrics.items():
+        mark = " (random weights)" if m.get("random_weights") else ""
+        if part == "predict":
+            for photo, top in m["photos"].items():
+                rows.append({"part": part, "what": f"{photo}: top-1{mark}", "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})"})
+        elif part == "attention":
+            rows.append({"part": part, "what": f"block {m['layer']} class-token entropy, mean over heads (uniform {m['uniform_entropy']:.2f}){mark}",
+                         "value": round(float(np.mean(m["last_layer_entropy_per_head"])), 3)})
+        elif part == "masking":
+            for scheme, per in m["results"].items():
+                worst = max(per)
+                rows.append({"part": part, "what": f"{scheme} {float(worst):.0%} masked: agreement / probe accuracy{mark}",
+                             "value": f"{per[worst]['agreement']:.3f} / {per[worst]['accuracy']:.3f}"})
+        elif part == "probe":
+            for readout, name in (("cls", "class token"), ("mean", "patch mean")):
+                s = m["final"][readout]
+                rows.append({"part": part, "what": f"{m['dataset']} probe, {name} (95% CI){mark}",
+                             "value": f"{s['accuracy']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"})
+    return rows
