@@ -248,8 +248,8 @@ def tradeoff(points: dict[str, tuple[float, float, str]], path: Path, title: str
 def overlay_grid(rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]], path: Path, title: str, alpha: float = 0.5,
                  colour: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> Path:
     """A table of images, one row per outer key and one column per inner key, each optionally
-    overlaid with a heat map (H × W, any scale) in semi-transparent `colour` (red by default):
-    the colour's opacity is alpha × the map scaled to [0, 1] within that cell."""
+    overlaid with a heat map (H × W, non-negative) in semi-transparent `colour` (red by default):
+    the colour's opacity is alpha × the map divided by its maximum within that cell."""
     names = list(rows)
     cols = list(dict.fromkeys(c for r in names for c in rows[r]))
     fig, axes = plt.subplots(len(names), len(cols), figsize=(2.3 * len(cols), 2.45 * len(names) + 0.5), squeeze=False)
@@ -262,7 +262,7 @@ def overlay_grid(rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]
             image, heat = rows[r][c]
             ax.imshow(image)
             if heat is not None:
-                h = (heat - heat.min()) / max(float(heat.max() - heat.min()), 1e-12)
+                h = np.clip(heat / max(float(heat.max()), 1e-12), 0, 1)  # by the maximum alone: near-uniform maps look uniform
                 rgba = np.zeros((*h.shape, 4))
                 rgba[..., :3] = colour
                 rgba[..., 3] = alpha * h

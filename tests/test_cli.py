@@ -21,7 +21,7 @@ def test_config_prints_the_resolved_yaml(cli):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["run", "nope"], "unknown experiment 'nope'; accepted: resnet, gan, vae"),
+        (["run", "nope"], "unknown experiment 'nope'; accepted: resnet, vit, gan, vae"),
         (["run", "gan", "--part", "xx"], "unknown part 'xx' of gan; accepted: baseline"),
         (["run", "gan", "--bogus"], "unknown option --bogus for gan; its own flags: none"),
         (["run", "vae", "--bogus", "1"], "unknown option --bogus for vae; its own flags: --beta-schedule"),

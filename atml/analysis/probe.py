@@ -28,7 +28,7 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     p = correct / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # exact at p = 0 or 1, where rounding strays
 
 
 def fit_probe(train_x: np.ndarray, train_y: np.ndarray, c: float = 1.0, max_iter: int = 1000, seed: int = 0):

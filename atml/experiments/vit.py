@@ -38,6 +38,7 @@ from atml.runtime import autocast, resolve_precision
 NAME = "vit"
 PARTS = ("predict", "attention", "masking", "probe")
 FLAGS = ()
+DROPPED_COLOUR = (0.25, 0.45, 0.85)
 
 
 class VitDataConfig(Strict):
@@ -334,9 +335,9 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
                 if start == 0 and ratio in shown:
                     hidden = torch.stack([pixel_mask(grid, patch, row) for row in masked[: m.examples]]).unsqueeze(1)
                     for i in range(min(m.examples, len(chunk))):
-                        if m.fill == "drop":  # the model never sees these patches: shown black
+                        if m.fill == "drop":  # the model never sees these patches: shown in a colour no dataset image has
                             image = displayable(x[i], cfg)
-                            image[hidden[i, 0].numpy()] = 0
+                            image[hidden[i, 0].numpy()] = DROPPED_COLOUR
                         else:  # what the model sees
                             image = displayable(fill_patches(x[i : i + 1], hidden[i : i + 1], m.fill, torch.Generator().manual_seed(cfg.seed))[0], cfg)
                         examples.setdefault(f"{scheme}, image {i}", {})[f"{ratio:.0%} masked"] = (image, None)
@@ -347,7 +348,7 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
                 confidence=float(torch.cat(confidence).mean()))
             r = results[scheme][f"{ratio:.2f}"]
             print(f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, confidence {r.confidence:.3f}", flush=True)
-    fill_note = {"drop": "masked tokens dropped (shown black)", "zero": "masked pixels set to the mean", "noise": "masked pixels replaced by noise"}[m.fill]
+    fill_note = {"drop": "masked tokens dropped (shown blue)", "zero": "masked pixels set to the mean", "noise": "masked pixels replaced by noise"}[m.fill]
     for quantity, what in (("agreement", "agreement with the unmasked top-1"), ("accuracy", f"probe accuracy on {cfg.data.dataset}"),
                            ("confidence", "mean top-1 probability")):
         plots.lines({s: (m.ratios, [getattr(results[s][f"{r:.2f}"], quantity) for r in m.ratios]) for s in m.schemes},

@@ -269,3 +269,18 @@ def imagenet_class_names(model: nn.Module) -> tuple[str, ...] | None:
     except Exception:  # a head timm has no table for
         return None
     return tuple(names.index_to_description(i) for i in range(names.num_classes())) if names else None
+
+
+def cached_timm_weights(names: tuple[str, ...]) -> list[tuple[str, Path, bool]]:
+    """(model name, cache file or the folder it goes in, present?) for timm pretrained models."""
+    rows = []
+    for name in names:
+        try:
+            rows.append((name, timm_weights_file(name, allow_download=False), True))
+        except DataNotFoundError:
+            import huggingface_hub
+            import timm
+
+            repo = timm.models.get_pretrained_cfg(name).hf_hub_id
+            rows.append((name, Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}", False))
+    return rows
