@@ -1,0 +1,93 @@
+"""Features for the ViT probes, two ways, on the same images, in one process:
+
+  original: batches of 8, each image through the processor on its own (PIL → timm's eval
+            transform: resize, centre crop, normalise), one full extraction pass per pooling
+            (class token, then mean of patch tokens), final layer only, fp32.
+  atml:     `atml run vit`'s token_features: one no-grad pass in batches of 64, preprocessing
+            batched on the device, the precision atml uses for pretrained weights here (bf16 where
+            the hardware runs it natively); it returns both poolings after EVERY block and the
+            final norm, i.e. more than the original computes. The feature cache is off.
+
+Prints both times and the ratio; where atml's precision is bf16, atml in fp32 too, so the share
+of the saving that batching and one pass alone give is visible.
+
+  python -m benchmarks.vit_probe_features                          # FashionMNIST, 256 images, ViT-S/16 at 224 px
+  python -m benchmarks.vit_probe_features --weights pretrained --dataset cifar10 --root data
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from PIL import Image
+
+from atml.config import resolve
+from atml.data.images import NAMES
+from atml.experiments import vit
+from atml.models.vit import prefix_tokens
+from atml.models.weights import timm_data_config
+from atml.runtime import resolve_precision
+
+
+def original_way(cfg: vit.Config, n: int) -> float:
+    import timm.data
+
+    model = vit.pretrained(cfg).model
+    processor = timm.data.create_transform(**timm_data_config(model), is_training=False)
+    _, test = vit.splits(cfg)
+    images = test.images[:n]
+    started = time.perf_counter()
+    for pooling in ("cls", "mean"):
+        features = []
+        for start in range(0, n, 8):
+            batch = []
+            for image in images[start : start + 8]:
+                pixels = image.permute(1, 2, 0).numpy()
+                rgb = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
+                batch.append(processor(rgb))
+            with torch.no_grad():
+                tokens = model.forward_features(torch.stack(batch))
+            features.append(tokens[:, 0] if pooling == "cls" else tokens[:, prefix_tokens(model):].mean(1))
+        torch.cat(features)
+    return time.perf_counter() - started
+
+
+def atml_way(cfg: vit.Config, n: int) -> float:
+    _, test = vit.splits(cfg)
+    started = time.perf_counter()
+    vit.token_features(cfg, test.head(n), f"test[:{n}]", torch.device("cpu"))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="fashion-mnist", choices=NAMES)
+    parser.add_argument("--root", default="data")
+    parser.add_argument("--model", default="vit_small_patch16_224.augreg_in21k_ft_in1k")
+    parser.add_argument("--weights", default="none", help="none (random init: no download; same cost) | pretrained | a tag | a file")
+    parser.add_argument("--images", type=int, default=256)
+    args = parser.parse_args()
+    device = torch.device("cpu")
+    _, cfg = resolve("vit", vit.Config, sets=[
+        f"data.dataset={args.dataset}", f"data.root={args.root}", "data.download=false", f"data.test_images={args.images}",
+        f"model.name={args.model}", f"model.weights={args.weights}", "model.cache=false",
+        f"model.precision={resolve_precision(device, 'auto')}"])
+    vit.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
+    depth = len(vit.pretrained(cfg).model.blocks)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} weights), {args.images} "
+          f"{args.dataset} test images; atml precision {cfg.model.precision}", flush=True)
+    original = original_way(cfg, args.images)
+    ours = {cfg.model.precision: atml_way(cfg, args.images)}
+    if cfg.model.precision != "fp32":
+        ours["fp32"] = atml_way(cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "fp32"})}), args.images)
+    print(f"{'original (batch 8, per-image processor, a pass per pooling, final layer)':>76s}: {original:6.1f} s")
+    for precision, seconds in ours.items():
+        print(f"{f'atml (one pass, batch 64, both poolings of {depth} blocks + final, {precision})':>76s}: {seconds:6.1f} s   "
+              f"speed-up {original / seconds:.1f}x")
+    print(f"speed-up: {original / ours[cfg.model.precision]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
