@@ -127,7 +127,8 @@ def batched_outputs(
         for start in range(0, n, batch_size):
             x = to_model_input(images[start : start + batch_size].to(device, non_blocking=True), preprocess, flip=flip, channels_last=bf16)
             for name, value in forward(x).items():
-                chunks.setdefault(name, []).append(value.float().cpu())
+                # a copy: a pooled view (tokens[:, 0]) would keep its whole batch of tokens alive (OOM at 5,000 images)
+                chunks.setdefault(name, []).append(value.float().cpu().clone())
             done = min(start + batch_size, n)
             if done == n or (start // batch_size) % 20 == 19:
                 rate = done / max(time.perf_counter() - started, 1e-9)
