@@ -169,14 +169,17 @@ def _dataset(name: str) -> str:
 def data_check(root: Path = typer.Option(Path("data"), help="data root to look in (torchvision layout)")) -> None:
     """Where each dataset and each pretrained weights file is found, or what is missing."""
     from atml.data.images import NAMES, SPLITS, where
+    from atml.experiments.clip import ClipModelConfig
     from atml.experiments.vit import VitModelConfig
-    from atml.models.weights import cached_timm_weights, cached_torchvision_weights
+    from atml.models.weights import cached_open_clip_weights, cached_timm_weights, cached_torchvision_weights
 
     for name in NAMES:
         for split in SPLITS:
             found, looked = where(name, split, root)
             print(f"{name:14s} {split:5s} " + (f"found: {found}" if found else "MISSING (looked in " + ", ".join(map(str, looked)) + ")"))
-    for weights, path, present in [*cached_torchvision_weights(("resnet18", "resnet152")), *cached_timm_weights((VitModelConfig().name,))]:
+    clip_default = ClipModelConfig()
+    for weights, path, present in [*cached_torchvision_weights(("resnet18", "resnet152")), *cached_timm_weights((VitModelConfig().name,)),
+                                   *cached_open_clip_weights(((clip_default.name, clip_default.weights),))]:
         print(f"{weights:30s} " + (f"cached: {path}" if present else f"not cached (downloaded to {path} when allowed)"))
 
 

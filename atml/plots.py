@@ -289,3 +289,54 @@ def predictions(images: dict[str, np.ndarray], top: dict[str, list[tuple[str, fl
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+@dataclass
+class ModalityMap:
+    """A joint 2-D map of image and text embeddings: xy [N, 2], class labels [N], is_text [N]."""
+
+    xy: np.ndarray
+    labels: np.ndarray
+    is_text: np.ndarray
+
+
+def modality_maps(maps: dict[str, ModalityMap], classes: Sequence[str], path: Path, title: str) -> Path:
+    """Joint maps side by side: images as dots, texts as black-edged stars, both coloured by class."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.6 * len(maps), 4.4), squeeze=False)
+    colours = _class_colours(len(classes))
+    for ax, (name, m) in zip(axes[0], maps.items()):
+        for k, class_name in enumerate(classes):
+            image, text = (m.labels == k) & ~m.is_text, (m.labels == k) & m.is_text
+            ax.scatter(m.xy[image, 0], m.xy[image, 1], s=9, color=colours[k], alpha=0.7, label=class_name)
+            ax.scatter(m.xy[text, 0], m.xy[text, 1], s=120, marker="*", color=colours[k], edgecolors="black", linewidths=0.7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=9)
+    handles = [plt.Line2D([], [], ls="", marker="o", color="grey", label="image"),
+               plt.Line2D([], [], ls="", marker="*", markersize=11, color="grey", markeredgecolor="black", label="text (class prompt)")]
+    if len(classes) <= 20:
+        handles += [plt.Line2D([], [], ls="", marker="s", color=colours[k], label=c) for k, c in enumerate(classes)]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.suptitle(title, y=1.03)
+    return _save(fig, path)
+
+
+def histograms(panels: dict[str, dict[str, np.ndarray]], path: Path, title: str, xlabel: str | Sequence[str] = "value") -> Path:
+    """One panel per entry, overlaid density histograms of its named samples (e.g. matched vs
+    unmatched similarities), each with its mean marked."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
+    labels = [xlabel] * len(panels) if isinstance(xlabel, str) else list(xlabel)
+    for ax, (name, samples), label in zip(axes[0], panels.items(), labels):
+        for series, values in samples.items():
+            values = np.asarray(values, dtype=float).ravel()
+            span = values.max() - values.min() if len(values) else 0.0
+            bins = 30 if span > 1e-9 else 1
+            patches = ax.hist(values, bins=bins, density=span > 1e-9, alpha=0.5, label=f"{series} (mean {values.mean():.3f})")[2]
+            ax.axvline(values.mean(), color=patches[0].get_facecolor(), lw=1.5, alpha=1.0)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(label)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.suptitle(title, y=1.04)
+    return _save(fig, path)

@@ -27,7 +27,7 @@ from atml.errors import DamagedFileError, OutputWriteError, UserError
 
 SUBDIRS = ("history", "plots", "samples", "checkpoints")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "matplotlib", "pydantic", "typer", "atml")
+PACKAGES = ("torch", "torchvision", "timm", "open_clip_torch", "numpy", "scipy", "scikit-learn", "umap-learn", "matplotlib", "pydantic", "typer", "atml")
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:

@@ -2,13 +2,11 @@
 the documented exit code, never a traceback."""
 
 import errno
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from atml.data import images as image_data
 from atml.data.fake import write_fake_dataset
 from atml.data.images import load_images
 from atml.data.preprocess import Preprocess, to_model_input

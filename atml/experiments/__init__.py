@@ -23,6 +23,7 @@ EXPERIMENTS = {
     "vit": "atml.experiments.vit",
     "gan": "atml.experiments.gan",
     "vae": "atml.experiments.vae",
+    "clip": "atml.experiments.clip",
 }
 
 

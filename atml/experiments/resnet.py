@@ -15,7 +15,6 @@ under torchrun (atml.distributed).
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -37,7 +36,7 @@ from atml.experiments import Flag
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.modes import evaluating
 from atml.models.resnet import Policy, PooledFeatures, apply_policy, remove_shortcuts, replace_head, residual_blocks
-from atml.models.weights import Pretrained, torchvision_classifier
+from atml.models.weights import Pretrained, frozen
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 from atml.training import Checkpointing, fit
@@ -146,17 +145,9 @@ def splits(cfg: Config) -> tuple[Draw, Draw]:
             draw(d.dataset, "test", d.root, d.download, d.val_images, d.subset_seed + 1))
 
 
-@lru_cache(maxsize=4)
-def _pretrained(arch: str, weights: str, download: bool, init_seed: int) -> Pretrained:
-    torch.manual_seed(init_seed)  # what `weights: none` starts from
-    pretrained = torchvision_classifier(arch, weights, download)
-    pretrained.model.eval().requires_grad_(False)
-    return pretrained
-
-
 def pretrained(cfg: Config, arch: str, weights: str | None = None) -> Pretrained:
     """`arch` with the run's weights (or `weights`, e.g. "none" for the from-scratch setting)."""
-    return _pretrained(arch, weights or cfg.model.weights, cfg.data.download, cfg.seed)
+    return frozen("torchvision", arch, weights or cfg.model.weights, cfg.data.download, cfg.seed)
 
 
 def precision_of(cfg: Config, device: torch.device) -> str:
@@ -181,7 +172,7 @@ def shortcuts_off(cfg: Config) -> tuple[str, ...]:
 
 @lru_cache(maxsize=4)
 def _backbone(arch: str, weights: str, download: bool, init_seed: int, off: tuple[str, ...]) -> torch.nn.Module:
-    model = _pretrained(arch, weights, download, init_seed).model
+    model = frozen("torchvision", arch, weights, download, init_seed).model
     if off:
         model = copy.deepcopy(model)
         remove_shortcuts(model, list(off))

@@ -11,12 +11,10 @@ Any timm ViT by name; attention is read from timm's blocks without editing timm.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from atml import plots
@@ -31,7 +29,7 @@ from atml.data.preprocess import to_model_input
 from atml.errors import UserError
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.vit import AttentionMaps, check_is_vit, forward_tokens, patch_grid, patch_size, pooled, prefix_tokens
-from atml.models.weights import Pretrained, timm_data_config, timm_model
+from atml.models.weights import Pretrained, frozen, timm_data_config
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
@@ -97,17 +95,9 @@ class Config(Strict):
 
 # --- model and data ---------------------------------------------------------------------------
 
-@lru_cache(maxsize=2)
-def _pretrained(name: str, weights: str, download: bool, img_size: int | None, init_seed: int) -> Pretrained:
-    torch.manual_seed(init_seed)  # what `weights: none` starts from
-    pretrained = timm_model(name, weights, download, **({"img_size": img_size} if img_size else {}))
-    pretrained.model.eval().requires_grad_(False)
-    return pretrained
-
-
 def pretrained(cfg: Config) -> Pretrained:
     m = cfg.model
-    return _pretrained(m.name, m.weights, cfg.data.download, m.img_size, cfg.seed)
+    return frozen("timm", m.name, m.weights, cfg.data.download, cfg.seed, **({"img_size": m.img_size} if m.img_size else {}))
 
 
 def splits(cfg: Config) -> tuple[Draw, Draw]:
@@ -277,6 +267,21 @@ def run_probe(cfg: Config, run: Run, device: torch.device) -> dict:
     }
 
 
+def masked_images(cfg: Config, x: torch.Tensor, masked: torch.Tensor) -> list[np.ndarray]:
+    """Model inputs with their `masked` patches as the figure shows them: dropped patches in a
+    colour no dataset image has (the model never sees them), filled ones as the model sees them."""
+    model = pretrained(cfg).model
+    grid, patch = patch_grid(model), patch_size(model)
+    hidden = torch.stack([pixel_mask(grid, patch, row) for row in masked]).unsqueeze(1)
+    if cfg.masking.fill != "drop":
+        x = fill_patches(x, hidden, cfg.masking.fill, torch.Generator().manual_seed(cfg.seed))
+    images = [displayable(xi, cfg) for xi in x]
+    if cfg.masking.fill == "drop":
+        for image, h in zip(images, hidden):
+            image[h[0].numpy()] = DROPPED_COLOUR
+    return images
+
+
 @dataclass
 class MaskedResult:
     agreement: float
@@ -295,7 +300,7 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
     test = test.head(min(m.images, len(test.labels)))
     train_f = token_features(cfg, train, "train", device)
     probe = fit_probe(train_f["final/cls"].numpy(), train.labels.numpy(), cfg.probe.c, cfg.probe.max_iter, cfg.seed)
-    grid, patch, n_prefix = patch_grid(model), patch_size(model), prefix_tokens(model)
+    grid, patch = patch_grid(model), patch_size(model)
     precision = resolve_precision(device, cfg.model.precision)
     generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -333,13 +338,7 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
                 confidence.append(probabilities.max(1).values.cpu())
                 features.append(cls.cpu())
                 if start == 0 and ratio in shown:
-                    hidden = torch.stack([pixel_mask(grid, patch, row) for row in masked[: m.examples]]).unsqueeze(1)
-                    for i in range(min(m.examples, len(chunk))):
-                        if m.fill == "drop":  # the model never sees these patches: shown in a colour no dataset image has
-                            image = displayable(x[i], cfg)
-                            image[hidden[i, 0].numpy()] = DROPPED_COLOUR
-                        else:  # what the model sees
-                            image = displayable(fill_patches(x[i : i + 1], hidden[i : i + 1], m.fill, torch.Generator().manual_seed(cfg.seed))[0], cfg)
+                    for i, image in enumerate(masked_images(cfg, x[: m.examples], masked[: m.examples])):
                         examples.setdefault(f"{scheme}, image {i}", {})[f"{ratio:.0%} masked"] = (image, None)
             predicted = probe.predict(torch.cat(features).numpy())
             results[scheme][f"{ratio:.2f}"] = MaskedResult(

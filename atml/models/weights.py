@@ -4,8 +4,11 @@ allowed; otherwise one DataNotFoundError naming the file expected and the folder
 
 The preprocessing a model expects (size, mean, std, interpolation) comes from its weights' own
 metadata, and the source, file and sha256 are recorded for the run's env.json and metrics.
-Today: torchvision classification models (`IMAGENET1K_V1`, `IMAGENET1K_V2`, `imagenet` = V1,
-what the original's `pretrained=True` gave). timm and open_clip tags are the next sources.
+Sources: torchvision classification models (`IMAGENET1K_V1`, `IMAGENET1K_V2`, `imagenet` = V1,
+what the original's `pretrained=True` gave), timm models (their pretrained tags) and open_clip
+models (theirs, e.g. ViT-B-32 `openai`). Files on the Hugging Face hub are looked for in its
+cache first; a download is tried only when allowed and huggingface.co resolves, so offline
+runs fail in well under a second instead of after huggingface_hub's retries.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class Pretrained:
     categories: tuple[str, ...] | None = None
 
 
+def _reason(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
 @lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime: float) -> str:
     digest = hashlib.sha256()
@@ -75,8 +82,7 @@ def load_state_dict(model: nn.Module, path: Path) -> None:
             state = state["state_dict"]
         model.load_state_dict(state)
     except Exception as exc:  # unpickling, truncation or mismatched keys/shapes
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise DataCorruptError(f"weights file {path} does not load into {type(model).__name__} ({reason})") from None
+        raise DataCorruptError(f"weights file {path} does not load into {type(model).__name__} ({_reason(exc)})") from None
 
 
 def _torchvision_preprocess(weights) -> Preprocess:
@@ -130,8 +136,7 @@ def fetch_url(url: str, allow_download: bool, what: str) -> Path:
         try:
             torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
         except Exception as exc:  # URLError offline, RuntimeError on a hash mismatch
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataNotFoundError(f"{what} could not be downloaded ({reason}): {remedy}") from None
+            raise DataNotFoundError(f"{what} could not be downloaded ({_reason(exc)}): {remedy}") from None
     if hash_prefix and not sha256(path).startswith(hash_prefix):
         raise DataCorruptError(f"{path} does not match the sha256 prefix {hash_prefix} in its name; delete it and fetch it again")
     return path
@@ -185,33 +190,47 @@ def _hub_reachable(host: str = "huggingface.co") -> bool:
         return False
 
 
-def timm_weights_file(full_name: str, allow_download: bool) -> Path:
-    """The pretrained file of a timm model in the Hugging Face cache, downloaded there if allowed."""
+def hub_cache_folder(repo: str) -> Path:
     import huggingface_hub
-    import timm
 
-    cfg = timm.models.get_pretrained_cfg(full_name)
-    repo = cfg.hf_hub_id
-    if not repo:
-        raise UserError(f"{full_name}'s weights are not on the Hugging Face hub; download them yourself and set model.weights to the file")
-    filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    return Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+
+
+def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -> Path:
+    """The first of `filenames` of a Hugging Face hub repo found in the hub's cache; else the
+    first that downloads, when downloads are allowed and huggingface.co resolves."""
+    import huggingface_hub
+
     for filename in filenames:
         found = huggingface_hub.try_to_load_from_cache(repo, filename)
         if isinstance(found, str):
             return Path(found)
-    folder = Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    folder = hub_cache_folder(repo)
     remedy = (f"put {filenames[0]} from https://huggingface.co/{repo} in the Hugging Face cache ({folder}, e.g. "
               f"`huggingface-cli download {repo} {filenames[0]}` on a machine with internet, then copy {folder}), "
               "or set model.weights to a local file or none")
     if not allow_download:
-        raise DataNotFoundError(f"{full_name} weights not found (download not allowed): {remedy}")
+        raise DataNotFoundError(f"{what} not found (download not allowed): {remedy}")
     if not _hub_reachable():
-        raise DataNotFoundError(f"{full_name} weights not found and huggingface.co cannot be reached: {remedy}")
-    try:
-        return Path(huggingface_hub.hf_hub_download(repo, filenames[0]))
-    except Exception as exc:  # HTTP errors, timeouts, disk
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise DataNotFoundError(f"{full_name} weights could not be downloaded ({reason}): {remedy}") from None
+        raise DataNotFoundError(f"{what} not found and huggingface.co cannot be reached: {remedy}")
+    failure = None
+    for filename in filenames:
+        try:
+            return Path(huggingface_hub.hf_hub_download(repo, filename))
+        except Exception as exc:  # HTTP errors (a repo may hold only one of the names), timeouts, disk
+            failure = failure or exc
+    raise DataNotFoundError(f"{what} could not be downloaded ({_reason(failure)}): {remedy}")
+
+
+def timm_weights_file(full_name: str, allow_download: bool) -> Path:
+    """The pretrained file of a timm model in the Hugging Face cache, downloaded there if allowed."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(full_name)
+    if not cfg.hf_hub_id:
+        raise UserError(f"{full_name}'s weights are not on the Hugging Face hub; download them yourself and set model.weights to the file")
+    filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    return hub_file(cfg.hf_hub_id, filenames, allow_download, f"{full_name} weights")
 
 
 def timm_data_config(model: nn.Module) -> dict:
@@ -254,8 +273,7 @@ def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrain
     try:
         model = timm.create_model(full, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
     except Exception as exc:  # a damaged, foreign or mismatched file
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise DataCorruptError(f"weights file {path} does not load into {full} ({reason})") from None
+        raise DataCorruptError(f"weights file {path} does not load into {full} ({_reason(exc)})") from None
     return Pretrained(model, _timm_preprocess(model), WeightsRecord(spec, source, str(path), sha256(path)), imagenet_class_names(model))
 
 
@@ -273,14 +291,123 @@ def imagenet_class_names(model: nn.Module) -> tuple[str, ...] | None:
 
 def cached_timm_weights(names: tuple[str, ...]) -> list[tuple[str, Path, bool]]:
     """(model name, cache file or the folder it goes in, present?) for timm pretrained models."""
+    import timm
+
     rows = []
     for name in names:
         try:
             rows.append((name, timm_weights_file(name, allow_download=False), True))
         except DataNotFoundError:
-            import huggingface_hub
-            import timm
-
-            repo = timm.models.get_pretrained_cfg(name).hf_hub_id
-            rows.append((name, Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}", False))
+            rows.append((name, hub_cache_folder(timm.models.get_pretrained_cfg(name).hf_hub_id), False))
     return rows
+
+
+# --- open_clip ----------------------------------------------------------------------------------
+
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # what open_clip's hub repos hold
+
+
+def check_open_clip_name(name: str) -> None:
+    import open_clip
+
+    if name not in open_clip.list_models():
+        raise UserError(f"unknown open_clip model '{name}'; e.g. ViT-B-32, ViT-B-16, RN50 (all: open_clip.list_models())")
+
+
+def _open_clip_tag_cfg(name: str, tag: str) -> dict:
+    import open_clip
+
+    check_open_clip_name(name)
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise UserError(f"no pretrained weights '{tag}' for open_clip {name}; accepted: none, a local file, or a tag: {', '.join(tags) or 'none known'}")
+    return cfg
+
+
+def open_clip_weights_file(name: str, tag: str, allow_download: bool) -> Path:
+    """The checkpoint of an open_clip pretrained tag: from the Hugging Face cache (downloaded
+    there if allowed), or, for tags only published at a URL, from torch's hub cache."""
+    cfg = _open_clip_tag_cfg(name, tag)
+    what = f"open_clip {name} '{tag}' weights"
+    if cfg.get("hf_hub"):
+        repo, filename = cfg["hf_hub"].rstrip("/"), None
+        if cfg["hf_hub"].count("/") > 1 and not cfg["hf_hub"].endswith("/"):
+            repo, filename = os.path.split(cfg["hf_hub"])
+        filenames = list(OPEN_CLIP_FILES) if filename is None else [f"{os.path.splitext(filename)[0]}.safetensors", filename]
+        return hub_file(repo, filenames, allow_download, what)
+    return fetch_url(cfg["url"], allow_download, what)
+
+
+def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
+    """An open_clip model with weights `spec`: a pretrained tag (`openai`, `laion2b_s34b_b79k`, …),
+    a local checkpoint, or `none`. A tag's own settings travel with its file (QuickGELU for the
+    OpenAI weights, the normalisation it was trained with). The tokenizer: `open_clip_tokenizer`."""
+    import logging
+
+    import open_clip
+
+    check_open_clip_name(name)
+    options: dict = {}
+    if spec == "none":
+        path, record = None, WeightsRecord(spec, "none")
+    elif is_local_file(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise DataNotFoundError(f"weights file {path} not found; set model.weights to an existing checkpoint, a tag, or none")
+        record = WeightsRecord(spec, "file", str(path), sha256(path))
+    else:
+        cfg = _open_clip_tag_cfg(name, spec)
+        path = open_clip_weights_file(name, spec, allow_download)
+        options = {"force_quick_gelu": bool(cfg.get("quick_gelu")),
+                   "force_preprocess_cfg": {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}}
+        record = WeightsRecord(spec, f"open_clip:{name}.{spec}", str(path), sha256(path))
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip logs "initialized randomly" for `none`, which is the point
+    try:
+        model = open_clip.create_model(name, pretrained=str(path) if path else None, **options)
+    except Exception as exc:  # a damaged, foreign or mismatched checkpoint
+        raise DataCorruptError(f"weights file {path} does not load into open_clip {name} ({_reason(exc)})") from None
+    finally:
+        logging.getLogger().setLevel(quiet)
+    c = open_clip.get_model_preprocess_cfg(model)
+    size = c["size"] if isinstance(c["size"], int) else int(c["size"][-1])
+    interpolation = c["interpolation"] if c["interpolation"] in ("bilinear", "bicubic", "nearest") else "bicubic"
+    return Pretrained(model, Preprocess(size=size, mean=tuple(c["mean"]), std=tuple(c["std"]), interpolation=interpolation), record)
+
+
+def open_clip_tokenizer(name: str):
+    """open_clip's tokenizer for `name` (CLIP's BPE ships with the package: no download)."""
+    import open_clip
+
+    try:
+        return open_clip.get_tokenizer(name)
+    except Exception as exc:  # a hub tokenizer, offline
+        raise DataNotFoundError(f"the tokenizer of open_clip {name} is not available offline ({_reason(exc)})") from None
+
+
+def cached_open_clip_weights(models: tuple[tuple[str, str], ...]) -> list[tuple[str, Path, bool]]:
+    """(model tag, cache file or the folder it goes in, present?) for open_clip pretrained tags."""
+    rows = []
+    for name, tag in models:
+        try:
+            rows.append((f"{name} {tag}", open_clip_weights_file(name, tag, allow_download=False), True))
+        except DataNotFoundError:
+            cfg = _open_clip_tag_cfg(name, tag)
+            rows.append((f"{name} {tag}", hub_cache_folder(cfg["hf_hub"].rstrip("/")) if cfg.get("hf_hub") else torch_hub_checkpoints(), False))
+    return rows
+
+
+# --- one frozen model per process ---------------------------------------------------------------
+
+LOADERS = {"torchvision": torchvision_classifier, "timm": timm_model, "open_clip": open_clip_model}
+
+
+@lru_cache(maxsize=6)
+def frozen(library: str, name: str, spec: str, allow_download: bool, init_seed: int, **options) -> Pretrained:
+    """A model of `library` in eval mode without gradients, built once per process: what the
+    experiments read features from. `init_seed` fixes what `weights: none` starts from."""
+    torch.manual_seed(init_seed)
+    pretrained = LOADERS[library](name, spec, allow_download, **options)
+    pretrained.model.eval().requires_grad_(False)
+    return pretrained

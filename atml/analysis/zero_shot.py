@@ -1,0 +1,27 @@
+"""Zero-shot classification from embeddings: each class is the normalised mean of its prompts'
+normalised text embeddings (CLIP's prompt ensembling), each image goes to the class of highest
+cosine similarity."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def class_embeddings(prompt_embeddings: torch.Tensor) -> torch.Tensor:
+    """[classes, prompts, dim] text embeddings → [classes, dim] unit class embeddings."""
+    return F.normalize(F.normalize(prompt_embeddings.float(), dim=-1).mean(1), dim=-1)
+
+
+def predict(image_embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The class of highest cosine similarity for each image ([N, dim] against [C, dim])."""
+    return (F.normalize(image_embeddings.float(), dim=-1) @ classes.T).argmax(1)
+
+
+def per_class_accuracy(predicted: torch.Tensor, labels: torch.Tensor, n_classes: int) -> list[float]:
+    """Accuracy within each true class (NaN for a class with no images)."""
+    out = []
+    for c in range(n_classes):
+        mask = labels == c
+        out.append(float((predicted[mask] == c).float().mean()) if mask.any() else float("nan"))
+    return out

@@ -1,0 +1,136 @@
+import json
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atml.analysis.modality_gap import gap_share, modality_gap, similarities
+from atml.analysis.procrustes import apply_rotation, fit_rotation
+from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predict
+from atml.data.fake import write_fake_dataset
+from atml.data.prompts import class_prompt_names, published_templates
+from atml.experiments import clip
+
+
+def separable(n_per_class=50, classes=5, dim=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(classes, dim, generator=g), dim=-1) * 5
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    return centres[labels] + torch.randn(len(labels), dim, generator=g) * 0.3, labels
+
+
+def test_zero_shot_is_perfect_when_texts_are_the_class_centroids_of_separable_images():
+    images, labels = separable()
+    centroids = torch.stack([images[labels == c].mean(0) for c in range(5)])
+    texts = class_embeddings(centroids.unsqueeze(1))  # one "prompt" per class
+    predicted = predict(images, texts)
+    assert (predicted == labels).all()
+    assert per_class_accuracy(predicted, labels, 6)[:5] == [1.0] * 5
+    shuffled = predict(images, texts[torch.tensor([1, 2, 3, 4, 0])])
+    assert (shuffled == labels).float().mean() == 0  # wrong texts, wrong answers: the test can fail
+
+
+def test_prompt_ensembling_averages_unit_prompt_embeddings():
+    prompts = torch.tensor([[[3.0, 0.0], [0.0, 1.0]]])  # one class, two prompts of different norms
+    assert torch.allclose(class_embeddings(prompts), F.normalize(torch.tensor([[1.0, 1.0]]), dim=-1))
+
+
+def test_procrustes_recovers_a_known_rotation():
+    g = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(200, 16, generator=g, dtype=torch.float64), dim=-1)
+    rotation, _ = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))
+    found = fit_rotation(x, x @ rotation)
+    assert torch.allclose(found, rotation, atol=1e-8)
+    assert torch.allclose(apply_rotation(x, found).double(), x @ rotation, atol=1e-6)
+    assert torch.allclose(found @ found.T, torch.eye(16, dtype=torch.float64), atol=1e-10)
+
+
+def test_the_gap_is_zero_for_identical_distributions_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 64, generator=g)
+    assert modality_gap(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert modality_gap(x, torch.randn(2000, 64, generator=g)) < 0.1  # two draws of one distribution
+    direction = F.normalize(torch.randn(64, generator=g), dim=0)
+    gaps = [modality_gap(x, x + shift * direction * 8) for shift in (0.0, 0.5, 1.0, 2.0)]
+    assert gaps[0] == pytest.approx(0.0, abs=1e-12) and all(a < b for a, b in zip(gaps, gaps[1:]))
+    assert gaps[-1] <= 2.0  # two points on the unit sphere are at most 2 apart
+    assert gap_share(x, x) == 0.0
+    one, other = torch.ones(10, 4), torch.tensor([[1.0, -1, 0, 0]]).repeat(10, 1)
+    assert gap_share(one, other) == pytest.approx(1.0)  # every pair differs by the same vector
+
+
+def test_matched_and_unmatched_similarity():
+    texts = torch.eye(3)
+    images = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    sims = similarities(images, texts, torch.tensor([0, 1, 2, 1]))
+    assert sims.matched == pytest.approx(0.75) and sims.unmatched == pytest.approx(0.125)
+
+
+def test_published_prompts_and_class_names():
+    assert published_templates("stl10") == ("a photo of a {}.", "a photo of the {}.")
+    assert len(published_templates("cifar100")) == 18 and published_templates("fashion-mnist") is None
+    assert class_prompt_names(("aquarium_fish", "T-shirt/top"), {"T-shirt/top": "t-shirt"}) == ["aquarium fish", "t-shirt"]
+
+
+def test_tokenizer_works_offline():
+    from atml.models.weights import open_clip_tokenizer
+
+    tokens = open_clip_tokenizer("ViT-B-32")(["a photo of a cat.", "a dog"])
+    assert tokens.shape == (2, 77) and tokens[0, 0] != tokens[0, -1]
+
+
+@pytest.fixture(scope="module")
+def stl_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stl")
+    write_fake_dataset("stl10", root, n_train=10, n_test=130)
+    return root
+
+
+def test_smoke_run_of_every_clip_part_on_stl10_files(cli, stl_root, tmp_path):
+    code, out, err = cli("run", "clip", "--smoke", "--set", "data.dataset=stl10", "--set", f"data.root={stl_root}", "--out", tmp_path)
+    assert code == 0, err
+    (folder,) = (tmp_path / "clip").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert list(metrics) == list(clip.PARTS) and all(m["random_weights"] for m in metrics.values())
+    zeroshot = metrics["zeroshot"]
+    assert set(zeroshot["strategies"]) == {"plain", "template", "descriptive", "clip-published"} and not zeroshot["skipped"]
+    assert zeroshot["strategies"]["clip-published"]["templates"] == ["a photo of a {}.", "a photo of the {}."]
+    assert zeroshot["n_images"] == 120 and len(zeroshot["strategies"]["plain"]["per_class"]) == 10
+    gap = metrics["gap"]
+    assert 0 < gap["gap"] <= 2 and 0 <= gap["gap_share_of_pair_distance"] <= 1
+    assert gap["norms_after"]["image"]["mean"] == pytest.approx(1.0) and gap["norms_after"]["text"]["mean"] == pytest.approx(1.0)
+    procrustes = metrics["procrustes"]
+    assert procrustes["n_fit"] + procrustes["n_held_out"] == 120 and procrustes["n_held_out"] == 60
+    assert procrustes["held_out"]["after"]["gap"] < procrustes["held_out"]["before"]["gap"]
+    for plot in ("zeroshot_per_class", "gap_maps", "gap_norms_similarity", "procrustes_maps", "procrustes_before_after"):
+        assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
+    lines = [line for line in out.splitlines() if re.match(r"\s*(procrustes|gap|zeroshot) {2,}\S", line)]  # the summary table's rows
+    assert lines[0].strip().startswith("procrustes") and "held-out" in lines[0] and "(random weights)" in lines[0]
+
+
+def test_strategy_names_and_templates_are_checked_before_a_run_folder(cli, fake_root, tmp_path):
+    base = ("run", "clip", "--smoke", "--set", f"data.root={fake_root}", "--out", tmp_path / "out")
+    code, _, err = cli(*base, "--set", "gap.strategy=nope")
+    assert code == 2 and "gap.strategy='nope'" in err
+    code, _, err = cli(*base, "--set", "procrustes.strategy=clip-published")  # smoke data: fashion-mnist, no published prompts
+    assert code == 2 and "published none for fashion-mnist" in err
+    code, _, err = cli(*base, "--set", 'zeroshot.strategies={"bad": ["no placeholder"]}')
+    assert code == 2 and "exactly one {}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, stl_root, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    import atml.models.weights as weights
+
+    monkeypatch.setattr(weights, "_hub_reachable", lambda host="huggingface.co": False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for download in ("false", "true"):
+        code, _, err = cli("run", "clip", "--part", "gap", "--set", "model.weights=openai", "--set", f"data.download={download}",
+                           "--set", "data.dataset=stl10", "--set", f"data.root={stl_root}", "--out", tmp_path / "out")
+        assert code == 3 and "open_clip_model.safetensors" in err and "models--timm--vit_base_patch32_clip_224.openai" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    code, _, err = cli("run", "clip", "--set", "model.weights=no_such_tag", "--set", f"data.root={stl_root}", "--out", tmp_path / "out")
+    assert code == 2 and "openai" in err and "laion2b_s34b_b79k" in err
