@@ -136,6 +136,18 @@ def check_keys(data: dict, schema: type[BaseModel], path: str = "") -> None:
             check_keys(value, sub, f"{where}.")
 
 
+def has_key(schema: type[BaseModel], dotted: str) -> bool:
+    """Whether `dotted` (e.g. data.root) names a key of the schema."""
+    head, _, rest = dotted.partition(".")
+    field = schema.model_fields.get(head)
+    if field is None:
+        return False
+    if not rest:
+        return True
+    sub = _model_class(field.annotation)
+    return sub is None and get_origin(field.annotation) is dict or sub is not None and has_key(sub, rest)
+
+
 def validate(data: dict, schema: type[BaseModel], prefix: str = "") -> BaseModel:
     check_keys(data, schema, prefix)
     try:

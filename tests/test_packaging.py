@@ -33,7 +33,9 @@ def _imported_top_level_modules() -> set[str]:
 
 
 def test_every_imported_library_is_declared():
-    declared = {re.split(r"[<>=!~\[ ;]", dep)[0].lower().replace("_", "-") for dep in PYPROJECT["project"]["dependencies"]}
+    """By the dependencies, or by an optional extra (a feature's own, e.g. tensorboard; not `test`)."""
+    extras = [dep for name, deps in PYPROJECT["project"]["optional-dependencies"].items() if name != "test" for dep in deps]
+    declared = {re.split(r"[<>=!~\[ ;]", dep)[0].lower().replace("_", "-") for dep in [*PYPROJECT["project"]["dependencies"], *extras]}
     distributions = packages_distributions()
     for module in sorted(_imported_top_level_modules()):
         provided_by = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}

@@ -4,6 +4,9 @@ NAME, PARTS (in run order), FLAGS (a tuple of Flag: its own command-line flags, 
 config key), Config (pydantic schema), prepare(cfg, device, parts) (loads the data and checks every
 setting against it, so a bad value or missing dataset fails before any run folder exists),
 run_part(part, cfg, run, device) -> metrics dict, and summary(metrics) -> table rows.
+For `atml report`: HEADLINES (Headline: a metrics path beside the original report's number),
+ORIGINAL_DATA (config key → the original's value; other values are marked as stand-in data)
+and KEY_FIGURES (plot names, in the order the report shows them).
 
 Experiment modules import heavy libraries (timm, open_clip, umap) inside the functions that use
 them: `atml list` and `atml run --help` import every module here.
@@ -39,6 +42,16 @@ class Flag:
     def describe(self) -> str:
         shown = self.name if self.type is bool else f"{self.name} {self.type.__name__.upper()}"
         return f"{shown}  → {self.key}: {self.help}"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A number the report sets beside the original's: `path` is its dotted place in
+    metrics.json (part.key.…; `*` matches within a key named after config values)."""
+
+    label: str
+    path: str
+    original: str
 
 
 def get(name: str) -> ModuleType:

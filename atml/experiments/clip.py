@@ -25,6 +25,7 @@ from atml.config import Seed, Strict
 from atml.data.images import NAMES, Draw, draw
 from atml.data.prompts import PUBLISHED, class_prompt_names, fill, published_templates
 from atml.errors import UserError
+from atml.experiments import Headline
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.weights import Pretrained, frozen, open_clip_tokenizer
 from atml.runs import Run
@@ -33,6 +34,20 @@ from atml.runtime import autocast, resolve_precision
 NAME = "clip"
 PARTS = ("zeroshot", "gap", "procrustes")
 FLAGS = ()
+HEADLINES = (
+    Headline("zero-shot: plain label", "zeroshot.strategies.plain.accuracy", "0.9389 (STL-10)"),
+    Headline("zero-shot: one template", "zeroshot.strategies.template.accuracy", "0.9485"),
+    Headline("zero-shot: descriptive", "zeroshot.strategies.descriptive.accuracy", "0.9483"),
+    Headline("zero-shot: CLIP's published ensemble", "zeroshot.strategies.clip-published.accuracy", "— (published: 0.972)"),
+    Headline("cosine, matched pairs", "gap.matched_cosine", "0.2791"),
+    Headline("cosine, unmatched pairs", "gap.unmatched_cosine", "0.2175"),
+    Headline("modality gap ‖mean x̂ − mean ŷ‖", "gap.gap", "— (Liang et al., MSCOCO: 0.82)"),
+    Headline("Procrustes, held out: matched cosine after", "procrustes.held_out.after.matched_cosine", "0.8903 (same 100 images, not held out)"),
+    Headline("Procrustes, held out: accuracy after", "procrustes.held_out.after.accuracy", "1.00 (same 100 images, not held out)"),
+    Headline("Procrustes, fit split: accuracy after", "procrustes.fit_split_not_held_out.after.accuracy", "1.00"),
+)
+ORIGINAL_DATA = {"data.dataset": "stl10"}
+KEY_FIGURES = ("zeroshot_per_class", "gap_maps", "gap_norms_similarity", "procrustes_maps", "procrustes_before_after")
 LIANG_MSCOCO_GAP = 0.82
 
 

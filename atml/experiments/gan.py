@@ -24,7 +24,7 @@ from atml.config import Seed, Strict, deep_merge, validate
 from atml.data.batching import TensorBatches
 from atml.data.mnist import ImageDataConfig, TrainHeldout, load_train_heldout, to_signed_range
 from atml.errors import UserError
-from atml.experiments import Flag
+from atml.experiments import Flag, Headline
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.modes import evaluating
 from atml.runs import Run
@@ -33,6 +33,20 @@ from atml.training import Checkpointing, fit
 NAME = "gan"
 PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")
 FLAGS: tuple[Flag, ...] = ()
+HEADLINES = (
+    Headline("baseline (assignment): final D(x)", "baseline.assignment.final_d_real", "0.60 (20 epochs)"),
+    Headline("baseline (assignment): final D(G(z))", "baseline.assignment.final_d_fake", "0.30"),
+    Headline("vanishing, pathology: median ‖∇G‖", "vanishing.pathology.g_grad_norm_median", "— (not measured)"),
+    Headline("vanishing, mitigation: median ‖∇G‖", "vanishing.mitigation.g_grad_norm_median", "—"),
+    Headline("mode-collapse, pathology: digit classes produced", "mode-collapse.pathology.modes_covered", "— (\"collapse\", by eye)"),
+    Headline("mode-collapse, mitigation: digit classes produced", "mode-collapse.mitigation.modes_covered", "— (\"recovered\", by eye)"),
+    Headline("mode-collapse, pathology: Fréchet distance", "mode-collapse.pathology.frechet_distance", "—"),
+    Headline("mode-collapse, mitigation: Fréchet distance", "mode-collapse.mitigation.frechet_distance", "—"),
+    Headline("d-overfit, pathology: membership AUC", "d-overfit.pathology.d_membership_auc_late_mean", "— (D(x) train vs held-out, by eye)"),
+)
+ORIGINAL_DATA = {"data.train_split": "train"}
+KEY_FIGURES = ("baseline_curves", "baseline_final_grid", "vanishing_curves", "vanishing_final_grid", "mode-collapse_curves",
+               "mode-collapse_final_grid", "d-overfit_curves")
 DATASET = "mnist"
 N_CLASSES = 10
 

@@ -27,6 +27,7 @@ from atml.data.photos import Photo, load_photos
 from atml.data.photos import to_model_input as photo_input
 from atml.data.preprocess import to_model_input
 from atml.errors import UserError
+from atml.experiments import Headline
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.vit import AttentionMaps, check_is_vit, forward_tokens, patch_grid, patch_size, pooled, prefix_tokens
 from atml.models.weights import Pretrained, frozen, timm_data_config
@@ -36,6 +37,14 @@ from atml.runtime import autocast, resolve_precision
 NAME = "vit"
 PARTS = ("predict", "attention", "masking", "probe")
 FLAGS = ()
+HEADLINES = (
+    Headline("probe: class token, held-out accuracy", "probe.final.cls.accuracy", "0.963 (88 images, 27 tested)"),
+    Headline("probe: mean of patch tokens, held-out accuracy", "probe.final.mean.accuracy", "0.926"),
+    Headline("masking: random 50%, agreement with unmasked top-1", "masking.results.random.0.50.agreement", "— (one image)"),
+    Headline("masking: centre 50%, agreement with unmasked top-1", "masking.results.centre.0.50.agreement", "—"),
+)
+ORIGINAL_DATA = {"data.dataset": "cifar10"}
+KEY_FIGURES = ("predict_topk", "attention_overlay", "attention_heads", "attention_entropy", "masking_agreement", "probe_by_layer")
 DROPPED_COLOUR = (0.25, 0.45, 0.85)
 
 

@@ -1,0 +1,137 @@
+"""A report as a list of blocks, rendered to Markdown (figures linked) or to one HTML file
+(figures embedded as base64, so it opens anywhere without its run folders)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    text: str
+    warning: bool = False
+
+
+@dataclass
+class Table:
+    rows: list[dict]
+
+
+@dataclass
+class Figure:
+    path: Path
+    caption: str
+
+
+@dataclass
+class FigureRow:
+    """Figures side by side (a comparison)."""
+
+    figures: list[Figure] = field(default_factory=list)
+
+
+@dataclass
+class Code:
+    summary: str
+    text: str
+
+
+Block = Heading | Paragraph | Table | Figure | FigureRow | Code
+
+
+def _text(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _md_cell(value) -> str:
+    return _text(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["(no rows)"]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(_md_cell(r.get(c, "")) for c in columns) + " |" for r in rows)]
+
+
+def to_markdown(blocks: list[Block], folder: Path) -> str:
+    """Markdown with figures linked relative to `folder`, where the file is written."""
+    def link(figure: Figure) -> str:
+        return f"![{figure.caption}]({Path(os.path.relpath(figure.path.resolve(), folder.resolve())).as_posix()})"
+
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            lines += ["#" * block.level + " " + block.text, ""]
+        elif isinstance(block, Paragraph):
+            lines += [("**" + block.text + "**") if block.warning else block.text, ""]
+        elif isinstance(block, Table):
+            lines += [*_md_table(block.rows), ""]
+        elif isinstance(block, Figure):
+            lines += [link(block), f"*{block.caption}*", ""]
+        elif isinstance(block, FigureRow):
+            lines += [" ".join(link(f) for f in block.figures), " · ".join(f"*{f.caption}*" for f in block.figures), ""]
+        elif isinstance(block, Code):
+            lines += [f"<details><summary>{block.summary}</summary>", "", "```", block.text.rstrip(), "```", "", "</details>", ""]
+    return "\n".join(lines)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+figure { margin: 0.8em 0 1.4em; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.85em; color: #555; }
+.row { display: flex; gap: 1em; align-items: flex-start; }
+.row figure { flex: 1; }
+.warning { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.4em 0.8em; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def _html_figure(figure: Figure) -> str:
+    try:
+        data = base64.b64encode(figure.path.read_bytes()).decode()
+        image = f'<img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
+    except OSError as exc:
+        image = f"<p class='warning'>figure {html.escape(str(figure.path))} could not be read ({html.escape(exc.strerror or str(exc))})</p>"
+    return f"<figure>{image}<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    """One HTML file with every figure embedded."""
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body>"]
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            css = " class='warning'" if block.warning else ""
+            parts.append(f"<p{css}>{html.escape(block.text)}</p>")
+        elif isinstance(block, Table):
+            columns = list(dict.fromkeys(k for r in block.rows for k in r))
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(_text(r.get(c, '')))}</td>" for c in columns)
+                           + "</tr>" for r in block.rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" if block.rows else "<p>(no rows)</p>")
+        elif isinstance(block, Figure):
+            parts.append(_html_figure(block))
+        elif isinstance(block, FigureRow):
+            parts.append("<div class='row'>" + "".join(_html_figure(f) for f in block.figures) + "</div>")
+        elif isinstance(block, Code):
+            parts.append(f"<details><summary>{html.escape(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,117 @@
+"""Run folders and seed-summary folders, read for a report: what was run, how, and how far its
+numbers can be trusted (smoke settings, random weights, stand-in data, one seed)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from atml import experiments
+from atml.seed_summary import numeric_leaves
+
+
+class BrokenSource(Exception):
+    """A folder that is not a readable run or seed summary; the message says why."""
+
+
+@dataclass
+class Source:
+    experiment: str
+    folder: Path
+    config: dict
+    env: dict
+    metrics: dict  # a run's metrics.json; for a seed summary, its first seed's
+    rows: list[dict]  # the experiment's summary table (across seeds for a summary)
+    numbers: dict[str, dict] | None = None  # a seed summary's {path: mean, std, n, values}
+    plots: Path = field(default_factory=Path)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.env.get("seeds", [self.env.get("seed")]))
+
+    @property
+    def is_summary(self) -> bool:
+        return self.numbers is not None
+
+    def value(self, pattern: str) -> str | None:
+        """The number at a dotted metrics path (fnmatch pattern): one run's value, or mean ± std (n) over seeds."""
+        leaves = self.numbers if self.numbers is not None else numeric_leaves(self.metrics)
+        path = next((p for p in leaves if fnmatch.fnmatchcase(p, pattern)), None)
+        if path is None:
+            return None
+        if self.numbers is not None:
+            v = self.numbers[path]
+            return f"{v['mean']:.4g} ± {v['std']:.2g} (n={v['n']})"
+        return f"{leaves[path]:.4g}"
+
+    def marks(self) -> list[tuple[str, str]]:
+        """Why a reader should not take these numbers as the original's setting: (tag, explanation)."""
+        out = []
+        if self.env.get("smoke"):
+            out.append(("smoke", "smoke settings (tiny data and epochs)"))
+        if (self.config.get("model") or {}).get("weights") == "none":
+            out.append(("random weights", "random weights (no pretrained weights)"))
+        module = experiments.get(self.experiment)
+        stand_in = [f"{key} = {_dotted(self.config, key)}, the original: {original}"
+                    for key, original in getattr(module, "ORIGINAL_DATA", {}).items() if _dotted(self.config, key) != original]
+        if stand_in:
+            out.append(("stand-in data", "stand-in data (" + "; ".join(stand_in) + ")"))
+        if not self.is_summary:
+            out.append(("1 seed", "a single seed (no spread measured)"))
+        return out
+
+
+def _dotted(tree: dict, path: str):
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _read(path: Path, parse, what: str):
+    try:
+        value = parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BrokenSource(f"{path.parent} has no {path.name}: not a finished {what}") from None
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise BrokenSource(f"{path} cannot be read ({type(exc).__name__})") from None
+    if not isinstance(value, dict):
+        raise BrokenSource(f"{path} does not hold a mapping")
+    return value
+
+
+def load(folder: Path) -> Source:
+    """A run folder or a seed-summary folder; BrokenSource says what is wrong with any other."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BrokenSource(f"{folder} does not exist")
+    env = _read(folder / "env.json", json.loads, "run")
+    config = _read(folder / "config.yaml", yaml.safe_load, "run")
+    name = env.get("experiment")
+    if name not in experiments.EXPERIMENTS:
+        raise BrokenSource(f"{folder}/env.json names no known experiment ({name!r})")
+    if env.get("kind") == "seed-summary":
+        summary = _read(folder / "summary.json", json.loads, "seed summary")
+        runs = [Path(p) for p in summary.get("runs", {}).values()]
+        first = load(runs[0]) if runs else None
+        if first is None:
+            raise BrokenSource(f"{folder}/summary.json lists no runs")
+        return Source(name, folder, config, env, first.metrics, summary.get("rows", []), summary.get("numbers", {}), first.plots)
+    metrics = _read(folder / "metrics.json", json.loads, "run (no part finished)")
+    try:
+        rows = experiments.get(name).summary(metrics)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BrokenSource(f"{folder}/metrics.json is not what {name} writes ({type(exc).__name__}: {exc})") from None
+    return Source(name, folder, config, env, metrics, rows, None, folder / "plots")
+
+
+def latest(outputs: Path, experiment: str) -> Path | None:
+    """The newest run or seed-summary folder of an experiment (folder names start with a timestamp)."""
+    root = Path(outputs) / experiment
+    folders = sorted((f for f in root.iterdir() if f.is_dir() and (f / "env.json").is_file()), key=lambda f: f.name) if root.is_dir() else []
+    return folders[-1] if folders else None

@@ -1,0 +1,99 @@
+"""One config under several seeds: mean ± std (and n) of every number the runs recorded, kept in
+a summary folder beside the runs, so a results table comes from several seeds, not one."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from atml.runs import Run, atomic_write_text
+
+
+def numeric_leaves(tree, prefix: str = "") -> dict[str, float]:
+    """Every number in a metrics tree by its dotted path (list items by index; booleans skipped)."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, list):
+        items = enumerate(tree)
+    else:
+        return {prefix: float(tree)} if isinstance(tree, (int, float)) and not isinstance(tree, bool) else {}
+    leaves: dict[str, float] = {}
+    for key, value in items:
+        leaves |= numeric_leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    return leaves
+
+
+def aggregate(per_seed: dict[int, dict]) -> dict[str, dict]:
+    """{path: {mean, std, n, values}} over the seeds' metrics (sample std; 0 for one seed).
+    A number missing or non-finite in some seed is aggregated over the others, and n says so."""
+    leaves = {seed: numeric_leaves(metrics) for seed, metrics in per_seed.items()}
+    paths = list(dict.fromkeys(p for values in leaves.values() for p in values))
+    out = {}
+    for path in paths:
+        values = {seed: v[path] for seed, v in leaves.items() if path in v and math.isfinite(v[path])}
+        if not values:
+            continue
+        mean, std = _mean_std(list(values.values()))
+        out[path] = {"mean": mean, "std": std, "n": len(values), "values": values}
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0,1,2` → those seeds; `3` → seeds 0, 1, 2."""
+    from atml.errors import UserError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds expects a count (3) or a list (0,1,2), got '{text}'") from None
+    if "," not in text:
+        if len(seeds) != 1 or seeds[0] < 1:
+            raise UserError(f"--seeds {text}: a count must be at least 1")
+        seeds = list(range(seeds[0]))
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise UserError(f"--seeds {text}: seeds must be distinct and non-negative")
+    return seeds
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    mean = sum(xs) / len(xs)
+    return mean, (math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+
+
+def summary_rows(rows_per_seed: dict[int, list[dict]]) -> list[dict]:
+    """The experiment's own summary rows across seeds, cell by cell: numbers as mean ± std (n),
+    cells equal in every seed (names) as they are, other text as each seed's value in turn."""
+    tables = list(rows_per_seed.values())
+    out = []
+    for i, row in enumerate(tables[0]):
+        merged = {}
+        for column in row:
+            cells = [rows[i].get(column) if i < len(rows) else None for rows in tables]
+            if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cells):
+                mean, std = _mean_std([float(c) for c in cells])
+                merged[column] = f"{mean:.4g} ± {std:.2g} (n={len(cells)})"
+            elif all(c == cells[0] for c in cells):
+                merged[column] = cells[0]
+            else:
+                merged[column] = " | ".join(str(c) for c in cells) + f" (seeds {', '.join(map(str, rows_per_seed))})"
+        out.append(merged)
+    return out
+
+
+def write(out_root: Path, experiment: str, label: str, config: dict, runs: dict[int, Run], rows: list[dict]) -> Run:
+    """The summary folder: config.yaml (the shared config), env.json (seeds and run folders),
+    summary.json (every number: mean, std, n, per-seed values) and summary.md (the table)."""
+    folder = Run.create(out_root, experiment, f"{label}-seeds", config, env={
+        "experiment": experiment, "kind": "seed-summary", "seeds": list(runs), "runs": {seed: str(run.dir) for seed, run in runs.items()}})
+    numbers = aggregate({seed: run.metrics for seed, run in runs.items()})
+    atomic_write_text(folder.dir / "summary.json", json.dumps({"seeds": list(runs), "runs": {s: str(r.dir) for s, r in runs.items()},
+                                                                "rows": rows, "numbers": numbers}, indent=2))
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    lines = [f"# {experiment}: {len(runs)} seeds ({', '.join(map(str, runs))})", "", "| " + " | ".join(columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    lines += ["", "Every number (mean ± sample std over the seeds, n):", "", "| metric | mean | std | n |", "|---|---|---|---|"]
+    lines += [f"| {path} | {v['mean']:.6g} | {v['std']:.3g} | {v['n']} |" for path, v in numbers.items()]
+    atomic_write_text(folder.dir / "summary.md", "\n".join(lines) + "\n")
+    return folder

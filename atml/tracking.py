@@ -1,0 +1,82 @@
+"""`--tracker tensorboard`: a run's numbers, curves, figures and config also as TensorBoard event
+files in its folder (`RUN/tensorboard`), written after each part from what the part recorded, so
+the run folder stays the one source of truth. Needs the optional extra: pip install 'atml[tensorboard]'."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from atml.errors import UserError
+from atml.seed_summary import numeric_leaves
+
+TRACKERS = ("none", "tensorboard")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+class TensorBoardTracker:
+    def __init__(self, run_dir: Path, config: dict):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("--tracker tensorboard needs the tensorboard package: pip install 'atml[tensorboard]'") from None
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        self.logged: set[Path] = set()
+        self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "\n```")
+
+    def log_part(self, part: str, metrics: dict) -> None:
+        """The part's numbers (step 0), then every history CSV and figure not logged before."""
+        for path, value in numeric_leaves(metrics).items():
+            self.writer.add_scalar(f"{part}/{path}", value, 0)
+        for table in sorted((self.run_dir / "history").glob("*.csv")):
+            if table not in self.logged:
+                self._log_history(table)
+        for figure in sorted((self.run_dir / "plots").glob("*.png")):
+            if figure not in self.logged:
+                from PIL import Image
+
+                with Image.open(figure) as image:
+                    self.writer.add_image(f"plots/{figure.stem}", np.asarray(image.convert("RGB")), 0, dataformats="HWC")
+                self.logged.add(figure)
+        self.writer.flush()
+
+    def _log_history(self, table: Path) -> None:
+        with open(table, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        step_column = next((c for c in ("step", "epoch", "iteration") if rows and c in rows[0]), None)
+        for i, row in enumerate(rows):
+            step = int(float(row[step_column])) if step_column and _number(row[step_column]) is not None else i
+            for column, text in row.items():
+                value = _number(text)
+                if column != step_column and value is not None:
+                    self.writer.add_scalar(f"history/{table.stem}/{column}", value, step)
+        self.logged.add(table)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def check_tracker(kind: str) -> None:
+    """Before any run folder: a known tracker whose package is installed."""
+    if kind not in TRACKERS:
+        raise UserError(f"unknown tracker '{kind}'; accepted: {', '.join(TRACKERS)}")
+    if kind == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError("--tracker tensorboard needs the tensorboard package: pip install 'atml[tensorboard]'") from None
+
+
+def make_tracker(kind: str, run_dir: Path, config: dict) -> TensorBoardTracker | None:
+    check_tracker(kind)
+    return TensorBoardTracker(run_dir, config) if kind == "tensorboard" else None

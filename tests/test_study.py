@@ -1,0 +1,197 @@
+"""The study: `atml run all`, `--seeds`, `atml report` (Markdown, self-contained HTML, comparison)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atml import experiments
+from atml.seed_summary import aggregate, numeric_leaves, parse_seeds, summary_rows
+from tests.conftest import REAL_DATA, REPO
+
+ATML = (sys.executable, "-m", "atml")  # the installed package, as its console script runs it
+
+
+def isolated(tmp_path_factory) -> dict:
+    """The environment for an atml subprocess: caches under the test session's folder."""
+    return {**os.environ, "ATML_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "cache"), "MPLBACKEND": "Agg"}
+
+
+needs_real_data = pytest.mark.skipif(
+    not (REAL_DATA / "MNIST" / "raw").is_dir() or not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="needs MNIST's test split in ../shared/datasets and Debian's dataset-fashion-mnist (CI has both)")
+
+
+def test_seed_arithmetic():
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7]
+    numbers = aggregate({0: {"a": {"x": 1.0, "flag": True, "list": [2, 4]}}, 1: {"a": {"x": 3.0, "list": [4, 4]}}})
+    assert numbers["a.x"]["mean"] == 2.0 and numbers["a.x"]["std"] == pytest.approx(2 ** 0.5) and numbers["a.x"]["n"] == 2
+    assert numbers["a.list.0"]["mean"] == 3.0 and "a.flag" not in numbers
+    assert numeric_leaves({"p": {"v": 0.5, "s": "text"}}) == {"p.v": 0.5}
+    rows = summary_rows({0: [{"part": "p", "value": 1.0, "note": "a"}], 1: [{"part": "p", "value": 3.0, "note": "b"}]})
+    assert rows == [{"part": "p", "value": "2 ± 1.4 (n=2)", "note": "a | b (seeds 0, 1)"}]
+
+
+@pytest.mark.parametrize("bad", ["0", "x", "1,1", "-1,2"])
+def test_bad_seeds_are_refused_before_any_run(cli, tmp_path, bad):
+    code, _, err = cli("run", "vae", "--smoke", "--seeds", bad, "--out", tmp_path / "out")
+    assert code == 2 and "--seeds" in err and not (tmp_path / "out").exists()
+
+
+def test_run_all_refuses_a_key_no_experiment_has(cli, tmp_path):
+    code, _, err = cli("run", "all", "--smoke", "--set", "train.nonsense=1", "--out", tmp_path / "out")
+    assert code == 2 and "train.nonsense" in err and not (tmp_path / "out").exists()
+    code, _, err = cli("run", "all", "--part", "train", "--out", tmp_path / "out")
+    assert code == 2 and "--part" in err
+
+
+def test_run_all_reports_a_failing_experiment_and_runs_the_others(cli, tmp_path, fake_root, monkeypatch):
+    """The study cut to GAN and VAE (the others are slow); the GAN's data is made to go missing."""
+    from atml.errors import DataNotFoundError
+    from atml.experiments import gan
+
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {k: experiments.EXPERIMENTS[k] for k in ("gan", "vae")})
+
+    def missing(*args):
+        raise DataNotFoundError("MNIST went missing")
+
+    monkeypatch.setattr(gan, "prepare", missing)
+    code, out, err = cli("run", "all", "--smoke", "--set", f"data.root={fake_root}", "--set", "train.epochs=1", "--out", tmp_path)
+    assert code == 3 and "gan FAILED: MNIST went missing" in err
+    assert "1 of 2 experiments done; failed: gan" in out
+    (vae_run,) = (tmp_path / "vae").iterdir()
+    assert (vae_run / "metrics.json").is_file() and not (tmp_path / "gan").exists()
+
+
+@pytest.fixture(scope="module")
+def seeded_gan(tmp_path_factory, fake_root):
+    """`atml run gan --part mode-collapse --seeds 2 --smoke` on fake MNIST."""
+    root = fake_root
+    out = tmp_path_factory.mktemp("seeded")
+    result = subprocess.run([*ATML, "run", "gan", "--part", "mode-collapse", "--seeds", "2", "--smoke", "--set", f"data.root={root}",
+                             "--set", "data.download=false", "--out", str(out)], capture_output=True, text=True, env=isolated(tmp_path_factory))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_seeds_give_one_folder_per_seed_and_a_summary(seeded_gan):
+    out, stdout = seeded_gan
+    folders = sorted(p.name for p in (out / "gan").iterdir())
+    assert len(folders) == 3 and folders[0].endswith("seed0") and folders[1].endswith("seed1") and folders[2].endswith("-seeds")
+    summary = json.loads((out / "gan" / folders[2] / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    per_seed = [json.loads((out / "gan" / f / "metrics.json").read_text()) for f in folders[:2]]
+    fd = [m["mode-collapse"]["pathology"]["frechet_distance"] for m in per_seed]
+    number = summary["numbers"]["mode-collapse.pathology.frechet_distance"]
+    assert number["n"] == 2 and number["mean"] == pytest.approx(sum(fd) / 2) and fd[0] != fd[1]
+    assert "(n=2)" in stdout and "(n=2)" in (out / "gan" / folders[2] / "summary.md").read_text()
+
+
+def test_the_report_shows_a_seed_summary_with_its_n(cli, seeded_gan, tmp_path):
+    out, _ = seeded_gan
+    code, _, err = cli("report", "--outputs", out, "--to", tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "report.md").read_text()
+    assert "seed summary over seeds 0, 1 (n = 2)" in text and "± " in text and "(n=2)" in text
+    assert "Not run yet" in text  # the other experiments, named
+
+
+def test_a_missing_or_broken_run_folder_is_named_in_the_report_and_the_exit_code(cli, seeded_gan, tmp_path):
+    out, _ = seeded_gan
+    good = next(p for p in (out / "gan").iterdir() if p.name.endswith("seed0"))
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken)
+    (broken / "metrics.json").write_text("{ not json")
+    missing = tmp_path / "nowhere"
+    code, _, err = cli("report", str(good), str(broken), str(missing), "--to", tmp_path / "r")
+    assert code == 3 and "nowhere" in err and "metrics.json" in err
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "BROKEN run folder" in text and "nowhere" in text and str(broken) in text
+
+
+def test_compare_lists_the_differing_config_keys_first(cli, seeded_gan, tmp_path):
+    out, _ = seeded_gan
+    a, b = sorted(p for p in (out / "gan").iterdir() if "seed" in p.name and not p.name.endswith("-seeds"))
+    code, _, err = cli("report", "--compare", str(a), str(b), "--to", tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "compare.md").read_text()
+    first_table = text.split("## Config keys that differ")[1].split("##")[0]
+    assert "| seed | 0 | 1 |" in first_table
+    assert text.index("Config keys that differ") < text.index("Every number that differs") < text.index("Figures (A left, B right)")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """`atml run all --smoke && atml report`, as a new user would, from the checkout (where
+    ../shared/datasets holds MNIST's test split)."""
+    folder = tmp_path_factory.mktemp("study")
+    env = isolated(tmp_path_factory)
+    run = subprocess.run([*ATML, "run", "all", "--smoke", "--out", str(folder / "outputs")], capture_output=True, text=True, cwd=REPO, env=env)
+    report = subprocess.run([*ATML, "report", "--outputs", str(folder / "outputs")], capture_output=True, text=True, cwd=REPO, env=env)
+    return folder, run, report
+
+
+@needs_real_data
+def test_run_all_smoke_then_report_has_every_section_table_and_figure(study):
+    folder, run, report = study
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert report.returncode == 0, report.stderr
+    text = (folder / "outputs" / "report" / "report.md").read_text()
+    headings = [f"## {i}. {name} — " for i, name in enumerate(experiments.EXPERIMENTS, 1)]
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions)  # in the order of TASKS
+    for section in text.split("\n## ")[1:]:
+        assert "### Summary" in section and "| part |" in section or "| run |" in section
+        assert "smoke" in section and "1 seed" in section
+        assert "### Beside the original report" in section and "| figure | atml | original | caveats |" in section
+        links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
+        assert links and all((folder / "outputs" / "report" / link).is_file() for link in links)
+    assert "random weights" in text.split("## 5. clip")[1]
+    html = (folder / "outputs" / "report" / "report.html").read_text()
+    assert html.count("<img src=\"data:image/png;base64,") == len(re.findall(r"!\[", text)) and "src=\"file" not in html
+
+
+@needs_real_data
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (CI installs it)")
+def test_the_html_report_loads_every_image_in_headless_chromium(study, tmp_path):
+    folder, _, report = study
+    html = (folder / "outputs" / "report" / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', () => { const all = [...document.images];"
+             " document.body.setAttribute('data-images', all.filter(i => i.complete && i.naturalWidth > 0).length + '/' + all.length); });"
+             "</script></body>")
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", probe))
+    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom",
+                             page.as_uri()], capture_output=True, text=True, timeout=120)
+    loaded = re.search(r'data-images="(\d+)/(\d+)"', result.stdout)
+    assert loaded, result.stderr[-2000:]
+    assert int(loaded.group(2)) > 10 and loaded.group(1) == loaded.group(2)
+
+
+def test_tensorboard_event_files_read_back_the_values_the_run_logged(cli, fake_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    code, _, err = cli("run", "vae", "--part", "train", "--smoke", "--set", f"data.root={fake_root}", "--tracker", "tensorboard",
+                       "--out", tmp_path)
+    assert code == 0, err
+    (folder,) = (tmp_path / "vae").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())["train"]["constant"]
+    events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0, "images": 0}).Reload()
+    tags = events.Tags()
+    assert events.Scalars("train/constant.recon")[0].value == pytest.approx(metrics["recon"], rel=1e-6)
+    history = (folder / "history").glob("*.csv")
+    table = next(history)
+    rows = table.read_text().strip().splitlines()[1:]
+    logged = [c for c in tags["scalars"] if c.startswith(f"history/{table.stem}/")]
+    assert logged and len(events.Scalars(logged[0])) == len(rows)
+    assert any(t.startswith("plots/") for t in tags["images"]) and "config/text_summary" in tags["tensors"]
+
+
+def test_unknown_tracker_is_refused_before_a_run_folder(cli, tmp_path):
+    code, _, err = cli("run", "vae", "--smoke", "--tracker", "wandb", "--out", tmp_path / "out")
+    assert code == 2 and "tensorboard" in err and not (tmp_path / "out").exists()
