@@ -150,8 +150,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
 
 
 def common_metrics(cfg: Config, device: torch.device) -> dict:
-    record = pretrained(cfg).record.describe()
-    return {"model": cfg.model.name, "weights": record | ({"random_init_seed": cfg.seed} if record["source"] == "none" else {}),
+    return {"model": cfg.model.name, "weights": pretrained(cfg).record.describe(cfg.seed),
             "random_weights": cfg.model.weights == "none", "precision": resolve_precision(device, cfg.model.precision),
             "dataset": cfg.data.dataset, "images": test_draw(cfg).source}
 

@@ -229,8 +229,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
 
 
 def weights_record(cfg: Config, arch: str) -> dict:
-    record = pretrained(cfg, arch).record.describe()
-    return record | ({"random_init_seed": cfg.seed} if record["source"] == "none" else {})
+    return pretrained(cfg, arch).record.describe(cfg.seed)
 
 
 # --- frozen features and heads ----------------------------------------------------------------

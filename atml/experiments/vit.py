@@ -147,8 +147,7 @@ def weights_note(cfg: Config) -> str:
 
 
 def common_metrics(cfg: Config, device: torch.device) -> dict:
-    record = pretrained(cfg).record.describe()
-    return {"model": cfg.model.name, "weights": record | ({"random_init_seed": cfg.seed} if record["source"] == "none" else {}),
+    return {"model": cfg.model.name, "weights": pretrained(cfg).record.describe(cfg.seed),
             "random_weights": cfg.model.weights == "none", "precision": resolve_precision(device, cfg.model.precision),
             "input_size": pretrained(cfg).preprocess.size}
 

@@ -36,8 +36,9 @@ class WeightsRecord:
     file: str | None = None
     sha256: str | None = None
 
-    def describe(self) -> dict:
-        return asdict(self)
+    def describe(self, init_seed: int | None = None) -> dict:
+        """The record; for random weights (`none`) with the seed their init was drawn from."""
+        return asdict(self) | ({"random_init_seed": init_seed} if self.source == "none" and init_seed is not None else {})
 
 
 @dataclass
