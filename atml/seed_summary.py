@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from atml.report.document import markdown_table
 from atml.runs import Run, atomic_write_text
 
 
@@ -89,11 +90,8 @@ def write(out_root: Path, experiment: str, label: str, config: dict, runs: dict[
     numbers = aggregate({seed: run.metrics for seed, run in runs.items()})
     atomic_write_text(folder.dir / "summary.json", json.dumps({"seeds": list(runs), "runs": {s: str(r.dir) for s, r in runs.items()},
                                                                 "rows": rows, "numbers": numbers}, indent=2))
-    columns = list(dict.fromkeys(c for r in rows for c in r))
-    lines = [f"# {experiment}: {len(runs)} seeds ({', '.join(map(str, runs))})", "", "| " + " | ".join(columns) + " |",
-             "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
-    lines += ["", "Every number (mean ± sample std over the seeds, n):", "", "| metric | mean | std | n |", "|---|---|---|---|"]
-    lines += [f"| {path} | {v['mean']:.6g} | {v['std']:.3g} | {v['n']} |" for path, v in numbers.items()]
+    lines = [f"# {experiment}: {len(runs)} seeds ({', '.join(map(str, runs))})", "", *markdown_table(rows), "",
+             "Every number (mean ± sample std over the seeds, n):", "",
+             *markdown_table([{"metric": path, "mean": f"{v['mean']:.6g}", "std": f"{v['std']:.3g}", "n": v["n"]} for path, v in numbers.items()])]
     atomic_write_text(folder.dir / "summary.md", "\n".join(lines) + "\n")
     return folder

@@ -57,11 +57,12 @@ def _md_cell(value) -> str:
     return _text(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(rows: list[dict]) -> list[str]:
+def markdown_table(rows: list[dict]) -> list[str]:
+    """Rows (dicts; columns in order of first appearance) as Markdown table lines, `|` escaped."""
     if not rows:
         return ["(no rows)"]
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+    return ["| " + " | ".join(_md_cell(c) for c in columns) + " |", "|" + "---|" * len(columns),
             *("| " + " | ".join(_md_cell(r.get(c, "")) for c in columns) + " |" for r in rows)]
 
 
@@ -77,7 +78,7 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
         elif isinstance(block, Paragraph):
             lines += [("**" + block.text + "**") if block.warning else block.text, ""]
         elif isinstance(block, Table):
-            lines += [*_md_table(block.rows), ""]
+            lines += [*markdown_table(block.rows), ""]
         elif isinstance(block, Figure):
             lines += [link(block), f"*{block.caption}*", ""]
         elif isinstance(block, FigureRow):
