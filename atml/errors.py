@@ -40,3 +40,8 @@ class TrainingDivergedError(Exception):
     """A loss became NaN or infinite. Exit code 4; the run folder keeps its last good checkpoint."""
 
     exit_code = 4
+
+
+def first_line(exc: BaseException) -> str:
+    """What went wrong, in one line for a one-line message: the exception's first line, or its type."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

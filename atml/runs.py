@@ -23,7 +23,7 @@ from typing import Iterable
 import torch
 import yaml
 
-from atml.errors import DamagedFileError, OutputWriteError, UserError
+from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line
 
 SUBDIRS = ("history", "plots", "samples", "checkpoints")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -98,7 +98,7 @@ def _read_mapping(path: Path, parse, what: str) -> dict:
     try:
         data = parse(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DamagedFileError(f"{path} is damaged ({reason}); {what}") from None
     if not isinstance(data, dict):
         raise DamagedFileError(f"{path} is damaged (it does not hold a mapping); {what}")
@@ -242,7 +242,7 @@ class Run:
             raise self.damaged_checkpoint(key, exc) from None
 
     def damaged_checkpoint(self, key: str, exc: BaseException) -> DamagedFileError:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         return DamagedFileError(f"checkpoint {self.checkpoint_path(key)} is damaged or not atml's ({reason[:200]}); "
                                 "delete it to redo that training from its start, then resume")
 

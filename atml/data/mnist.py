@@ -17,7 +17,7 @@ from pydantic import Field
 
 from atml.config import Seed, Strict
 from atml.data.idx import read_idx
-from atml.errors import DataCorruptError, DataNotFoundError, UserError
+from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def download(dataset: IdxDataset, split: str, root: str | Path) -> None:
     try:
         dataset.torchvision_class()(str(Path(root).expanduser()), train=(split == "train"), download=True)
     except Exception as exc:  # torchvision raises URLError, RuntimeError or OSError depending on the failure
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DataNotFoundError(_missing_message(dataset, split, root, f"download failed: {reason}")) from None
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from atml.data.preprocess import Preprocess
-from atml.errors import DataCorruptError, DataNotFoundError, UserError
+from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
 ALIASES = {"imagenet": "IMAGENET1K_V1"}  # torchvision's `pretrained=True`, as the original report used
 
@@ -50,7 +50,7 @@ class Pretrained:
 
 
 def _reason(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return first_line(exc)[:200]
 
 
 @lru_cache(maxsize=16)
