@@ -218,16 +218,18 @@ def report(
             raise DamagedFileError(str(exc)) from None
         blocks, stem, problems = build.compare_report(a, b), "compare", []
     else:
-        folders: dict[str, Path | None] = {}
+        entries: dict[str, sources.Source | str] = {}
         unreadable = []
         for folder in runs or ():
-            try:
-                folders[sources.load(folder).experiment] = folder
-            except sources.BrokenSource as exc:
-                unreadable.append(str(exc))
+            entry = sources.read(folder)
+            if isinstance(entry, sources.Source):
+                entries[entry.experiment] = entry
+            else:
+                unreadable.append(entry)
         if not runs:
-            folders = {name: sources.latest(outputs, name) for name in experiments.EXPERIMENTS}
-        blocks, problems = build.study_report(folders, unreadable, explicit=bool(runs))
+            latest = {name: sources.latest(outputs, name) for name in experiments.EXPERIMENTS}
+            entries = {name: sources.read(folder) for name, folder in latest.items() if folder is not None}
+        blocks, problems = build.study_report(entries, unreadable, explicit=bool(runs))
         stem = "report"
     try:
         to.mkdir(parents=True, exist_ok=True)

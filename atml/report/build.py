@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from pathlib import Path
 
 import yaml
 
 from atml import experiments
 from atml.report.document import Block, Code, Figure, FigureRow, Heading, Paragraph, Table
-from atml.report.sources import BrokenSource, Source, load
+from atml.report.sources import Source
 from atml.seed_summary import numeric_leaves
 
 MAX_FIGURES = 6
@@ -70,26 +69,25 @@ def experiment_section(number: int, source: Source) -> list[Block]:
     return blocks
 
 
-def study_report(folders: dict[str, Path | None], unreadable: list[str], explicit: bool) -> tuple[list[Block], list[str]]:
-    """The whole report, experiments in the order of TASKS; and the problems met (missing or
-    broken folders, and `unreadable` ones that name no experiment), all named in the report too."""
+def study_report(entries: dict[str, Source | str], unreadable: list[str], explicit: bool) -> tuple[list[Block], list[str]]:
+    """The whole report, experiments in the order of TASKS; `entries` maps an experiment to its
+    Source or to the reason its folder cannot be read, `unreadable` lists folders that name no
+    experiment. Returns the blocks and the problems met, which the report names too. Without
+    `explicit` folders, an experiment with no entry is listed as not run yet."""
     blocks: list[Block] = [Heading("atml report", 1), Paragraph(f"Written {datetime.now().isoformat(timespec='seconds')}. Marks: "
                            "'smoke' (tiny data and epochs), 'random weights' (no pretrained weights), 'stand-in data' (not the "
                            "original's dataset, split or resolution), '1 seed' (no spread measured); a number without a mark "
                            "comes from the original's setting over several seeds.")]
     problems = []
     for number, experiment in enumerate(experiments.EXPERIMENTS, 1):
-        folder = folders.get(experiment)
-        if folder is None:
-            if explicit:
-                continue
+        entry = entries.get(experiment)
+        if isinstance(entry, Source):
+            blocks += experiment_section(number, entry)
+        elif entry is not None:
+            problems.append(entry)
+            blocks += [Heading(f"{number}. {experiment} — {_title(experiment)}"), Paragraph(f"BROKEN run folder: {entry}", warning=True)]
+        elif not explicit:
             blocks += [Heading(f"{number}. {experiment} — {_title(experiment)}"), Paragraph("Not run yet: no run folder.", warning=True)]
-            continue
-        try:
-            blocks += experiment_section(number, load(folder))
-        except BrokenSource as exc:
-            problems.append(str(exc))
-            blocks += [Heading(f"{number}. {experiment} — {_title(experiment)}"), Paragraph(f"BROKEN run folder: {exc}", warning=True)]
     for reason in unreadable:
         problems.append(reason)
         blocks.append(Paragraph(f"BROKEN run folder: {reason}", warning=True))

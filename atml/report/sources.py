@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -37,9 +38,13 @@ class Source:
     def is_summary(self) -> bool:
         return self.numbers is not None
 
+    @cached_property
+    def _leaves(self) -> dict:
+        return self.numbers if self.numbers is not None else numeric_leaves(self.metrics)
+
     def value(self, pattern: str) -> str | None:
         """The number at a dotted metrics path (fnmatch pattern): one run's value, or mean ± std (n) over seeds."""
-        leaves = self.numbers if self.numbers is not None else numeric_leaves(self.metrics)
+        leaves = self._leaves
         path = next((p for p in leaves if fnmatch.fnmatchcase(p, pattern)), None)
         if path is None:
             return None
@@ -108,6 +113,14 @@ def load(folder: Path) -> Source:
     except (KeyError, TypeError, ValueError) as exc:
         raise BrokenSource(f"{folder}/metrics.json is not what {name} writes ({type(exc).__name__}: {exc})") from None
     return Source(name, folder, config, env, metrics, rows, None, folder / "plots")
+
+
+def read(folder: Path) -> Source | str:
+    """The folder's Source, or the reason it cannot be read (a report names it and goes on)."""
+    try:
+        return load(folder)
+    except BrokenSource as exc:
+        return str(exc)
 
 
 def latest(outputs: Path, experiment: str) -> Path | None:
