@@ -23,7 +23,6 @@ from atml.runs import atomic_write_bytes, remove_stale_temps
 from atml.runtime import autocast
 
 
-
 class Outputs(dict[str, torch.Tensor]):
     """Named output tensors, and the seconds computing them took when they were computed (kept in
     the cache entry): what a frozen-backbone setting really costs, even when read from the cache."""

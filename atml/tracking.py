@@ -25,10 +25,8 @@ def _number(text: str) -> float | None:
 
 class TensorBoardTracker:
     def __init__(self, run_dir: Path, config: dict):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise UserError("--tracker tensorboard needs the tensorboard package: pip install 'atml[tensorboard]'") from None
+        from torch.utils.tensorboard import SummaryWriter  # its package checked by check_tracker
+
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
         self.logged: set[Path] = set()

@@ -4,7 +4,7 @@ matched pairs that constant shift accounts for."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,20 +35,27 @@ class Similarities:
     matched: float  # mean cosine of each image with its own class's text
     unmatched: float  # mean cosine of each image with the other classes' texts
 
-    def describe(self) -> dict:
-        return asdict(self)
+    @classmethod
+    def of(cls, matched: torch.Tensor, unmatched: torch.Tensor) -> "Similarities":
+        return cls(float(matched.mean()), float(unmatched.mean()) if len(unmatched) else float("nan"))
 
 
 def cosine_matrix(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
     return F.normalize(images.float(), dim=-1) @ F.normalize(texts.float(), dim=-1).T
 
 
-def similarities(images: torch.Tensor, class_texts: torch.Tensor, labels: torch.Tensor) -> Similarities:
-    """Matched vs unmatched cosine similarity of images [N, d] with class texts [C, d]."""
+def pair_cosines(images: torch.Tensor, class_texts: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines of images [N, d] with their own class's text [C, d] (N values) and with every
+    other class's (N·(C−1) values)."""
     cos = cosine_matrix(images, class_texts)
     own = torch.zeros_like(cos, dtype=torch.bool)
     own[torch.arange(len(labels)), labels] = True
-    return Similarities(float(cos[own].mean()), float(cos[~own].mean()) if (~own).any() else float("nan"))
+    return cos[own], cos[~own]
+
+
+def similarities(images: torch.Tensor, class_texts: torch.Tensor, labels: torch.Tensor) -> Similarities:
+    """Matched vs unmatched cosine similarity of images [N, d] with class texts [C, d]."""
+    return Similarities.of(*pair_cosines(images, class_texts, labels))
 
 
 def norm_summary(embeddings: torch.Tensor) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from atml.data import mnist
-from atml.errors import DataCorruptError, DataNotFoundError, UserError
+from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
 Decoded = tuple[np.ndarray, np.ndarray, tuple[str, ...]]  # uint8 [N, C, H, W], int64 [N], class names
 SPLITS = ("train", "test")
@@ -51,7 +51,7 @@ class ImageDataset:
         try:
             cls(str(Path(root).expanduser()), download=True, **kwargs)
         except Exception as exc:  # URLError, RuntimeError or OSError, depending on the failure
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc)
             raise DataNotFoundError(self.missing_message(split, root, f"download failed: {reason}")) from None
 
     def missing_message(self, split: str, root: str | Path, why: str) -> str:
@@ -174,6 +174,13 @@ def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, 
     order = torch.randperm(len(full.labels), generator=torch.Generator().manual_seed(seed))
     indices = order[:n] if n else torch.arange(len(full.labels))
     return Draw(full.images[indices], full.labels[indices], indices, full.classes, f"{full.source}, {len(indices)} used")
+
+
+def train_test_draws(name: str, root: str, allow_download: bool, n_train: int | None, n_test: int | None, seed: int) -> tuple[Draw, Draw]:
+    """Fixed draws of both splits: what a probe or head is fitted on and what it is scored on (the
+    test split's order drawn with seed + 1)."""
+    return (draw(name, "train", root, allow_download, n_train, seed),
+            draw(name, "test", root, allow_download, n_test, seed + 1))
 
 
 def where(name: str, split: str, root: str | Path) -> tuple[Path | None, list[Path]]:

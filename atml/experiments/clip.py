@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from atml import plots
 from atml.analysis.embeddings import project_2d
-from atml.analysis.modality_gap import cosine_matrix, gap_share, modality_gap, norm_summary, similarities
+from atml.analysis.modality_gap import Similarities, gap_share, modality_gap, norm_summary, pair_cosines, similarities
 from atml.analysis.probe import wilson_interval
 from atml.analysis.procrustes import apply_rotation, fit_rotation
 from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predict
@@ -247,10 +247,8 @@ def run_gap(cfg: Config, run: Run, device: torch.device) -> dict:
     texts = class_embeddings(prompts)
     paired = texts[test.labels]
     gap, share = modality_gap(images, paired), gap_share(images, paired)
-    sims = similarities(images, texts, test.labels)
-    cos = cosine_matrix(images, texts)
-    own = torch.zeros_like(cos, dtype=torch.bool)
-    own[torch.arange(len(test.labels)), test.labels] = True
+    matched, unmatched = pair_cosines(images, texts, test.labels)
+    sims = Similarities.of(matched, unmatched)
     print(f"  gap {gap:.4f} (Liang et al., CLIP on MSCOCO: {LIANG_MSCOCO_GAP}); share of matched-pair distance {share:.3f}; "
           f"cosine matched {sims.matched:.4f} vs unmatched {sims.unmatched:.4f}", flush=True)
     n = min(cfg.gap.images, len(test.labels))
@@ -260,7 +258,7 @@ def run_gap(cfg: Config, run: Run, device: torch.device) -> dict:
     flat_prompts = prompts.flatten(0, 1)
     plots.histograms(
         {"norms before normalisation": {"image": images.norm(dim=-1).numpy(), "text (every prompt)": flat_prompts.norm(dim=-1).numpy()},
-         "cosine similarity, image vs class text": {"matched (own class)": cos[own].numpy(), "unmatched": cos[~own].numpy()}},
+         "cosine similarity, image vs class text": {"matched (own class)": matched.numpy(), "unmatched": unmatched.numpy()}},
         run.plot_path("gap_norms_similarity"), f"{cfg.data.dataset}, strategy '{cfg.gap.strategy}'{weights_note(cfg)}",
         ["L2 norm", "cosine"])
     return common_metrics(cfg, device) | {

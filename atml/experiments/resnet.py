@@ -29,7 +29,7 @@ from atml.analysis.embeddings import project_2d
 from atml.analysis.separability import knn_accuracy, silhouette
 from atml.config import Seed, Strict
 from atml.data.batching import TensorBatches
-from atml.data.images import NAMES, Draw, draw
+from atml.data.images import NAMES, Draw, train_test_draws
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
 from atml.experiments import Flag, Headline
@@ -153,8 +153,7 @@ class Config(Strict):
 
 def splits(cfg: Config) -> tuple[Draw, Draw]:
     d = cfg.data
-    return (draw(d.dataset, "train", d.root, d.download, d.train_images, d.subset_seed),
-            draw(d.dataset, "test", d.root, d.download, d.val_images, d.subset_seed + 1))
+    return train_test_draws(d.dataset, d.root, d.download, d.train_images, d.val_images, d.subset_seed)
 
 
 def pretrained(cfg: Config, arch: str, weights: str | None = None) -> Pretrained:

@@ -22,7 +22,7 @@ from atml.analysis.attention import cls_maps, entropy, rollout, spatial_spread, 
 from atml.analysis.masking import FILLS, SCHEMES, fill_patches, kept_patches, masked_patches, pixel_mask
 from atml.analysis.probe import fit_probe, probe_accuracy
 from atml.config import Seed, Strict
-from atml.data.images import NAMES, Draw, draw
+from atml.data.images import NAMES, Draw, train_test_draws
 from atml.data.photos import Photo, load_photos
 from atml.data.photos import to_model_input as photo_input
 from atml.data.preprocess import to_model_input
@@ -111,8 +111,7 @@ def pretrained(cfg: Config) -> Pretrained:
 
 def splits(cfg: Config) -> tuple[Draw, Draw]:
     d = cfg.data
-    return (draw(d.dataset, "train", d.root, d.download, d.train_images, d.subset_seed),
-            draw(d.dataset, "test", d.root, d.download, d.test_images, d.subset_seed + 1))
+    return train_test_draws(d.dataset, d.root, d.download, d.train_images, d.test_images, d.subset_seed)
 
 
 def probed_layers(cfg: Config) -> list[int]:
