@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 import yaml
@@ -21,8 +20,13 @@ from atml.runtime import describe_device, pick_device, seed_everything
 from atml.tables import text_table
 from atml.tracking import check_tracker, make_tracker
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Rerun five classic deep-learning experiments as measured, reproducible runs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Rerun five classic deep-learning experiments as measured, reproducible runs.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Find, fetch or fake the datasets atml uses.")
 app.add_typer(data_app, name="data")
 
@@ -37,6 +41,7 @@ def _parts(exp, requested: list[str] | None) -> list[str]:
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
     """SIGTERM (a batch scheduler's stop, `kill`) ends a run like Ctrl-C: resumable, exit 130."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -53,24 +58,41 @@ EXPERIMENT_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 ALL = "all"
 
 
-@app.command(context_settings=EXPERIMENT_FLAGS,
-             epilog="\b\nEach experiment's own flags go after its name (see `atml list`):\n" + experiments.flags_help())
+@app.command(
+    context_settings=EXPERIMENT_FLAGS,
+    epilog="\b\nEach experiment's own flags go after its name (see `atml list`):\n"
+    + experiments.flags_help(),
+)
 def run(
     ctx: typer.Context,
-    experiment: str = typer.Argument(..., help=" | ".join(experiments.EXPERIMENTS) + f" (see `atml list`) | {ALL}: every one in turn"),
-    part: Optional[list[str]] = typer.Option(None, "--part", help="run only this part (repeatable)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML merged over the defaults"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="key=value override, e.g. train.epochs=5 (repeatable)"),
+    experiment: str = typer.Argument(
+        ..., help=" | ".join(experiments.EXPERIMENTS) + f" (see `atml list`) | {ALL}: every one in turn"
+    ),
+    part: list[str] | None = typer.Option(None, "--part", help="run only this part (repeatable)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML merged over the defaults"),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="key=value override, e.g. train.epochs=5 (repeatable)"
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    seed: Optional[int] = typer.Option(None, help="overrides the config's seed"),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="run under several seeds: a list (0,1,2) or a count (3 = 0,1,2); "
-                                        "one run folder per seed and a summary folder with mean ± std"),
+    seed: int | None = typer.Option(None, help="overrides the config's seed"),
+    seeds: str | None = typer.Option(
+        None,
+        "--seeds",
+        help="run under several seeds: a list (0,1,2) or a count (3 = 0,1,2); "
+        "one run folder per seed and a summary folder with mean ± std",
+    ),
     smoke: bool = typer.Option(False, "--smoke", help="tiny data and epochs: seconds on a CPU"),
-    out: Optional[Path] = typer.Option(None, "--out", help="root folder of run folders  [default: outputs]"),
-    name: Optional[str] = typer.Option(None, "--name", help="run folder suffix"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run folder from its checkpoints"),
-    tracker: str = typer.Option("none", "--tracker", help="none | tensorboard: also write TensorBoard event files into the run folder "
-                                "(pip install 'atml[tensorboard]')"),
+    out: Path | None = typer.Option(None, "--out", help="root folder of run folders  [default: outputs]"),
+    name: str | None = typer.Option(None, "--name", help="run folder suffix"),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="continue this run folder from its checkpoints"
+    ),
+    tracker: str = typer.Option(
+        "none",
+        "--tracker",
+        help="none | tensorboard: also write TensorBoard event files into the run folder "
+        "(pip install 'atml[tensorboard]')",
+    ),
 ) -> None:
     """Run an experiment (all parts, or those named by --part) into a new run folder; `all` runs
     every experiment, and one that fails is reported while the others still run."""
@@ -79,11 +101,24 @@ def run(
     if not distributed.is_main():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — rank 0 speaks for all ranks
     if resume is not None:
-        given = [flag for flag, value in (("--config", config), ("--set", set_), ("--seed", seed), ("--seeds", seeds), ("--part", part),
-                                          ("--out", out), ("--name", name)) if value is not None]
+        given = [
+            flag
+            for flag, value in (
+                ("--config", config),
+                ("--set", set_),
+                ("--seed", seed),
+                ("--seeds", seeds),
+                ("--part", part),
+                ("--out", out),
+                ("--name", name),
+            )
+            if value is not None
+        ]
         given += ["--smoke"] * smoke + ctx.args
         if given:
-            raise UserError(f"--resume continues a run with its own config, parts and folder; drop {' '.join(given)}")
+            raise UserError(
+                f"--resume continues a run with its own config, parts and folder; drop {' '.join(given)}"
+            )
         exp = experiments.get(experiment)
         handle = Run.open(resume) if distributed.is_main() else FollowerRun(resume)
         if handle.env.get("experiment") != exp.NAME:
@@ -100,44 +135,107 @@ def run(
     check_output_root(out)
     label = check_run_name(name) if name else ("smoke" if smoke else "-".join(part) if part else "all")
     if experiment != ALL:
-        _run_seeds(experiments.get(experiment), ctx.args, part, config, set_ or [], smoke, seed_list, seeds is not None, out, label,
-                   torch_device, tracker)
+        _run_seeds(
+            experiments.get(experiment),
+            ctx.args,
+            part,
+            config,
+            set_ or [],
+            smoke,
+            seed_list,
+            seeds is not None,
+            out,
+            label,
+            torch_device,
+            tracker,
+        )
         return
     given = [flag for flag, value in (("--part", part), ("--config", config)) if value] + ctx.args
     if given:
-        raise UserError(f"`atml run all` runs every experiment with its own parts and config; drop {' '.join(given)}")
+        raise UserError(
+            f"`atml run all` runs every experiment with its own parts and config; drop {' '.join(given)}"
+        )
     modules = [experiments.get(n) for n in experiments.EXPERIMENTS]
-    sets = {exp.NAME: [s for s in set_ or [] if has_key(exp.Config, s.partition("=")[0].strip())] for exp in modules}
+    sets = {
+        exp.NAME: [s for s in set_ or [] if has_key(exp.Config, s.partition("=")[0].strip())]
+        for exp in modules
+    }
     unused = [s for s in set_ or [] if not any(s in chosen for chosen in sets.values())]
     if unused:
         raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
     failed: dict[str, int] = {}
     for exp in modules:
         try:
-            _run_seeds(exp, [], None, None, sets[exp.NAME], smoke, seed_list, seeds is not None, out, label, torch_device, tracker)
+            _run_seeds(
+                exp,
+                [],
+                None,
+                None,
+                sets[exp.NAME],
+                smoke,
+                seed_list,
+                seeds is not None,
+                out,
+                label,
+                torch_device,
+                tracker,
+            )
         except (UserError, TrainingDivergedError) as exc:
             print(f"atml: {exp.NAME} FAILED: {exc}", file=sys.stderr, flush=True)
             failed[exp.NAME] = exc.exit_code
     done = [n for n in experiments.EXPERIMENTS if n not in failed]
-    print(f"\natml run all: {len(done)} of {len(modules)} experiments done" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\natml run all: {len(done)} of {len(modules)} experiments done"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     if failed:
         raise SystemExit(next(iter(failed.values())))
 
 
-def _run_seeds(exp, args: list[str], part, config, sets: list[str], smoke: bool, seed_list: list, summarise: bool, out: Path, label: str,
-               torch_device, tracker: str) -> None:
+def _run_seeds(
+    exp,
+    args: list[str],
+    part,
+    config,
+    sets: list[str],
+    smoke: bool,
+    seed_list: list,
+    summarise: bool,
+    out: Path,
+    label: str,
+    torch_device,
+    tracker: str,
+) -> None:
     """One experiment under each seed (None: the config's own), each into its own run folder;
     with several, a summary folder of mean ± std beside them."""
     flags = experiments.parse_flags(exp, args)
     parts = _parts(exp, part)
     runs, rows, first_config = {}, {}, None
     for s in seed_list:
-        raw, cfg = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags | ({"seed": s} if s is not None else {}), sets=sets)
+        raw, cfg = resolve(
+            exp.NAME,
+            exp.Config,
+            config_file=config,
+            smoke=smoke,
+            flags=flags | ({"seed": s} if s is not None else {}),
+            sets=sets,
+        )
         exp.prepare(cfg, torch_device, parts)
-        handle = _create_run(out, exp.NAME, f"{label}-seed{cfg.seed}" if summarise else label, raw, env={
-            "experiment": exp.NAME, "parts": parts, "seed": cfg.seed, "smoke": smoke,
-            "device": str(torch_device), "device_name": describe_device(torch_device), "world_size": distributed.world_size(),
-        })
+        handle = _create_run(
+            out,
+            exp.NAME,
+            f"{label}-seed{cfg.seed}" if summarise else label,
+            raw,
+            env={
+                "experiment": exp.NAME,
+                "parts": parts,
+                "seed": cfg.seed,
+                "smoke": smoke,
+                "device": str(torch_device),
+                "device_name": describe_device(torch_device),
+                "world_size": distributed.world_size(),
+            },
+        )
         rows[cfg.seed] = _execute(exp, cfg, parts, handle, torch_device, tracker)
         runs[cfg.seed] = handle
         first_config = first_config or raw
@@ -153,7 +251,10 @@ def _execute(exp, cfg, parts: list[str], handle: Run, torch_device, tracker_kind
     tracker = make_tracker(tracker_kind, handle.dir, handle.config) if distributed.is_main() else None
     seed_everything(cfg.seed)
     resume_hint = f"atml run {exp.NAME} --resume {handle.dir}"
-    print(f"atml: {exp.NAME} [{', '.join(parts)}] seed {cfg.seed} on {describe_device(torch_device)} → {handle.dir}", flush=True)
+    print(
+        f"atml: {exp.NAME} [{', '.join(parts)}] seed {cfg.seed} on {describe_device(torch_device)} → {handle.dir}",
+        flush=True,
+    )
     try:
         with _sigterm_as_interrupt():
             for p in parts:
@@ -190,7 +291,9 @@ def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) ->
         if distributed.is_main():
             handle = Run.create(out, experiment, label, raw, env)
     finally:
-        folder = distributed.broadcast_object(handle.dir if handle else None)  # None tells the others rank 0 failed
+        folder = distributed.broadcast_object(
+            handle.dir if handle else None
+        )  # None tells the others rank 0 failed
     if folder is None:
         raise OutputWriteError("rank 0 could not create the run folder")
     return handle or FollowerRun(folder)
@@ -198,10 +301,16 @@ def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) ->
 
 @app.command("report")
 def report(
-    runs: Optional[list[Path]] = typer.Argument(None, help="run or seed-summary folders (default: the latest of each experiment in --outputs)"),
-    compare: Optional[tuple[Path, Path]] = typer.Option(None, "--compare", help="two run folders side by side: RUN_A RUN_B"),
+    runs: list[Path] | None = typer.Argument(
+        None, help="run or seed-summary folders (default: the latest of each experiment in --outputs)"
+    ),
+    compare: tuple[Path, Path] | None = typer.Option(
+        None, "--compare", help="two run folders side by side: RUN_A RUN_B"
+    ),
     outputs: Path = typer.Option(Path("outputs"), "--outputs", help="where run folders are looked for"),
-    to: Optional[Path] = typer.Option(None, "--to", help="folder the report is written to  [default: OUTPUTS/report]"),
+    to: Path | None = typer.Option(
+        None, "--to", help="folder the report is written to  [default: OUTPUTS/report]"
+    ),
 ) -> None:
     """Write report.md and a self-contained report.html from run folders (or compare two runs).
     A missing or broken folder is named in the report and in the exit code (3)."""
@@ -248,15 +357,18 @@ def list_() -> None:
     for name in experiments.EXPERIMENTS:
         exp = experiments.get(name)
         print(f"{name}: {exp.__doc__.strip().splitlines()[0]}\n  parts: {', '.join(exp.PARTS)}")
-        print("  flags: " + ("none" if not exp.FLAGS else "\n    " + "\n    ".join(f.describe() for f in exp.FLAGS)))
+        print(
+            "  flags: "
+            + ("none" if not exp.FLAGS else "\n    " + "\n    ".join(f.describe() for f in exp.FLAGS))
+        )
 
 
 @app.command("config", context_settings=EXPERIMENT_FLAGS)
 def config_(
     ctx: typer.Context,
     experiment: str,
-    config: Optional[Path] = typer.Option(None, "--config"),
-    set_: Optional[list[str]] = typer.Option(None, "--set"),
+    config: Path | None = typer.Option(None, "--config"),
+    set_: list[str] | None = typer.Option(None, "--set"),
     smoke: bool = typer.Option(False, "--smoke"),
 ) -> None:
     """Print the resolved config of an experiment as YAML (takes the experiment's flags too)."""
@@ -275,7 +387,9 @@ def _dataset(name: str) -> str:
 
 
 @data_app.command("check")
-def data_check(root: Path = typer.Option(Path("data"), help="data root to look in (torchvision layout)")) -> None:
+def data_check(
+    root: Path = typer.Option(Path("data"), help="data root to look in (torchvision layout)"),
+) -> None:
     """Where each dataset and each pretrained weights file is found, or what is missing."""
     from atml.data.images import NAMES, SPLITS, where
     from atml.experiments.clip import ClipModelConfig
@@ -285,11 +399,20 @@ def data_check(root: Path = typer.Option(Path("data"), help="data root to look i
     for name in NAMES:
         for split in SPLITS:
             found, looked = where(name, split, root)
-            print(f"{name:14s} {split:5s} " + (f"found: {found}" if found else "MISSING (looked in " + ", ".join(map(str, looked)) + ")"))
+            print(
+                f"{name:14s} {split:5s} "
+                + (f"found: {found}" if found else "MISSING (looked in " + ", ".join(map(str, looked)) + ")")
+            )
     clip_default = ClipModelConfig()
-    for weights, path, present in [*cached_torchvision_weights(("resnet18", "resnet152")), *cached_timm_weights((VitModelConfig().name,)),
-                                   *cached_open_clip_weights(((clip_default.name, clip_default.weights),))]:
-        print(f"{weights:30s} " + (f"cached: {path}" if present else f"not cached (downloaded to {path} when allowed)"))
+    for weights, path, present in [
+        *cached_torchvision_weights(("resnet18", "resnet152")),
+        *cached_timm_weights((VitModelConfig().name,)),
+        *cached_open_clip_weights(((clip_default.name, clip_default.weights),)),
+    ]:
+        print(
+            f"{weights:30s} "
+            + (f"cached: {path}" if present else f"not cached (downloaded to {path} when allowed)")
+        )
 
 
 @data_app.command("fake")
@@ -298,7 +421,9 @@ def data_fake(
     root: Path = typer.Option(..., help="data root to write into (torchvision layout)"),
     n_train: int = typer.Option(2000, min=1),
     n_test: int = typer.Option(500, min=1),
-    gzip: bool = typer.Option(False, help="IDX datasets: write .gz files, as the download mirrors serve them"),
+    gzip: bool = typer.Option(
+        False, help="IDX datasets: write .gz files, as the download mirrors serve them"
+    ),
     seed: int = 0,
 ) -> None:
     """Write a format-true fake dataset (the real files and layout, synthetic class-dependent images)."""

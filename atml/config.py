@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import os
 import types
+from collections.abc import Iterable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -130,7 +131,9 @@ def check_keys(data: dict, schema: type[BaseModel], path: str = "") -> None:
             scope = f" under '{path[:-1]}'" if path else ""
             raise UserError(f"unknown config key '{where}'; accepted{scope}: {accepted}")
         if _bool_for_number(value, field.annotation):
-            raise UserError(f"bad config value '{where}' (got {value!r}): true/false is not a value of this key")
+            raise UserError(
+                f"bad config value '{where}' (got {value!r}): true/false is not a value of this key"
+            )
         sub = _model_class(field.annotation)
         if sub is not None and isinstance(value, dict) and get_origin(field.annotation) is not dict:
             check_keys(value, sub, f"{where}.")

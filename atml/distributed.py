@@ -115,4 +115,9 @@ def agreement(model: nn.Module) -> dict | None:
     dist.all_gather_object(sums, state_checksum(model.state_dict()))
     if len(set(sums)) != 1:
         print(f"atml: WARNING: ranks ended with different weights: {sums}", flush=True)
-    return {"world_size": world_size(), "backend": dist.get_backend(), "state_checksum_per_rank": sums, "ranks_agree": len(set(sums)) == 1}
+    return {
+        "world_size": world_size(),
+        "backend": dist.get_backend(),
+        "state_checksum_per_rank": sums,
+        "ranks_agree": len(set(sums)) == 1,
+    }

@@ -12,9 +12,9 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -30,7 +30,7 @@ class Outputs(dict[str, torch.Tensor]):
     compute_seconds: float = float("nan")
 
     @classmethod
-    def timed(cls, tensors: dict[str, torch.Tensor], seconds: float) -> "Outputs":
+    def timed(cls, tensors: dict[str, torch.Tensor], seconds: float) -> Outputs:
         outputs = cls(tensors)
         outputs.compute_seconds = seconds
         return outputs
@@ -68,7 +68,9 @@ class FeatureCache:
         key = hashlib.sha256(_canonical(determinants).encode()).hexdigest()[:32]
         return self.root / f"{key}.pt"
 
-    def get_or_compute(self, determinants: dict, compute: Callable[[], dict[str, torch.Tensor]], label: str) -> Outputs:
+    def get_or_compute(
+        self, determinants: dict, compute: Callable[[], dict[str, torch.Tensor]], label: str
+    ) -> Outputs:
         """The cached outputs for `determinants`, or compute() stored under them."""
         if not self.enabled:
             started = time.perf_counter()
@@ -86,8 +88,15 @@ class FeatureCache:
         outputs = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
         seconds = time.perf_counter() - started
         buffer = io.BytesIO()
-        torch.save({"determinants": _canonical(determinants), "tensors": outputs,
-                    "checksum": checksum(outputs), "compute_seconds": seconds}, buffer)
+        torch.save(
+            {
+                "determinants": _canonical(determinants),
+                "tensors": outputs,
+                "checksum": checksum(outputs),
+                "compute_seconds": seconds,
+            },
+            buffer,
+        )
         atomic_write_bytes(path, buffer.getvalue())
         return Outputs.timed(outputs, seconds)
 
@@ -124,7 +133,12 @@ def batched_outputs(
     started, n = time.perf_counter(), len(images)
     with torch.no_grad(), autocast(device, precision):
         for start in range(0, n, batch_size):
-            x = to_model_input(images[start : start + batch_size].to(device, non_blocking=True), preprocess, flip=flip, channels_last=bf16)
+            x = to_model_input(
+                images[start : start + batch_size].to(device, non_blocking=True),
+                preprocess,
+                flip=flip,
+                channels_last=bf16,
+            )
             for name, value in forward(x).items():
                 # a copy: a pooled view (tokens[:, 0]) would keep its whole batch of tokens alive (OOM at 5,000 images)
                 chunks.setdefault(name, []).append(value.float().cpu().clone())

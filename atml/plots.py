@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 import matplotlib.ticker
@@ -52,7 +52,9 @@ def image_grids(grids: dict[str, dict[str, torch.Tensor]], path: Path, title: st
     arrays = {(r, c): grid_array(g, nrow) for r in rows for c, g in grids[r].items()}
     height, width = next(iter(arrays.values())).shape[:2]
     cell_w, cell_h = width / 60, height / 60 + 0.35
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell_w * len(cols), cell_h * len(rows) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=(cell_w * len(cols), cell_h * len(rows) + 0.4), squeeze=False
+    )
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i][j]
@@ -89,18 +91,28 @@ def _column(rows: list[dict], series: Series) -> tuple[np.ndarray, np.ndarray]:
     return np.array([float(r[x_key]) for r in rows]), np.array([float(r[series.column]) for r in rows])
 
 
-def training_curves(runs: dict[str, dict[str, list[dict]]], panels: Sequence[Panel], path: Path, title: str) -> Path:
+def training_curves(
+    runs: dict[str, dict[str, list[dict]]], panels: Sequence[Panel], path: Path, title: str
+) -> Path:
     """One column per run (e.g. pathology | mitigation), one row per panel; y shared along a row.
     `runs` maps a run's name to {"steps": rows, "epochs": rows}; x is the epoch."""
     names = list(runs)
-    fig, axes = plt.subplots(len(panels), len(names), figsize=(4.6 * len(names), 2.6 * len(panels)), squeeze=False, sharey="row")
+    fig, axes = plt.subplots(
+        len(panels), len(names), figsize=(4.6 * len(names), 2.6 * len(panels)), squeeze=False, sharey="row"
+    )
     for j, name in enumerate(names):
         for i, panel in enumerate(panels):
             ax = axes[i][j]
             for s in panel.series:
                 x, y = _column(runs[name].get(s.source, []), s)
                 if len(x):
-                    ax.plot(x, y, label=s.label, marker="o" if s.source == "epochs" and len(x) < 30 else None, ms=3)
+                    ax.plot(
+                        x,
+                        y,
+                        label=s.label,
+                        marker="o" if s.source == "epochs" and len(x) < 30 else None,
+                        ms=3,
+                    )
             if panel.hline is not None:
                 ax.axhline(panel.hline, color="gray", ls=":", lw=1)
             if panel.logy:
@@ -123,11 +135,15 @@ def training_curves(runs: dict[str, dict[str, list[dict]]], panels: Sequence[Pan
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.suptitle(title, y=1.0 + 0.12 / len(panels))  # above the first row's titles; savefig keeps it in the frame
+    fig.suptitle(
+        title, y=1.0 + 0.12 / len(panels)
+    )  # above the first row's titles; savefig keeps it in the frame
     return _save(fig, path)
 
 
-def grouped_bars(groups: dict[str, Sequence[float]], categories: Sequence[str], path: Path, title: str, ylabel: str) -> Path:
+def grouped_bars(
+    groups: dict[str, Sequence[float]], categories: Sequence[str], path: Path, title: str, ylabel: str
+) -> Path:
     """Bars per category, one colour per group (e.g. the class histogram of each run)."""
     fig, ax = plt.subplots(figsize=(min(14, max(6, 0.3 * len(categories) * max(1, len(groups)))), 3.4))
     width = 0.8 / max(len(groups), 1)
@@ -146,7 +162,9 @@ def _class_colours(n_classes: int):
     return [cmap(c % 20 if n_classes <= 20 else c / n_classes) for c in range(n_classes)]
 
 
-def scatter_grid(maps: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], classes: Sequence[str], path: Path, title: str) -> Path:
+def scatter_grid(
+    maps: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], classes: Sequence[str], path: Path, title: str
+) -> Path:
     """2-D maps in a grid (rows × columns of `maps`), points coloured by class; each cell is
     (xy [N, 2], labels [N]). A legend names the classes when there are at most 20; beyond that
     the colours only separate them (a legend of 100 names is unreadable)."""
@@ -176,19 +194,28 @@ def scatter_grid(maps: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], clas
     return _save(fig, path)
 
 
-def scatter_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str], path: Path, title: str) -> Path:
+def scatter_maps(
+    maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str], path: Path, title: str
+) -> Path:
     """2-D maps side by side, points coloured by class; `maps` is {name: (xy [N, 2], labels [N])}."""
     return scatter_grid({"": maps}, classes, path, title)
 
 
-def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title: str, xlabel: str, ylabel: str, logy: bool = False,
-          bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> Path:
+def lines(
+    series: dict[str, tuple[Sequence, Sequence[float]]],
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logy: bool = False,
+    bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+) -> Path:
     """One line per named (x, y) series, e.g. separability against depth or a number per block;
     `bands` shades a (low, high) interval around a series (a confidence interval, say)."""
     n_points = max(len(x) for x, _ in series.values())
     fig, ax = plt.subplots(figsize=(max(5.5, 0.2 * n_points), 3.6))
     for name, (x, y) in series.items():
-        line, = ax.plot(list(x), list(y), marker="o", ms=3 if n_points > 12 else 6, label=name)
+        (line,) = ax.plot(list(x), list(y), marker="o", ms=3 if n_points > 12 else 6, label=name)
         if bands and name in bands:
             ax.fill_between(list(x), *bands[name], color=line.get_color(), alpha=0.2, linewidth=0)
     if n_points > 12:
@@ -202,13 +229,17 @@ def lines(series: dict[str, tuple[Sequence, Sequence[float]]], path: Path, title
     return _save(fig, path)
 
 
-def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str, pairs: Sequence[str] = ()) -> Path:
+def confusion_matrix(
+    matrix: np.ndarray, classes: Sequence[str], path: Path, title: str, pairs: Sequence[str] = ()
+) -> Path:
     """Row-normalised confusion matrix (rows: true class); class names shown up to 20 classes (with
     more, the index; the most-confused pairs, listed beside the matrix by name, say which is which)."""
     shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
     n = len(classes)
     side = max(4.4, 0.45 * min(n, 20) + 1.5)
-    fig, (ax, notes) = plt.subplots(1, 2, figsize=(side + 4.5, side), gridspec_kw={"width_ratios": [side, 3.2]})
+    fig, (ax, notes) = plt.subplots(
+        1, 2, figsize=(side + 4.5, side), gridspec_kw={"width_ratios": [side, 3.2]}
+    )
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     if n <= 20:
         ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=7)
@@ -216,7 +247,15 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, tit
         for i in range(n):
             for j in range(n):
                 if shares[i, j] >= 0.05:
-                    ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white" if shares[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{shares[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted" + ("" if n <= 20 else " (class index)"))
     ax.set_ylabel("true" + ("" if n <= 20 else " (class index)"))
     ax.grid(False)
@@ -224,11 +263,22 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, tit
     ax.set_title(title)
     notes.axis("off")
     if pairs:
-        notes.text(0, 1, "most-confused pairs\n(share of the first's images taken\nfor the second →, and back ←)\n\n" + "\n".join(pairs), va="top", fontsize=8, family="monospace", transform=notes.transAxes)
+        notes.text(
+            0,
+            1,
+            "most-confused pairs\n(share of the first's images taken\nfor the second →, and back ←)\n\n"
+            + "\n".join(pairs),
+            va="top",
+            fontsize=8,
+            family="monospace",
+            transform=notes.transAxes,
+        )
     return _save(fig, path)
 
 
-def tradeoff(points: dict[str, tuple[float, float, str]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+def tradeoff(
+    points: dict[str, tuple[float, float, str]], path: Path, title: str, xlabel: str, ylabel: str
+) -> Path:
     """One labelled point per setting (x, y, note): e.g. accuracy against wall time; x on a log scale
     because settings differ by orders of magnitude in cost."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -245,14 +295,21 @@ def tradeoff(points: dict[str, tuple[float, float, str]], path: Path, title: str
     return _save(fig, path)
 
 
-def overlay_grid(rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]], path: Path, title: str, alpha: float = 0.5,
-                 colour: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> Path:
+def overlay_grid(
+    rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]],
+    path: Path,
+    title: str,
+    alpha: float = 0.5,
+    colour: tuple[float, float, float] = (1.0, 0.0, 0.0),
+) -> Path:
     """A table of images, one row per outer key and one column per inner key, each optionally
     overlaid with a heat map (H × W, non-negative) in semi-transparent `colour` (red by default):
     the colour's opacity is alpha × the map divided by its maximum within that cell."""
     names = list(rows)
     cols = list(dict.fromkeys(c for r in names for c in rows[r]))
-    fig, axes = plt.subplots(len(names), len(cols), figsize=(2.3 * len(cols), 2.45 * len(names) + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), len(cols), figsize=(2.3 * len(cols), 2.45 * len(names) + 0.5), squeeze=False
+    )
     for i, r in enumerate(names):
         for j, c in enumerate(cols):
             ax = axes[i][j]
@@ -262,7 +319,9 @@ def overlay_grid(rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]
             image, heat = rows[r][c]
             ax.imshow(image)
             if heat is not None:
-                h = np.clip(heat / max(float(heat.max()), 1e-12), 0, 1)  # by the maximum alone: near-uniform maps look uniform
+                h = np.clip(
+                    heat / max(float(heat.max()), 1e-12), 0, 1
+                )  # by the maximum alone: near-uniform maps look uniform
                 rgba = np.zeros((*h.shape, 4))
                 rgba[..., :3] = colour
                 rgba[..., 3] = alpha * h
@@ -273,10 +332,17 @@ def overlay_grid(rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]
     return _save(fig, path)
 
 
-def predictions(images: dict[str, np.ndarray], top: dict[str, list[tuple[str, float]]], path: Path, title: str) -> Path:
+def predictions(
+    images: dict[str, np.ndarray], top: dict[str, list[tuple[str, float]]], path: Path, title: str
+) -> Path:
     """Each image beside a bar chart of its top-k classes and probabilities."""
-    fig, axes = plt.subplots(len(images), 2, figsize=(8.5, 2.6 * len(images) + 0.4), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1.6]})
+    fig, axes = plt.subplots(
+        len(images),
+        2,
+        figsize=(8.5, 2.6 * len(images) + 0.4),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 1.6]},
+    )
     for (name, image), (ax_image, ax_bars) in zip(images.items(), axes):
         ax_image.imshow(image)
         ax_image.set_title(name, fontsize=9)
@@ -308,21 +374,44 @@ def modality_maps(maps: dict[str, ModalityMap], classes: Sequence[str], path: Pa
         for k, class_name in enumerate(classes):
             image, text = (m.labels == k) & ~m.is_text, (m.labels == k) & m.is_text
             ax.scatter(m.xy[image, 0], m.xy[image, 1], s=9, color=colours[k], alpha=0.7, label=class_name)
-            ax.scatter(m.xy[text, 0], m.xy[text, 1], s=120, marker="*", color=colours[k], edgecolors="black", linewidths=0.7)
+            ax.scatter(
+                m.xy[text, 0],
+                m.xy[text, 1],
+                s=120,
+                marker="*",
+                color=colours[k],
+                edgecolors="black",
+                linewidths=0.7,
+            )
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=9)
-    handles = [plt.Line2D([], [], ls="", marker="o", color="grey", label="image"),
-               plt.Line2D([], [], ls="", marker="*", markersize=11, color="grey", markeredgecolor="black", label="text (class prompt)")]
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", color="grey", label="image"),
+        plt.Line2D(
+            [],
+            [],
+            ls="",
+            marker="*",
+            markersize=11,
+            color="grey",
+            markeredgecolor="black",
+            label="text (class prompt)",
+        ),
+    ]
     if len(classes) <= 20:
-        handles += [plt.Line2D([], [], ls="", marker="s", color=colours[k], label=c) for k, c in enumerate(classes)]
+        handles += [
+            plt.Line2D([], [], ls="", marker="s", color=colours[k], label=c) for k, c in enumerate(classes)
+        ]
     axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.suptitle(title, y=1.03)
     return _save(fig, path)
 
 
-def histograms(panels: dict[str, dict[str, np.ndarray]], path: Path, title: str, xlabel: str | Sequence[str] = "value") -> Path:
+def histograms(
+    panels: dict[str, dict[str, np.ndarray]], path: Path, title: str, xlabel: str | Sequence[str] = "value"
+) -> Path:
     """One panel per entry, overlaid density histograms of its named samples (e.g. matched vs
     unmatched similarities), each with its mean marked."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
@@ -332,7 +421,13 @@ def histograms(panels: dict[str, dict[str, np.ndarray]], path: Path, title: str,
             values = np.asarray(values, dtype=float).ravel()
             span = values.max() - values.min() if len(values) else 0.0
             bins = 30 if span > 1e-9 else 1
-            patches = ax.hist(values, bins=bins, density=span > 1e-9, alpha=0.5, label=f"{series} (mean {values.mean():.3f})")[2]
+            patches = ax.hist(
+                values,
+                bins=bins,
+                density=span > 1e-9,
+                alpha=0.5,
+                label=f"{series} (mean {values.mean():.3f})",
+            )[2]
             ax.axvline(values.mean(), color=patches[0].get_facecolor(), lw=1.5, alpha=1.0)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(label)

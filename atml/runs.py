@@ -15,10 +15,10 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import yaml
@@ -27,7 +27,20 @@ from atml.errors import DamagedFileError, OutputWriteError, UserError, first_lin
 
 SUBDIRS = ("history", "plots", "samples", "checkpoints")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-PACKAGES = ("torch", "torchvision", "timm", "open_clip_torch", "numpy", "scipy", "scikit-learn", "umap-learn", "matplotlib", "pydantic", "typer", "atml")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip_torch",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "umap-learn",
+    "matplotlib",
+    "pydantic",
+    "typer",
+    "atml",
+)
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -78,7 +91,9 @@ def _alive(pid: int) -> bool:
 def check_run_name(name: str) -> str:
     """A run folder suffix: one path component of letters, digits, '.', '_' and '-'."""
     if not RUN_NAME.fullmatch(name) or name in (".", ".."):
-        raise UserError(f"--name '{name}' must be letters, digits, '.', '_' or '-' (no '/', no leading '.'): it names a folder inside --out")
+        raise UserError(
+            f"--name '{name}' must be letters, digits, '.', '_' or '-' (no '/', no leading '.'): it names a folder inside --out"
+        )
     return name
 
 
@@ -112,8 +127,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 def git_commit() -> str | None:
     root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if commit.returncode != 0:
@@ -139,7 +158,7 @@ class Run:
 
     # --- creation and reopening -------------------------------------------------------
     @classmethod
-    def create(cls, out_root: Path, experiment: str, name: str, config: dict, env: dict) -> "Run":
+    def create(cls, out_root: Path, experiment: str, name: str, config: dict, env: dict) -> Run:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(out_root) / experiment / f"{stamp}-{name}"
         folder, n = base, 1
@@ -151,7 +170,9 @@ class Run:
                 n += 1
                 folder = base.with_name(f"{base.name}-{n}")
             except OSError as exc:
-                raise OutputWriteError(f"could not create the run folder {folder}: {exc.strerror or exc}") from None
+                raise OutputWriteError(
+                    f"could not create the run folder {folder}: {exc.strerror or exc}"
+                ) from None
         run = cls(folder)
         for sub in SUBDIRS:
             (folder / sub).mkdir(exist_ok=True)
@@ -160,12 +181,14 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, folder: Path) -> "Run":
+    def open(cls, folder: Path) -> Run:
         """Reopen a run folder to continue it: its records must read back; leftovers of killed
         writes are removed."""
         folder = Path(folder)
         if not (folder / "config.yaml").is_file() or not (folder / "env.json").is_file():
-            raise UserError(f"--resume needs a run folder holding config.yaml and env.json; {folder} has none")
+            raise UserError(
+                f"--resume needs a run folder holding config.yaml and env.json; {folder} has none"
+            )
         run = cls(folder)
         run.config, run.env, run.metrics  # noqa: B018 — each raises DamagedFileError naming its file
         removed = remove_stale_temps(folder)
@@ -187,7 +210,9 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return _read_mapping(self.dir / "config.yaml", yaml.safe_load, "this run cannot be resumed; start a new one")
+        return _read_mapping(
+            self.dir / "config.yaml", yaml.safe_load, "this run cannot be resumed; start a new one"
+        )
 
     @property
     def env(self) -> dict:
@@ -243,8 +268,10 @@ class Run:
 
     def damaged_checkpoint(self, key: str, exc: BaseException) -> DamagedFileError:
         reason = first_line(exc)
-        return DamagedFileError(f"checkpoint {self.checkpoint_path(key)} is damaged or not atml's ({reason[:200]}); "
-                                "delete it to redo that training from its start, then resume")
+        return DamagedFileError(
+            f"checkpoint {self.checkpoint_path(key)} is damaged or not atml's ({reason[:200]}); "
+            "delete it to redo that training from its start, then resume"
+        )
 
 
 class FollowerRun(Run):

@@ -15,9 +15,13 @@ SCHEDULES = ("constant", "linear", "cyclical")
 class BetaSchedule(Strict):
     kind: Literal["constant", "linear", "cyclical"] = "constant"
     beta: float = Field(1.0, ge=0, description="the β the schedule reaches (and holds)")
-    warmup_share: float = Field(0.25, gt=0, le=1, description="linear: share of training over which β rises 0 → beta")
+    warmup_share: float = Field(
+        0.25, gt=0, le=1, description="linear: share of training over which β rises 0 → beta"
+    )
     cycles: int = Field(4, ge=1, description="cyclical: M, the number of cycles (Fu et al. 2019)")
-    rising_share: float = Field(0.5, gt=0, le=1, description="cyclical: R, the share of each cycle over which β rises")
+    rising_share: float = Field(
+        0.5, gt=0, le=1, description="cyclical: R, the share of each cycle over which β rises"
+    )
 
 
 def beta_at(schedule: BetaSchedule, step: int, total_steps: int) -> float:

@@ -77,21 +77,56 @@ def summary_rows(rows_per_seed: dict[int, list[dict]]) -> list[dict]:
             elif all(c == cells[0] for c in cells):
                 merged[column] = cells[0]
             else:
-                merged[column] = " | ".join(str(c) for c in cells) + f" (seeds {', '.join(map(str, rows_per_seed))})"
+                merged[column] = (
+                    " | ".join(str(c) for c in cells) + f" (seeds {', '.join(map(str, rows_per_seed))})"
+                )
         out.append(merged)
     return out
 
 
-def write(out_root: Path, experiment: str, label: str, config: dict, runs: dict[int, Run], rows: list[dict]) -> Run:
+def write(
+    out_root: Path, experiment: str, label: str, config: dict, runs: dict[int, Run], rows: list[dict]
+) -> Run:
     """The summary folder: config.yaml (the shared config), env.json (seeds and run folders),
     summary.json (every number: mean, std, n, per-seed values) and summary.md (the table)."""
-    folder = Run.create(out_root, experiment, f"{label}-seeds", config, env={
-        "experiment": experiment, "kind": "seed-summary", "seeds": list(runs), "runs": {seed: str(run.dir) for seed, run in runs.items()}})
+    folder = Run.create(
+        out_root,
+        experiment,
+        f"{label}-seeds",
+        config,
+        env={
+            "experiment": experiment,
+            "kind": "seed-summary",
+            "seeds": list(runs),
+            "runs": {seed: str(run.dir) for seed, run in runs.items()},
+        },
+    )
     numbers = aggregate({seed: run.metrics for seed, run in runs.items()})
-    atomic_write_text(folder.dir / "summary.json", json.dumps({"seeds": list(runs), "runs": {s: str(r.dir) for s, r in runs.items()},
-                                                                "rows": rows, "numbers": numbers}, indent=2))
-    lines = [f"# {experiment}: {len(runs)} seeds ({', '.join(map(str, runs))})", "", *markdown_table(rows), "",
-             "Every number (mean ± sample std over the seeds, n):", "",
-             *markdown_table([{"metric": path, "mean": f"{v['mean']:.6g}", "std": f"{v['std']:.3g}", "n": v["n"]} for path, v in numbers.items()])]
+    atomic_write_text(
+        folder.dir / "summary.json",
+        json.dumps(
+            {
+                "seeds": list(runs),
+                "runs": {s: str(r.dir) for s, r in runs.items()},
+                "rows": rows,
+                "numbers": numbers,
+            },
+            indent=2,
+        ),
+    )
+    lines = [
+        f"# {experiment}: {len(runs)} seeds ({', '.join(map(str, runs))})",
+        "",
+        *markdown_table(rows),
+        "",
+        "Every number (mean ± sample std over the seeds, n):",
+        "",
+        *markdown_table(
+            [
+                {"metric": path, "mean": f"{v['mean']:.6g}", "std": f"{v['std']:.3g}", "n": v["n"]}
+                for path, v in numbers.items()
+            ]
+        ),
+    ]
     atomic_write_text(folder.dir / "summary.md", "\n".join(lines) + "\n")
     return folder

@@ -30,7 +30,9 @@ class TensorBoardTracker:
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
         self.logged: set[Path] = set()
-        self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "\n```")
+        self.writer.add_text(
+            "config", "```\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "\n```"
+        )
 
     def log_part(self, part: str, metrics: dict) -> None:
         """The part's numbers (step 0), then every history CSV and figure not logged before."""
@@ -44,7 +46,9 @@ class TensorBoardTracker:
                 from PIL import Image
 
                 with Image.open(figure) as image:
-                    self.writer.add_image(f"plots/{figure.stem}", np.asarray(image.convert("RGB")), 0, dataformats="HWC")
+                    self.writer.add_image(
+                        f"plots/{figure.stem}", np.asarray(image.convert("RGB")), 0, dataformats="HWC"
+                    )
                 self.logged.add(figure)
         self.writer.flush()
 
@@ -53,7 +57,9 @@ class TensorBoardTracker:
             rows = list(csv.DictReader(handle))
         step_column = next((c for c in ("step", "epoch", "iteration") if rows and c in rows[0]), None)
         for i, row in enumerate(rows):
-            step = int(float(row[step_column])) if step_column and _number(row[step_column]) is not None else i
+            step = (
+                int(float(row[step_column])) if step_column and _number(row[step_column]) is not None else i
+            )
             for column, text in row.items():
                 value = _number(text)
                 if column != step_column and value is not None:
@@ -72,7 +78,9 @@ def check_tracker(kind: str) -> None:
         try:
             import tensorboard  # noqa: F401
         except ImportError:
-            raise UserError("--tracker tensorboard needs the tensorboard package: pip install 'atml[tensorboard]'") from None
+            raise UserError(
+                "--tracker tensorboard needs the tensorboard package: pip install 'atml[tensorboard]'"
+            ) from None
 
 
 def make_tracker(kind: str, run_dir: Path, config: dict) -> TensorBoardTracker | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -46,14 +47,22 @@ def _means(sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
     return {k: (v / count).item() for k, v in sums.items()}
 
 
-def _check_finite(values: dict[str, float], label: str, step: int, checkpointing: Checkpointing | None) -> None:
+def _check_finite(
+    values: dict[str, float], label: str, step: int, checkpointing: Checkpointing | None
+) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
         where = ""
         if checkpointing is not None:
             path = checkpointing.run.checkpoint_path(checkpointing.key)
-            where = f"; the last good epoch is in {path}" if path.is_file() else "; no epoch had completed, so there is no checkpoint"
-        raise TrainingDivergedError(f"{label}: {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}{where}")
+            where = (
+                f"; the last good epoch is in {path}"
+                if path.is_file()
+                else "; no epoch had completed, so there is no checkpoint"
+            )
+        raise TrainingDivergedError(
+            f"{label}: {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}{where}"
+        )
 
 
 class Progress:
@@ -67,7 +76,11 @@ class Progress:
 
     def step(self, epoch: int, i: int) -> None:
         if self.live and (i % 20 == 0 or i == self.steps_per_epoch):
-            print(f"\r  {self.label} epoch {epoch + 1}/{self.epochs} batch {i}/{self.steps_per_epoch}", end="", flush=True)
+            print(
+                f"\r  {self.label} epoch {epoch + 1}/{self.epochs} batch {i}/{self.steps_per_epoch}",
+                end="",
+                flush=True,
+            )
 
     def epoch(self, epoch: int, first_epoch: int, row: dict) -> None:
         done = epoch + 1 - first_epoch
@@ -75,7 +88,10 @@ class Progress:
         eta = per_epoch * (self.epochs - epoch - 1)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
         prefix = "\r" if self.live else ""
-        print(f"{prefix}  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  [{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]", flush=True)
+        print(
+            f"{prefix}  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  [{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]",
+            flush=True,
+        )
 
 
 def _restore(saved: object, checkpointing: Checkpointing) -> tuple[History, int]:
@@ -85,7 +101,9 @@ def _restore(saved: object, checkpointing: Checkpointing) -> tuple[History, int]
         for name, obj in checkpointing.states.items():
             obj.load_state_dict(saved["states"][name])
         set_rng_state(saved["rng"])
-        return History(list(saved["history"]["steps"]), list(saved["history"]["epochs"])), int(saved["epoch"]) + 1
+        return History(list(saved["history"]["steps"]), list(saved["history"]["epochs"])), int(
+            saved["epoch"]
+        ) + 1
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
         raise checkpointing.run.damaged_checkpoint(checkpointing.key, exc) from None
 

@@ -37,8 +37,9 @@ def original_way(cfg: clip.Config, device: torch.device) -> tuple[float, dict[st
     import open_clip.transform
 
     model = clip.pretrained(cfg).model.to(device)
-    transform = open_clip.transform.image_transform_v2(open_clip.transform.PreprocessCfg(**open_clip.get_model_preprocess_cfg(model)),
-                                                       is_train=False)
+    transform = open_clip.transform.image_transform_v2(
+        open_clip.transform.PreprocessCfg(**open_clip.get_model_preprocess_cfg(model)), is_train=False
+    )
     images = clip.test_draw(cfg).images
     predictions = {}
     started = time.perf_counter()
@@ -49,7 +50,11 @@ def original_way(cfg: clip.Config, device: torch.device) -> tuple[float, dict[st
             batch = []
             for image in images[start : start + 32]:
                 pixels = image.permute(1, 2, 0).numpy()
-                batch.append(transform(Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")))
+                batch.append(
+                    transform(
+                        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
+                    )
+                )
             with torch.no_grad():
                 embeddings.append(model.encode_image(torch.stack(batch).to(device)).float().cpu())
         predictions[strategy] = predict(torch.cat(embeddings), texts)
@@ -59,34 +64,58 @@ def original_way(cfg: clip.Config, device: torch.device) -> tuple[float, dict[st
 def atml_way(cfg: clip.Config, device: torch.device) -> tuple[float, dict[str, torch.Tensor]]:
     started = time.perf_counter()
     images = clip.image_embeddings(cfg, device)
-    predictions = {strategy: predict(images, clip.class_texts(cfg, strategy, device)) for strategy in strategies(cfg)}
+    predictions = {
+        strategy: predict(images, clip.class_texts(cfg, strategy, device)) for strategy in strategies(cfg)
+    }
     return time.perf_counter() - started, predictions
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", default="fashion-mnist", choices=NAMES)
     parser.add_argument("--root", default="data")
     parser.add_argument("--model", default="ViT-B-32")
-    parser.add_argument("--weights", default="none", help="none (random init: no download; same cost) | openai | another tag | a file")
+    parser.add_argument(
+        "--weights",
+        default="none",
+        help="none (random init: no download; same cost) | openai | another tag | a file",
+    )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    _, cfg = resolve("clip", clip.Config, sets=[
-        f"data.dataset={args.dataset}", f"data.root={args.root}", "data.download=false", f"data.test_images={args.images}",
-        f"model.name={args.model}", f"model.weights={args.weights}", "model.cache=false",
-        f"model.precision={resolve_precision(device, 'auto')}"])
+    _, cfg = resolve(
+        "clip",
+        clip.Config,
+        sets=[
+            f"data.dataset={args.dataset}",
+            f"data.root={args.root}",
+            "data.download=false",
+            f"data.test_images={args.images}",
+            f"model.name={args.model}",
+            f"model.weights={args.weights}",
+            "model.cache=false",
+            f"model.precision={resolve_precision(device, 'auto')}",
+        ],
+    )
     clip.prepare(cfg, device, ["zeroshot"])  # weights and data loaded before either clock starts
     names = strategies(cfg)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {args.model} ({args.weights} weights), "
-          f"{args.images} {args.dataset} test images, {len(names)} strategies ({', '.join(names)}); atml precision {cfg.model.precision}",
-          flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {args.model} ({args.weights} weights), "
+        f"{args.images} {args.dataset} test images, {len(names)} strategies ({', '.join(names)}); atml precision {cfg.model.precision}",
+        flush=True,
+    )
     original, reference = original_way(cfg, device)
     ours, predicted = atml_way(cfg, device)
     agreement = min(float((predicted[s] == reference[s]).float().mean()) for s in names)
-    print(f"{'original (per strategy: per-image PIL preprocessing, batches of 32, fp32)':>78s}: {original:6.1f} s")
-    print(f"{f'atml (one cached pass, batches of 256, {cfg.model.precision}, every strategy reuses it)':>78s}: {ours:6.1f} s")
+    print(
+        f"{'original (per strategy: per-image PIL preprocessing, batches of 32, fp32)':>78s}: {original:6.1f} s"
+    )
+    print(
+        f"{f'atml (one cached pass, batches of 256, {cfg.model.precision}, every strategy reuses it)':>78s}: {ours:6.1f} s"
+    )
     print(f"same predictions on {agreement:.1%} of images (worst strategy; bf16 vs fp32 can flip near-ties)")
     print(f"speed-up: {original / ours:.1f}x")
 

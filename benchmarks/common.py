@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from PIL import Image
@@ -58,13 +58,21 @@ def seconds_for(step: Callable, batches: Iterable, count: int) -> float:
     return time.perf_counter() - start
 
 
-def compare(reference: tuple[str, Callable, Iterable], ours: tuple[str, Callable, Iterable], batches: int, batch_size: int,
-            warmup: int = 10, rounds: int = 4) -> None:
+def compare(
+    reference: tuple[str, Callable, Iterable],
+    ours: tuple[str, Callable, Iterable],
+    batches: int,
+    batch_size: int,
+    warmup: int = 10,
+    rounds: int = 4,
+) -> None:
     """Time two (name, step, batches) training loops on the same number of batches and print
     images/s, executed FLOP/s as a share of the matmul peak, and the speed-up. The loops take
     turns in `rounds` slices, so drift in the machine's speed falls on both alike."""
     peak = matmul_peak_flops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
     loops = (reference, ours)
     flops = [flops_of(lambda: step(next(iter(source)))) / batch_size for _, step, source in loops]
     for _, step, source in loops:
@@ -76,6 +84,10 @@ def compare(reference: tuple[str, Callable, Iterable], ours: tuple[str, Callable
             seconds[i] += seconds_for(step, source, per_round)
     rates = [per_round * rounds * batch_size / s for s in seconds]
     for (name, _, _), rate, f in zip(loops, rates, flops):
-        print(f"{name:>34s}: {rate:8.0f} images/s  {f / 1e6:7.2f} MFLOP/image executed  "
-              f"{rate * f / 1e9:6.1f} GFLOP/s = {rate * f / peak:5.1%} of matmul peak")
-    print(f"speed-up: {rates[1] / rates[0]:.2f}x  ({per_round * rounds} batches of {batch_size} each, same model, same optimiser)")
+        print(
+            f"{name:>34s}: {rate:8.0f} images/s  {f / 1e6:7.2f} MFLOP/image executed  "
+            f"{rate * f / 1e9:6.1f} GFLOP/s = {rate * f / peak:5.1%} of matmul peak"
+        )
+    print(
+        f"speed-up: {rates[1] / rates[0]:.2f}x  ({per_round * rounds} batches of {batch_size} each, same model, same optimiser)"
+    )

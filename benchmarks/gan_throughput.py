@@ -60,7 +60,9 @@ def reference_step(G, D_prob, opt_g, opt_d, bce):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", default="data", help="data root holding MNIST/raw (torchvision layout)")
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--batches", type=int, default=400)
@@ -68,7 +70,11 @@ def main() -> None:
     torch.manual_seed(0)
 
     split = load_split("mnist", args.split, args.root, allow_download=False)
-    dataset = PerItemDataset(split.images, split.labels, transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]))
+    dataset = PerItemDataset(
+        split.images,
+        split.labels,
+        transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]),
+    )
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True)
     G, D = Generator(LATENT), Discriminator()
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -77,8 +83,12 @@ def main() -> None:
 
     images = to_signed_range(split.images)
     ours = GanStep(Generator(LATENT), Discriminator(), GanTrainConfig())
-    compare(("reference (DataLoader)", reference, loader), ("atml (in-memory + GanStep)", ours, TensorBatches(images, batch_size=BATCH)),
-            args.batches, BATCH)
+    compare(
+        ("reference (DataLoader)", reference, loader),
+        ("atml (in-memory + GanStep)", ours, TensorBatches(images, batch_size=BATCH)),
+        args.batches,
+        BATCH,
+    )
 
 
 if __name__ == "__main__":

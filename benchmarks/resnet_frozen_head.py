@@ -60,10 +60,21 @@ def original_way(cfg: resnet.Config, workers: int) -> tuple[float, float]:
     started = time.perf_counter()
     train, val = resnet.splits(cfg)
     p = resnet.preprocess_of(cfg, cfg.model.arch)
-    common = [transforms.Resize((p.size, p.size), antialias=True), transforms.ToTensor(), transforms.Normalize(p.mean, p.std)]
-    train_loader = DataLoader(PilImages(train, transforms.Compose([transforms.RandomHorizontalFlip(), *common])),
-                              batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers, drop_last=True)
-    val_loader = DataLoader(PilImages(val, transforms.Compose(common)), batch_size=cfg.train.batch_size, num_workers=workers)
+    common = [
+        transforms.Resize((p.size, p.size), antialias=True),
+        transforms.ToTensor(),
+        transforms.Normalize(p.mean, p.std),
+    ]
+    train_loader = DataLoader(
+        PilImages(train, transforms.Compose([transforms.RandomHorizontalFlip(), *common])),
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+    )
+    val_loader = DataLoader(
+        PilImages(val, transforms.Compose(common)), batch_size=cfg.train.batch_size, num_workers=workers
+    )
     model = copy.deepcopy(resnet.pretrained(cfg, cfg.model.arch).model)
     torch.manual_seed(cfg.seed)
     replace_head(model, len(train.classes))
@@ -80,8 +91,10 @@ def original_way(cfg: resnet.Config, workers: int) -> tuple[float, float]:
         with torch.no_grad():
             for x, y in val_loader:
                 correct += (model(x).argmax(1) == y).sum().item()
-        print(f"  original epoch {epoch + 1}/{cfg.train.epochs}: val accuracy {correct / len(val.labels):.3f}  [{time.perf_counter() - started:.0f} s]",
-              flush=True)
+        print(
+            f"  original epoch {epoch + 1}/{cfg.train.epochs}: val accuracy {correct / len(val.labels):.3f}  [{time.perf_counter() - started:.0f} s]",
+            flush=True,
+        )
     return time.perf_counter() - started, correct / len(val.labels)
 
 
@@ -94,11 +107,17 @@ def atml_way(cfg: resnet.Config, device: torch.device) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", default="fashion-mnist", choices=NAMES)
     parser.add_argument("--root", default="data")
     parser.add_argument("--arch", default="resnet152")
-    parser.add_argument("--weights", default="none", help="none (random init: no download) | imagenet | IMAGENET1K_V2 | a file")
+    parser.add_argument(
+        "--weights",
+        default="none",
+        help="none (random init: no download) | imagenet | IMAGENET1K_V2 | a file",
+    )
     parser.add_argument("--train-images", type=int, default=1024)
     parser.add_argument("--val-images", type=int, default=512)
     parser.add_argument("--resolution", type=int, default=64)
@@ -107,27 +126,51 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cpu")
-    _, cfg = resolve("resnet", resnet.Config, sets=[
-        f"data.dataset={args.dataset}", f"data.root={args.root}", "data.download=false", f"data.train_images={args.train_images}",
-        f"data.val_images={args.val_images}", f"data.resolution={args.resolution}", f"model.arch={args.arch}",
-        f"model.weights={args.weights}", f"train.epochs={args.epochs}", "train.cache=false",
-        # the precision atml runs pretrained weights in here (random weights only stand in for them: same cost, no download)
-        f"train.precision={resolve_precision(device, 'auto')}"])
+    _, cfg = resolve(
+        "resnet",
+        resnet.Config,
+        sets=[
+            f"data.dataset={args.dataset}",
+            f"data.root={args.root}",
+            "data.download=false",
+            f"data.train_images={args.train_images}",
+            f"data.val_images={args.val_images}",
+            f"data.resolution={args.resolution}",
+            f"model.arch={args.arch}",
+            f"model.weights={args.weights}",
+            f"train.epochs={args.epochs}",
+            "train.cache=false",
+            # the precision atml runs pretrained weights in here (random weights only stand in for them: same cost, no download)
+            f"train.precision={resolve_precision(device, 'auto')}",
+        ],
+    )
     resnet.prepare(cfg, device, ["baseline"])  # data and weights loaded before either clock starts
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} ({args.weights} weights) on {args.dataset}: "
-          f"{args.train_images} training + {args.val_images} validation images at {args.resolution} px, {args.epochs} head epochs, "
-          f"atml precision {cfg.train.precision}", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} ({args.weights} weights) on {args.dataset}: "
+        f"{args.train_images} training + {args.val_images} validation images at {args.resolution} px, {args.epochs} head epochs, "
+        f"atml precision {cfg.train.precision}",
+        flush=True,
+    )
     original_s, original_acc = original_way(cfg, args.workers)
     ours = {cfg.train.precision: atml_way(cfg, device)}
     if cfg.train.precision != "fp32":  # the share of the saving that caching alone gives
         fp32 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
         ours["fp32"] = atml_way(fp32, device)
-    print(f"{'original (full forward every epoch, PIL per item, fp32)':>58s}: {original_s:7.1f} s   val accuracy {original_acc:.3f}")
+    print(
+        f"{'original (full forward every epoch, PIL per item, fp32)':>58s}: {original_s:7.1f} s   val accuracy {original_acc:.3f}"
+    )
     for precision, (seconds, accuracy) in ours.items():
         name = f"atml (backbone once per view, {precision})"
-        print(f"{name:>58s}: {seconds:7.1f} s   val accuracy {accuracy:.3f}   speed-up {original_s / seconds:.1f}x")
-    print(f"speed-up: {original_s / ours[cfg.train.precision][0]:.1f}x over {args.epochs} head epochs (atml's precision for pretrained weights here)")
-    print("(accuracies differ by design: atml standardises the features, which a random ResNet-152's ~1e4-scale features need)")
+        print(
+            f"{name:>58s}: {seconds:7.1f} s   val accuracy {accuracy:.3f}   speed-up {original_s / seconds:.1f}x"
+        )
+    print(
+        f"speed-up: {original_s / ours[cfg.train.precision][0]:.1f}x over {args.epochs} head epochs (atml's precision for pretrained weights here)"
+    )
+    print(
+        "(accuracies differ by design: atml standardises the features, which a random ResNet-152's ~1e4-scale features need)"
+    )
+
 
 if __name__ == "__main__":
     main()

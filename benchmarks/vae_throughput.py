@@ -34,7 +34,9 @@ def reference_step(model: ConvVAE, optimizer: torch.optim.Optimizer):
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, _ = batch
         recon, mu, logvar = model(x)
-        loss = (F.mse_loss(recon, x, reduction="sum") - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / len(x)
+        loss = (
+            F.mse_loss(recon, x, reduction="sum") - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        ) / len(x)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -43,7 +45,9 @@ def reference_step(model: ConvVAE, optimizer: torch.optim.Optimizer):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", default="data")
     parser.add_argument("--batches", type=int, default=0, help="batches per loop (0: one epoch, 468 batches)")
     args = parser.parse_args()
@@ -58,8 +62,12 @@ def main() -> None:
     images = to_unit_range(split.images)
     n = args.batches or len(loader)
     ours = VaeStep(ConvVAE(), VaeTrainConfig(), BetaSchedule(), total_steps=n, device=torch.device("cpu"))
-    compare(("reference (DataLoader, fp32)", reference, loader),
-            (f"atml (in-memory + VaeStep, {ours.precision})", ours, TensorBatches(images, batch_size=BATCH)), n, BATCH)
+    compare(
+        ("reference (DataLoader, fp32)", reference, loader),
+        (f"atml (in-memory + VaeStep, {ours.precision})", ours, TensorBatches(images, batch_size=BATCH)),
+        n,
+        BATCH,
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def original_way(cfg: vit.Config, n: int) -> float:
                 batch.append(processor(rgb))
             with torch.no_grad():
                 tokens = model.forward_features(torch.stack(batch))
-            features.append(tokens[:, 0] if pooling == "cls" else tokens[:, prefix_tokens(model):].mean(1))
+            features.append(tokens[:, 0] if pooling == "cls" else tokens[:, prefix_tokens(model) :].mean(1))
         torch.cat(features)
     return time.perf_counter() - started
 
@@ -62,30 +62,55 @@ def atml_way(cfg: vit.Config, n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", default="fashion-mnist", choices=NAMES)
     parser.add_argument("--root", default="data")
     parser.add_argument("--model", default="vit_small_patch16_224.augreg_in21k_ft_in1k")
-    parser.add_argument("--weights", default="none", help="none (random init: no download; same cost) | pretrained | a tag | a file")
+    parser.add_argument(
+        "--weights",
+        default="none",
+        help="none (random init: no download; same cost) | pretrained | a tag | a file",
+    )
     parser.add_argument("--images", type=int, default=256)
     args = parser.parse_args()
     device = torch.device("cpu")
-    _, cfg = resolve("vit", vit.Config, sets=[
-        f"data.dataset={args.dataset}", f"data.root={args.root}", "data.download=false", f"data.test_images={args.images}",
-        f"model.name={args.model}", f"model.weights={args.weights}", "model.cache=false",
-        f"model.precision={resolve_precision(device, 'auto')}"])
+    _, cfg = resolve(
+        "vit",
+        vit.Config,
+        sets=[
+            f"data.dataset={args.dataset}",
+            f"data.root={args.root}",
+            "data.download=false",
+            f"data.test_images={args.images}",
+            f"model.name={args.model}",
+            f"model.weights={args.weights}",
+            "model.cache=false",
+            f"model.precision={resolve_precision(device, 'auto')}",
+        ],
+    )
     vit.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
     depth = len(vit.pretrained(cfg).model.blocks)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} weights), {args.images} "
-          f"{args.dataset} test images; atml precision {cfg.model.precision}", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} weights), {args.images} "
+        f"{args.dataset} test images; atml precision {cfg.model.precision}",
+        flush=True,
+    )
     original = original_way(cfg, args.images)
     ours = {cfg.model.precision: atml_way(cfg, args.images)}
     if cfg.model.precision != "fp32":
-        ours["fp32"] = atml_way(cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "fp32"})}), args.images)
-    print(f"{'original (batch 8, per-image processor, a pass per pooling, final layer)':>76s}: {original:6.1f} s")
+        ours["fp32"] = atml_way(
+            cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "fp32"})}), args.images
+        )
+    print(
+        f"{'original (batch 8, per-image processor, a pass per pooling, final layer)':>76s}: {original:6.1f} s"
+    )
     for precision, seconds in ours.items():
-        print(f"{f'atml (one pass, batch 64, both poolings of {depth} blocks + final, {precision})':>76s}: {seconds:6.1f} s   "
-              f"speed-up {original / seconds:.1f}x")
+        print(
+            f"{f'atml (one pass, batch 64, both poolings of {depth} blocks + final, {precision})':>76s}: {seconds:6.1f} s   "
+            f"speed-up {original / seconds:.1f}x"
+        )
     print(f"speed-up: {original / ours[cfg.model.precision]:.1f}x")
 
 

@@ -60,8 +60,20 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, message, tmp_path, monkeypa
 
 def test_settings_the_data_cannot_serve_fail_before_any_training(cli, fake_root, tmp_path):
     # the smoke data has 500 training images: vanishing's 5 D steps of 110 need 550 per iteration
-    code, out, err = cli("run", "gan", "--smoke", "--set", "train.batch_size=110", "--set", f"data.root={fake_root}", "--out", tmp_path)
-    assert code == 2 and "parts.vanishing.pathology: 500 training images cannot fill one iteration of 550" in err
+    code, out, err = cli(
+        "run",
+        "gan",
+        "--smoke",
+        "--set",
+        "train.batch_size=110",
+        "--set",
+        f"data.root={fake_root}",
+        "--out",
+        tmp_path,
+    )
+    assert (
+        code == 2 and "parts.vanishing.pathology: 500 training images cannot fill one iteration of 550" in err
+    )
     assert not (tmp_path / "gan").exists() and "epoch" not in out
 
 
@@ -74,7 +86,17 @@ def test_flags_are_listed_and_shown_in_run_help(cli):
 
 def test_missing_data_is_a_clear_error_with_its_own_code(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # away from any ../shared/datasets
-    code, _, err = cli("run", "gan", "--smoke", "--set", f"data.root={tmp_path}", "--set", "data.download=false", "--out", tmp_path / "o")
+    code, _, err = cli(
+        "run",
+        "gan",
+        "--smoke",
+        "--set",
+        f"data.root={tmp_path}",
+        "--set",
+        "data.download=false",
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 3 and "t10k-images-idx3-ubyte" in err and str(tmp_path / "MNIST" / "raw") in err
     assert not (tmp_path / "o").exists()  # no run folder for a run that could not start
 
@@ -93,15 +115,25 @@ def run_folder(out: Path) -> Path:
 
 
 def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
-    code, out, err = cli("run", "gan", "--smoke", "--set", f"data.root={fake_root}", "--out", tmp_path, "--seed", 3)
+    code, out, err = cli(
+        "run", "gan", "--smoke", "--set", f"data.root={fake_root}", "--out", tmp_path, "--seed", 3
+    )
     assert code == 0, err
     folder = run_folder(tmp_path)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert list(metrics) == list(gan.PARTS)
-    expected_runs = {"baseline": ["assignment", "tuned"], "vanishing": ["pathology", "mitigation", "rebalanced"],
-                     "mode-collapse": ["pathology", "mitigation"], "d-overfit": ["pathology", "mitigation", "dropout"]}
+    expected_runs = {
+        "baseline": ["assignment", "tuned"],
+        "vanishing": ["pathology", "mitigation", "rebalanced"],
+        "mode-collapse": ["pathology", "mitigation"],
+        "d-overfit": ["pathology", "mitigation", "dropout"],
+    }
     for part in gan.PARTS:
-        assert [k for k, v in metrics[part].items() if isinstance(v, dict) and "modes_covered" in v and k != "real_images_reference"] == expected_runs[part]
+        assert [
+            k
+            for k, v in metrics[part].items()
+            if isinstance(v, dict) and "modes_covered" in v and k != "real_images_reference"
+        ] == expected_runs[part]
         for run in expected_runs[part]:
             m = metrics[part][run]
             assert 1 <= m["modes_covered"] <= 10 and sum(m["class_counts"]) == 200
@@ -126,7 +158,17 @@ def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monke
         return real_d_logits(D, images)
 
     monkeypatch.setattr(gan, "d_logits", interrupt_in_second_epoch)
-    args = ["run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path]
+    args = [
+        "run",
+        "gan",
+        "--smoke",
+        "--part",
+        "baseline",
+        "--set",
+        f"data.root={fake_root}",
+        "--out",
+        tmp_path,
+    ]
     code, _, err = cli(*args)
     folder = run_folder(tmp_path)
     assert code == 130 and f"--resume {folder}" in err
@@ -144,9 +186,17 @@ def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monke
 
     code, out, _ = cli("run", "gan", "--resume", folder)
     assert code == 0 and "already complete" in out
-    for extra in (["--set", "train.epochs=3"], ["--name", "other"], ["--out", tmp_path / "elsewhere"], ["--smoke"]):
+    for extra in (
+        ["--set", "train.epochs=3"],
+        ["--name", "other"],
+        ["--out", tmp_path / "elsewhere"],
+        ["--smoke"],
+    ):
         code, _, err = cli("run", "gan", "--resume", folder, *extra)
-        assert code == 2 and f"--resume continues a run with its own config, parts and folder; drop {extra[0]}" in err
+        assert (
+            code == 2
+            and f"--resume continues a run with its own config, parts and folder; drop {extra[0]}" in err
+        )
 
 
 def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_path, monkeypatch):
@@ -157,7 +207,9 @@ def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_pat
         return {"d_loss": nan, "g_loss": nan, "d_real": nan, "d_fake": nan, "g_grad_norm": nan}
 
     monkeypatch.setattr(gan.GanStep, "__call__", diverged)
-    code, _, err = cli("run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path)
+    code, _, err = cli(
+        "run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path
+    )
     assert code == 4 and "training diverged" in err and "d_loss=nan" in err
     assert "no epoch had completed, so there is no checkpoint" in err
     assert len(err.strip().splitlines()) == 1
@@ -165,7 +217,17 @@ def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_pat
 
 
 def test_two_runs_with_one_seed_give_identical_metrics(cli, fake_root, tmp_path):
-    args = ["run", "gan", "--smoke", "--part", "mode-collapse", "--set", f"data.root={fake_root}", "--seed", "5"]
+    args = [
+        "run",
+        "gan",
+        "--smoke",
+        "--part",
+        "mode-collapse",
+        "--set",
+        f"data.root={fake_root}",
+        "--seed",
+        "5",
+    ]
     metrics = []
     for name in ("first", "second"):
         code, _, err = cli(*args, "--out", tmp_path / name)

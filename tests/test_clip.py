@@ -70,7 +70,10 @@ def test_matched_and_unmatched_similarity():
 def test_published_prompts_and_class_names():
     assert published_templates("stl10") == ("a photo of a {}.", "a photo of the {}.")
     assert len(published_templates("cifar100")) == 18 and published_templates("fashion-mnist") is None
-    assert class_prompt_names(("aquarium_fish", "T-shirt/top"), {"T-shirt/top": "t-shirt"}) == ["aquarium fish", "t-shirt"]
+    assert class_prompt_names(("aquarium_fish", "T-shirt/top"), {"T-shirt/top": "t-shirt"}) == [
+        "aquarium fish",
+        "t-shirt",
+    ]
 
 
 def test_tokenizer_works_offline():
@@ -88,32 +91,61 @@ def stl_root(tmp_path_factory):
 
 
 def test_smoke_run_of_every_clip_part_on_stl10_files(cli, stl_root, tmp_path):
-    code, out, err = cli("run", "clip", "--smoke", "--set", "data.dataset=stl10", "--set", f"data.root={stl_root}", "--out", tmp_path)
+    code, out, err = cli(
+        "run",
+        "clip",
+        "--smoke",
+        "--set",
+        "data.dataset=stl10",
+        "--set",
+        f"data.root={stl_root}",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "clip").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert list(metrics) == list(clip.PARTS) and all(m["random_weights"] for m in metrics.values())
     zeroshot = metrics["zeroshot"]
-    assert set(zeroshot["strategies"]) == {"plain", "template", "descriptive", "clip-published"} and not zeroshot["skipped"]
+    assert (
+        set(zeroshot["strategies"]) == {"plain", "template", "descriptive", "clip-published"}
+        and not zeroshot["skipped"]
+    )
     assert zeroshot["strategies"]["clip-published"]["templates"] == ["a photo of a {}.", "a photo of the {}."]
     assert zeroshot["n_images"] == 120 and len(zeroshot["strategies"]["plain"]["per_class"]) == 10
     gap = metrics["gap"]
     assert 0 < gap["gap"] <= 2 and 0 <= gap["gap_share_of_pair_distance"] <= 1
-    assert gap["norms_after"]["image"]["mean"] == pytest.approx(1.0) and gap["norms_after"]["text"]["mean"] == pytest.approx(1.0)
+    assert gap["norms_after"]["image"]["mean"] == pytest.approx(1.0) and gap["norms_after"]["text"][
+        "mean"
+    ] == pytest.approx(1.0)
     procrustes = metrics["procrustes"]
     assert procrustes["n_fit"] + procrustes["n_held_out"] == 120 and procrustes["n_held_out"] == 60
     assert procrustes["held_out"]["after"]["gap"] < procrustes["held_out"]["before"]["gap"]
-    for plot in ("zeroshot_per_class", "gap_maps", "gap_norms_similarity", "procrustes_maps", "procrustes_before_after"):
+    for plot in (
+        "zeroshot_per_class",
+        "gap_maps",
+        "gap_norms_similarity",
+        "procrustes_maps",
+        "procrustes_before_after",
+    ):
         assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
-    lines = [line for line in out.splitlines() if re.match(r"\s*(procrustes|gap|zeroshot) {2,}\S", line)]  # the summary table's rows
-    assert lines[0].strip().startswith("procrustes") and "held-out" in lines[0] and "(random weights)" in lines[0]
+    lines = [
+        line for line in out.splitlines() if re.match(r"\s*(procrustes|gap|zeroshot) {2,}\S", line)
+    ]  # the summary table's rows
+    assert (
+        lines[0].strip().startswith("procrustes")
+        and "held-out" in lines[0]
+        and "(random weights)" in lines[0]
+    )
 
 
 def test_strategy_names_and_templates_are_checked_before_a_run_folder(cli, fake_root, tmp_path):
     base = ("run", "clip", "--smoke", "--set", f"data.root={fake_root}", "--out", tmp_path / "out")
     code, _, err = cli(*base, "--set", "gap.strategy=nope")
     assert code == 2 and "gap.strategy='nope'" in err
-    code, _, err = cli(*base, "--set", "procrustes.strategy=clip-published")  # smoke data: fashion-mnist, no published prompts
+    code, _, err = cli(
+        *base, "--set", "procrustes.strategy=clip-published"
+    )  # smoke data: fashion-mnist, no published prompts
     assert code == 2 and "published none for fashion-mnist" in err
     code, _, err = cli(*base, "--set", 'zeroshot.strategies={"bad": ["no placeholder"]}')
     assert code == 2 and "exactly one {}" in err
@@ -128,9 +160,36 @@ def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, stl_r
     monkeypatch.setattr(weights, "_hub_reachable", lambda host="huggingface.co": False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     for download in ("false", "true"):
-        code, _, err = cli("run", "clip", "--part", "gap", "--set", "model.weights=openai", "--set", f"data.download={download}",
-                           "--set", "data.dataset=stl10", "--set", f"data.root={stl_root}", "--out", tmp_path / "out")
-        assert code == 3 and "open_clip_model.safetensors" in err and "models--timm--vit_base_patch32_clip_224.openai" in err, err
+        code, _, err = cli(
+            "run",
+            "clip",
+            "--part",
+            "gap",
+            "--set",
+            "model.weights=openai",
+            "--set",
+            f"data.download={download}",
+            "--set",
+            "data.dataset=stl10",
+            "--set",
+            f"data.root={stl_root}",
+            "--out",
+            tmp_path / "out",
+        )
+        assert (
+            code == 3
+            and "open_clip_model.safetensors" in err
+            and "models--timm--vit_base_patch32_clip_224.openai" in err
+        ), err
         assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
-    code, _, err = cli("run", "clip", "--set", "model.weights=no_such_tag", "--set", f"data.root={stl_root}", "--out", tmp_path / "out")
+    code, _, err = cli(
+        "run",
+        "clip",
+        "--set",
+        "model.weights=no_such_tag",
+        "--set",
+        f"data.root={stl_root}",
+        "--out",
+        tmp_path / "out",
+    )
     assert code == 2 and "openai" in err and "laion2b_s34b_b79k" in err

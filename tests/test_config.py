@@ -29,7 +29,9 @@ def test_parse_set_rejects_malformed(bad):
 def test_layers_apply_in_order(tmp_path):
     file = tmp_path / "mine.yaml"
     file.write_text("train:\n  epochs: 7\n  lr_d: 1.0e-3\n")
-    raw, cfg = resolve("gan", gan.Config, config_file=file, smoke=True, flags={"seed": 5}, sets=["train.epochs=9"])
+    raw, cfg = resolve(
+        "gan", gan.Config, config_file=file, smoke=True, flags={"seed": 5}, sets=["train.epochs=9"]
+    )
     assert cfg.train.epochs == 9  # --set beats --config beats smoke
     assert cfg.train.lr_d == 1e-3
     assert cfg.seed == 5
@@ -44,10 +46,19 @@ def test_mitigation_inherits_pathology_and_adds_its_fix():
     assert pathology.train.lr_d == mitigation.train.lr_d == 5 * cfg.train.lr_d
     assert mitigation.train.real_label == 0.9 and pathology.train.real_label == 1.0
     rebalanced = cfg.runs["vanishing"]["rebalanced"]  # same strong D's lr, one D step per G step
-    assert rebalanced.train.lr_d == pathology.train.lr_d and (pathology.train.d_steps, rebalanced.train.d_steps) == (5, 1)
+    assert rebalanced.train.lr_d == pathology.train.lr_d and (
+        pathology.train.d_steps,
+        rebalanced.train.d_steps,
+    ) == (5, 1)
     overfit = cfg.runs["d-overfit"]
-    assert overfit["mitigation"].model.d_hidden == [64] and overfit["mitigation"].data == overfit["pathology"].data
-    assert overfit["dropout"].model.d_hidden == overfit["pathology"].model.d_hidden and overfit["dropout"].model.d_dropout == 0.4
+    assert (
+        overfit["mitigation"].model.d_hidden == [64]
+        and overfit["mitigation"].data == overfit["pathology"].data
+    )
+    assert (
+        overfit["dropout"].model.d_hidden == overfit["pathology"].model.d_hidden
+        and overfit["dropout"].model.d_dropout == 0.4
+    )
 
 
 def test_every_part_has_runs():
@@ -70,7 +81,10 @@ def test_every_part_has_runs():
         ("train.g_loss=wasserstein", "bad config value 'train.g_loss'"),
         ("data.train_split=val", "bad config value 'data.train_split'"),
         ("parts.vanishing.pathology.train.d_steps=0", "parts.vanishing.pathology.train.d_steps"),
-        ("parts.vanishing.pathology.model.width=3", "unknown config key 'parts.vanishing.pathology.model.width'"),
+        (
+            "parts.vanishing.pathology.model.width=3",
+            "unknown config key 'parts.vanishing.pathology.model.width'",
+        ),
         ("parts.nopart.x={}", "unknown part 'nopart'"),
     ],
 )

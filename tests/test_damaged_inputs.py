@@ -37,7 +37,22 @@ def interrupted(tmp_path_factory, fake_root):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ATML_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         mp.setattr(gan, "d_logits", interrupt_in_second_epoch)
-        mp.setattr(sys, "argv", ["atml", "run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", str(out)])
+        mp.setattr(
+            sys,
+            "argv",
+            [
+                "atml",
+                "run",
+                "gan",
+                "--smoke",
+                "--part",
+                "baseline",
+                "--set",
+                f"data.root={fake_root}",
+                "--out",
+                str(out),
+            ],
+        )
         with pytest.raises(SystemExit) as info:
             main()
     assert info.value.code == 130
@@ -84,8 +99,18 @@ def damage_env(folder):
     return "env.json"
 
 
-@pytest.mark.parametrize("damage", [damage_checkpoint_empty, damage_checkpoint_truncated, damage_checkpoint_foreign,
-                                    damage_checkpoint_other_model, damage_metrics, damage_config, damage_env])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        damage_checkpoint_empty,
+        damage_checkpoint_truncated,
+        damage_checkpoint_foreign,
+        damage_checkpoint_other_model,
+        damage_metrics,
+        damage_config,
+        damage_env,
+    ],
+)
 def test_resume_of_a_damaged_run_folder_names_the_file(cli, interrupted, tmp_path, damage):
     folder = shutil.copytree(interrupted, tmp_path / "run")
     damaged = damage(folder)
@@ -115,7 +140,9 @@ def test_disk_full_while_checkpointing_says_how_to_resume(cli, fake_root, tmp_pa
         return real_fsync(fd)
 
     monkeypatch.setattr("atml.runs.os.fsync", full_disk_for_checkpoints)
-    code, _, err = cli("run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path)
+    code, _, err = cli(
+        "run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path
+    )
     (folder,) = (tmp_path / "gan").iterdir()
     assert code == 5 and "No space left on device" in err and f"atml run gan --resume {folder}" in err
     assert len(err.strip().splitlines()) == 1
@@ -124,9 +151,25 @@ def test_disk_full_while_checkpointing_says_how_to_resume(cli, fake_root, tmp_pa
 
 def test_sigterm_stops_a_run_like_ctrl_c(fake_root, tmp_path):
     env = dict(os.environ, ATML_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
-    args = [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}",
-            "--set", "train.epochs=50", "--out", str(tmp_path)]
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "atml",
+        "run",
+        "gan",
+        "--smoke",
+        "--part",
+        "baseline",
+        "--set",
+        f"data.root={fake_root}",
+        "--set",
+        "train.epochs=50",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     for line in proc.stdout:
         if "epoch 1/50" in line:  # training is under way, a checkpoint exists
             break
@@ -143,7 +186,9 @@ def test_a_damaged_cached_classifier_is_rebuilt(tmp_path, monkeypatch):
     cfg = ClassifierConfig(epochs=1)
     first = get_classifier("t", x, y, x, y, cfg)
     first.cache_file.write_bytes(first.cache_file.read_bytes()[:100])
-    stale = first.cache_file.parent / f".{first.cache_file.name}.99999999.abc.tmp"  # a killed write's leftover
+    stale = (
+        first.cache_file.parent / f".{first.cache_file.name}.99999999.abc.tmp"
+    )  # a killed write's leftover
     stale.write_bytes(b"partial")
     rebuilt = get_classifier("t", x, y, x, y, cfg)
     assert not rebuilt.from_cache and not stale.exists()
@@ -152,7 +197,9 @@ def test_a_damaged_cached_classifier_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_evaluation_restores_every_submodule_mode():
-    backbone = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten())
+    backbone = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten()
+    )
     model = torch.nn.Sequential(backbone, torch.nn.Dropout(0.5), torch.nn.LazyLinear(3))
     model.train()
     backbone.eval()  # a frozen backbone: its BatchNorm statistics must not move

@@ -69,5 +69,8 @@ def test_label_smoothing_sets_the_real_target():
         for p in D.parameters():
             p.zero_()
     out = step((torch.zeros(4, 1, 28, 28),))
-    expected = 0.5 * (torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(4), torch.full((4,), 0.9)) + math.log(2))
+    expected = 0.5 * (
+        torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(4), torch.full((4,), 0.9))
+        + math.log(2)
+    )
     assert math.isclose(out["d_loss"].item(), expected.item(), rel_tol=1e-5)

@@ -34,28 +34,49 @@ def _imported_top_level_modules() -> set[str]:
 
 def test_every_imported_library_is_declared():
     """By the dependencies, or by an optional extra (a feature's own, e.g. tensorboard; not `test`)."""
-    extras = [dep for name, deps in PYPROJECT["project"]["optional-dependencies"].items() if name != "test" for dep in deps]
-    declared = {re.split(r"[<>=!~\[ ;]", dep)[0].lower().replace("_", "-") for dep in [*PYPROJECT["project"]["dependencies"], *extras]}
+    extras = [
+        dep
+        for name, deps in PYPROJECT["project"]["optional-dependencies"].items()
+        if name != "test"
+        for dep in deps
+    ]
+    declared = {
+        re.split(r"[<>=!~\[ ;]", dep)[0].lower().replace("_", "-")
+        for dep in [*PYPROJECT["project"]["dependencies"], *extras]
+    }
     distributions = packages_distributions()
     for module in sorted(_imported_top_level_modules()):
         provided_by = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
-        assert provided_by & declared, f"atml imports '{module}' but pyproject declares none of {sorted(provided_by)}"
+        assert provided_by & declared, (
+            f"atml imports '{module}' but pyproject declares none of {sorted(provided_by)}"
+        )
 
 
 def test_no_private_modules_of_other_libraries_are_imported():
     for path in (REPO / "atml").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            modules = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
             for module in modules:
                 if module.split(".")[0] not in sys.stdlib_module_names | {"atml"}:
-                    assert not any(part.startswith("_") for part in module.split(".")), f"{path.name} imports {module}"
+                    assert not any(part.startswith("_") for part in module.split(".")), (
+                        f"{path.name} imports {module}"
+                    )
 
 
 def test_listing_experiments_imports_no_heavy_library():
-    code = ("import sys; from atml.cli import main; sys.argv = ['atml', 'list']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted({'timm', 'open_clip', 'umap', 'numba'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    code = (
+        "import sys; from atml.cli import main; sys.argv = ['atml', 'list']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted({'timm', 'open_clip', 'umap', 'numba'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

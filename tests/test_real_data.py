@@ -8,14 +8,24 @@ import torch
 
 from atml.analysis.sample_classifier import ClassifierConfig, get_classifier
 from atml.analysis.sample_stats import frechet_distance
-from atml.data.mnist import ImageDataConfig, load_split, load_train_heldout, locate, DATASETS, to_signed_range
-from atml.experiments.gan import GanEvalConfig, GanRunSettings, GanTrainConfig, GanModelConfig, generate, train_one
+from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, locate, to_signed_range
+from atml.experiments.gan import (
+    GanEvalConfig,
+    GanModelConfig,
+    GanRunSettings,
+    GanTrainConfig,
+    generate,
+    train_one,
+)
 from atml.models.mlp_gan import Generator
 from atml.runs import Run
 from tests.conftest import REAL_DATA
 
 MNIST_TEST_IMAGES = REAL_DATA / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
-needs_mnist = pytest.mark.skipif(not MNIST_TEST_IMAGES.is_file(), reason=f"real MNIST test split not at {MNIST_TEST_IMAGES} (set ATML_REAL_DATA)")
+needs_mnist = pytest.mark.skipif(
+    not MNIST_TEST_IMAGES.is_file(),
+    reason=f"real MNIST test split not at {MNIST_TEST_IMAGES} (set ATML_REAL_DATA)",
+)
 needs_fashion = pytest.mark.skipif(
     locate(DATASETS["fashion-mnist"], "train", "/nonexistent") is None,
     reason="FashionMNIST not installed: apt-get install dataset-fashion-mnist",
@@ -37,11 +47,15 @@ def test_short_gan_on_real_digits_moves_towards_the_data(tmp_path):
     data_cfg = ImageDataConfig(root=str(REAL_DATA), download=False, train_split="test", heldout=1000)
     data = load_train_heldout("mnist", data_cfg)
     train_x, heldout_x = to_signed_range(data.train.images), to_signed_range(data.heldout.images)
-    judge = get_classifier("mnist", train_x, data.train.labels, heldout_x, data.heldout.labels, ClassifierConfig(epochs=2))
+    judge = get_classifier(
+        "mnist", train_x, data.train.labels, heldout_x, data.heldout.labels, ClassifierConfig(epochs=2)
+    )
     assert judge.heldout_accuracy > 0.95  # a judge worth trusting, measured on images it never saw
     _, real_features = judge.predict(heldout_x)
 
-    settings = GanRunSettings(data=data_cfg, model=GanModelConfig(), train=GanTrainConfig(epochs=6, grid_every=6))
+    settings = GanRunSettings(
+        data=data_cfg, model=GanModelConfig(), train=GanTrainConfig(epochs=6, grid_every=6)
+    )
     run = Run.create(tmp_path, "gan", "real", {}, env={})
     torch.manual_seed(0)
     untrained = generate(Generator(), torch.randn(1000, 100))
@@ -68,11 +82,28 @@ def test_fashion_mnist_found_at_the_debian_location():
 @needs_fashion
 @pytest.mark.realdata
 def test_short_vae_on_real_fashion_mnist_learns_and_uses_its_latents(tmp_path, cli):
-    code, _, err = cli("run", "vae", "--part", "collapse", "--out", tmp_path, "--set", "data.train_subset=6000",
-                       "--set", "train.epochs=2", "--set", "eval.test_images=2000", "--set", "eval.latent_map=pca")
+    code, _, err = cli(
+        "run",
+        "vae",
+        "--part",
+        "collapse",
+        "--out",
+        tmp_path,
+        "--set",
+        "data.train_subset=6000",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "eval.test_images=2000",
+        "--set",
+        "eval.latent_map=pca",
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "vae").iterdir()
     m = json.loads((folder / "metrics.json").read_text())["collapse"]["constant"]
-    assert "/usr/share/datasets/fashion-mnist" in json.loads((folder / "metrics.json").read_text())["collapse"]["data"]
+    assert (
+        "/usr/share/datasets/fashion-mnist"
+        in json.loads((folder / "metrics.json").read_text())["collapse"]["data"]
+    )
     assert m["test_recon"] < 40  # an untrained decoder scores ~100 (mean image ~50)
     assert m["active_units"] >= 3 and m["mutual_information"] > 1.0

@@ -13,12 +13,24 @@ from atml.experiments import resnet
 def cifar_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar")
     write_fake_dataset("cifar10", root, n_train=300, n_test=150)
-    write_fake_dataset("cifar100", root, n_train=300, n_test=150)  # the transfer part's target when data.dataset is cifar10
+    write_fake_dataset(
+        "cifar100", root, n_train=300, n_test=150
+    )  # the transfer part's target when data.dataset is cifar10
     return root
 
 
 def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
-    code, out, err = cli("run", "resnet", "--smoke", "--set", f"data.root={cifar_root}", "--set", "data.dataset=cifar10", "--out", tmp_path)
+    code, out, err = cli(
+        "run",
+        "resnet",
+        "--smoke",
+        "--set",
+        f"data.root={cifar_root}",
+        "--set",
+        "data.dataset=cifar10",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "resnet").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -26,44 +38,87 @@ def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
     assert all(m["random_weights"] and m["weights"]["source"] == "none" for m in metrics.values())
     assert len(metrics["baseline"]["val_acc_per_epoch"]) == 2 and 0 <= metrics["baseline"]["val_acc"] <= 1
     assert set(metrics["features"]["layers"]) == {"layer1", "layer3", "layer4"}
-    assert all(-1 <= v["silhouette"] <= 1 and 0 <= v["knn_accuracy"] <= 1 for v in metrics["features"]["layers"].values())
-    assert metrics["confusion"]["val_acc"] == pytest.approx(metrics["baseline"]["val_acc"])  # the same head, from its checkpoint
+    assert all(
+        -1 <= v["silhouette"] <= 1 and 0 <= v["knn_accuracy"] <= 1
+        for v in metrics["features"]["layers"].values()
+    )
+    assert metrics["confusion"]["val_acc"] == pytest.approx(
+        metrics["baseline"]["val_acc"]
+    )  # the same head, from its checkpoint
     assert len(metrics["confusion"]["most_confused"]) == 5
     no_res = metrics["no-residual"]
-    assert no_res["blocks_off"] == ["layer2.1", "layer3.2"] and len(no_res["head_only"]) == len(no_res["finetuned"]) == 2
+    assert (
+        no_res["blocks_off"] == ["layer2.1", "layer3.2"]
+        and len(no_res["head_only"]) == len(no_res["finetuned"]) == 2
+    )
     norms = list(no_res["gradient_norms"].values())
-    assert len(norms[0]) == len(norms[1]) == 50 and all(v > 0 for v in norms[1].values())  # ResNet-152: 3+8+36+3 blocks
+    assert len(norms[0]) == len(norms[1]) == 50 and all(
+        v > 0 for v in norms[1].values()
+    )  # ResNet-152: 3+8+36+3 blocks
     assert set(metrics["compare-depth"]["archs"]) == {"resnet18", "resnet152"}
     assert metrics["compare-depth"]["archs"]["resnet18"]["feature_dim"] == 512
     transfer = metrics["transfer"]
-    assert transfer["dataset"] == "cifar100" and list(transfer["settings"]) == ["frozen", "last-block", "full", "scratch"]
+    assert transfer["dataset"] == "cifar100" and list(transfer["settings"]) == [
+        "frozen",
+        "last-block",
+        "full",
+        "scratch",
+    ]
     params = {k: v["trainable_params"] for k, v in transfer["settings"].items()}
     assert params["frozen"] == 2048 * 100 + 100 < params["last-block"] < params["full"] == params["scratch"]
     assert all(v["wall_s"] > 0 and 0 <= v["val_acc"] <= 1 for v in transfer["settings"].values())
-    for plot in ("baseline_curves", "no-residual_curves", "no-residual_gradient_norms", "features_maps", "features_separability",
-                 "confusion_matrix", "compare_depth", "transfer_curves", "transfer_tradeoff"):
+    for plot in (
+        "baseline_curves",
+        "no-residual_curves",
+        "no-residual_gradient_norms",
+        "features_maps",
+        "features_separability",
+        "confusion_matrix",
+        "compare_depth",
+        "transfer_curves",
+        "transfer_tradeoff",
+    ):
         assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
     assert "feature cache hit" in out and "(random weights)" in out
 
 
 def test_offline_named_weights_fail_before_a_run_folder(cli, cifar_root, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    code, _, err = cli("run", "resnet", "--part", "baseline", "--set", f"data.root={cifar_root}", "--set", "data.download=false",
-                       "--set", "model.weights=imagenet", "--out", tmp_path / "out")
+    code, _, err = cli(
+        "run",
+        "resnet",
+        "--part",
+        "baseline",
+        "--set",
+        f"data.root={cifar_root}",
+        "--set",
+        "data.download=false",
+        "--set",
+        "model.weights=imagenet",
+        "--out",
+        tmp_path / "out",
+    )
     assert code == 3 and "resnet152-394f9c45.pth" in err and str(tmp_path / "hub" / "checkpoints") in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeypatch):
     monkeypatch.setenv("ATML_CACHE_DIR", str(tmp_path))
-    _, cfg = resolve("resnet", resnet.Config, smoke=True, sets=[f"data.root={cifar_root}", "data.dataset=cifar10", "data.train_images=40"])
+    _, cfg = resolve(
+        "resnet",
+        resnet.Config,
+        smoke=True,
+        sets=[f"data.root={cifar_root}", "data.dataset=cifar10", "data.train_images=40"],
+    )
     train, _ = resnet.splits(cfg)
     device = torch.device("cpu")
     computed = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], False, device)
     cached = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], False, device)
     uncached_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"cache": False})})
     direct = resnet.frozen_features(uncached_cfg, "resnet18", train, "train", ["layer4"], False, device)
-    assert torch.equal(computed["layer4"], cached["layer4"]) and torch.equal(computed["layer4"], direct["layer4"])
+    assert torch.equal(computed["layer4"], cached["layer4"]) and torch.equal(
+        computed["layer4"], direct["layer4"]
+    )
     flipped = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], True, device)
     assert not torch.equal(flipped["layer4"], computed["layer4"])
 
@@ -73,10 +128,35 @@ def test_no_residual_flag_switches_shortcuts_off_everywhere(cli, cifar_root, tmp
     assert code == 0 and "no_residual: true" in out
     code, _, err = cli("run", "resnet", "--no-residual=yes")
     assert code == 2 and "--no-residual is a switch" in err
-    code, _, err = cli("run", "resnet", "--smoke", "--no-residual", "--set", "no_residual.blocks=[layer9.0]", "--out", tmp_path)
-    assert code == 2 and "no_residual.blocks: no residual block 'layer9.0'" in err and not (tmp_path / "resnet").exists()
-    code, out, err = cli("run", "resnet", "--smoke", "--no-residual", "--part", "baseline", "--set", f"data.root={cifar_root}",
-                         "--set", "data.dataset=cifar10", "--out", tmp_path)
+    code, _, err = cli(
+        "run",
+        "resnet",
+        "--smoke",
+        "--no-residual",
+        "--set",
+        "no_residual.blocks=[layer9.0]",
+        "--out",
+        tmp_path,
+    )
+    assert (
+        code == 2
+        and "no_residual.blocks: no residual block 'layer9.0'" in err
+        and not (tmp_path / "resnet").exists()
+    )
+    code, out, err = cli(
+        "run",
+        "resnet",
+        "--smoke",
+        "--no-residual",
+        "--part",
+        "baseline",
+        "--set",
+        f"data.root={cifar_root}",
+        "--set",
+        "data.dataset=cifar10",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     assert "no-residual" in out  # the features were computed (or cached) with the shortcuts off
 
@@ -89,11 +169,42 @@ def test_data_parallel_fine_tuning_under_torchrun(cifar_root, tmp_path):
 
     from atml.distributed import state_checksum
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "atml", "run", "resnet",
-               "--smoke", "--part", "transfer", "--set", f"data.root={cifar_root}", "--set", "data.dataset=cifar10",
-               "--set", "transfer.dataset=cifar10", "--set", "transfer.settings=[full]", "--set", "model.arch=resnet18",
-               "--set", "data.train_images=64", "--out", str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "ATML_CACHE_DIR": str(tmp_path / "cache")})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "atml",
+        "run",
+        "resnet",
+        "--smoke",
+        "--part",
+        "transfer",
+        "--set",
+        f"data.root={cifar_root}",
+        "--set",
+        "data.dataset=cifar10",
+        "--set",
+        "transfer.dataset=cifar10",
+        "--set",
+        "transfer.settings=[full]",
+        "--set",
+        "model.arch=resnet18",
+        "--set",
+        "data.train_images=64",
+        "--out",
+        str(tmp_path),
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "ATML_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (folder,) = (tmp_path / "resnet").iterdir()
     ranks = json.loads((folder / "metrics.json").read_text())["transfer"]["settings"]["full"]["distributed"]

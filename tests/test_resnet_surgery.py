@@ -18,21 +18,31 @@ def test_switched_off_block_is_its_branch_without_the_identity(resnet):
     for name, inputs in (("layer2.1", torch.randn(2, 512, 8, 8)), ("layer3.0", torch.randn(2, 512, 8, 8))):
         block, original = residual_blocks(model)[name], residual_blocks(resnet)[name]
         with torch.no_grad():
-            branch = block.bn3(block.conv3(block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(inputs))))))))
+            branch = block.bn3(
+                block.conv3(block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(inputs)))))))
+            )
             assert torch.equal(block(inputs), torch.relu(branch))
             identity = inputs if original.downsample is None else original.downsample(inputs)
             assert torch.allclose(original(inputs), torch.relu(branch + identity), atol=1e-5)
             assert not torch.allclose(block(inputs), original(inputs))
     untouched = residual_blocks(model)["layer1.0"]
     with torch.no_grad():
-        assert torch.equal(untouched(torch.ones(1, 64, 4, 4)), residual_blocks(resnet)["layer1.0"](torch.ones(1, 64, 4, 4)))
+        assert torch.equal(
+            untouched(torch.ones(1, 64, 4, 4)), residual_blocks(resnet)["layer1.0"](torch.ones(1, 64, 4, 4))
+        )
     assert list(model.state_dict()) == list(resnet.state_dict())  # same keys: weights still load
     with pytest.raises(ValueError, match="no residual block 'layer9.0'"):
         remove_shortcuts(model, ["layer9.0"])
 
 
-@pytest.mark.parametrize("policy, trainable_prefixes", [
-    ("frozen", ("fc.",)), ("last-block", ("layer4.", "fc.")), ("full", ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.", "fc."))])
+@pytest.mark.parametrize(
+    "policy, trainable_prefixes",
+    [
+        ("frozen", ("fc.",)),
+        ("last-block", ("layer4.", "fc.")),
+        ("full", ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.", "fc.")),
+    ],
+)
 def test_freezing_policies_leave_exactly_the_intended_parameters_trainable(policy, trainable_prefixes):
     model = torchvision.models.resnet18(weights=None)
     replace_head(model, 100)
@@ -47,7 +57,11 @@ def test_pooled_features_of_named_layers(resnet):
     hooks = PooledFeatures(resnet, ["layer1", "layer3", "layer4"])
     with torch.no_grad():
         resnet(torch.randn(3, 3, 64, 64))
-    assert {k: tuple(v.shape) for k, v in hooks.outputs.items()} == {"layer1": (3, 256), "layer3": (3, 1024), "layer4": (3, 2048)}
+    assert {k: tuple(v.shape) for k, v in hooks.outputs.items()} == {
+        "layer1": (3, 256),
+        "layer3": (3, 1024),
+        "layer4": (3, 2048),
+    }
     hooks.remove()
     with pytest.raises(ValueError, match="no module 'layer7'"):
         PooledFeatures(resnet, ["layer7"])

@@ -15,7 +15,9 @@ def test_create_writes_config_env_and_folders(tmp_path):
     run = make(tmp_path)
     assert run.config == {"seed": 1}
     env = run.env
-    assert env["experiment"] == "gan" and env["packages"]["torch"] and "command" in env and "git_commit" in env
+    assert (
+        env["experiment"] == "gan" and env["packages"]["torch"] and "command" in env and "git_commit" in env
+    )
     for sub in ("history", "plots", "samples", "checkpoints"):
         assert (run.dir / sub).is_dir()
 

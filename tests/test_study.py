@@ -19,21 +19,34 @@ ATML = (sys.executable, "-m", "atml")  # the installed package, as its console s
 
 def isolated(tmp_path_factory) -> dict:
     """The environment for an atml subprocess: caches under the test session's folder."""
-    return {**os.environ, "ATML_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "cache"), "MPLBACKEND": "Agg"}
+    return {
+        **os.environ,
+        "ATML_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "cache"),
+        "MPLBACKEND": "Agg",
+    }
 
 
 needs_real_data = pytest.mark.skipif(
     not (REAL_DATA / "MNIST" / "raw").is_dir() or not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-    reason="needs MNIST's test split in ../shared/datasets and Debian's dataset-fashion-mnist (CI has both)")
+    reason="needs MNIST's test split in ../shared/datasets and Debian's dataset-fashion-mnist (CI has both)",
+)
 
 
 def test_seed_arithmetic():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7]
-    numbers = aggregate({0: {"a": {"x": 1.0, "flag": True, "list": [2, 4]}}, 1: {"a": {"x": 3.0, "list": [4, 4]}}})
-    assert numbers["a.x"]["mean"] == 2.0 and numbers["a.x"]["std"] == pytest.approx(2 ** 0.5) and numbers["a.x"]["n"] == 2
+    numbers = aggregate(
+        {0: {"a": {"x": 1.0, "flag": True, "list": [2, 4]}}, 1: {"a": {"x": 3.0, "list": [4, 4]}}}
+    )
+    assert (
+        numbers["a.x"]["mean"] == 2.0
+        and numbers["a.x"]["std"] == pytest.approx(2**0.5)
+        and numbers["a.x"]["n"] == 2
+    )
     assert numbers["a.list.0"]["mean"] == 3.0 and "a.flag" not in numbers
     assert numeric_leaves({"p": {"v": 0.5, "s": "text"}}) == {"p.v": 0.5}
-    rows = summary_rows({0: [{"part": "p", "value": 1.0, "note": "a"}], 1: [{"part": "p", "value": 3.0, "note": "b"}]})
+    rows = summary_rows(
+        {0: [{"part": "p", "value": 1.0, "note": "a"}], 1: [{"part": "p", "value": 3.0, "note": "b"}]}
+    )
     assert rows == [{"part": "p", "value": "2 ± 1.4 (n=2)", "note": "a | b (seeds 0, 1)"}]
 
 
@@ -61,7 +74,17 @@ def test_run_all_reports_a_failing_experiment_and_runs_the_others(cli, tmp_path,
         raise DataNotFoundError("MNIST went missing")
 
     monkeypatch.setattr(gan, "prepare", missing)
-    code, out, err = cli("run", "all", "--smoke", "--set", f"data.root={fake_root}", "--set", "train.epochs=1", "--out", tmp_path)
+    code, out, err = cli(
+        "run",
+        "all",
+        "--smoke",
+        "--set",
+        f"data.root={fake_root}",
+        "--set",
+        "train.epochs=1",
+        "--out",
+        tmp_path,
+    )
     assert code == 3 and "gan FAILED: MNIST went missing" in err
     assert "1 of 2 experiments done; failed: gan" in out
     (vae_run,) = (tmp_path / "vae").iterdir()
@@ -73,8 +96,27 @@ def seeded_gan(tmp_path_factory, fake_root):
     """`atml run gan --part mode-collapse --seeds 2 --smoke` on fake MNIST."""
     root = fake_root
     out = tmp_path_factory.mktemp("seeded")
-    result = subprocess.run([*ATML, "run", "gan", "--part", "mode-collapse", "--seeds", "2", "--smoke", "--set", f"data.root={root}",
-                             "--set", "data.download=false", "--out", str(out)], capture_output=True, text=True, env=isolated(tmp_path_factory))
+    result = subprocess.run(
+        [
+            *ATML,
+            "run",
+            "gan",
+            "--part",
+            "mode-collapse",
+            "--seeds",
+            "2",
+            "--smoke",
+            "--set",
+            f"data.root={root}",
+            "--set",
+            "data.download=false",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=isolated(tmp_path_factory),
+    )
     assert result.returncode == 0, result.stderr
     return out, result.stdout
 
@@ -82,7 +124,12 @@ def seeded_gan(tmp_path_factory, fake_root):
 def test_seeds_give_one_folder_per_seed_and_a_summary(seeded_gan):
     out, stdout = seeded_gan
     folders = sorted(p.name for p in (out / "gan").iterdir())
-    assert len(folders) == 3 and folders[0].endswith("seed0") and folders[1].endswith("seed1") and folders[2].endswith("-seeds")
+    assert (
+        len(folders) == 3
+        and folders[0].endswith("seed0")
+        and folders[1].endswith("seed1")
+        and folders[2].endswith("-seeds")
+    )
     summary = json.loads((out / "gan" / folders[2] / "summary.json").read_text())
     assert summary["seeds"] == [0, 1]
     per_seed = [json.loads((out / "gan" / f / "metrics.json").read_text()) for f in folders[:2]]
@@ -122,7 +169,11 @@ def test_compare_lists_the_differing_config_keys_first(cli, seeded_gan, tmp_path
     text = (tmp_path / "compare.md").read_text()
     first_table = text.split("## Config keys that differ")[1].split("##")[0]
     assert "| seed | 0 | 1 |" in first_table
-    assert text.index("Config keys that differ") < text.index("Every number that differs") < text.index("Figures (A left, B right)")
+    assert (
+        text.index("Config keys that differ")
+        < text.index("Every number that differs")
+        < text.index("Figures (A left, B right)")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +182,20 @@ def study(tmp_path_factory):
     ../shared/datasets holds MNIST's test split)."""
     folder = tmp_path_factory.mktemp("study")
     env = isolated(tmp_path_factory)
-    run = subprocess.run([*ATML, "run", "all", "--smoke", "--out", str(folder / "outputs")], capture_output=True, text=True, cwd=REPO, env=env)
-    report = subprocess.run([*ATML, "report", "--outputs", str(folder / "outputs")], capture_output=True, text=True, cwd=REPO, env=env)
+    run = subprocess.run(
+        [*ATML, "run", "all", "--smoke", "--out", str(folder / "outputs")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    report = subprocess.run(
+        [*ATML, "report", "--outputs", str(folder / "outputs")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     return folder, run, report
 
 
@@ -148,12 +211,18 @@ def test_run_all_smoke_then_report_has_every_section_table_and_figure(study):
     for section in text.split("\n## ")[1:]:
         assert "### Summary" in section and "| part |" in section or "| run |" in section
         assert "smoke" in section and "1 seed" in section
-        assert "### Beside the original report" in section and "| figure | atml | original | caveats |" in section
+        assert (
+            "### Beside the original report" in section
+            and "| figure | atml | original | caveats |" in section
+        )
         links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
         assert links and all((folder / "outputs" / "report" / link).is_file() for link in links)
     assert "random weights" in text.split("## 5. clip")[1]
     html = (folder / "outputs" / "report" / "report.html").read_text()
-    assert html.count("<img src=\"data:image/png;base64,") == len(re.findall(r"!\[", text)) and "src=\"file" not in html
+    assert (
+        html.count('<img src="data:image/png;base64,') == len(re.findall(r"!\[", text))
+        and 'src="file' not in html
+    )
 
 
 @needs_real_data
@@ -161,13 +230,27 @@ def test_run_all_smoke_then_report_has_every_section_table_and_figure(study):
 def test_the_html_report_loads_every_image_in_headless_chromium(study, tmp_path):
     folder, _, report = study
     html = (folder / "outputs" / "report" / "report.html").read_text()
-    probe = ("<script>window.addEventListener('load', () => { const all = [...document.images];"
-             " document.body.setAttribute('data-images', all.filter(i => i.complete && i.naturalWidth > 0).length + '/' + all.length); });"
-             "</script></body>")
+    probe = (
+        "<script>window.addEventListener('load', () => { const all = [...document.images];"
+        " document.body.setAttribute('data-images', all.filter(i => i.complete && i.naturalWidth > 0).length + '/' + all.length); });"
+        "</script></body>"
+    )
     page = tmp_path / "probe.html"
     page.write_text(html.replace("</body>", probe))
-    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom",
-                             page.as_uri()], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     loaded = re.search(r'data-images="(\d+)/(\d+)"', result.stdout)
     assert loaded, result.stderr[-2000:]
     assert int(loaded.group(2)) > 10 and loaded.group(1) == loaded.group(2)
@@ -176,8 +259,19 @@ def test_the_html_report_loads_every_image_in_headless_chromium(study, tmp_path)
 def test_tensorboard_event_files_read_back_the_values_the_run_logged(cli, fake_root, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    code, _, err = cli("run", "vae", "--part", "train", "--smoke", "--set", f"data.root={fake_root}", "--tracker", "tensorboard",
-                       "--out", tmp_path)
+    code, _, err = cli(
+        "run",
+        "vae",
+        "--part",
+        "train",
+        "--smoke",
+        "--set",
+        f"data.root={fake_root}",
+        "--tracker",
+        "tensorboard",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "vae").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())["train"]["constant"]

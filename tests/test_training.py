@@ -46,7 +46,13 @@ def test_interrupted_fit_resumes_to_the_same_result(tmp_path):
         return Run.create(tmp_path, "t", name, {}, env={})
 
     model, opt, step, batches = regression_problem()
-    fit(step, batches, 4, label="t", checkpointing=Checkpointing(run_dir("straight"), "k", {"m": model, "o": opt, "b": batches}))
+    fit(
+        step,
+        batches,
+        4,
+        label="t",
+        checkpointing=Checkpointing(run_dir("straight"), "k", {"m": model, "o": opt, "b": batches}),
+    )
     straight = model.weight.detach().clone()
 
     run = run_dir("interrupted")
@@ -60,10 +66,24 @@ def test_interrupted_fit_resumes_to_the_same_result(tmp_path):
         return step(batch)
 
     with pytest.raises(KeyboardInterrupt):
-        fit(stop_in_epoch_three, batches, 4, label="t", checkpointing=Checkpointing(run, "k", {"m": model, "o": opt, "b": batches}))
+        fit(
+            stop_in_epoch_three,
+            batches,
+            4,
+            label="t",
+            checkpointing=Checkpointing(run, "k", {"m": model, "o": opt, "b": batches}),
+        )
     assert run.load_checkpoint("k")["epoch"] == 1  # two epochs completed
 
-    model, opt, step, batches = regression_problem(init_seed=5)  # fresh objects, state comes from the checkpoint
-    history = fit(step, batches, 4, label="t", checkpointing=Checkpointing(run, "k", {"m": model, "o": opt, "b": batches}))
+    model, opt, step, batches = regression_problem(
+        init_seed=5
+    )  # fresh objects, state comes from the checkpoint
+    history = fit(
+        step,
+        batches,
+        4,
+        label="t",
+        checkpointing=Checkpointing(run, "k", {"m": model, "o": opt, "b": batches}),
+    )
     assert [r["epoch"] for r in history.epochs] == [1, 2, 3, 4]
     assert torch.allclose(model.weight, straight)

@@ -12,13 +12,30 @@ from atml.schedules import BetaSchedule, beta_at
 
 def test_model_is_the_assignments_architecture():
     model = ConvVAE()
-    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = [
+        (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
     assert convs == [(1, 32, (4, 4), (2, 2), (1, 1)), (32, 64, (4, 4), (2, 2), (1, 1))]
-    deconvs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding) for m in model.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
+    deconvs = [
+        (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding)
+        for m in model.decoder
+        if isinstance(m, torch.nn.ConvTranspose2d)
+    ]
     assert deconvs == [(64, 32, (4, 4), (2, 2), (1, 1)), (32, 1, (4, 4), (2, 2), (1, 1))]
     linears = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert linears == [(3136, 256), (256, 20), (256, 20), (20, 256), (256, 3136)]
-    expected = (16 * 32 + 32) + (32 * 64 * 16 + 64) + (3136 * 256 + 256) + 2 * (256 * 20 + 20) + (20 * 256 + 256) + (256 * 3136 + 3136) + (64 * 32 * 16 + 32) + (32 * 16 + 1)
+    expected = (
+        (16 * 32 + 32)
+        + (32 * 64 * 16 + 64)
+        + (3136 * 256 + 256)
+        + 2 * (256 * 20 + 20)
+        + (20 * 256 + 256)
+        + (256 * 3136 + 3136)
+        + (64 * 32 * 16 + 32)
+        + (32 * 16 + 1)
+    )
     assert sum(p.numel() for p in model.parameters()) == expected
     recon, mu, logvar = model(torch.rand(3, 1, 28, 28))
     assert recon.shape == (3, 1, 28, 28) and mu.shape == logvar.shape == (3, 20)
@@ -34,11 +51,21 @@ def test_reparameterisation_uses_half_logvar():
 @pytest.mark.parametrize(
     "kind, step, expected",
     [
-        ("constant", 0, 1.0), ("constant", 99, 1.0),
-        ("linear", 0, 0.0), ("linear", 10, 0.4), ("linear", 25, 1.0), ("linear", 80, 1.0),
+        ("constant", 0, 1.0),
+        ("constant", 99, 1.0),
+        ("linear", 0, 0.0),
+        ("linear", 10, 0.4),
+        ("linear", 25, 1.0),
+        ("linear", 80, 1.0),
         # cyclical, T = 100, M = 4, R = 0.5: period 25, rising over 12.5 steps
-        ("cyclical", 0, 0.0), ("cyclical", 5, 0.4), ("cyclical", 12, 0.96), ("cyclical", 13, 1.0),
-        ("cyclical", 24, 1.0), ("cyclical", 25, 0.0), ("cyclical", 30, 0.4), ("cyclical", 99, 1.0),
+        ("cyclical", 0, 0.0),
+        ("cyclical", 5, 0.4),
+        ("cyclical", 12, 0.96),
+        ("cyclical", 13, 1.0),
+        ("cyclical", 24, 1.0),
+        ("cyclical", 25, 0.0),
+        ("cyclical", 30, 0.4),
+        ("cyclical", 99, 1.0),
     ],
 )
 def test_beta_schedules(kind, step, expected):
@@ -67,7 +94,9 @@ def test_informative_posterior_measures():
     assert posterior.collapse_ratio(logvar) == 15 / 20
     kl = posterior.kl_per_dimension(mu, logvar)
     expected = 0.5 * (9 + 0.01 - 1 - math.log(0.01))
-    assert torch.allclose(kl[:5], torch.full((5,), expected), rtol=0.15) and torch.allclose(kl[5:], torch.zeros(15))
+    assert torch.allclose(kl[:5], torch.full((5,), expected), rtol=0.15) and torch.allclose(
+        kl[5:], torch.zeros(15)
+    )
     mi = posterior.mutual_information(mu, logvar, torch.Generator().manual_seed(0))
     assert 0.9 * math.log(500) < mi <= math.log(500) + 1e-6  # every x identifiable: MI reaches log N
 
@@ -76,7 +105,9 @@ def test_kl_per_dim_matches_torch_distributions():
     mu, logvar = torch.randn(50, 20), torch.randn(50, 20)
     q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
     p = torch.distributions.Normal(0.0, 1.0)
-    assert torch.allclose(posterior.kl_per_dimension(mu, logvar), torch.distributions.kl_divergence(q, p).mean(0), atol=1e-5)
+    assert torch.allclose(
+        posterior.kl_per_dimension(mu, logvar), torch.distributions.kl_divergence(q, p).mean(0), atol=1e-5
+    )
 
 
 def test_loss_terms_are_per_image_sums():
@@ -91,8 +122,19 @@ def test_loss_terms_are_per_image_sums():
 
 
 def test_smoke_run_of_every_vae_part(cli, fake_root, tmp_path):
-    code, out, err = cli("run", "vae", "--smoke", "--beta-schedule", "linear", "--set", f"data.root={fake_root}",
-                         "--set", "data.heldout=200", "--out", tmp_path)
+    code, out, err = cli(
+        "run",
+        "vae",
+        "--smoke",
+        "--beta-schedule",
+        "linear",
+        "--set",
+        f"data.root={fake_root}",
+        "--set",
+        "data.heldout=200",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "vae").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -101,11 +143,27 @@ def test_smoke_run_of_every_vae_part(cli, fake_root, tmp_path):
     for kind in ("constant", "linear", "cyclical"):
         m = metrics["anneal"][kind]
         assert 0 <= m["collapse_ratio"] <= 1 and 0 <= m["active_units"] <= 20 and len(m["kl_per_dim"]) == 20
-        for key in ("recon", "kl", "val_recon", "val_kl", "test_negative_elbo", "mutual_information", "mean_sigma"):
+        for key in (
+            "recon",
+            "kl",
+            "val_recon",
+            "val_kl",
+            "test_negative_elbo",
+            "mutual_information",
+            "mean_sigma",
+        ):
             assert math.isfinite(m[key]), key
         assert (folder / "history" / f"train-{kind}.csv").is_file()
-    for name in ("train_curves", "samples_reconstructions", "samples_generations", "collapse_latent_map",
-                 "collapse_kl_per_dim", "anneal_curves", "anneal_reconstructions", "anneal_latent_map"):
+    for name in (
+        "train_curves",
+        "samples_reconstructions",
+        "samples_generations",
+        "collapse_latent_map",
+        "collapse_kl_per_dim",
+        "anneal_curves",
+        "anneal_reconstructions",
+        "anneal_latent_map",
+    ):
         assert (folder / "plots" / f"{name}.png").stat().st_size > 10_000, name
     assert out.count("vae/linear epoch 2/2") == 1  # trained once, reused by anneal
     assert "collapse ratio" in out

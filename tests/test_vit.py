@@ -21,11 +21,14 @@ def tiny_vit(**kwargs):
     return timm.create_model(kwargs.pop("name", "vit_tiny_patch16_224"), pretrained=False, **kwargs).eval()
 
 
-@pytest.mark.parametrize("kwargs, prefix, grid", [
-    ({"img_size": 64}, 1, (4, 4)),
-    ({"img_size": (48, 80), "reg_tokens": 4}, 5, (3, 5)),  # register tokens and a non-square grid
-    ({"name": "deit_tiny_distilled_patch16_224", "img_size": 32}, 2, (2, 2)),  # a distillation token
-])
+@pytest.mark.parametrize(
+    "kwargs, prefix, grid",
+    [
+        ({"img_size": 64}, 1, (4, 4)),
+        ({"img_size": (48, 80), "reg_tokens": 4}, 5, (3, 5)),  # register tokens and a non-square grid
+        ({"name": "deit_tiny_distilled_patch16_224", "img_size": 32}, 2, (2, 2)),  # a distillation token
+    ],
+)
 def test_attention_is_captured_for_every_layer_with_rows_summing_to_one(kwargs, prefix, grid):
     model = tiny_vit(**kwargs)
     assert prefix_tokens(model) == prefix and patch_grid(model) == grid
@@ -49,7 +52,9 @@ def test_rollout_of_identity_attention_is_the_identity_and_mixes_otherwise():
     assert torch.allclose(rollout([eye] * 4), torch.eye(5).expand(2, 5, 5))
     uniform = torch.full((1, 2, 4, 4), 0.25)
     rolled = rollout([uniform, uniform], residual=0.5)
-    assert torch.allclose(rolled.sum(-1), torch.ones(1, 4)) and not torch.allclose(rolled, torch.eye(4).unsqueeze(0))
+    assert torch.allclose(rolled.sum(-1), torch.ones(1, 4)) and not torch.allclose(
+        rolled, torch.eye(4).unsqueeze(0)
+    )
 
 
 def test_a_patch_known_in_the_map_lands_on_the_pixels_of_that_patch():
@@ -61,7 +66,9 @@ def test_a_patch_known_in_the_map_lands_on_the_pixels_of_that_patch():
     assert 32 <= row < 48 and 48 <= col < 64
     assert heat[32:48, 48:64].sum() > 0.5 * heat.sum()
     maps = cls_maps(attention, 1, (3, 5))
-    assert float(entropy(maps)) == pytest.approx(0.0, abs=1e-5) and float(spatial_spread(maps)) == pytest.approx(0.0, abs=1e-5)
+    assert float(entropy(maps)) == pytest.approx(0.0, abs=1e-5) and float(
+        spatial_spread(maps)
+    ) == pytest.approx(0.0, abs=1e-5)
     flat = torch.full((1, 1, 3, 5), 1 / 15)
     assert float(entropy(flat)) == pytest.approx(uniform_entropy((3, 5)))
 
@@ -71,7 +78,9 @@ def test_masking_hides_exactly_the_intended_patches(ratio):
     grid = (4, 4)
     for scheme in ("random", "centre"):
         masked = masked_patches(grid, ratio, scheme, torch.Generator().manual_seed(0))
-        assert len(masked) == round(ratio * 16) == len(set(masked.tolist())) and all(0 <= i < 16 for i in masked.tolist())
+        assert len(masked) == round(ratio * 16) == len(set(masked.tolist())) and all(
+            0 <= i < 16 for i in masked.tolist()
+        )
         assert sorted(kept_patches(grid, masked).tolist() + masked.tolist()) == list(range(16))
         pixels = pixel_mask(grid, (8, 8), masked)
         assert pixels.sum() == 64 * len(masked)
@@ -118,8 +127,13 @@ def test_photos_of_any_mode_become_rgb(tmp_path):
     Image.new("L", (10, 12), 100).save(tmp_path / "grey.png")
     Image.new("P", (8, 8), 3).save(tmp_path / "palette.gif")
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    photos = {p.name: p.pixels for p in load_photos([str(tmp_path / f) for f in ("transparent.png", "grey.png", "palette.gif")])}
-    assert photos["transparent"].shape == (20, 30, 3) and (photos["transparent"] == 255).all()  # composited on white
+    photos = {
+        p.name: p.pixels
+        for p in load_photos([str(tmp_path / f) for f in ("transparent.png", "grey.png", "palette.gif")])
+    }
+    assert (
+        photos["transparent"].shape == (20, 30, 3) and (photos["transparent"] == 255).all()
+    )  # composited on white
     assert photos["grey"].shape == (12, 10, 3) and (photos["grey"] == 100).all()
     assert photos["palette"].shape == (8, 8, 3)
     with pytest.raises(DataCorruptError, match="broken.jpg"):
@@ -137,12 +151,25 @@ def cifar_root(tmp_path_factory):
 
 
 def test_smoke_run_of_every_vit_part(cli, cifar_root, tmp_path):
-    code, out, err = cli("run", "vit", "--smoke", "--set", f"data.root={cifar_root}", "--set", "data.dataset=cifar10", "--out", tmp_path)
+    code, out, err = cli(
+        "run",
+        "vit",
+        "--smoke",
+        "--set",
+        f"data.root={cifar_root}",
+        "--set",
+        "data.dataset=cifar10",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "vit").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert list(metrics) == list(vit.PARTS) and all(m["random_weights"] for m in metrics.values())
-    assert set(metrics["predict"]["photos"]) == {"china", "flower"} and len(metrics["predict"]["photos"]["china"]) == 5
+    assert (
+        set(metrics["predict"]["photos"]) == {"china", "flower"}
+        and len(metrics["predict"]["photos"]["china"]) == 5
+    )
     attention = metrics["attention"]
     assert attention["grid"] == [6, 6] and len(attention["last_layer_entropy_per_head"]) == 3
     assert all(0 <= e <= attention["uniform_entropy"] + 1e-6 for e in attention["entropy_by_layer"])
@@ -151,8 +178,18 @@ def test_smoke_run_of_every_vit_part(cli, cifar_root, tmp_path):
     probe = metrics["probe"]
     assert set(probe["by_layer"]) == {"block0", "block5", "block11", "final"}
     assert all(0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 1 for s in probe["final"].values())
-    for plot in ("predict_topk", "attention_overlay", "attention_heads", "attention_entropy", "attention_spread", "masking_agreement",
-                 "masking_accuracy", "masking_confidence", "masking_examples", "probe_by_layer"):
+    for plot in (
+        "predict_topk",
+        "attention_overlay",
+        "attention_heads",
+        "attention_entropy",
+        "attention_spread",
+        "masking_agreement",
+        "masking_accuracy",
+        "masking_confidence",
+        "masking_examples",
+        "probe_by_layer",
+    ):
         assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
     assert "(random weights)" in out
 
@@ -162,8 +199,20 @@ def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, cifar
 
     monkeypatch.setattr(weights, "_hub_reachable", lambda host="huggingface.co": False)
     for download in ("false", "true"):
-        code, _, err = cli("run", "vit", "--part", "predict", "--set", "model.name=vit_tiny_patch16_224", "--set", f"data.download={download}",
-                           "--set", f"data.root={cifar_root}", "--out", tmp_path / "out")
+        code, _, err = cli(
+            "run",
+            "vit",
+            "--part",
+            "predict",
+            "--set",
+            "model.name=vit_tiny_patch16_224",
+            "--set",
+            f"data.download={download}",
+            "--set",
+            f"data.root={cifar_root}",
+            "--out",
+            tmp_path / "out",
+        )
         assert code == 3 and "model.safetensors" in err and "models--timm--vit_tiny_patch16_224" in err, err
         assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
     code, _, err = cli("run", "vit", "--smoke", "--set", "attention.layer=12", "--out", tmp_path / "out")

@@ -9,7 +9,9 @@ SCHEMES = ("random", "centre")
 FILLS = ("drop", "zero", "noise")
 
 
-def masked_patches(grid: tuple[int, int], ratio: float, scheme: str, generator: torch.Generator | None = None) -> torch.Tensor:
+def masked_patches(
+    grid: tuple[int, int], ratio: float, scheme: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Indices (row-major) of round(ratio · patches) patches: a uniform random draw, or the
     patches whose centres are nearest the image centre (ties broken by index, so it is fixed)."""
     rows, cols = grid
@@ -40,7 +42,9 @@ def pixel_mask(grid: tuple[int, int], patch: tuple[int, int], masked: torch.Tens
     return cells.reshape(grid).repeat_interleave(patch[0], 0).repeat_interleave(patch[1], 1)
 
 
-def fill_patches(x: torch.Tensor, mask: torch.Tensor, fill: str, generator: torch.Generator | None = None) -> torch.Tensor:
+def fill_patches(
+    x: torch.Tensor, mask: torch.Tensor, fill: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Model inputs (B, C, H, W), normalised, with the masked pixels replaced: `zero` is the
     normalisation mean (a flat mean-grey patch), `noise` a standard normal draw."""
     if fill == "zero":
@@ -48,5 +52,7 @@ def fill_patches(x: torch.Tensor, mask: torch.Tensor, fill: str, generator: torc
     elif fill == "noise":
         replacement = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
     else:
-        raise ValueError(f"fill '{fill}' replaces pixels; accepted: zero, noise (drop removes tokens instead)")
+        raise ValueError(
+            f"fill '{fill}' replaces pixels; accepted: zero, noise (drop removes tokens instead)"
+        )
     return torch.where(mask.to(x.device), replacement, x)

@@ -36,7 +36,7 @@ class Similarities:
     unmatched: float  # mean cosine of each image with the other classes' texts
 
     @classmethod
-    def of(cls, matched: torch.Tensor, unmatched: torch.Tensor) -> "Similarities":
+    def of(cls, matched: torch.Tensor, unmatched: torch.Tensor) -> Similarities:
         return cls(float(matched.mean()), float(unmatched.mean()) if len(unmatched) else float("nan"))
 
 
@@ -44,7 +44,9 @@ def cosine_matrix(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
     return F.normalize(images.float(), dim=-1) @ F.normalize(texts.float(), dim=-1).T
 
 
-def pair_cosines(images: torch.Tensor, class_texts: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_cosines(
+    images: torch.Tensor, class_texts: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosines of images [N, d] with their own class's text [C, d] (N values) and with every
     other class's (N·(C−1) values)."""
     cos = cosine_matrix(images, class_texts)

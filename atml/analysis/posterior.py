@@ -26,7 +26,9 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.
     return int((variance > threshold).sum().item()), variance
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> float:
+def mutual_information(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> float:
     """He et al. 2019: I(x; z) = E_x E_q[log q(z|x)] − E_x E_q[log q(z)], with the aggregate
     posterior q(z) estimated over this batch by log-sum-exp; one z drawn per x.
 
@@ -38,7 +40,9 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.
     z = mu + eps * (0.5 * logvar).exp()  # one sample per x: [N, D]
     # log q(z_i | x_j) for every pair: [N, N]
     deviation = z.unsqueeze(1) - mu.unsqueeze(0)
-    log_density = -0.5 * (deviation.pow(2) / logvar.exp().unsqueeze(0)).sum(-1) - 0.5 * (d * math.log(2 * math.pi) + logvar.sum(-1)).unsqueeze(0)
+    log_density = -0.5 * (deviation.pow(2) / logvar.exp().unsqueeze(0)).sum(-1) - 0.5 * (
+        d * math.log(2 * math.pi) + logvar.sum(-1)
+    ).unsqueeze(0)
     log_q_z_given_x = log_density.diagonal()
     log_q_z = torch.logsumexp(log_density, dim=1) - math.log(n)
     return (log_q_z_given_x - log_q_z).mean().item()

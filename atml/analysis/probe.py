@@ -28,7 +28,9 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     p = correct / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # exact at p = 0 or 1, where rounding strays
+    return max(0.0, min(p, centre - half)), min(
+        1.0, max(p, centre + half)
+    )  # exact at p = 0 or 1, where rounding strays
 
 
 def fit_probe(train_x: np.ndarray, train_y: np.ndarray, c: float = 1.0, max_iter: int = 1000, seed: int = 0):
@@ -43,11 +45,20 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, c: float = 1.0, max_iter
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed)).fit(train_x, train_y)
+        return make_pipeline(
+            StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
+        ).fit(train_x, train_y)
 
 
-def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                   c: float = 1.0, max_iter: int = 1000, seed: int = 0) -> ProbeScore:
+def probe_accuracy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    c: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> ProbeScore:
     """Fitted on (train_x, train_y), scored on the held-out (test_x, test_y)."""
     probe = fit_probe(train_x, train_y, c, max_iter, seed)
     correct = int((probe.predict(test_x) == test_y).sum())

@@ -60,7 +60,9 @@ def fingerprint(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfi
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     with evaluating(model):
-        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in zip(images.split(1000), labels.split(1000)))
+        correct = sum(
+            (model(x).argmax(1) == y).sum().item() for x, y in zip(images.split(1000), labels.split(1000))
+        )
     return correct / len(labels)
 
 
@@ -99,8 +101,13 @@ def get_classifier(
         return {"loss": loss}
 
     model.train()
-    fit(step, TensorBatches(train_x, train_y, batch_size=cfg.batch_size, seed=cfg.seed), cfg.epochs,
-        label=f"{name} sample classifier", log_every=100)
+    fit(
+        step,
+        TensorBatches(train_x, train_y, batch_size=cfg.batch_size, seed=cfg.seed),
+        cfg.epochs,
+        label=f"{name} sample classifier",
+        log_every=100,
+    )
     acc = accuracy(model, heldout_x, heldout_y)
     buffer = io.BytesIO()
     torch.save({"state": model.state_dict(), "heldout_accuracy": acc}, buffer)

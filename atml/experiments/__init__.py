@@ -72,7 +72,9 @@ def parse_flags(exp: ModuleType, args: list[str]) -> dict[str, Any]:
         flag = flags.get(name)
         if flag is None:
             what = f"option {name}" if name.startswith("-") else f"argument '{args[i]}'"
-            raise UserError(f"unknown {what} for {exp.NAME}; its own flags: {accepted} (common options: atml run --help)")
+            raise UserError(
+                f"unknown {what} for {exp.NAME}; its own flags: {accepted} (common options: atml run --help)"
+            )
         if flag.type is bool:
             if sep:
                 raise UserError(f"{name} is a switch and takes no value")

@@ -17,7 +17,14 @@ from pydantic import Field, field_validator
 
 from atml import plots
 from atml.analysis.embeddings import project_2d
-from atml.analysis.modality_gap import Similarities, gap_share, modality_gap, norm_summary, pair_cosines, similarities
+from atml.analysis.modality_gap import (
+    Similarities,
+    gap_share,
+    modality_gap,
+    norm_summary,
+    pair_cosines,
+    similarities,
+)
 from atml.analysis.probe import wilson_interval
 from atml.analysis.procrustes import apply_rotation, fit_rotation
 from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predict
@@ -38,16 +45,36 @@ HEADLINES = (
     Headline("zero-shot: plain label", "zeroshot.strategies.plain.accuracy", "0.9389 (STL-10)"),
     Headline("zero-shot: one template", "zeroshot.strategies.template.accuracy", "0.9485"),
     Headline("zero-shot: descriptive", "zeroshot.strategies.descriptive.accuracy", "0.9483"),
-    Headline("zero-shot: CLIP's published ensemble", "zeroshot.strategies.clip-published.accuracy", "— (published: 0.972)"),
+    Headline(
+        "zero-shot: CLIP's published ensemble",
+        "zeroshot.strategies.clip-published.accuracy",
+        "— (published: 0.972)",
+    ),
     Headline("cosine, matched pairs", "gap.matched_cosine", "0.2791"),
     Headline("cosine, unmatched pairs", "gap.unmatched_cosine", "0.2175"),
     Headline("modality gap ‖mean x̂ − mean ŷ‖", "gap.gap", "— (Liang et al., MSCOCO: 0.82)"),
-    Headline("Procrustes, held out: matched cosine after", "procrustes.held_out.after.matched_cosine", "0.8903 (same 100 images, not held out)"),
-    Headline("Procrustes, held out: accuracy after", "procrustes.held_out.after.accuracy", "1.00 (same 100 images, not held out)"),
-    Headline("Procrustes, fit split: accuracy after", "procrustes.fit_split_not_held_out.after.accuracy", "1.00"),
+    Headline(
+        "Procrustes, held out: matched cosine after",
+        "procrustes.held_out.after.matched_cosine",
+        "0.8903 (same 100 images, not held out)",
+    ),
+    Headline(
+        "Procrustes, held out: accuracy after",
+        "procrustes.held_out.after.accuracy",
+        "1.00 (same 100 images, not held out)",
+    ),
+    Headline(
+        "Procrustes, fit split: accuracy after", "procrustes.fit_split_not_held_out.after.accuracy", "1.00"
+    ),
 )
 ORIGINAL_DATA = {"data.dataset": "stl10"}
-KEY_FIGURES = ("zeroshot_per_class", "gap_maps", "gap_norms_similarity", "procrustes_maps", "procrustes_before_after")
+KEY_FIGURES = (
+    "zeroshot_per_class",
+    "gap_maps",
+    "gap_norms_similarity",
+    "procrustes_maps",
+    "procrustes_before_after",
+)
 LIANG_MSCOCO_GAP = 0.82
 
 
@@ -55,7 +82,9 @@ class ClipDataConfig(Strict):
     dataset: Literal[NAMES] = "stl10"  # type: ignore[valid-type]
     root: str = "data"
     download: bool = True
-    test_images: int | None = Field(None, ge=2, description="a fixed random draw of the test split (null: all of it; STL-10: 8,000)")
+    test_images: int | None = Field(
+        None, ge=2, description="a fixed random draw of the test split (null: all of it; STL-10: 8,000)"
+    )
     subset_seed: Seed = 0
 
 
@@ -64,7 +93,9 @@ class ClipModelConfig(Strict):
     weights: str = Field("openai", description="an open_clip pretrained tag | a local checkpoint | none")
     batch_size: int = Field(256, ge=1, description="images per no-grad forward")
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    cache: bool = Field(True, description="reuse image embeddings across parts and runs (~/.cache/atml/features)")
+    cache: bool = Field(
+        True, description="reuse image embeddings across parts and runs (~/.cache/atml/features)"
+    )
 
 
 Templates = list[str] | Literal["published"]
@@ -72,10 +103,19 @@ Templates = list[str] | Literal["published"]
 
 class ZeroShotConfig(Strict):
     strategies: dict[str, Templates] = Field(
-        {"plain": ["{}"], "template": ["a photo of a {}."],
-         "descriptive": ["a good photo of a {}, a kind of object.", "a close-up photo of the {}.", "a centered photo of a {}."],
-         "clip-published": PUBLISHED},
-        min_length=1, description="name → prompt templates ({} is the class name), or `published`: CLIP's own ensemble for the dataset")
+        {
+            "plain": ["{}"],
+            "template": ["a photo of a {}."],
+            "descriptive": [
+                "a good photo of a {}, a kind of object.",
+                "a close-up photo of the {}.",
+                "a centered photo of a {}.",
+            ],
+            "clip-published": PUBLISHED,
+        },
+        min_length=1,
+        description="name → prompt templates ({} is the class name), or `published`: CLIP's own ensemble for the dataset",
+    )
     class_names: dict[str, str] = Field({}, description="dataset class name → the text a prompt uses instead")
 
     @field_validator("strategies")
@@ -83,20 +123,32 @@ class ZeroShotConfig(Strict):
     def _templates_name_the_class(cls, strategies: dict) -> dict:
         for name, templates in strategies.items():
             if templates != PUBLISHED and (not templates or any(t.count("{}") != 1 for t in templates)):
-                raise ValueError(f"strategy '{name}': each template needs exactly one {{}} where the class name goes")
+                raise ValueError(
+                    f"strategy '{name}': each template needs exactly one {{}} where the class name goes"
+                )
         return strategies
 
 
 class GapConfig(Strict):
-    images: int = Field(100, ge=2, description="test images in the t-SNE/UMAP maps (the numbers use the whole draw)")
-    strategy: str = Field("template", description="the zero-shot strategy whose class texts pair with the images")
+    images: int = Field(
+        100, ge=2, description="test images in the t-SNE/UMAP maps (the numbers use the whole draw)"
+    )
+    strategy: str = Field(
+        "template", description="the zero-shot strategy whose class texts pair with the images"
+    )
     maps: list[Literal["tsne", "umap", "pca"]] = ["tsne", "umap"]
 
 
 class ProcrustesConfig(Strict):
-    images: int | None = Field(2000, ge=4, description="test images aligned (null: the whole draw), split into fit and held-out")
-    fit_fraction: float = Field(0.5, gt=0, lt=1, description="share of them the rotation is fitted on; the rest are held out")
-    strategy: str = Field("template", description="the zero-shot strategy whose class texts the images are aligned to")
+    images: int | None = Field(
+        2000, ge=4, description="test images aligned (null: the whole draw), split into fit and held-out"
+    )
+    fit_fraction: float = Field(
+        0.5, gt=0, lt=1, description="share of them the rotation is fitted on; the rest are held out"
+    )
+    strategy: str = Field(
+        "template", description="the zero-shot strategy whose class texts the images are aligned to"
+    )
 
 
 class Config(Strict):
@@ -109,6 +161,7 @@ class Config(Strict):
 
 
 # --- model, data, embeddings ---------------------------------------------------------------------
+
 
 def pretrained(cfg: Config) -> Pretrained:
     return frozen("open_clip", cfg.model.name, cfg.model.weights, cfg.data.download, cfg.seed)
@@ -138,21 +191,32 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
         if part not in parts:
             continue
         if name not in strategies:
-            raise UserError(f"{part}.strategy='{name}' is not a zeroshot strategy; defined: {', '.join(strategies)}")
+            raise UserError(
+                f"{part}.strategy='{name}' is not a zeroshot strategy; defined: {', '.join(strategies)}"
+            )
         if strategy_templates(cfg, name) is None:
-            raise UserError(f"{part}.strategy='{name}' is CLIP's published ensemble, and CLIP published none for {cfg.data.dataset}")
+            raise UserError(
+                f"{part}.strategy='{name}' is CLIP's published ensemble, and CLIP published none for {cfg.data.dataset}"
+            )
     if "procrustes" in parts:
         n = min(cfg.procrustes.images or len(test.labels), len(test.labels))
         n_fit = round(n * cfg.procrustes.fit_fraction)
         if n_fit < 2 or n - n_fit < 2:
-            raise UserError(f"procrustes: {n} images split {n_fit}/{n - n_fit} leaves fewer than 2 to fit on or to hold out; "
-                            "raise procrustes.images or data.test_images")
+            raise UserError(
+                f"procrustes: {n} images split {n_fit}/{n - n_fit} leaves fewer than 2 to fit on or to hold out; "
+                "raise procrustes.images or data.test_images"
+            )
 
 
 def common_metrics(cfg: Config, device: torch.device) -> dict:
-    return {"model": cfg.model.name, "weights": pretrained(cfg).record.describe(cfg.seed),
-            "random_weights": cfg.model.weights == "none", "precision": resolve_precision(device, cfg.model.precision),
-            "dataset": cfg.data.dataset, "images": test_draw(cfg).source}
+    return {
+        "model": cfg.model.name,
+        "weights": pretrained(cfg).record.describe(cfg.seed),
+        "random_weights": cfg.model.weights == "none",
+        "precision": resolve_precision(device, cfg.model.precision),
+        "dataset": cfg.data.dataset,
+        "images": test_draw(cfg).source,
+    }
 
 
 def weights_note(cfg: Config) -> str:
@@ -163,17 +227,32 @@ def image_embeddings(cfg: Config, device: torch.device) -> torch.Tensor:
     """The test draw's image embeddings (before normalisation), from one cached no-grad pass."""
     p, test = pretrained(cfg), test_draw(cfg)
     precision = resolve_precision(device, cfg.model.precision)
-    determinants = {"model": f"open_clip:{cfg.model.name}", "weights": common_metrics(cfg, device)["weights"], "dataset": cfg.data.dataset,
-                    "split": "test", "indices": fingerprint(test.indices), "preprocess": p.preprocess.describe(), "precision": precision,
-                    "readouts": ["image_embedding"]}
+    determinants = {
+        "model": f"open_clip:{cfg.model.name}",
+        "weights": common_metrics(cfg, device)["weights"],
+        "dataset": cfg.data.dataset,
+        "split": "test",
+        "indices": fingerprint(test.indices),
+        "preprocess": p.preprocess.describe(),
+        "precision": precision,
+        "readouts": ["image_embedding"],
+    }
 
     def compute() -> dict[str, torch.Tensor]:
         model = p.model.to(device)
-        return batched_outputs(lambda x: {"image": model.encode_image(x)}, test.images, p.preprocess, device, cfg.model.batch_size,
-                               label=f"{cfg.model.name} {cfg.data.dataset} test", precision=precision)
+        return batched_outputs(
+            lambda x: {"image": model.encode_image(x)},
+            test.images,
+            p.preprocess,
+            device,
+            cfg.model.batch_size,
+            label=f"{cfg.model.name} {cfg.data.dataset} test",
+            precision=precision,
+        )
 
     outputs: Outputs = FeatureCache(cache_root(), enabled=cfg.model.cache).get_or_compute(
-        determinants, compute, f"{cfg.model.name} {cfg.data.dataset} test image embeddings")
+        determinants, compute, f"{cfg.model.name} {cfg.data.dataset} test image embeddings"
+    )
     return outputs["image"]
 
 
@@ -184,7 +263,11 @@ def text_embeddings(cfg: Config, texts: list[str], device: torch.device) -> torc
     out = []
     with torch.no_grad(), autocast(device, resolve_precision(device, cfg.model.precision)):
         for start in range(0, len(texts), cfg.model.batch_size):
-            out.append(model.encode_text(tokenizer(texts[start : start + cfg.model.batch_size]).to(device)).float().cpu())
+            out.append(
+                model.encode_text(tokenizer(texts[start : start + cfg.model.batch_size]).to(device))
+                .float()
+                .cpu()
+            )
     return torch.cat(out)
 
 
@@ -202,6 +285,7 @@ def class_texts(cfg: Config, strategy: str, device: torch.device) -> torch.Tenso
 
 # --- parts -----------------------------------------------------------------------------------------
 
+
 def run_zeroshot(cfg: Config, run: Run, device: torch.device) -> dict:
     test = test_draw(cfg)
     images = image_embeddings(cfg, device)
@@ -215,20 +299,40 @@ def run_zeroshot(cfg: Config, run: Run, device: torch.device) -> dict:
         predicted = predict(images, class_texts(cfg, strategy, device))
         correct = int((predicted == test.labels).sum())
         low, high = wilson_interval(correct, len(test.labels))
-        results[strategy] = {"accuracy": correct / len(test.labels), "ci_low": low, "ci_high": high, "templates": templates,
-                             "per_class": dict(zip(test.classes, per_class_accuracy(predicted, test.labels, len(test.classes))))}
-        print(f"  {strategy} ({len(templates)} template{'s' * (len(templates) > 1)}): accuracy {correct / len(test.labels):.4f} "
-              f"[{low:.4f}, {high:.4f}]", flush=True)
+        results[strategy] = {
+            "accuracy": correct / len(test.labels),
+            "ci_low": low,
+            "ci_high": high,
+            "templates": templates,
+            "per_class": dict(
+                zip(test.classes, per_class_accuracy(predicted, test.labels, len(test.classes)))
+            ),
+        }
+        print(
+            f"  {strategy} ({len(templates)} template{'s' * (len(templates) > 1)}): accuracy {correct / len(test.labels):.4f} "
+            f"[{low:.4f}, {high:.4f}]",
+            flush=True,
+        )
     if results:
-        plots.grouped_bars({f"{s} ({r['accuracy']:.3f})": list(r["per_class"].values()) for s, r in results.items()}, list(test.classes),
-                           run.plot_path("zeroshot_per_class"),
-                           f"zero-shot accuracy per class, {len(test.labels)} {cfg.data.dataset} test images (chance {1 / len(test.classes):.2f})"
-                           f"{weights_note(cfg)}", "accuracy")
-    return common_metrics(cfg, device) | {"n_images": len(test.labels), "chance": 1 / len(test.classes), "strategies": results,
-                                          "skipped": skipped}
+        plots.grouped_bars(
+            {f"{s} ({r['accuracy']:.3f})": list(r["per_class"].values()) for s, r in results.items()},
+            list(test.classes),
+            run.plot_path("zeroshot_per_class"),
+            f"zero-shot accuracy per class, {len(test.labels)} {cfg.data.dataset} test images (chance {1 / len(test.classes):.2f})"
+            f"{weights_note(cfg)}",
+            "accuracy",
+        )
+    return common_metrics(cfg, device) | {
+        "n_images": len(test.labels),
+        "chance": 1 / len(test.classes),
+        "strategies": results,
+        "skipped": skipped,
+    }
 
 
-def joint_map(image_emb: torch.Tensor, image_labels: torch.Tensor, texts: torch.Tensor, method: str, seed: int) -> plots.ModalityMap:
+def joint_map(
+    image_emb: torch.Tensor, image_labels: torch.Tensor, texts: torch.Tensor, method: str, seed: int
+) -> plots.ModalityMap:
     """A 2-D map of normalised images and class texts together."""
     points = torch.nn.functional.normalize(torch.cat([image_emb.float(), texts.float()]), dim=-1).numpy()
     labels = np.concatenate([image_labels.numpy(), np.arange(len(texts))])
@@ -249,24 +353,53 @@ def run_gap(cfg: Config, run: Run, device: torch.device) -> dict:
     gap, share = modality_gap(images, paired), gap_share(images, paired)
     matched, unmatched = pair_cosines(images, texts, test.labels)
     sims = Similarities.of(matched, unmatched)
-    print(f"  gap {gap:.4f} (Liang et al., CLIP on MSCOCO: {LIANG_MSCOCO_GAP}); share of matched-pair distance {share:.3f}; "
-          f"cosine matched {sims.matched:.4f} vs unmatched {sims.unmatched:.4f}", flush=True)
+    print(
+        f"  gap {gap:.4f} (Liang et al., CLIP on MSCOCO: {LIANG_MSCOCO_GAP}); share of matched-pair distance {share:.3f}; "
+        f"cosine matched {sims.matched:.4f} vs unmatched {sims.unmatched:.4f}",
+        flush=True,
+    )
     n = min(cfg.gap.images, len(test.labels))
-    maps = {f"{METHOD_NAMES[m]} of {n} images + {len(texts)} class texts": joint_map(images[:n], test.labels[:n], texts, m, cfg.seed)
-            for m in cfg.gap.maps}
-    plots.modality_maps(maps, test.classes, run.plot_path("gap_maps"), f"image and text embeddings together (normalised){weights_note(cfg)}")
+    maps = {
+        f"{METHOD_NAMES[m]} of {n} images + {len(texts)} class texts": joint_map(
+            images[:n], test.labels[:n], texts, m, cfg.seed
+        )
+        for m in cfg.gap.maps
+    }
+    plots.modality_maps(
+        maps,
+        test.classes,
+        run.plot_path("gap_maps"),
+        f"image and text embeddings together (normalised){weights_note(cfg)}",
+    )
     flat_prompts = prompts.flatten(0, 1)
     plots.histograms(
-        {"norms before normalisation": {"image": images.norm(dim=-1).numpy(), "text (every prompt)": flat_prompts.norm(dim=-1).numpy()},
-         "cosine similarity, image vs class text": {"matched (own class)": matched.numpy(), "unmatched": unmatched.numpy()}},
-        run.plot_path("gap_norms_similarity"), f"{cfg.data.dataset}, strategy '{cfg.gap.strategy}'{weights_note(cfg)}",
-        ["L2 norm", "cosine"])
+        {
+            "norms before normalisation": {
+                "image": images.norm(dim=-1).numpy(),
+                "text (every prompt)": flat_prompts.norm(dim=-1).numpy(),
+            },
+            "cosine similarity, image vs class text": {
+                "matched (own class)": matched.numpy(),
+                "unmatched": unmatched.numpy(),
+            },
+        },
+        run.plot_path("gap_norms_similarity"),
+        f"{cfg.data.dataset}, strategy '{cfg.gap.strategy}'{weights_note(cfg)}",
+        ["L2 norm", "cosine"],
+    )
     return common_metrics(cfg, device) | {
-        "n_images": len(test.labels), "strategy": cfg.gap.strategy, "gap": gap, "gap_share_of_pair_distance": share,
-        "liang_mscoco_gap": LIANG_MSCOCO_GAP, "matched_cosine": sims.matched, "unmatched_cosine": sims.unmatched,
+        "n_images": len(test.labels),
+        "strategy": cfg.gap.strategy,
+        "gap": gap,
+        "gap_share_of_pair_distance": share,
+        "liang_mscoco_gap": LIANG_MSCOCO_GAP,
+        "matched_cosine": sims.matched,
+        "unmatched_cosine": sims.unmatched,
         "norms_before": {"image": norm_summary(images), "text": norm_summary(flat_prompts)},
-        "norms_after": {"image": norm_summary(torch.nn.functional.normalize(images, dim=-1)),
-                        "text": norm_summary(torch.nn.functional.normalize(flat_prompts, dim=-1))},
+        "norms_after": {
+            "image": norm_summary(torch.nn.functional.normalize(images, dim=-1)),
+            "text": norm_summary(torch.nn.functional.normalize(flat_prompts, dim=-1)),
+        },
         "map_images": n,
     }
 
@@ -274,8 +407,12 @@ def run_gap(cfg: Config, run: Run, device: torch.device) -> dict:
 def alignment_scores(images: torch.Tensor, labels: torch.Tensor, texts: torch.Tensor) -> dict:
     """Matched/unmatched cosine, gap and zero-shot accuracy of unit image embeddings against unit class texts."""
     sims = similarities(images, texts, labels)
-    return {"matched_cosine": sims.matched, "unmatched_cosine": sims.unmatched, "gap": modality_gap(images, texts[labels]),
-            "accuracy": float((predict(images, texts) == labels).float().mean())}
+    return {
+        "matched_cosine": sims.matched,
+        "unmatched_cosine": sims.unmatched,
+        "gap": modality_gap(images, texts[labels]),
+        "accuracy": float((predict(images, texts) == labels).float().mean()),
+    }
 
 
 def run_procrustes(cfg: Config, run: Run, device: torch.device) -> dict:
@@ -290,24 +427,53 @@ def run_procrustes(cfg: Config, run: Run, device: torch.device) -> dict:
     images = torch.nn.functional.normalize(image_embeddings(cfg, device)[:n].double(), dim=-1).float()
     rotation = fit_rotation(images[fit], texts[test.labels[fit]])
     aligned = apply_rotation(images, rotation)
-    scores = {split: {"before": alignment_scores(images[idx], test.labels[idx], texts), "after": alignment_scores(aligned[idx], test.labels[idx], texts)}
-              for split, idx in (("held_out", held), ("fit_split", fit))}
+    scores = {
+        split: {
+            "before": alignment_scores(images[idx], test.labels[idx], texts),
+            "after": alignment_scores(aligned[idx], test.labels[idx], texts),
+        }
+        for split, idx in (("held_out", held), ("fit_split", fit))
+    }
     for split, s in scores.items():
-        print(f"  {split} ({len(held) if split == 'held_out' else len(fit)} images): matched cosine {s['before']['matched_cosine']:.4f} → "
-              f"{s['after']['matched_cosine']:.4f}, accuracy {s['before']['accuracy']:.4f} → {s['after']['accuracy']:.4f}, "
-              f"gap {s['before']['gap']:.4f} → {s['after']['gap']:.4f}", flush=True)
+        print(
+            f"  {split} ({len(held) if split == 'held_out' else len(fit)} images): matched cosine {s['before']['matched_cosine']:.4f} → "
+            f"{s['after']['matched_cosine']:.4f}, accuracy {s['before']['accuracy']:.4f} → {s['after']['accuracy']:.4f}, "
+            f"gap {s['before']['gap']:.4f} → {s['after']['gap']:.4f}",
+            flush=True,
+        )
     shown = held[: cfg.gap.images]
-    plots.modality_maps({f"held-out images, before alignment (n={len(shown)})": joint_map(images[shown], test.labels[shown], texts, "tsne", cfg.seed),
-                         "after: images rotated by R fitted on the other split": joint_map(aligned[shown], test.labels[shown], texts, "tsne", cfg.seed)},
-                        test.classes, run.plot_path("procrustes_maps"), f"orthogonal Procrustes, t-SNE{weights_note(cfg)}")
+    plots.modality_maps(
+        {
+            f"held-out images, before alignment (n={len(shown)})": joint_map(
+                images[shown], test.labels[shown], texts, "tsne", cfg.seed
+            ),
+            "after: images rotated by R fitted on the other split": joint_map(
+                aligned[shown], test.labels[shown], texts, "tsne", cfg.seed
+            ),
+        },
+        test.classes,
+        run.plot_path("procrustes_maps"),
+        f"orthogonal Procrustes, t-SNE{weights_note(cfg)}",
+    )
     quantities = ("matched_cosine", "unmatched_cosine", "gap", "accuracy")
-    plots.grouped_bars({f"{split.replace('_', ' ')}, {when}": [scores[split][when][q] for q in quantities]
-                        for split in ("held_out", "fit_split") for when in ("before", "after")},
-                       [q.replace("_", " ") for q in quantities], run.plot_path("procrustes_before_after"),
-                       f"before vs after alignment: held out (the result) and fit split (optimistic){weights_note(cfg)}", "value")
+    plots.grouped_bars(
+        {
+            f"{split.replace('_', ' ')}, {when}": [scores[split][when][q] for q in quantities]
+            for split in ("held_out", "fit_split")
+            for when in ("before", "after")
+        },
+        [q.replace("_", " ") for q in quantities],
+        run.plot_path("procrustes_before_after"),
+        f"before vs after alignment: held out (the result) and fit split (optimistic){weights_note(cfg)}",
+        "value",
+    )
     return common_metrics(cfg, device) | {
-        "strategy": cfg.procrustes.strategy, "n_fit": len(fit), "n_held_out": len(held), "dim": int(images.shape[1]),
-        "held_out": scores["held_out"], "fit_split_not_held_out": scores["fit_split"],
+        "strategy": cfg.procrustes.strategy,
+        "n_fit": len(fit),
+        "n_held_out": len(held),
+        "dim": int(images.shape[1]),
+        "held_out": scores["held_out"],
+        "fit_split_not_held_out": scores["fit_split"],
         "note": "after alignment the classifier has used the fit split's labels: not zero-shot any more",
     }
 
@@ -329,23 +495,60 @@ def summary(metrics: dict) -> list[dict]:
     if "procrustes" in metrics:
         m = metrics["procrustes"]
         h, f = m["held_out"], m["fit_split_not_held_out"]
-        rows += [{"part": "procrustes", "what": f"held-out ({m['n_held_out']}) cosine matched / unmatched, before → after{_mark(m)}",
-                  "value": f"{h['before']['matched_cosine']:.4f} / {h['before']['unmatched_cosine']:.4f} → "
-                           f"{h['after']['matched_cosine']:.4f} / {h['after']['unmatched_cosine']:.4f}"},
-                 {"part": "procrustes", "what": f"held-out gap, before → after{_mark(m)}", "value": f"{h['before']['gap']:.4f} → {h['after']['gap']:.4f}"},
-                 {"part": "procrustes", "what": f"held-out accuracy, before → after (after: uses fit labels){_mark(m)}",
-                  "value": f"{h['before']['accuracy']:.4f} → {h['after']['accuracy']:.4f}"},
-                 {"part": "procrustes", "what": f"fit split ({m['n_fit']}, NOT held out) matched cosine / accuracy after{_mark(m)}",
-                  "value": f"{f['after']['matched_cosine']:.4f} / {f['after']['accuracy']:.4f}"}]
+        rows += [
+            {
+                "part": "procrustes",
+                "what": f"held-out ({m['n_held_out']}) cosine matched / unmatched, before → after{_mark(m)}",
+                "value": f"{h['before']['matched_cosine']:.4f} / {h['before']['unmatched_cosine']:.4f} → "
+                f"{h['after']['matched_cosine']:.4f} / {h['after']['unmatched_cosine']:.4f}",
+            },
+            {
+                "part": "procrustes",
+                "what": f"held-out gap, before → after{_mark(m)}",
+                "value": f"{h['before']['gap']:.4f} → {h['after']['gap']:.4f}",
+            },
+            {
+                "part": "procrustes",
+                "what": f"held-out accuracy, before → after (after: uses fit labels){_mark(m)}",
+                "value": f"{h['before']['accuracy']:.4f} → {h['after']['accuracy']:.4f}",
+            },
+            {
+                "part": "procrustes",
+                "what": f"fit split ({m['n_fit']}, NOT held out) matched cosine / accuracy after{_mark(m)}",
+                "value": f"{f['after']['matched_cosine']:.4f} / {f['after']['accuracy']:.4f}",
+            },
+        ]
     if "gap" in metrics:
         m = metrics["gap"]
-        rows += [{"part": "gap", "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m['liang_mscoco_gap']}){_mark(m)}",
-                  "value": f"{m['gap']:.4f}"},
-                 {"part": "gap", "what": f"share of matched-pair distance the gap explains{_mark(m)}", "value": f"{m['gap_share_of_pair_distance']:.3f}"},
-                 {"part": "gap", "what": f"cosine matched / unmatched{_mark(m)}", "value": f"{m['matched_cosine']:.4f} / {m['unmatched_cosine']:.4f}"}]
+        rows += [
+            {
+                "part": "gap",
+                "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m['liang_mscoco_gap']}){_mark(m)}",
+                "value": f"{m['gap']:.4f}",
+            },
+            {
+                "part": "gap",
+                "what": f"share of matched-pair distance the gap explains{_mark(m)}",
+                "value": f"{m['gap_share_of_pair_distance']:.3f}",
+            },
+            {
+                "part": "gap",
+                "what": f"cosine matched / unmatched{_mark(m)}",
+                "value": f"{m['matched_cosine']:.4f} / {m['unmatched_cosine']:.4f}",
+            },
+        ]
     if "zeroshot" in metrics:
         m = metrics["zeroshot"]
-        rows += [{"part": "zeroshot", "what": f"{name} accuracy, {m['n_images']} images (95% CI){_mark(m)}",
-                  "value": f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"} for name, r in m["strategies"].items()]
-        rows += [{"part": "zeroshot", "what": f"{name}", "value": f"skipped: {why}"} for name, why in m["skipped"].items()]
+        rows += [
+            {
+                "part": "zeroshot",
+                "what": f"{name} accuracy, {m['n_images']} images (95% CI){_mark(m)}",
+                "value": f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
+            }
+            for name, r in m["strategies"].items()
+        ]
+        rows += [
+            {"part": "zeroshot", "what": f"{name}", "value": f"skipped: {why}"}
+            for name, why in m["skipped"].items()
+        ]
     return rows

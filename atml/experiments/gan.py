@@ -36,17 +36,38 @@ FLAGS: tuple[Flag, ...] = ()
 HEADLINES = (
     Headline("baseline (assignment): final D(x)", "baseline.assignment.final_d_real", "0.60 (20 epochs)"),
     Headline("baseline (assignment): final D(G(z))", "baseline.assignment.final_d_fake", "0.30"),
-    Headline("vanishing, pathology: median ‖∇G‖", "vanishing.pathology.g_grad_norm_median", "— (not measured)"),
+    Headline(
+        "vanishing, pathology: median ‖∇G‖", "vanishing.pathology.g_grad_norm_median", "— (not measured)"
+    ),
     Headline("vanishing, mitigation: median ‖∇G‖", "vanishing.mitigation.g_grad_norm_median", "—"),
-    Headline("mode-collapse, pathology: digit classes produced", "mode-collapse.pathology.modes_covered", "— (\"collapse\", by eye)"),
-    Headline("mode-collapse, mitigation: digit classes produced", "mode-collapse.mitigation.modes_covered", "— (\"recovered\", by eye)"),
+    Headline(
+        "mode-collapse, pathology: digit classes produced",
+        "mode-collapse.pathology.modes_covered",
+        '— ("collapse", by eye)',
+    ),
+    Headline(
+        "mode-collapse, mitigation: digit classes produced",
+        "mode-collapse.mitigation.modes_covered",
+        '— ("recovered", by eye)',
+    ),
     Headline("mode-collapse, pathology: Fréchet distance", "mode-collapse.pathology.frechet_distance", "—"),
     Headline("mode-collapse, mitigation: Fréchet distance", "mode-collapse.mitigation.frechet_distance", "—"),
-    Headline("d-overfit, pathology: membership AUC", "d-overfit.pathology.d_membership_auc_late_mean", "— (D(x) train vs held-out, by eye)"),
+    Headline(
+        "d-overfit, pathology: membership AUC",
+        "d-overfit.pathology.d_membership_auc_late_mean",
+        "— (D(x) train vs held-out, by eye)",
+    ),
 )
 ORIGINAL_DATA = {"data.train_split": "train"}
-KEY_FIGURES = ("baseline_curves", "baseline_final_grid", "vanishing_curves", "vanishing_final_grid", "mode-collapse_curves",
-               "mode-collapse_final_grid", "d-overfit_curves")
+KEY_FIGURES = (
+    "baseline_curves",
+    "baseline_final_grid",
+    "vanishing_curves",
+    "vanishing_final_grid",
+    "mode-collapse_curves",
+    "mode-collapse_final_grid",
+    "d-overfit_curves",
+)
 DATASET = "mnist"
 N_CLASSES = 10
 
@@ -70,10 +91,14 @@ class GanTrainConfig(Strict):
     lr_d: float = Field(2e-4, gt=0)
     betas: tuple[Beta, Beta] = (0.5, 0.999)
     g_loss: Literal["non_saturating", "saturating"] = "non_saturating"
-    real_label: float = Field(1.0, gt=0, le=1, description="target for real images; 0.9 is one-sided smoothing")
+    real_label: float = Field(
+        1.0, gt=0, le=1, description="target for real images; 0.9 is one-sided smoothing"
+    )
     d_steps: int = Field(1, ge=1, description="D updates per iteration, each on its own real batch")
     g_steps: int = Field(1, ge=1, description="G updates per iteration")
-    steps_per_epoch: int | None = Field(None, ge=1, description="iterations per epoch (null: one pass over the data)")
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="iterations per epoch (null: one pass over the data)"
+    )
     grid_every: int = Field(5, ge=1)
     log_every: int = Field(10, ge=1)
 
@@ -82,7 +107,9 @@ class GanEvalConfig(Strict):
     n_samples: int = Field(2000, ge=2)
     min_class_share: float = Field(0.01, gt=0, lt=1)
     pairwise_max: int = Field(1000, ge=2)
-    d_eval_images: int = Field(1000, ge=1, description="training and held-out images D is scored on each epoch")
+    d_eval_images: int = Field(
+        1000, ge=1, description="training and held-out images D is scored on each epoch"
+    )
     classifier: ClassifierConfig = ClassifierConfig()
 
 
@@ -101,7 +128,7 @@ class Config(Strict):
     parts: dict[str, dict[str, dict]] = {}
 
     @model_validator(mode="after")
-    def _runs_resolve(self) -> "Config":
+    def _runs_resolve(self) -> Config:
         self.runs  # raises a UserError naming the bad key
         return self
 
@@ -110,8 +137,14 @@ class Config(Strict):
         """Each part's runs as complete settings, in config order."""
         unknown = set(self.parts) - set(PARTS)
         if unknown:
-            raise UserError(f"unknown part '{sorted(unknown)[0]}' under 'parts'; accepted: {', '.join(PARTS)}")
-        base = {"data": self.data.model_dump(), "model": self.model.model_dump(), "train": self.train.model_dump()}
+            raise UserError(
+                f"unknown part '{sorted(unknown)[0]}' under 'parts'; accepted: {', '.join(PARTS)}"
+            )
+        base = {
+            "data": self.data.model_dump(),
+            "model": self.model.model_dump(),
+            "train": self.train.model_dump(),
+        }
         resolved: dict[str, dict[str, GanRunSettings]] = {}
         for part in PARTS:
             runs = self.parts.get(part) or {part: {}}
@@ -129,18 +162,23 @@ class Config(Strict):
 
 # --- data and the sample judge ----------------------------------------------------------------
 
+
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
     """Load the data of every run of `parts` and check each run's batches against it, before a
     run folder exists: missing data or an impossible setting leaves nothing behind."""
     base = _load(cfg.data.model_dump_json())
     if len(base.train.images) < cfg.eval.classifier.batch_size:
-        raise UserError(f"eval.classifier.batch_size={cfg.eval.classifier.batch_size} exceeds the {len(base.train.images)} training images")
+        raise UserError(
+            f"eval.classifier.batch_size={cfg.eval.classifier.batch_size} exceeds the {len(base.train.images)} training images"
+        )
     for part in parts:
         for name, s in cfg.runs[part].items():
             n, batch = len(_load(s.data.model_dump_json()).train.images), s.train.batch_size * s.train.d_steps
             if n < batch:
-                raise UserError(f"parts.{part}.{name}: {n} training images cannot fill one iteration of "
-                                f"{batch} (train.batch_size {s.train.batch_size} × train.d_steps {s.train.d_steps})")
+                raise UserError(
+                    f"parts.{part}.{name}: {n} training images cannot fill one iteration of "
+                    f"{batch} (train.batch_size {s.train.batch_size} × train.d_steps {s.train.d_steps})"
+                )
 
 
 @lru_cache(maxsize=4)
@@ -152,14 +190,18 @@ def _judge(cfg: Config, device: torch.device) -> tuple[TrainHeldout, JudgedClass
     data = _load(cfg.data.model_dump_json())
     judge = get_classifier(
         DATASET,
-        to_signed_range(data.train.images).to(device), data.train.labels.to(device),
-        to_signed_range(data.heldout.images).to(device), data.heldout.labels.to(device),
+        to_signed_range(data.train.images).to(device),
+        data.train.labels.to(device),
+        to_signed_range(data.heldout.images).to(device),
+        data.heldout.labels.to(device),
         cfg.eval.classifier,
     )
     return data, judge
 
 
-def describe_samples(images: torch.Tensor, judge: JudgedClassifier, reference_features: np.ndarray, ev: GanEvalConfig) -> dict:
+def describe_samples(
+    images: torch.Tensor, judge: JudgedClassifier, reference_features: np.ndarray, ev: GanEvalConfig
+) -> dict:
     """Diversity, mode coverage and Fréchet distance of images in [-1, 1]."""
     labels, features = judge.predict(images)
     return {
@@ -167,12 +209,15 @@ def describe_samples(images: torch.Tensor, judge: JudgedClassifier, reference_fe
         "mean_pairwise_distance": sample_stats.mean_pairwise_distance(images, ev.pairwise_max),
         "modes_covered": sample_stats.modes_covered(labels, N_CLASSES, ev.min_class_share),
         "kl_from_uniform": sample_stats.kl_from_uniform(labels, N_CLASSES),
-        "frechet_distance": sample_stats.frechet_distance(features.double().cpu().numpy(), reference_features),
+        "frechet_distance": sample_stats.frechet_distance(
+            features.double().cpu().numpy(), reference_features
+        ),
         "class_counts": sample_stats.class_histogram(labels, N_CLASSES).int().tolist(),
     }
 
 
 # --- one GAN training run ---------------------------------------------------------------------
+
 
 class GanStep:
     """One iteration: `d_steps` D updates (each on its own real batch, real and fake in one D
@@ -191,7 +236,9 @@ class GanStep:
         equals the mean of the two halves' losses."""
         key = (n, device)
         if key not in self._targets:
-            self._targets[key] = torch.cat([torch.full((n,), self.t.real_label, device=device), torch.zeros(n, device=device)])
+            self._targets[key] = torch.cat(
+                [torch.full((n,), self.t.real_label, device=device), torch.zeros(n, device=device)]
+            )
         return self._targets[key]
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -223,7 +270,13 @@ class GanStep:
             self.opt_g.step()
         D.requires_grad_(True)
         d_real, d_fake = torch.sigmoid(logits.detach()).view(2, -1).mean(1)
-        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": d_real, "d_fake": d_fake, "g_grad_norm": g_grad_norm}
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "g_grad_norm": g_grad_norm,
+        }
 
 
 class GridKeeper:
@@ -262,7 +315,9 @@ def generate(G: Generator, z: torch.Tensor) -> torch.Tensor:
     return in_eval_mode(G, z)
 
 
-def train_one(key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalConfig, run: Run, device: torch.device):
+def train_one(
+    key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalConfig, run: Run, device: torch.device
+):
     data = _load(s.data.model_dump_json())
     train_x = to_signed_range(data.train.images).to(device)
     heldout_x = to_signed_range(data.heldout.images[: ev.d_eval_images]).to(device)
@@ -271,9 +326,13 @@ def train_one(key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalCon
 
     torch.manual_seed(seed)
     G = Generator(s.model.latent_dim, tuple(s.model.g_hidden), init_std=s.model.init_std).to(device)
-    D = Discriminator(tuple(s.model.d_hidden), dropout=s.model.d_dropout, init_std=s.model.init_std).to(device)
+    D = Discriminator(tuple(s.model.d_hidden), dropout=s.model.d_dropout, init_std=s.model.init_std).to(
+        device
+    )
     step = GanStep(G, D, t)
-    batches = TensorBatches(train_x, batch_size=t.batch_size * t.d_steps, seed=seed, batches_per_epoch=t.steps_per_epoch)
+    batches = TensorBatches(
+        train_x, batch_size=t.batch_size * t.d_steps, seed=seed, batches_per_epoch=t.steps_per_epoch
+    )
     fixed_z = grids_z(G, seed)
     grids = GridKeeper()
 
@@ -289,20 +348,43 @@ def train_one(key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalCon
         if epoch == 0 or (epoch + 1) % t.grid_every == 0 or epoch + 1 == t.epochs:
             images = generate(G, fixed_z)
             grids.grids[epoch + 1] = images.cpu()
-            plots.image_grid((images + 1) / 2, run.sample_path(f"{key}-epoch{epoch + 1:03d}"), f"{label}, epoch {epoch + 1}")
+            plots.image_grid(
+                (images + 1) / 2,
+                run.sample_path(f"{key}-epoch{epoch + 1:03d}"),
+                f"{label}, epoch {epoch + 1}",
+            )
 
     history = fit(
-        step, batches, t.epochs, label=label, log_every=t.log_every, evaluate=evaluate, on_epoch_end=keep_grid,
-        checkpointing=Checkpointing(run, key, {"G": G, "D": D, "opt_g": step.opt_g, "opt_d": step.opt_d, "batches": batches, "grids": grids}),
+        step,
+        batches,
+        t.epochs,
+        label=label,
+        log_every=t.log_every,
+        evaluate=evaluate,
+        on_epoch_end=keep_grid,
+        checkpointing=Checkpointing(
+            run,
+            key,
+            {"G": G, "D": D, "opt_g": step.opt_g, "opt_d": step.opt_d, "batches": batches, "grids": grids},
+        ),
     )
     return G, history, grids
 
 
-def run_metrics(history, G: Generator, judge: JudgedClassifier, reference_features: np.ndarray, ev: GanEvalConfig, seed: int) -> dict:
+def run_metrics(
+    history,
+    G: Generator,
+    judge: JudgedClassifier,
+    reference_features: np.ndarray,
+    ev: GanEvalConfig,
+    seed: int,
+) -> dict:
     last = history.epochs[-1]
     d_fake_series = np.array([r["d_fake"] for r in history.steps])
     grad_series = np.array([r["g_grad_norm"] for r in history.steps])
-    z = torch.randn(ev.n_samples, G.latent_dim, generator=torch.Generator().manual_seed(seed + 1)).to(device_of(G))
+    z = torch.randn(ev.n_samples, G.latent_dim, generator=torch.Generator().manual_seed(seed + 1)).to(
+        device_of(G)
+    )
     samples = generate(G, z)
     return {
         "final_d_real": last["d_real"],
@@ -314,19 +396,36 @@ def run_metrics(history, G: Generator, judge: JudgedClassifier, reference_featur
         "d_real_heldout": last["d_real_heldout"],
         "d_real_train_minus_heldout": last["d_real_train"] - last["d_real_heldout"],
         "d_membership_auc": last["d_membership_auc"],
-        "d_membership_auc_late_mean": float(np.mean([r["d_membership_auc"] for r in history.epochs[-max(1, len(history.epochs) // 4):]])),
+        "d_membership_auc_late_mean": float(
+            np.mean([r["d_membership_auc"] for r in history.epochs[-max(1, len(history.epochs) // 4) :]])
+        ),
         **describe_samples(samples, judge, reference_features, ev),
     }
 
 
 CURVES = [
     plots.Panel("losses", [plots.Series("d_loss", "D loss"), plots.Series("g_loss", "G loss")], "loss"),
-    plots.Panel("discriminator outputs", [plots.Series("d_real", "D(x)"), plots.Series("d_fake", "D(G(z))")], "mean D", hline=0.5),
+    plots.Panel(
+        "discriminator outputs",
+        [plots.Series("d_real", "D(x)"), plots.Series("d_fake", "D(G(z))")],
+        "mean D",
+        hline=0.5,
+    ),
     plots.Panel("G gradient norm", [plots.Series("g_grad_norm", "‖∇G‖")], "norm (log)", logy=True),
-    plots.Panel("D on real images (eval mode)", [plots.Series("d_real_train", "training images", "epochs"),
-                                                 plots.Series("d_real_heldout", "held-out images", "epochs")], "mean D(x)"),
-    plots.Panel("D tells training from held-out images", [plots.Series("d_membership_auc", "membership AUC", "epochs")],
-                "ROC AUC (0.5 = no memorisation)", hline=0.5),
+    plots.Panel(
+        "D on real images (eval mode)",
+        [
+            plots.Series("d_real_train", "training images", "epochs"),
+            plots.Series("d_real_heldout", "held-out images", "epochs"),
+        ],
+        "mean D(x)",
+    ),
+    plots.Panel(
+        "D tells training from held-out images",
+        [plots.Series("d_membership_auc", "membership AUC", "epochs")],
+        "ROC AUC (0.5 = no memorisation)",
+        hline=0.5,
+    ),
 ]
 
 
@@ -350,19 +449,30 @@ def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
         run.write_history(key, [{"run": name, **r} for r in history.epochs])
         run.write_history(f"{key}_steps", [{"run": name, **r} for r in history.steps])
         histories[name] = {"steps": history.steps, "epochs": history.epochs}
-        finals[f"{name} (modes {metrics[name]['modes_covered']}/10, FD {metrics[name]['frechet_distance']:.1f})"] = (
-            (generate(G, grids_z(G, cfg.seed)) + 1) / 2
-        )
+        finals[
+            f"{name} (modes {metrics[name]['modes_covered']}/10, FD {metrics[name]['frechet_distance']:.1f})"
+        ] = (generate(G, grids_z(G, cfg.seed)) + 1) / 2
         epoch_grids[name] = {f"epoch {e}": (g + 1) / 2 for e, g in sorted(grids.grids.items())}
 
     title = f"GAN {part}" + (f" — {' vs '.join(histories)}" if len(histories) > 1 else "")
     plots.training_curves(histories, CURVES, run.plot_path(f"{part}_curves"), title)
-    plots.image_grids({"final 5×5 samples": finals}, run.plot_path(f"{part}_final_grid"), f"GAN {part}: final samples (fixed noise)")
-    plots.image_grids(epoch_grids, run.plot_path(f"{part}_grids_over_epochs"), f"GAN {part}: fixed-noise samples over training")
+    plots.image_grids(
+        {"final 5×5 samples": finals},
+        run.plot_path(f"{part}_final_grid"),
+        f"GAN {part}: final samples (fixed noise)",
+    )
+    plots.image_grids(
+        epoch_grids,
+        run.plot_path(f"{part}_grids_over_epochs"),
+        f"GAN {part}: fixed-noise samples over training",
+    )
     plots.grouped_bars(
-        {name: metrics[name]["class_counts"] for name in histories} | {"real images": metrics["real_images_reference"]["class_counts"]},
-        [str(c) for c in range(N_CLASSES)], run.plot_path(f"{part}_class_histogram"),
-        f"GAN {part}: classes of {cfg.eval.n_samples} samples (atml's classifier)", "samples",
+        {name: metrics[name]["class_counts"] for name in histories}
+        | {"real images": metrics["real_images_reference"]["class_counts"]},
+        [str(c) for c in range(N_CLASSES)],
+        run.plot_path(f"{part}_class_histogram"),
+        f"GAN {part}: classes of {cfg.eval.n_samples} samples (atml's classifier)",
+        "samples",
     )
     return metrics
 
@@ -372,12 +482,20 @@ def summary(metrics: dict) -> list[dict]:
     for part, values in metrics.items():
         for name, m in values.items():
             if isinstance(m, dict) and "modes_covered" in m and name != "real_images_reference":
-                rows.append({
-                    "part": part, "run": name,
-                    "D(x)": m["final_d_real"], "D(G(z))": m["final_d_fake"],
-                    "med |∇G|": m["g_grad_norm_median"],
-                    "modes": m["modes_covered"], "KL": m["kl_from_uniform"], "FD": m["frechet_distance"],
-                    "pix var": m["pixel_variance"], "pair dist": m["mean_pairwise_distance"],
-                    "D(x) train-heldout": m["d_real_train_minus_heldout"], "member AUC (last 25%)": m["d_membership_auc_late_mean"],
-                })
+                rows.append(
+                    {
+                        "part": part,
+                        "run": name,
+                        "D(x)": m["final_d_real"],
+                        "D(G(z))": m["final_d_fake"],
+                        "med |∇G|": m["g_grad_norm_median"],
+                        "modes": m["modes_covered"],
+                        "KL": m["kl_from_uniform"],
+                        "FD": m["frechet_distance"],
+                        "pix var": m["pixel_variance"],
+                        "pair dist": m["mean_pairwise_distance"],
+                        "D(x) train-heldout": m["d_real_train_minus_heldout"],
+                        "member AUC (last 25%)": m["d_membership_auc_late_mean"],
+                    }
+                )
     return rows

@@ -35,7 +35,14 @@ from atml.errors import UserError
 from atml.experiments import Flag, Headline
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.modes import evaluating
-from atml.models.resnet import Policy, PooledFeatures, apply_policy, remove_shortcuts, replace_head, residual_blocks
+from atml.models.resnet import (
+    Policy,
+    PooledFeatures,
+    apply_policy,
+    remove_shortcuts,
+    replace_head,
+    residual_blocks,
+)
 from atml.models.weights import Pretrained, frozen
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
@@ -43,19 +50,42 @@ from atml.training import Checkpointing, fit
 
 NAME = "resnet"
 PARTS = ("baseline", "no-residual", "features", "transfer", "confusion", "compare-depth")
-FLAGS = (Flag("--no-residual", "model.no_residual", "every part with the shortcuts of no_residual.blocks switched off", bool),)
+FLAGS = (
+    Flag(
+        "--no-residual",
+        "model.no_residual",
+        "every part with the shortcuts of no_residual.blocks switched off",
+        bool,
+    ),
+)
 HEADLINES = (
-    Headline("baseline: frozen backbone + head, val accuracy", "baseline.val_acc", "0.833 (CIFAR-10, 3 epochs; published linear probe 0.935)"),
+    Headline(
+        "baseline: frozen backbone + head, val accuracy",
+        "baseline.val_acc",
+        "0.833 (CIFAR-10, 3 epochs; published linear probe 0.935)",
+    ),
     Headline("no-residual: head only, val accuracy", "no-residual.head_only.shortcuts off*.val_acc", "0.223"),
-    Headline("transfer: frozen, val accuracy", "transfer.settings.frozen.val_acc", "0.628 (CIFAR-100, 3 epochs)"),
+    Headline(
+        "transfer: frozen, val accuracy", "transfer.settings.frozen.val_acc", "0.628 (CIFAR-100, 3 epochs)"
+    ),
     Headline("transfer: last block, val accuracy", "transfer.settings.last-block.val_acc", "0.722"),
     Headline("transfer: full fine-tune, val accuracy", "transfer.settings.full.val_acc", "0.550"),
     Headline("transfer: random init, val accuracy", "transfer.settings.scratch.val_acc", "0.165"),
-    Headline("compare-depth: ResNet-18 frozen, val accuracy", "compare-depth.archs.resnet18.val_acc", "0.804"),
+    Headline(
+        "compare-depth: ResNet-18 frozen, val accuracy", "compare-depth.archs.resnet18.val_acc", "0.804"
+    ),
 )
 ORIGINAL_DATA = {"data.dataset": "cifar10", "data.resolution": 224}
-KEY_FIGURES = ("baseline_curves", "no-residual_curves", "no-residual_gradient_norms", "features_maps", "features_separability", "transfer_tradeoff",
-               "confusion_matrix", "compare_depth")
+KEY_FIGURES = (
+    "baseline_curves",
+    "no-residual_curves",
+    "no-residual_gradient_norms",
+    "features_maps",
+    "features_separability",
+    "transfer_tradeoff",
+    "confusion_matrix",
+    "compare_depth",
+)
 HEAD_LAYER = "layer4"  # the head reads layer4's pooled output, which is what ResNet's avgpool gives fc
 
 
@@ -63,39 +93,66 @@ class ResnetDataConfig(Strict):
     dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
     root: str = "data"
     download: bool = True
-    train_images: int | None = Field(None, ge=2, description="a fixed random draw of the training split (null: all)")
-    val_images: int | None = Field(None, ge=2, description="a fixed random draw of the test split (null: all)")
-    resolution: int = Field(224, ge=16, description="side of the model's input; the weights' metadata gives 224")
+    train_images: int | None = Field(
+        None, ge=2, description="a fixed random draw of the training split (null: all)"
+    )
+    val_images: int | None = Field(
+        None, ge=2, description="a fixed random draw of the test split (null: all)"
+    )
+    resolution: int = Field(
+        224, ge=16, description="side of the model's input; the weights' metadata gives 224"
+    )
     subset_seed: Seed = 0
 
 
 class ResnetModelConfig(Strict):
     arch: str = "resnet152"
-    weights: str = Field("imagenet", description="imagenet (= IMAGENET1K_V1) | IMAGENET1K_V2 | a state-dict file | none")
-    no_residual: bool = Field(False, description="every part runs with no_residual.blocks' shortcuts switched off")
+    weights: str = Field(
+        "imagenet", description="imagenet (= IMAGENET1K_V1) | IMAGENET1K_V2 | a state-dict file | none"
+    )
+    no_residual: bool = Field(
+        False, description="every part runs with no_residual.blocks' shortcuts switched off"
+    )
 
 
 class FinetuneConfig(Strict):
     """Training a ResNet's layers (not only a head on cached features)."""
+
     epochs: int = Field(1, ge=1)
-    images: int | None = Field(None, ge=2, description="the first images of the training draw used (null: all)")
-    batch_size: int = Field(32, ge=1, description="the global batch: under torchrun each of N ranks takes batch_size / N")
+    images: int | None = Field(
+        None, ge=2, description="the first images of the training draw used (null: all)"
+    )
+    batch_size: int = Field(
+        32, ge=1, description="the global batch: under torchrun each of N ranks takes batch_size / N"
+    )
     lr: float = Field(1e-4, gt=0, description="Adam")
 
 
 class NoResidualConfig(Strict):
-    blocks: list[str] = Field(["layer2.1", "layer3.2"], description="blocks whose shortcut is switched off (0-based, torchvision's names)")
-    grad_images: int = Field(32, ge=2, description="training images of the one batch whose gradient is measured per block")
+    blocks: list[str] = Field(
+        ["layer2.1", "layer3.2"],
+        description="blocks whose shortcut is switched off (0-based, torchvision's names)",
+    )
+    grad_images: int = Field(
+        32, ge=2, description="training images of the one batch whose gradient is measured per block"
+    )
     finetune: FinetuneConfig = FinetuneConfig(epochs=1, images=2000, batch_size=32, lr=1e-4)
 
 
 TRANSFER_SETTINGS = ("frozen", "last-block", "full", "scratch")
-TRANSFER_POLICY: dict[str, Policy] = {"frozen": "frozen", "last-block": "last-block", "full": "full", "scratch": "full"}
+TRANSFER_POLICY: dict[str, Policy] = {
+    "frozen": "frozen",
+    "last-block": "last-block",
+    "full": "full",
+    "scratch": "full",
+}
 
 
 class TransferConfig(Strict):
     dataset: Literal[NAMES] | None = Field(  # type: ignore[valid-type]
-        None, description="the target dataset; null: cifar100 when data.dataset is cifar10 (the original's pairing), else data.dataset")
+        None,
+        description="the target dataset; null: cifar100 when data.dataset is cifar10 (the original's pairing), else data.dataset",
+    )
     settings: list[Literal[TRANSFER_SETTINGS]] = Field(list(TRANSFER_SETTINGS), min_length=1)  # type: ignore[valid-type]
     epochs: int = Field(3, ge=1, description="every setting trains this many epochs on the same images")
     batch_size: int = Field(64, ge=1)
@@ -114,10 +171,16 @@ class HeadTrainConfig(Strict):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     flip: bool = Field(True, description="random horizontal flips (both views of every image are cached)")
-    feature_batch_size: int = Field(128, ge=1, description="images per no-grad forward of the frozen backbone")
+    feature_batch_size: int = Field(
+        128, ge=1, description="images per no-grad forward of the frozen backbone"
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last where the hardware runs bf16 natively")
-    cache: bool = Field(True, description="reuse frozen-backbone outputs across parts and runs (~/.cache/atml/features)")
+        "auto",
+        description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last where the hardware runs bf16 natively",
+    )
+    cache: bool = Field(
+        True, description="reuse frozen-backbone outputs across parts and runs (~/.cache/atml/features)"
+    )
     log_every: int = Field(50, ge=1)
 
 
@@ -151,6 +214,7 @@ class Config(Strict):
 
 # --- data and weights -------------------------------------------------------------------------
 
+
 def splits(cfg: Config) -> tuple[Draw, Draw]:
     d = cfg.data
     return train_test_draws(d.dataset, d.root, d.download, d.train_images, d.val_images, d.subset_seed)
@@ -182,7 +246,9 @@ def shortcuts_off(cfg: Config) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4)
-def _backbone(arch: str, weights: str, download: bool, init_seed: int, off: tuple[str, ...]) -> torch.nn.Module:
+def _backbone(
+    arch: str, weights: str, download: bool, init_seed: int, off: tuple[str, ...]
+) -> torch.nn.Module:
     model = frozen("torchvision", arch, weights, download, init_seed).model
     if off:
         model = copy.deepcopy(model)
@@ -197,28 +263,40 @@ def backbone(cfg: Config, arch: str, off: tuple[str, ...]) -> torch.nn.Module:
 
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
     """Data, weights and every size checked before a run folder exists."""
-    for arch in dict.fromkeys([cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())]):
+    for arch in dict.fromkeys(
+        [cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())]
+    ):
         pretrained(cfg, arch)  # weights first: offline, a missing file is named at once
     train, val = splits(cfg)
     if len(train.labels) < cfg.train.batch_size:
-        raise UserError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train.labels)} training images")
+        raise UserError(
+            f"train.batch_size={cfg.train.batch_size} exceeds the {len(train.labels)} training images"
+        )
     finetunes = {"no_residual.finetune": cfg.no_residual.finetune} if "no-residual" in parts else {}
     if "transfer" in parts:
         t = cfg.transfer
         target, _ = splits(on_dataset(cfg, t.target(cfg.data)))
         if len(target.labels) < t.batch_size:
-            raise UserError(f"transfer.batch_size={t.batch_size} exceeds the {len(target.labels)} training images of {t.target(cfg.data)}")
+            raise UserError(
+                f"transfer.batch_size={t.batch_size} exceeds the {len(target.labels)} training images of {t.target(cfg.data)}"
+            )
         finetunes["transfer"] = transfer_finetune(t, "full")
         if "scratch" in t.settings:
             pretrained(cfg, cfg.model.arch, "none")
     for key, ft in finetunes.items():
         if ft.batch_size % distributed.world_size():
-            raise UserError(f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} ranks")
+            raise UserError(
+                f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} ranks"
+            )
     if "features" in parts:
         n = min(cfg.features.images, len(val.labels))
         if n < cfg.features.folds or cfg.features.knn_k >= n - n // cfg.features.folds:
-            raise UserError(f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with k={cfg.features.knn_k}")
-        hooks = PooledFeatures(pretrained(cfg, cfg.model.arch).model, cfg.features.layers)  # names checked here
+            raise UserError(
+                f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with k={cfg.features.knn_k}"
+            )
+        hooks = PooledFeatures(
+            pretrained(cfg, cfg.model.arch).model, cfg.features.layers
+        )  # names checked here
         hooks.remove()
     if "no-residual" in parts or cfg.model.no_residual:
         try:
@@ -233,31 +311,61 @@ def weights_record(cfg: Config, arch: str) -> dict:
 
 # --- frozen features and heads ----------------------------------------------------------------
 
+
 def preprocess_of(cfg: Config, arch: str) -> Preprocess:
     p = pretrained(cfg, arch).preprocess
     return Preprocess(cfg.data.resolution, p.mean, p.std, p.interpolation)
 
 
-def frozen_features(cfg: Config, arch: str, split: Draw, split_name: str, layers: list[str], flip: bool, device: torch.device,
-                    off: tuple[str, ...] | None = None) -> Outputs:
+def frozen_features(
+    cfg: Config,
+    arch: str,
+    split: Draw,
+    split_name: str,
+    layers: list[str],
+    flip: bool,
+    device: torch.device,
+    off: tuple[str, ...] | None = None,
+) -> Outputs:
     """Pooled outputs of `layers` for every image of `split`, from the cache when it has them;
     `off` names blocks whose shortcut is switched off (default: the run's --no-residual setting)."""
     off = shortcuts_off(cfg) if off is None else off
     preprocess = preprocess_of(cfg, arch)
     precision = precision_of(cfg, device)
-    determinants = {"precision": precision, "model": arch, "weights": weights_record(cfg, arch), "dataset": cfg.data.dataset, "split": split_name,
-                    "indices": fingerprint(split.indices), "preprocess": preprocess.describe(), "layers": sorted(layers), "flip": flip,
-                    "shortcuts_off": list(off)}
+    determinants = {
+        "precision": precision,
+        "model": arch,
+        "weights": weights_record(cfg, arch),
+        "dataset": cfg.data.dataset,
+        "split": split_name,
+        "indices": fingerprint(split.indices),
+        "preprocess": preprocess.describe(),
+        "layers": sorted(layers),
+        "flip": flip,
+        "shortcuts_off": list(off),
+    }
 
     def compute() -> dict[str, torch.Tensor]:
-        model = backbone(cfg, arch, off).to(device, memory_format=torch.channels_last if precision == "bf16" else torch.preserve_format)
+        model = backbone(cfg, arch, off).to(
+            device, memory_format=torch.channels_last if precision == "bf16" else torch.preserve_format
+        )
         hooks = PooledFeatures(model, layers)
         try:
+
             def forward(x):
                 model(x)
                 return dict(hooks.outputs)
-            return batched_outputs(forward, split.images, preprocess, device, cfg.train.feature_batch_size, flip=flip,
-                                   label=f"{arch} {split_name}{' flipped' if flip else ''}", precision=precision)
+
+            return batched_outputs(
+                forward,
+                split.images,
+                preprocess,
+                device,
+                cfg.train.feature_batch_size,
+                flip=flip,
+                label=f"{arch} {split_name}{' flipped' if flip else ''}",
+                precision=precision,
+            )
         finally:
             hooks.remove()
 
@@ -273,8 +381,14 @@ class HeadStep:
         self.optimizer = torch.optim.Adam(head.parameters(), lr=t.lr)
 
     def __call__(self, batch):
-        plain, flipped, y = batch  # views drawn from torch's RNG, which checkpoints keep: a resumed run draws the same
-        x = torch.where(torch.rand(len(y), 1, device=plain.device) < 0.5, flipped, plain) if self.flip else plain
+        plain, flipped, y = (
+            batch  # views drawn from torch's RNG, which checkpoints keep: a resumed run draws the same
+        )
+        x = (
+            torch.where(torch.rand(len(y), 1, device=plain.device) < 0.5, flipped, plain)
+            if self.flip
+            else plain
+        )
         logits = self.head(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -292,12 +406,17 @@ class TrainedHead:
     feature_seconds: float  # what the backbone's passes cost when computed (from the cache entry on a hit)
 
 
-def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device, off: tuple[str, ...] | None = None) -> TrainedHead:
+def train_head(
+    cfg: Config, arch: str, run: Run, key: str, device: torch.device, off: tuple[str, ...] | None = None
+) -> TrainedHead:
     """A linear head on `arch`'s frozen layer4 features: the backbone runs once (per flip), the
     head trains for every epoch on the cached features; checkpointed, so a resumed or repeated
     part reuses it."""
     train, val = splits(cfg)
-    views = [frozen_features(cfg, arch, train, "train", [HEAD_LAYER], flip, device, off) for flip in (False, True)[: 1 + cfg.train.flip]]
+    views = [
+        frozen_features(cfg, arch, train, "train", [HEAD_LAYER], flip, device, off)
+        for flip in (False, True)[: 1 + cfg.train.flip]
+    ]
     validation = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device, off)
     plain, flipped, val_features = views[0][HEAD_LAYER], views[-1][HEAD_LAYER], validation[HEAD_LAYER]
     # Standardised with the training features' statistics (both views): the same linear function
@@ -308,31 +427,65 @@ def train_head(cfg: Config, arch: str, run: Run, key: str, device: torch.device,
     torch.manual_seed(cfg.seed)
     head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
     step = HeadStep(head, cfg.train)
-    batches = TensorBatches(standardise(plain), standardise(flipped), train.labels.to(device), batch_size=cfg.train.batch_size, seed=cfg.seed)
+    batches = TensorBatches(
+        standardise(plain),
+        standardise(flipped),
+        train.labels.to(device),
+        batch_size=cfg.train.batch_size,
+        seed=cfg.seed,
+    )
     val_x, val_y = standardise(val_features), val.labels.to(device)
 
     def evaluate(epoch: int) -> dict:
         with evaluating(head):
             logits = head(val_x)
-        return {"val_loss": F.cross_entropy(logits, val_y).item(), "val_acc": (logits.argmax(1) == val_y).float().mean().item()}
+        return {
+            "val_loss": F.cross_entropy(logits, val_y).item(),
+            "val_acc": (logits.argmax(1) == val_y).float().mean().item(),
+        }
 
-    history = fit(step, batches, cfg.train.epochs, label=f"resnet/{key}", log_every=cfg.train.log_every, evaluate=evaluate,
-                  checkpointing=Checkpointing(run, key, {"head": head, "optimizer": step.optimizer, "batches": batches}))
+    history = fit(
+        step,
+        batches,
+        cfg.train.epochs,
+        label=f"resnet/{key}",
+        log_every=cfg.train.log_every,
+        evaluate=evaluate,
+        checkpointing=Checkpointing(
+            run, key, {"head": head, "optimizer": step.optimizer, "batches": batches}
+        ),
+    )
     with evaluating(head):
         logits = head(val_x).cpu()
-    return TrainedHead(head, history, logits, val_features, sum(o.compute_seconds for o in (*views, validation)))
+    return TrainedHead(
+        head, history, logits, val_features, sum(o.compute_seconds for o in (*views, validation))
+    )
 
 
 HEAD_CURVES = [
-    plots.Panel("loss", [plots.Series("loss", "train", "epochs"), plots.Series("val_loss", "validation", "epochs")], "cross-entropy"),
-    plots.Panel("accuracy", [plots.Series("acc", "train", "epochs"), plots.Series("val_acc", "validation", "epochs")], "accuracy"),
+    plots.Panel(
+        "loss",
+        [plots.Series("loss", "train", "epochs"), plots.Series("val_loss", "validation", "epochs")],
+        "cross-entropy",
+    ),
+    plots.Panel(
+        "accuracy",
+        [plots.Series("acc", "train", "epochs"), plots.Series("val_acc", "validation", "epochs")],
+        "accuracy",
+    ),
 ]
 
 
 def head_metrics(trained: TrainedHead) -> dict:
     last = trained.history.epochs[-1]
-    return {"val_acc": last["val_acc"], "val_loss": last["val_loss"], "train_acc": last["acc"], "train_loss": last["loss"],
-            "epochs": last["epoch"], "val_acc_per_epoch": [r["val_acc"] for r in trained.history.epochs]}
+    return {
+        "val_acc": last["val_acc"],
+        "val_loss": last["val_loss"],
+        "train_acc": last["acc"],
+        "train_loss": last["loss"],
+        "epochs": last["epoch"],
+        "val_acc_per_epoch": [r["val_acc"] for r in trained.history.epochs],
+    }
 
 
 def weights_note(cfg: Config) -> str:
@@ -342,12 +495,17 @@ def weights_note(cfg: Config) -> str:
 
 def common_metrics(cfg: Config, arch: str, device: torch.device) -> dict:
     train, val = splits(cfg)
-    return {"data": f"train: {train.source}; validation: {val.source}", "weights": weights_record(cfg, arch),
-            "resolution": cfg.data.resolution, "random_weights": cfg.model.weights == "none",
-            "precision": precision_of(cfg, device)}
+    return {
+        "data": f"train: {train.source}; validation: {val.source}",
+        "weights": weights_record(cfg, arch),
+        "resolution": cfg.data.resolution,
+        "random_weights": cfg.model.weights == "none",
+        "precision": precision_of(cfg, device),
+    }
 
 
 # --- parts ------------------------------------------------------------------------------------
+
 
 def head_key(off: tuple[str, ...]) -> str:
     return "head-no-residual" if off else "head"
@@ -356,13 +514,23 @@ def head_key(off: tuple[str, ...]) -> str:
 def run_baseline(cfg: Config, run: Run, device: torch.device) -> dict:
     trained = train_head(cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device)
     run.write_history("baseline", trained.history.epochs)
-    plots.training_curves({cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}}, HEAD_CURVES,
-                          run.plot_path("baseline_curves"), f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}")
+    plots.training_curves(
+        {cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}},
+        HEAD_CURVES,
+        run.plot_path("baseline_curves"),
+        f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}",
+    )
     return common_metrics(cfg, cfg.model.arch, device) | head_metrics(trained)
 
 
-def fresh_model(cfg: Config, arch: str, off: tuple[str, ...], n_classes: int, policy: Policy = "full",
-                weights: str | None = None) -> tuple[torch.nn.Module, int]:
+def fresh_model(
+    cfg: Config,
+    arch: str,
+    off: tuple[str, ...],
+    n_classes: int,
+    policy: Policy = "full",
+    weights: str | None = None,
+) -> tuple[torch.nn.Module, int]:
     """A trainable copy of the pretrained model (or of `weights`) with a new head (the same for
     every variant), the shortcuts of `off` switched off and the policy's parameters trainable;
     returns it and its count of trainable parameters."""
@@ -373,7 +541,9 @@ def fresh_model(cfg: Config, arch: str, off: tuple[str, ...], n_classes: int, po
     return model.train(), apply_policy(model, policy)
 
 
-def block_gradient_norms(cfg: Config, arch: str, off: tuple[str, ...], device: torch.device) -> dict[str, float]:
+def block_gradient_norms(
+    cfg: Config, arch: str, off: tuple[str, ...], device: torch.device
+) -> dict[str, float]:
     """‖∂loss/∂θ‖ of every residual block's parameters on one training batch, at the start of
     training (new head, training mode): how much learning signal reaches each depth."""
     train, _ = splits(cfg)
@@ -382,8 +552,10 @@ def block_gradient_norms(cfg: Config, arch: str, off: tuple[str, ...], device: t
     model.to(device)
     x = to_model_input(train.images[:n].to(device), preprocess_of(cfg, arch))
     F.cross_entropy(model(x), train.labels[:n].to(device)).backward()
-    return {name: float(torch.sqrt(sum(p.grad.pow(2).sum() for p in block.parameters())))
-            for name, block in residual_blocks(model).items()}
+    return {
+        name: float(torch.sqrt(sum(p.grad.pow(2).sum() for p in block.parameters())))
+        for name, block in residual_blocks(model).items()
+    }
 
 
 @dataclass
@@ -392,7 +564,15 @@ class Finetuned:
     ranks: dict | None  # under torchrun: every rank's weight checksum
 
 
-def finetune(cfg: Config, arch: str, model: torch.nn.Module, ft: FinetuneConfig, run: Run, key: str, device: torch.device) -> Finetuned:
+def finetune(
+    cfg: Config,
+    arch: str,
+    model: torch.nn.Module,
+    ft: FinetuneConfig,
+    run: Run,
+    key: str,
+    device: torch.device,
+) -> Finetuned:
     """Train `model`'s trainable parameters on the run's training draw, preprocessing and flips on
     the device, through the shared training loop; checkpointed for --resume; data-parallel under
     torchrun (every rank takes its slice of each batch; gradients are averaged)."""
@@ -404,7 +584,9 @@ def finetune(cfg: Config, arch: str, model: torch.nn.Module, ft: FinetuneConfig,
     trainable = distributed.wrap(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ft.lr)
     preprocess = preprocess_of(cfg, arch)
-    batches = TensorBatches(train.images[:n].to(device), train.labels[:n].to(device), batch_size=ft.batch_size, seed=cfg.seed)
+    batches = TensorBatches(
+        train.images[:n].to(device), train.labels[:n].to(device), batch_size=ft.batch_size, seed=cfg.seed
+    )
     val_images, val_labels = val.images.to(device), val.labels.to(device)
 
     def step(batch):
@@ -423,12 +605,26 @@ def finetune(cfg: Config, arch: str, model: torch.nn.Module, ft: FinetuneConfig,
     def evaluate(epoch: int) -> dict:
         distributed.sync_buffers(model)
         with evaluating(model), torch.no_grad(), autocast(device, precision):
-            logits = torch.cat([model(to_model_input(chunk, preprocess, channels_last=channels_last)).float()
-                                for chunk in val_images.split(cfg.train.feature_batch_size)])
-        return {"val_loss": F.cross_entropy(logits, val_labels).item(), "val_acc": (logits.argmax(1) == val_labels).float().mean().item()}
+            logits = torch.cat(
+                [
+                    model(to_model_input(chunk, preprocess, channels_last=channels_last)).float()
+                    for chunk in val_images.split(cfg.train.feature_batch_size)
+                ]
+            )
+        return {
+            "val_loss": F.cross_entropy(logits, val_labels).item(),
+            "val_acc": (logits.argmax(1) == val_labels).float().mean().item(),
+        }
 
-    history = fit(step, batches, ft.epochs, label=f"resnet/{key}", log_every=cfg.train.log_every, evaluate=evaluate,
-                  checkpointing=Checkpointing(run, key, {"model": model, "optimizer": optimizer, "batches": batches}))
+    history = fit(
+        step,
+        batches,
+        ft.epochs,
+        label=f"resnet/{key}",
+        log_every=cfg.train.log_every,
+        evaluate=evaluate,
+        checkpointing=Checkpointing(run, key, {"model": model, "optimizer": optimizer, "batches": batches}),
+    )
     return Finetuned(history, distributed.agreement(model))
 
 
@@ -437,15 +633,38 @@ def run_no_residual(cfg: Config, run: Run, device: torch.device) -> dict:
     variants = {"with shortcuts": (), f"shortcuts off in {', '.join(off)}": off}
     heads = {name: train_head(cfg, arch, run, head_key(o), device, off=o) for name, o in variants.items()}
     n_classes = len(splits(cfg)[0].classes)
-    tuned = {name: finetune(cfg, arch, fresh_model(cfg, arch, o, n_classes)[0], cfg.no_residual.finetune, run,
-                            f"finetune{'-no-residual' if o else ''}", device).history for name, o in variants.items()}
+    tuned = {
+        name: finetune(
+            cfg,
+            arch,
+            fresh_model(cfg, arch, o, n_classes)[0],
+            cfg.no_residual.finetune,
+            run,
+            f"finetune{'-no-residual' if o else ''}",
+            device,
+        ).history
+        for name, o in variants.items()
+    }
     norms = {name: block_gradient_norms(cfg, arch, o, device) for name, o in variants.items()}
-    curves = {f"{name}: head only": {"steps": h.history.steps, "epochs": h.history.epochs} for name, h in heads.items()}
+    curves = {
+        f"{name}: head only": {"steps": h.history.steps, "epochs": h.history.epochs}
+        for name, h in heads.items()
+    }
     curves |= {f"{name}: fine-tuned": {"steps": h.steps, "epochs": h.epochs} for name, h in tuned.items()}
-    plots.training_curves(curves, HEAD_CURVES, run.plot_path("no-residual_curves"),
-                          f"{arch}: shortcuts on vs off, frozen backbone + head and whole network fine-tuned{weights_note(cfg)}")
-    plots.lines({name: (list(v), list(v.values())) for name, v in norms.items()}, run.plot_path("no-residual_gradient_norms"),
-                f"gradient norm per residual block at the start of training{weights_note(cfg)}", "block", "‖∇θ_block‖", logy=True)
+    plots.training_curves(
+        curves,
+        HEAD_CURVES,
+        run.plot_path("no-residual_curves"),
+        f"{arch}: shortcuts on vs off, frozen backbone + head and whole network fine-tuned{weights_note(cfg)}",
+    )
+    plots.lines(
+        {name: (list(v), list(v.values())) for name, v in norms.items()},
+        run.plot_path("no-residual_gradient_norms"),
+        f"gradient norm per residual block at the start of training{weights_note(cfg)}",
+        "block",
+        "‖∇θ_block‖",
+        logy=True,
+    )
     for name, h in heads.items():
         run.write_history(f"no-residual-{head_key(variants[name])}", h.history.epochs)
     for name, h in tuned.items():
@@ -454,16 +673,28 @@ def run_no_residual(cfg: Config, run: Run, device: torch.device) -> dict:
     return common_metrics(cfg, arch, device) | {
         "blocks_off": list(off),
         "head_only": {name: head_metrics(h) for name, h in heads.items()},
-        "finetuned": {name: {"val_acc": h.epochs[-1]["val_acc"], "train_loss": h.epochs[-1]["loss"],
-                             "images": min(cfg.no_residual.finetune.images or len(splits(cfg)[0].labels), len(splits(cfg)[0].labels))}
-                      for name, h in tuned.items()},
+        "finetuned": {
+            name: {
+                "val_acc": h.epochs[-1]["val_acc"],
+                "train_loss": h.epochs[-1]["loss"],
+                "images": min(
+                    cfg.no_residual.finetune.images or len(splits(cfg)[0].labels), len(splits(cfg)[0].labels)
+                ),
+            }
+            for name, h in tuned.items()
+        },
         "gradient_norms": norms,
         f"gradient_norm_{first_block}": {name: v[first_block] for name, v in norms.items()},
     }
 
 
 def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
-    return FinetuneConfig(epochs=t.epochs, images=None, batch_size=t.batch_size, lr=t.scratch_lr if setting == "scratch" else t.finetune_lr)
+    return FinetuneConfig(
+        epochs=t.epochs,
+        images=None,
+        batch_size=t.batch_size,
+        lr=t.scratch_lr if setting == "scratch" else t.finetune_lr,
+    )
 
 
 def run_transfer(cfg: Config, run: Run, device: torch.device) -> dict:
@@ -479,27 +710,62 @@ def run_transfer(cfg: Config, run: Run, device: torch.device) -> dict:
     for setting in t.settings:
         key = f"transfer-{setting}"
         if setting == "frozen":
-            head_cfg = tcfg.model_copy(update={"train": tcfg.train.model_copy(update={"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.head_lr})})
+            head_cfg = tcfg.model_copy(
+                update={
+                    "train": tcfg.train.model_copy(
+                        update={"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.head_lr}
+                    )
+                }
+            )
             trained = train_head(head_cfg, arch, run, key, device, off)
             history, params, extra = trained.history, sum(p.numel() for p in trained.head.parameters()), {}
             wall = trained.feature_seconds + history.epochs[-1]["time_s"]
         else:
-            model, params = fresh_model(tcfg, arch, off, len(train.classes), TRANSFER_POLICY[setting], "none" if setting == "scratch" else None)
+            model, params = fresh_model(
+                tcfg,
+                arch,
+                off,
+                len(train.classes),
+                TRANSFER_POLICY[setting],
+                "none" if setting == "scratch" else None,
+            )
             tuned = finetune(tcfg, arch, model, transfer_finetune(t, setting), run, key, device)
             history, wall = tuned.history, tuned.history.epochs[-1]["time_s"]
             extra = {"distributed": tuned.ranks} if tuned.ranks else {}
         run.write_history(key, history.epochs)
         curves[setting] = {"steps": history.steps, "epochs": history.epochs}
         last = history.epochs[-1]
-        results[setting] = {"val_acc": last["val_acc"], "val_loss": last["val_loss"], "train_loss": last["loss"], "wall_s": round(wall, 2),
-                            "trainable_params": params, "epochs": last["epoch"], "val_acc_per_epoch": [r["val_acc"] for r in history.epochs],
-                            "weights": "none (random init)" if setting == "scratch" else cfg.model.weights} | extra
-        print(f"  {setting}: val accuracy {last['val_acc']:.3f}, {wall:.1f} s, {params:,} trainable parameters", flush=True)
+        results[setting] = {
+            "val_acc": last["val_acc"],
+            "val_loss": last["val_loss"],
+            "train_loss": last["loss"],
+            "wall_s": round(wall, 2),
+            "trainable_params": params,
+            "epochs": last["epoch"],
+            "val_acc_per_epoch": [r["val_acc"] for r in history.epochs],
+            "weights": "none (random init)" if setting == "scratch" else cfg.model.weights,
+        } | extra
+        print(
+            f"  {setting}: val accuracy {last['val_acc']:.3f}, {wall:.1f} s, {params:,} trainable parameters",
+            flush=True,
+        )
     note = weights_note(cfg)
-    plots.training_curves(curves, HEAD_CURVES, run.plot_path("transfer_curves"), f"{arch} on {target}: four transfer settings{note}")
-    plots.tradeoff({s: (r["wall_s"], r["val_acc"], f"{r['trainable_params'] / 1e6:.2f} M trainable") for s, r in results.items()},
-                   run.plot_path("transfer_tradeoff"), f"{arch} on {target}, {t.epochs} epochs each: accuracy against cost{note}",
-                   "wall time (s, log scale)", "validation accuracy")
+    plots.training_curves(
+        curves,
+        HEAD_CURVES,
+        run.plot_path("transfer_curves"),
+        f"{arch} on {target}: four transfer settings{note}",
+    )
+    plots.tradeoff(
+        {
+            s: (r["wall_s"], r["val_acc"], f"{r['trainable_params'] / 1e6:.2f} M trainable")
+            for s, r in results.items()
+        },
+        run.plot_path("transfer_tradeoff"),
+        f"{arch} on {target}, {t.epochs} epochs each: accuracy against cost{note}",
+        "wall time (s, log scale)",
+        "validation accuracy",
+    )
     return common_metrics(tcfg, arch, device) | {"dataset": target, "settings": results}
 
 
@@ -513,21 +779,40 @@ def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
     per_layer, maps = {}, {}
     for layer in f.layers:
         x = features[layer].numpy()
-        per_layer[layer] = {"dim": int(x.shape[1]), "knn_accuracy": knn_accuracy(x, labels, f.knn_k, f.folds, cfg.seed),
-                            "silhouette": silhouette(x, labels)}
+        per_layer[layer] = {
+            "dim": int(x.shape[1]),
+            "knn_accuracy": knn_accuracy(x, labels, f.knn_k, f.folds, cfg.seed),
+            "silhouette": silhouette(x, labels),
+        }
         maps[layer] = {method: (project_2d(x, method, cfg.seed), labels) for method in f.maps}
-        print(f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette {per_layer[layer]['silhouette']:.3f}", flush=True)
-    plots.scatter_grid(maps, val.classes, run.plot_path("features_maps"),
-                       f"{cfg.model.arch} features of {n} {cfg.data.dataset} test images, early → late{weights_note(cfg)}")
-    plots.lines({"k-NN accuracy (5-fold)": (f.layers, [per_layer[l]["knn_accuracy"] for l in f.layers]),
-                 "silhouette": (f.layers, [per_layer[l]["silhouette"] for l in f.layers])},
-                run.plot_path("features_separability"), f"class separability against depth ({cfg.model.arch}){weights_note(cfg)}", "layer", "score")
+        print(
+            f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette {per_layer[layer]['silhouette']:.3f}",
+            flush=True,
+        )
+    plots.scatter_grid(
+        maps,
+        val.classes,
+        run.plot_path("features_maps"),
+        f"{cfg.model.arch} features of {n} {cfg.data.dataset} test images, early → late{weights_note(cfg)}",
+    )
+    plots.lines(
+        {
+            "k-NN accuracy (5-fold)": (f.layers, [per_layer[l]["knn_accuracy"] for l in f.layers]),
+            "silhouette": (f.layers, [per_layer[l]["silhouette"] for l in f.layers]),
+        },
+        run.plot_path("features_separability"),
+        f"class separability against depth ({cfg.model.arch}){weights_note(cfg)}",
+        "layer",
+        "score",
+    )
     return common_metrics(cfg, cfg.model.arch, device) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
 
 
 def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
     _, val = splits(cfg)
-    trained = train_head(cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device)  # the baseline's head, from its checkpoint
+    trained = train_head(
+        cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device
+    )  # the baseline's head, from its checkpoint
     predicted, truth = trained.val_logits.argmax(1).numpy(), val.labels.numpy()
     k = len(val.classes)
     matrix = np.zeros((k, k), dtype=np.int64)
@@ -535,19 +820,41 @@ def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
     # Class means centred on the mean of all features: ReLU features share one large positive
     # direction (for random weights, all cosines are then ~1), which says nothing about the pair.
     centred = trained.val_features - trained.val_features.mean(0)
-    means = torch.stack([centred[val.labels == c].mean(0) if (val.labels == c).any() else torch.zeros(centred.shape[1]) for c in range(k)])
+    means = torch.stack(
+        [
+            centred[val.labels == c].mean(0) if (val.labels == c).any() else torch.zeros(centred.shape[1])
+            for c in range(k)
+        ]
+    )
     similarity = F.cosine_similarity(means.unsqueeze(1), means.unsqueeze(0), dim=-1).numpy()
     shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
-    pairs = sorted(((shares[i, j] + shares[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True)[: cfg.confusion.pairs]
-    listed = [f"{val.classes[i]} ({i}) – {val.classes[j]} ({j}):\n  {shares[i, j]:.2f} → / {shares[j, i]:.2f} ←, "
-              f"feature cosine {similarity[i, j]:.2f}" for _, i, j in pairs]
-    plots.confusion_matrix(matrix, val.classes, run.plot_path("confusion_matrix"),
-                           f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}", listed)
+    pairs = sorted(
+        ((shares[i, j] + shares[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True
+    )[: cfg.confusion.pairs]
+    listed = [
+        f"{val.classes[i]} ({i}) – {val.classes[j]} ({j}):\n  {shares[i, j]:.2f} → / {shares[j, i]:.2f} ←, "
+        f"feature cosine {similarity[i, j]:.2f}"
+        for _, i, j in pairs
+    ]
+    plots.confusion_matrix(
+        matrix,
+        val.classes,
+        run.plot_path("confusion_matrix"),
+        f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}",
+        listed,
+    )
     return common_metrics(cfg, cfg.model.arch, device) | {
         "val_acc": float((predicted == truth).mean()),
-        "most_confused": [{"classes": [val.classes[i], val.classes[j]], "confusion_share_sum": round(float(s), 4),
-                           "share_first_as_second": round(float(shares[i, j]), 4), "share_second_as_first": round(float(shares[j, i]), 4),
-                           "centred_feature_cosine": round(float(similarity[i, j]), 4)} for s, i, j in pairs],
+        "most_confused": [
+            {
+                "classes": [val.classes[i], val.classes[j]],
+                "confusion_share_sum": round(float(s), 4),
+                "share_first_as_second": round(float(shares[i, j]), 4),
+                "share_second_as_first": round(float(shares[j, i]), 4),
+                "centred_feature_cosine": round(float(similarity[i, j]), 4),
+            }
+            for s, i, j in pairs
+        ],
         "mean_centred_feature_cosine_all_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
     }
 
@@ -556,14 +863,28 @@ def run_compare_depth(cfg: Config, run: Run, device: torch.device) -> dict:
     results = {}
     for arch in cfg.compare_depth.archs:
         trained = train_head(cfg, arch, run, f"compare-depth-{arch}", device, off=())
-        results[arch] = {"weights": weights_record(cfg, arch), "feature_dim": int(trained.head.in_features)} | head_metrics(trained)
-    plots.grouped_bars({"validation accuracy": [results[a]["val_acc"] for a in results]}, list(results),
-                       run.plot_path("compare_depth"), f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}", "accuracy")
+        results[arch] = {
+            "weights": weights_record(cfg, arch),
+            "feature_dim": int(trained.head.in_features),
+        } | head_metrics(trained)
+    plots.grouped_bars(
+        {"validation accuracy": [results[a]["val_acc"] for a in results]},
+        list(results),
+        run.plot_path("compare_depth"),
+        f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}",
+        "accuracy",
+    )
     return common_metrics(cfg, cfg.model.arch, device) | {"archs": results}
 
 
-PART_RUNNERS = {"baseline": run_baseline, "no-residual": run_no_residual, "features": run_features, "transfer": run_transfer,
-                "confusion": run_confusion, "compare-depth": run_compare_depth}
+PART_RUNNERS = {
+    "baseline": run_baseline,
+    "no-residual": run_no_residual,
+    "features": run_features,
+    "transfer": run_transfer,
+    "confusion": run_confusion,
+    "compare-depth": run_compare_depth,
+}
 
 
 def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
@@ -579,14 +900,31 @@ def summary(metrics: dict) -> list[dict]:
         elif part == "no-residual":
             for kind in ("head_only", "finetuned"):
                 for name, v in m[kind].items():
-                    rows.append({"part": part, "what": f"{kind.replace('_', ' ')}, {name}: val accuracy{mark}", "value": v["val_acc"]})
+                    rows.append(
+                        {
+                            "part": part,
+                            "what": f"{kind.replace('_', ' ')}, {name}: val accuracy{mark}",
+                            "value": v["val_acc"],
+                        }
+                    )
         elif part == "features":
             for layer, v in m["layers"].items():
-                rows.append({"part": part, "what": f"{layer}: k-NN acc / silhouette{mark}", "value": f"{v['knn_accuracy']:.3f} / {v['silhouette']:.3f}"})
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{layer}: k-NN acc / silhouette{mark}",
+                        "value": f"{v['knn_accuracy']:.3f} / {v['silhouette']:.3f}",
+                    }
+                )
         elif part == "transfer":
             for setting, v in m["settings"].items():
-                rows.append({"part": part, "what": f"{m['dataset']} {setting}: val accuracy / wall s / trainable{mark}",
-                             "value": f"{v['val_acc']:.3f} / {v['wall_s']:.1f} / {v['trainable_params']:,}"})
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{m['dataset']} {setting}: val accuracy / wall s / trainable{mark}",
+                        "value": f"{v['val_acc']:.3f} / {v['wall_s']:.1f} / {v['trainable_params']:,}",
+                    }
+                )
         elif part == "compare-depth":
             for arch, v in m["archs"].items():
                 rows.append({"part": part, "what": f"{arch} val accuracy{mark}", "value": v["val_acc"]})

@@ -34,7 +34,13 @@ from atml.training import Checkpointing, History, fit
 
 NAME = "vae"
 PARTS = ("train", "samples", "collapse", "anneal")
-FLAGS = (Flag("--beta-schedule", "train.beta_schedule.kind", "constant | linear | cyclical: the β schedule of train/samples/collapse"),)
+FLAGS = (
+    Flag(
+        "--beta-schedule",
+        "train.beta_schedule.kind",
+        "constant | linear | cyclical: the β schedule of train/samples/collapse",
+    ),
+)
 HEADLINES = (
     Headline("constant β: train reconstruction (per image)", "*.constant.recon", "14.1 (100 epochs)"),
     Headline("constant β: train KL (per image)", "*.constant.kl", "8.2"),
@@ -44,8 +50,16 @@ HEADLINES = (
     Headline("constant β: active units (of 20)", "*.constant.active_units", "— (not measured)"),
 )
 ORIGINAL_DATA: dict = {}
-KEY_FIGURES = ("train_curves", "samples_reconstructions", "samples_generations", "collapse_kl_per_dim", "anneal_curves", "anneal_reconstructions",
-               "anneal_generations", "anneal_kl_per_dim")
+KEY_FIGURES = (
+    "train_curves",
+    "samples_reconstructions",
+    "samples_generations",
+    "collapse_kl_per_dim",
+    "anneal_curves",
+    "anneal_reconstructions",
+    "anneal_generations",
+    "anneal_kl_per_dim",
+)
 DATASET = "fashion-mnist"
 CLASSES = DATASETS[DATASET].classes
 
@@ -55,7 +69,9 @@ class VaeTrainConfig(Strict):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     log_every: int = Field(50, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="training forward passes; evaluation is always fp32")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="training forward passes; evaluation is always fp32"
+    )
     beta_schedule: BetaSchedule = BetaSchedule()
 
 
@@ -137,7 +153,14 @@ class VaeStep:
     """One Adam update on recon + β·KL, β read from the schedule at this step; the forward pass
     under the resolved precision (bf16 autocast where the hardware runs it natively)."""
 
-    def __init__(self, model: ConvVAE, t: VaeTrainConfig, schedule: BetaSchedule, total_steps: int, device: torch.device):
+    def __init__(
+        self,
+        model: ConvVAE,
+        t: VaeTrainConfig,
+        schedule: BetaSchedule,
+        total_steps: int,
+        device: torch.device,
+    ):
         self.model, self.schedule, self.total_steps = model, schedule, total_steps
         self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, fused=True)
         self.counter = StepCounter()
@@ -157,7 +180,9 @@ class VaeStep:
         return {"loss": loss.detach(), "recon": rec.detach(), "kl": kl.detach(), "beta": torch.tensor(beta)}
 
 
-def evaluate_loss(model: ConvVAE, images: torch.Tensor, beta: float, batch_size: int = 1000) -> dict[str, float]:
+def evaluate_loss(
+    model: ConvVAE, images: torch.Tensor, beta: float, batch_size: int = 1000
+) -> dict[str, float]:
     rec = kl = 0.0
     with evaluating(model):
         for x in images.split(batch_size):
@@ -181,8 +206,17 @@ def train_schedule(kind: str, cfg: Config, run: Run, device: torch.device) -> tu
         return {f"val_{k}": v for k, v in evaluate_loss(model, data.validation, beta).items()}
 
     history = fit(
-        step, batches, cfg.train.epochs, label=f"vae/{kind}", log_every=cfg.train.log_every, evaluate=validate,
-        checkpointing=Checkpointing(run, f"vae-{kind}", {"model": model, "optimizer": step.optimizer, "batches": batches, "counter": step.counter}),
+        step,
+        batches,
+        cfg.train.epochs,
+        label=f"vae/{kind}",
+        log_every=cfg.train.log_every,
+        evaluate=validate,
+        checkpointing=Checkpointing(
+            run,
+            f"vae-{kind}",
+            {"model": model, "optimizer": step.optimizer, "batches": batches, "counter": step.counter},
+        ),
     )
     run.write_history(f"train-{kind}", history.epochs)
     run.write_history(f"train-{kind}_steps", history.steps)
@@ -202,7 +236,11 @@ def posterior_metrics(model: ConvVAE, cfg: Config, device: torch.device) -> dict
     n_active, activity = posterior.active_units(mu, cfg.eval.active_threshold)
     kl_dims = posterior.kl_per_dimension(mu, logvar)
     generator = torch.Generator().manual_seed(cfg.seed)
-    mi = [posterior.mutual_information(m, lv, generator) for m, lv in zip(mu.split(cfg.eval.mi_batch), logvar.split(cfg.eval.mi_batch)) if len(m) > 1]
+    mi = [
+        posterior.mutual_information(m, lv, generator)
+        for m, lv in zip(mu.split(cfg.eval.mi_batch), logvar.split(cfg.eval.mi_batch))
+        if len(m) > 1
+    ]
     torch.manual_seed(cfg.seed)
     test = evaluate_loss(model, data.test, beta=1.0)
     return {
@@ -223,50 +261,105 @@ def posterior_metrics(model: ConvVAE, cfg: Config, device: torch.device) -> dict
 
 def training_metrics(history: History) -> dict:
     last = history.epochs[-1]
-    return {k: last[k] for k in ("recon", "kl", "loss", "val_recon", "val_kl", "val_loss", "beta")} | {"epochs": last["epoch"]}
+    return {k: last[k] for k in ("recon", "kl", "loss", "val_recon", "val_kl", "val_loss", "beta")} | {
+        "epochs": last["epoch"]
+    }
 
 
 CURVES = [
-    plots.Panel("reconstruction (MSE, sum over pixels)", [plots.Series("recon", "train", "epochs"), plots.Series("val_recon", "validation", "epochs")], "per image"),
-    plots.Panel("KL(q(z|x) ‖ N(0, I))", [plots.Series("kl", "train", "epochs"), plots.Series("val_kl", "validation", "epochs")], "nats per image",
-                secondary=[plots.Series("beta", "β", "steps")], secondary_label="β"),
-    plots.Panel("total loss (recon + β·KL)", [plots.Series("loss", "train", "epochs"), plots.Series("val_loss", "validation", "epochs")], "per image",
-                secondary=[plots.Series("beta", "β", "steps")], secondary_label="β"),
+    plots.Panel(
+        "reconstruction (MSE, sum over pixels)",
+        [plots.Series("recon", "train", "epochs"), plots.Series("val_recon", "validation", "epochs")],
+        "per image",
+    ),
+    plots.Panel(
+        "KL(q(z|x) ‖ N(0, I))",
+        [plots.Series("kl", "train", "epochs"), plots.Series("val_kl", "validation", "epochs")],
+        "nats per image",
+        secondary=[plots.Series("beta", "β", "steps")],
+        secondary_label="β",
+    ),
+    plots.Panel(
+        "total loss (recon + β·KL)",
+        [plots.Series("loss", "train", "epochs"), plots.Series("val_loss", "validation", "epochs")],
+        "per image",
+        secondary=[plots.Series("beta", "β", "steps")],
+        secondary_label="β",
+    ),
 ]
 
 
 @torch.no_grad()
-def sample_figures(models: dict[str, ConvVAE], cfg: Config, run: Run, device: torch.device, prefix: str) -> dict:
+def sample_figures(
+    models: dict[str, ConvVAE], cfg: Config, run: Run, device: torch.device, prefix: str
+) -> dict:
     data = splits(cfg, device)
     n = cfg.eval.n_show
     originals = data.test[:n]
     gen = torch.Generator().manual_seed(cfg.seed)
     normal_z = torch.randn(2 * n, LATENT_DIM, generator=gen).to(device)
     exponentials = torch.empty(2, 2 * n, LATENT_DIM).exponential_(generator=gen)
-    laplace_z = (cfg.eval.laplace_scale * (exponentials[0] - exponentials[1])).to(device)  # E1 − E2 ~ Laplace(0, 1)
+    laplace_z = (cfg.eval.laplace_scale * (exponentials[0] - exponentials[1])).to(
+        device
+    )  # E1 − E2 ~ Laplace(0, 1)
     recon_rows, sample_rows, metrics = {}, {}, {}
     for name, model in models.items():
         mu, _ = model.encode(originals)
         reconstructions = model.decode(mu)
         recon_rows[name] = {"originals": originals, "reconstructions (z = mu)": reconstructions}
-        sample_rows[name] = {"z ~ N(0, I)": model.decode(normal_z), f"z ~ Laplace(0, {cfg.eval.laplace_scale:g})": model.decode(laplace_z)}
-        metrics[name] = {"shown_recon_mse_per_image": F.mse_loss(reconstructions, originals, reduction="sum").item() / n}
-    plots.image_grids(recon_rows, run.plot_path(f"{prefix}_reconstructions"), "VAE: test images and their reconstructions", nrow=n)
-    plots.image_grids(sample_rows, run.plot_path(f"{prefix}_generations"), "VAE: generations from the prior and from a Laplace", nrow=n)
+        sample_rows[name] = {
+            "z ~ N(0, I)": model.decode(normal_z),
+            f"z ~ Laplace(0, {cfg.eval.laplace_scale:g})": model.decode(laplace_z),
+        }
+        metrics[name] = {
+            "shown_recon_mse_per_image": F.mse_loss(reconstructions, originals, reduction="sum").item() / n
+        }
+    plots.image_grids(
+        recon_rows,
+        run.plot_path(f"{prefix}_reconstructions"),
+        "VAE: test images and their reconstructions",
+        nrow=n,
+    )
+    plots.image_grids(
+        sample_rows,
+        run.plot_path(f"{prefix}_generations"),
+        "VAE: generations from the prior and from a Laplace",
+        nrow=n,
+    )
     return metrics
 
 
-def latent_and_kl_figures(models: dict[str, ConvVAE], posteriors: dict[str, dict], cfg: Config, run: Run, device: torch.device, prefix: str) -> None:
+def latent_and_kl_figures(
+    models: dict[str, ConvVAE],
+    posteriors: dict[str, dict],
+    cfg: Config,
+    run: Run,
+    device: torch.device,
+    prefix: str,
+) -> None:
     data = splits(cfg, device)
     k = min(cfg.eval.latent_map_images, len(data.test))
     labels = data.test_labels[:k].numpy()
     maps = {}
     for name, model in models.items():
         mu, _ = encode(model, data.test[:k])
-        maps[f"{name} ({posteriors[name]['active_units']} active units)"] = (project_2d(mu.numpy(), cfg.eval.latent_map, cfg.seed), labels)
-    plots.scatter_maps(maps, CLASSES, run.plot_path(f"{prefix}_latent_map"), f"VAE: {cfg.eval.latent_map} of E[z|x] for {k} test images")
-    plots.grouped_bars({name: posteriors[name]["kl_per_dim"] for name in models}, [str(d) for d in range(LATENT_DIM)],
-                       run.plot_path(f"{prefix}_kl_per_dim"), "VAE: KL per latent dimension (test images)", "nats per image")
+        maps[f"{name} ({posteriors[name]['active_units']} active units)"] = (
+            project_2d(mu.numpy(), cfg.eval.latent_map, cfg.seed),
+            labels,
+        )
+    plots.scatter_maps(
+        maps,
+        CLASSES,
+        run.plot_path(f"{prefix}_latent_map"),
+        f"VAE: {cfg.eval.latent_map} of E[z|x] for {k} test images",
+    )
+    plots.grouped_bars(
+        {name: posteriors[name]["kl_per_dim"] for name in models},
+        [str(d) for d in range(LATENT_DIM)],
+        run.plot_path(f"{prefix}_kl_per_dim"),
+        "VAE: KL per latent dimension (test images)",
+        "nats per image",
+    )
 
 
 def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
@@ -274,11 +367,18 @@ def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
     kinds = cfg.anneal_schedules if part == "anneal" else [cfg.train.beta_schedule.kind]
     trained = {kind: train_schedule(kind, cfg, run, device) for kind in kinds}
     models = {kind: model for kind, (model, _) in trained.items()}
-    metrics: dict = {"data": data.description, "beta_schedule": cfg.train.beta_schedule.model_dump(),
-                     "training_precision": resolve_precision(device, cfg.train.precision)}
+    metrics: dict = {
+        "data": data.description,
+        "beta_schedule": cfg.train.beta_schedule.model_dump(),
+        "training_precision": resolve_precision(device, cfg.train.precision),
+    }
     if part in ("train", "anneal"):
-        plots.training_curves({k: {"steps": h.steps, "epochs": h.epochs} for k, (_, h) in trained.items()}, CURVES,
-                              run.plot_path(f"{part}_curves"), "VAE training: per-image losses, β dashed")
+        plots.training_curves(
+            {k: {"steps": h.steps, "epochs": h.epochs} for k, (_, h) in trained.items()},
+            CURVES,
+            run.plot_path(f"{part}_curves"),
+            "VAE training: per-image losses, β dashed",
+        )
         for kind, (_, history) in trained.items():
             metrics.setdefault(kind, {}).update(training_metrics(history))
     if part in ("samples", "anneal"):
@@ -299,10 +399,17 @@ def summary(metrics: dict) -> list[dict]:
         for kind, m in values.items():
             if kind in SCHEDULES and isinstance(m, dict):
                 row = {"part": part, "β schedule": kind}
-                for key, label in (("recon", "train recon"), ("kl", "train KL"), ("test_negative_elbo", "test −ELBO"),
-                                   ("collapse_ratio", "collapse ratio"), ("active_units", "active units"),
-                                   ("mutual_information", "MI"), ("mean_abs_mu", "mean |mu|"), ("mean_sigma", "mean σ"),
-                                   ("shown_recon_mse_per_image", "shown recon")):
+                for key, label in (
+                    ("recon", "train recon"),
+                    ("kl", "train KL"),
+                    ("test_negative_elbo", "test −ELBO"),
+                    ("collapse_ratio", "collapse ratio"),
+                    ("active_units", "active units"),
+                    ("mutual_information", "MI"),
+                    ("mean_abs_mu", "mean |mu|"),
+                    ("mean_sigma", "mean σ"),
+                    ("shown_recon_mse_per_image", "shown recon"),
+                ):
                     if key in m:
                         row[label] = m[key]
                 rows.append(row)

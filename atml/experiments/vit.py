@@ -29,7 +29,15 @@ from atml.data.preprocess import to_model_input
 from atml.errors import UserError
 from atml.experiments import Headline
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
-from atml.models.vit import AttentionMaps, check_is_vit, forward_tokens, patch_grid, patch_size, pooled, prefix_tokens
+from atml.models.vit import (
+    AttentionMaps,
+    check_is_vit,
+    forward_tokens,
+    patch_grid,
+    patch_size,
+    pooled,
+    prefix_tokens,
+)
 from atml.models.weights import Pretrained, frozen, timm_data_config
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
@@ -38,33 +46,64 @@ NAME = "vit"
 PARTS = ("predict", "attention", "masking", "probe")
 FLAGS = ()
 HEADLINES = (
-    Headline("probe: class token, held-out accuracy", "probe.final.cls.accuracy", "0.963 (88 images, 27 tested)"),
+    Headline(
+        "probe: class token, held-out accuracy", "probe.final.cls.accuracy", "0.963 (88 images, 27 tested)"
+    ),
     Headline("probe: mean of patch tokens, held-out accuracy", "probe.final.mean.accuracy", "0.926"),
-    Headline("masking: random 50%, agreement with unmasked top-1", "masking.results.random.0.50.agreement", "— (one image)"),
-    Headline("masking: centre 50%, agreement with unmasked top-1", "masking.results.centre.0.50.agreement", "—"),
+    Headline(
+        "masking: random 50%, agreement with unmasked top-1",
+        "masking.results.random.0.50.agreement",
+        "— (one image)",
+    ),
+    Headline(
+        "masking: centre 50%, agreement with unmasked top-1", "masking.results.centre.0.50.agreement", "—"
+    ),
 )
 ORIGINAL_DATA = {"data.dataset": "cifar10"}
-KEY_FIGURES = ("predict_topk", "attention_overlay", "attention_heads", "attention_entropy", "masking_agreement", "probe_by_layer")
+KEY_FIGURES = (
+    "predict_topk",
+    "attention_overlay",
+    "attention_heads",
+    "attention_entropy",
+    "masking_agreement",
+    "probe_by_layer",
+)
 DROPPED_COLOUR = (0.25, 0.45, 0.85)
 
 
 class VitDataConfig(Strict):
-    images: list[str] = Field([], description="photos (files or folders) for predict and attention; empty: scikit-learn's two sample photos")
+    images: list[str] = Field(
+        [],
+        description="photos (files or folders) for predict and attention; empty: scikit-learn's two sample photos",
+    )
     dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
     root: str = "data"
     download: bool = True
-    train_images: int | None = Field(5000, ge=2, description="a fixed random draw of the training split the probes fit on (null: all)")
-    test_images: int | None = Field(2000, ge=2, description="a fixed random draw of the test split they are scored on (null: all)")
+    train_images: int | None = Field(
+        5000, ge=2, description="a fixed random draw of the training split the probes fit on (null: all)"
+    )
+    test_images: int | None = Field(
+        2000, ge=2, description="a fixed random draw of the test split they are scored on (null: all)"
+    )
     subset_seed: Seed = 0
 
 
 class VitModelConfig(Strict):
-    name: str = Field("vit_small_patch16_224.augreg_in21k_ft_in1k", description="any timm ViT (the original: vit_base_patch16_224)")
-    weights: str = Field("pretrained", description="pretrained (the name's tag) | another tag | a local file | none")
-    img_size: int | None = Field(None, ge=16, description="input side; null: the weights' own (position embeddings are resampled)")
+    name: str = Field(
+        "vit_small_patch16_224.augreg_in21k_ft_in1k",
+        description="any timm ViT (the original: vit_base_patch16_224)",
+    )
+    weights: str = Field(
+        "pretrained", description="pretrained (the name's tag) | another tag | a local file | none"
+    )
+    img_size: int | None = Field(
+        None, ge=16, description="input side; null: the weights' own (position embeddings are resampled)"
+    )
     batch_size: int = Field(64, ge=1, description="images per no-grad forward")
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    cache: bool = Field(True, description="reuse probe features across parts and runs (~/.cache/atml/features)")
+    cache: bool = Field(
+        True, description="reuse probe features across parts and runs (~/.cache/atml/features)"
+    )
 
 
 class PredictConfig(Strict):
@@ -74,20 +113,27 @@ class PredictConfig(Strict):
 class AttentionConfig(Strict):
     layer: int = Field(-1, description="the block whose attention is mapped (negative counts from the end)")
     alpha: float = Field(0.5, gt=0, le=1, description="opacity of the red overlay at the map's maximum")
-    rollout_residual: float = Field(0.5, ge=0, le=1, description="weight of the identity (residual path) in each rollout layer")
+    rollout_residual: float = Field(
+        0.5, ge=0, le=1, description="weight of the identity (residual path) in each rollout layer"
+    )
 
 
 class MaskingConfig(Strict):
     ratios: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1)
     schemes: list[Literal[SCHEMES]] = list(SCHEMES)  # type: ignore[valid-type]
-    fill: Literal[FILLS] = Field("drop", description="drop: masked patch tokens leave the sequence; zero: their pixels become the "  # type: ignore[valid-type]
-                                 "normalisation mean; noise: a standard normal draw")
+    fill: Literal[FILLS] = Field(
+        "drop",
+        description="drop: masked patch tokens leave the sequence; zero: their pixels become the "  # type: ignore[valid-type]
+        "normalisation mean; noise: a standard normal draw",
+    )
     images: int = Field(500, ge=1, description="test images of data.dataset masked")
     examples: int = Field(2, ge=1, description="images shown masked in the figure")
 
 
 class ProbeConfig(Strict):
-    layers: list[int] | None = Field(None, description="blocks probed (null: every block); the final normed output is always probed")
+    layers: list[int] | None = Field(
+        None, description="blocks probed (null: every block); the final normed output is always probed"
+    )
     c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
     max_iter: int = Field(1000, ge=10)
 
@@ -104,9 +150,17 @@ class Config(Strict):
 
 # --- model and data ---------------------------------------------------------------------------
 
+
 def pretrained(cfg: Config) -> Pretrained:
     m = cfg.model
-    return frozen("timm", m.name, m.weights, cfg.data.download, cfg.seed, **({"img_size": m.img_size} if m.img_size else {}))
+    return frozen(
+        "timm",
+        m.name,
+        m.weights,
+        cfg.data.download,
+        cfg.seed,
+        **({"img_size": m.img_size} if m.img_size else {}),
+    )
 
 
 def splits(cfg: Config) -> tuple[Draw, Draw]:
@@ -116,7 +170,9 @@ def splits(cfg: Config) -> tuple[Draw, Draw]:
 
 def probed_layers(cfg: Config) -> list[int]:
     depth = len(pretrained(cfg).model.blocks)
-    return sorted({i % depth for i in cfg.probe.layers}) if cfg.probe.layers is not None else list(range(depth))
+    return (
+        sorted({i % depth for i in cfg.probe.layers}) if cfg.probe.layers is not None else list(range(depth))
+    )
 
 
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
@@ -138,7 +194,9 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
     if {"masking", "probe"} & set(parts):
         train, _ = splits(cfg)
         if len(set(train.labels.tolist())) < 2:
-            raise UserError(f"the probe's training draw of {cfg.data.dataset} holds one class; raise data.train_images")
+            raise UserError(
+                f"the probe's training draw of {cfg.data.dataset} holds one class; raise data.train_images"
+            )
 
 
 def weights_note(cfg: Config) -> str:
@@ -146,9 +204,13 @@ def weights_note(cfg: Config) -> str:
 
 
 def common_metrics(cfg: Config, device: torch.device) -> dict:
-    return {"model": cfg.model.name, "weights": pretrained(cfg).record.describe(cfg.seed),
-            "random_weights": cfg.model.weights == "none", "precision": resolve_precision(device, cfg.model.precision),
-            "input_size": pretrained(cfg).preprocess.size}
+    return {
+        "model": cfg.model.name,
+        "weights": pretrained(cfg).record.describe(cfg.seed),
+        "random_weights": cfg.model.weights == "none",
+        "precision": resolve_precision(device, cfg.model.precision),
+        "input_size": pretrained(cfg).preprocess.size,
+    }
 
 
 def photo_batch(cfg: Config) -> tuple[list[Photo], torch.Tensor]:
@@ -167,6 +229,7 @@ def displayable(x: torch.Tensor, cfg: Config) -> np.ndarray:
 
 # --- parts --------------------------------------------------------------------------------------
 
+
 def run_predict(cfg: Config, run: Run, device: torch.device) -> dict:
     p = pretrained(cfg)
     photos, x = photo_batch(cfg)
@@ -177,10 +240,19 @@ def run_predict(cfg: Config, run: Run, device: torch.device) -> dict:
     for photo, row in zip(photos, probabilities):
         values, indices = row.topk(min(cfg.predict.top_k, len(row)))
         top[photo.name] = [(names[i], float(v)) for v, i in zip(values, indices)]
-        print(f"  {photo.name}: " + ", ".join(f"{n.split(',')[0]} {v:.3f}" for n, v in top[photo.name]), flush=True)
-    plots.predictions({ph.name: displayable(xi, cfg) for ph, xi in zip(photos, x)}, top, run.plot_path("predict_topk"),
-                      f"top-{cfg.predict.top_k} ImageNet classes{weights_note(cfg)}")
-    return common_metrics(cfg, device) | {"photos": {name: [{"class": n, "probability": round(v, 5)} for n, v in t] for name, t in top.items()}}
+        print(
+            f"  {photo.name}: " + ", ".join(f"{n.split(',')[0]} {v:.3f}" for n, v in top[photo.name]),
+            flush=True,
+        )
+    plots.predictions(
+        {ph.name: displayable(xi, cfg) for ph, xi in zip(photos, x)},
+        top,
+        run.plot_path("predict_topk"),
+        f"top-{cfg.predict.top_k} ImageNet classes{weights_note(cfg)}",
+    )
+    return common_metrics(cfg, device) | {
+        "photos": {name: [{"class": n, "probability": round(v, 5)} for n, v in t] for name, t in top.items()}
+    }
 
 
 def run_attention(cfg: Config, run: Run, device: torch.device) -> dict:
@@ -194,28 +266,70 @@ def run_attention(cfg: Config, run: Run, device: torch.device) -> dict:
     heads = cls_maps(attentions[layer], n_prefix, grid)  # (photos, heads, rows, cols)
     rolled = rollout(attentions, cfg.attention.rollout_residual)[:, 0, n_prefix:].reshape(len(photos), *grid)
     size = tuple(x.shape[-2:])
-    mean_map, rolled_map, head_maps = upsample(heads.mean(1), size), upsample(rolled, size), upsample(heads, size)
+    mean_map, rolled_map, head_maps = (
+        upsample(heads.mean(1), size),
+        upsample(rolled, size),
+        upsample(heads, size),
+    )
     overlays, per_head_rows = {}, {}
     for i, photo in enumerate(photos):
         image = displayable(x[i], cfg)
-        overlays[photo.name] = {"model input": (image, None), f"block {layer}: class-token attention, head mean": (image, mean_map[i].numpy()),
-                                f"rollout over {len(attentions)} blocks": (image, rolled_map[i].numpy())}
-        per_head_rows[photo.name] = {f"head {h}": (image, head_maps[i, h].numpy()) for h in range(heads.shape[1])}
+        overlays[photo.name] = {
+            "model input": (image, None),
+            f"block {layer}: class-token attention, head mean": (image, mean_map[i].numpy()),
+            f"rollout over {len(attentions)} blocks": (image, rolled_map[i].numpy()),
+        }
+        per_head_rows[photo.name] = {
+            f"head {h}": (image, head_maps[i, h].numpy()) for h in range(heads.shape[1])
+        }
     alpha = cfg.attention.alpha
-    plots.overlay_grid(overlays, run.plot_path("attention_overlay"), f"where the class token looks (red){weights_note(cfg)}", alpha)
-    plots.overlay_grid(per_head_rows, run.plot_path("attention_heads"), f"block {layer}, each head's class-token attention{weights_note(cfg)}", alpha)
-    all_cls = torch.stack([cls_maps(a, n_prefix, grid) for a in attentions], 1)  # (photos, layers, heads, rows, cols)
-    head_entropy, head_spread = entropy(all_cls).mean(0), spatial_spread(all_cls).mean(0)  # (layers, heads), mean over photos
+    plots.overlay_grid(
+        overlays,
+        run.plot_path("attention_overlay"),
+        f"where the class token looks (red){weights_note(cfg)}",
+        alpha,
+    )
+    plots.overlay_grid(
+        per_head_rows,
+        run.plot_path("attention_heads"),
+        f"block {layer}, each head's class-token attention{weights_note(cfg)}",
+        alpha,
+    )
+    all_cls = torch.stack(
+        [cls_maps(a, n_prefix, grid) for a in attentions], 1
+    )  # (photos, layers, heads, rows, cols)
+    head_entropy, head_spread = (
+        entropy(all_cls).mean(0),
+        spatial_spread(all_cls).mean(0),
+    )  # (layers, heads), mean over photos
     layers = list(range(len(attentions)))
-    plots.lines({"mean over heads": (layers, head_entropy.mean(1).tolist()), "least (most focused) head": (layers, head_entropy.min(1).values.tolist()),
-                 f"uniform over {grid[0] * grid[1]} patches": (layers, [uniform_entropy(grid)] * len(layers))},
-                run.plot_path("attention_entropy"), f"class-token attention entropy by block{weights_note(cfg)}", "block", "entropy (nats)")
-    plots.lines({"mean over heads": (layers, head_spread.mean(1).tolist()), "least head": (layers, head_spread.min(1).values.tolist())},
-                run.plot_path("attention_spread"), f"spatial spread of class-token attention by block{weights_note(cfg)}", "block",
-                "spread (patches, weighted std of position)")
+    plots.lines(
+        {
+            "mean over heads": (layers, head_entropy.mean(1).tolist()),
+            "least (most focused) head": (layers, head_entropy.min(1).values.tolist()),
+            f"uniform over {grid[0] * grid[1]} patches": (layers, [uniform_entropy(grid)] * len(layers)),
+        },
+        run.plot_path("attention_entropy"),
+        f"class-token attention entropy by block{weights_note(cfg)}",
+        "block",
+        "entropy (nats)",
+    )
+    plots.lines(
+        {
+            "mean over heads": (layers, head_spread.mean(1).tolist()),
+            "least head": (layers, head_spread.min(1).values.tolist()),
+        },
+        run.plot_path("attention_spread"),
+        f"spatial spread of class-token attention by block{weights_note(cfg)}",
+        "block",
+        "spread (patches, weighted std of position)",
+    )
     cls_share = torch.stack([a[:, :, 0, n_prefix:].sum(-1).mean() for a in attentions])
     return common_metrics(cfg, device) | {
-        "photos": [p.name for p in photos], "grid": list(grid), "prefix_tokens": n_prefix, "layer": layer,
+        "photos": [p.name for p in photos],
+        "grid": list(grid),
+        "prefix_tokens": n_prefix,
+        "layer": layer,
         "uniform_entropy": uniform_entropy(grid),
         "last_layer_entropy_per_head": [round(v, 4) for v in head_entropy[layer].tolist()],
         "last_layer_spread_per_head": [round(v, 4) for v in head_spread[layer].tolist()],
@@ -231,9 +345,18 @@ def token_features(cfg: Config, split: Draw, split_name: str, device: torch.devi
     p = pretrained(cfg)
     taps = probed_layers(cfg)
     precision = resolve_precision(device, cfg.model.precision)
-    determinants = {"model": cfg.model.name, "img_size": p.preprocess.size, "weights": common_metrics(cfg, device)["weights"],
-                    "dataset": cfg.data.dataset, "split": split_name, "indices": fingerprint(split.indices),
-                    "preprocess": p.preprocess.describe(), "taps": taps, "precision": precision, "readouts": ["cls", "mean"]}
+    determinants = {
+        "model": cfg.model.name,
+        "img_size": p.preprocess.size,
+        "weights": common_metrics(cfg, device)["weights"],
+        "dataset": cfg.data.dataset,
+        "split": split_name,
+        "indices": fingerprint(split.indices),
+        "preprocess": p.preprocess.describe(),
+        "taps": taps,
+        "precision": precision,
+        "readouts": ["cls", "mean"],
+    }
 
     def compute() -> dict[str, torch.Tensor]:
         model = p.model.to(device)
@@ -246,8 +369,15 @@ def token_features(cfg: Config, split: Draw, split_name: str, device: torch.devi
                 out |= {f"block{layer}/{k}": v for k, v in pooled(tokens, n_prefix).items()}
             return out
 
-        return batched_outputs(forward, split.images, p.preprocess, device, cfg.model.batch_size, label=f"{cfg.model.name} {split_name}",
-                               precision=precision)
+        return batched_outputs(
+            forward,
+            split.images,
+            p.preprocess,
+            device,
+            cfg.model.batch_size,
+            label=f"{cfg.model.name} {split_name}",
+            precision=precision,
+        )
 
     label = f"{cfg.model.name} {cfg.data.dataset} {split_name} ({len(taps)} blocks + final, cls + mean)"
     return FeatureCache(cache_root(), enabled=cfg.model.cache).get_or_compute(determinants, compute, label)
@@ -260,17 +390,41 @@ def run_probe(cfg: Config, run: Run, device: torch.device) -> dict:
     keys = [*(f"block{i}" for i in probed_layers(cfg)), "final"]
     scores = {}
     for key in keys:
-        scores[key] = {readout: probe_accuracy(train_f[f"{key}/{readout}"].numpy(), y_train, test_f[f"{key}/{readout}"].numpy(), y_test,
-                                               cfg.probe.c, cfg.probe.max_iter, cfg.seed).describe() for readout in ("cls", "mean")}
-        print(f"  {key}: class token {scores[key]['cls']['accuracy']:.3f}, patch mean {scores[key]['mean']['accuracy']:.3f}", flush=True)
+        scores[key] = {
+            readout: probe_accuracy(
+                train_f[f"{key}/{readout}"].numpy(),
+                y_train,
+                test_f[f"{key}/{readout}"].numpy(),
+                y_test,
+                cfg.probe.c,
+                cfg.probe.max_iter,
+                cfg.seed,
+            ).describe()
+            for readout in ("cls", "mean")
+        }
+        print(
+            f"  {key}: class token {scores[key]['cls']['accuracy']:.3f}, patch mean {scores[key]['mean']['accuracy']:.3f}",
+            flush=True,
+        )
     label = {"cls": "class token", "mean": "mean of patch tokens"}
-    plots.lines({label[r]: (keys, [scores[k][r]["accuracy"] for k in keys]) for r in ("cls", "mean")},
-                run.plot_path("probe_by_layer"), f"linear probe on {cfg.data.dataset}, held-out accuracy (95% CI){weights_note(cfg)}",
-                "block", "accuracy",
-                bands={label[r]: ([scores[k][r]["ci_low"] for k in keys], [scores[k][r]["ci_high"] for k in keys]) for r in ("cls", "mean")})
+    plots.lines(
+        {label[r]: (keys, [scores[k][r]["accuracy"] for k in keys]) for r in ("cls", "mean")},
+        run.plot_path("probe_by_layer"),
+        f"linear probe on {cfg.data.dataset}, held-out accuracy (95% CI){weights_note(cfg)}",
+        "block",
+        "accuracy",
+        bands={
+            label[r]: ([scores[k][r]["ci_low"] for k in keys], [scores[k][r]["ci_high"] for k in keys])
+            for r in ("cls", "mean")
+        },
+    )
     return common_metrics(cfg, device) | {
-        "dataset": cfg.data.dataset, "train": train.source, "test": test.source, "chance": 1 / len(train.classes),
-        "final": scores["final"], "by_layer": scores,
+        "dataset": cfg.data.dataset,
+        "train": train.source,
+        "test": test.source,
+        "chance": 1 / len(train.classes),
+        "final": scores["final"],
+        "by_layer": scores,
     }
 
 
@@ -306,7 +460,9 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
     train, test = splits(cfg)
     test = test.head(min(m.images, len(test.labels)))
     train_f = token_features(cfg, train, "train", device)
-    probe = fit_probe(train_f["final/cls"].numpy(), train.labels.numpy(), cfg.probe.c, cfg.probe.max_iter, cfg.seed)
+    probe = fit_probe(
+        train_f["final/cls"].numpy(), train.labels.numpy(), cfg.probe.c, cfg.probe.max_iter, cfg.seed
+    )
     grid, patch = patch_grid(model), patch_size(model)
     precision = resolve_precision(device, cfg.model.precision)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -326,8 +482,14 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
             return model.forward_head(final).float(), final[:, 0].float()
 
     nothing = torch.zeros(0, dtype=torch.long)
-    reference_top1 = torch.cat([evaluate(to_model_input(chunk.to(device), p.preprocess), nothing.expand(len(chunk), 0))[0].argmax(1).cpu()
-                                for chunk in test.images.split(cfg.model.batch_size)])
+    reference_top1 = torch.cat(
+        [
+            evaluate(to_model_input(chunk.to(device), p.preprocess), nothing.expand(len(chunk), 0))[0]
+            .argmax(1)
+            .cpu()
+            for chunk in test.images.split(cfg.model.batch_size)
+        ]
+    )
     results: dict[str, dict[str, MaskedResult]] = {}
     examples: dict[str, dict[str, tuple[np.ndarray, None]]] = {}
     shown = [0.0, *sorted(m.ratios)[len(m.ratios) // 2 :: max(1, len(m.ratios) // 4)]][:4]
@@ -351,24 +513,48 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
             results[scheme][f"{ratio:.2f}"] = MaskedResult(
                 agreement=float((torch.cat(top1) == reference_top1).float().mean()),
                 accuracy=float((predicted == test.labels.numpy()).mean()),
-                confidence=float(torch.cat(confidence).mean()))
+                confidence=float(torch.cat(confidence).mean()),
+            )
             r = results[scheme][f"{ratio:.2f}"]
-            print(f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, confidence {r.confidence:.3f}", flush=True)
-    fill_note = {"drop": "masked tokens dropped (shown blue)", "zero": "masked pixels set to the mean", "noise": "masked pixels replaced by noise"}[m.fill]
-    for quantity, what in (("agreement", "agreement with the unmasked top-1"), ("accuracy", f"probe accuracy on {cfg.data.dataset}"),
-                           ("confidence", "mean top-1 probability")):
-        plots.lines({s: (m.ratios, [getattr(results[s][f"{r:.2f}"], quantity) for r in m.ratios]) for s in m.schemes},
-                    run.plot_path(f"masking_{quantity}"), f"{what} against the masked share ({fill_note}){weights_note(cfg)}",
-                    "share of patches masked", quantity)
+            print(
+                f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, confidence {r.confidence:.3f}",
+                flush=True,
+            )
+    fill_note = {
+        "drop": "masked tokens dropped (shown blue)",
+        "zero": "masked pixels set to the mean",
+        "noise": "masked pixels replaced by noise",
+    }[m.fill]
+    for quantity, what in (
+        ("agreement", "agreement with the unmasked top-1"),
+        ("accuracy", f"probe accuracy on {cfg.data.dataset}"),
+        ("confidence", "mean top-1 probability"),
+    ):
+        plots.lines(
+            {s: (m.ratios, [getattr(results[s][f"{r:.2f}"], quantity) for r in m.ratios]) for s in m.schemes},
+            run.plot_path(f"masking_{quantity}"),
+            f"{what} against the masked share ({fill_note}){weights_note(cfg)}",
+            "share of patches masked",
+            quantity,
+        )
     plots.overlay_grid(examples, run.plot_path("masking_examples"), f"masked inputs: {fill_note}")
     return common_metrics(cfg, device) | {
-        "dataset": cfg.data.dataset, "images": len(test.labels), "fill": m.fill, "grid": list(grid),
-        "probe_fitted_on": f"{train.source} (unmasked, final class token)", "chance": 1 / len(test.classes),
+        "dataset": cfg.data.dataset,
+        "images": len(test.labels),
+        "fill": m.fill,
+        "grid": list(grid),
+        "probe_fitted_on": f"{train.source} (unmasked, final class token)",
+        "chance": 1 / len(test.classes),
         "results": {s: {r: vars(v) for r, v in per.items()} for s, per in results.items()},
     }
 
 
-PART_RUNNERS = {"predict": run_predict, "attention": run_attention, "masking": run_masking, "probe": run_probe}
+PART_RUNNERS = {
+    "predict": run_predict,
+    "attention": run_attention,
+    "masking": run_masking,
+    "probe": run_probe,
+}
 
 
 def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
@@ -381,18 +567,39 @@ def summary(metrics: dict) -> list[dict]:
         mark = " (random weights)" if m.get("random_weights") else ""
         if part == "predict":
             for photo, top in m["photos"].items():
-                rows.append({"part": part, "what": f"{photo}: top-1{mark}", "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})"})
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{photo}: top-1{mark}",
+                        "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})",
+                    }
+                )
         elif part == "attention":
-            rows.append({"part": part, "what": f"block {m['layer']} class-token entropy, mean over heads (uniform {m['uniform_entropy']:.2f}){mark}",
-                         "value": round(float(np.mean(m["last_layer_entropy_per_head"])), 3)})
+            rows.append(
+                {
+                    "part": part,
+                    "what": f"block {m['layer']} class-token entropy, mean over heads (uniform {m['uniform_entropy']:.2f}){mark}",
+                    "value": round(float(np.mean(m["last_layer_entropy_per_head"])), 3),
+                }
+            )
         elif part == "masking":
             for scheme, per in m["results"].items():
                 worst = max(per)
-                rows.append({"part": part, "what": f"{scheme} {float(worst):.0%} masked: agreement / probe accuracy{mark}",
-                             "value": f"{per[worst]['agreement']:.3f} / {per[worst]['accuracy']:.3f}"})
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{scheme} {float(worst):.0%} masked: agreement / probe accuracy{mark}",
+                        "value": f"{per[worst]['agreement']:.3f} / {per[worst]['accuracy']:.3f}",
+                    }
+                )
         elif part == "probe":
             for readout, name in (("cls", "class token"), ("mean", "patch mean")):
                 s = m["final"][readout]
-                rows.append({"part": part, "what": f"{m['dataset']} probe, {name} (95% CI){mark}",
-                             "value": f"{s['accuracy']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"})
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{m['dataset']} probe, {name} (95% CI){mark}",
+                        "value": f"{s['accuracy']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]",
+                    }
+                )
     return rows

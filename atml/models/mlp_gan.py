@@ -20,7 +20,13 @@ def _init_normal(module: nn.Module, std: float) -> None:
 class Generator(nn.Module):
     """z → hidden ReLU layers → 784 tanh, reshaped to [B, 1, 28, 28]."""
 
-    def __init__(self, latent_dim: int = 100, hidden: tuple[int, ...] = (256, 512), image_size: int = 28, init_std: float = 0.02):
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        hidden: tuple[int, ...] = (256, 512),
+        image_size: int = 28,
+        init_std: float = 0.02,
+    ):
         super().__init__()
         self.latent_dim, self.image_size = latent_dim, image_size
         layers: list[nn.Module] = []
@@ -39,7 +45,13 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """784 → hidden LeakyReLU(0.2) layers (optional dropout) → 1 logit."""
 
-    def __init__(self, hidden: tuple[int, ...] = (256, 256), image_size: int = 28, dropout: float = 0.0, init_std: float = 0.02):
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (256, 256),
+        image_size: int = 28,
+        dropout: float = 0.0,
+        init_std: float = 0.02,
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = image_size * image_size

@@ -11,9 +11,15 @@ class DigitClassifier(nn.Module):
     def __init__(self, n_classes: int = 10, feature_dim: int = 128):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, feature_dim), nn.ReLU(inplace=True),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, feature_dim),
+            nn.ReLU(inplace=True),
         )
         self.head = nn.Linear(feature_dim, n_classes)
 

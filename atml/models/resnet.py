@@ -71,6 +71,7 @@ class PooledFeatures:
     def _keep(self, layer: str):
         def hook(module, inputs, output):
             self.outputs[layer] = output.float().mean(dim=(2, 3)) if output.ndim == 4 else output.float()
+
         return hook
 
     def remove(self) -> None:

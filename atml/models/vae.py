@@ -12,18 +12,26 @@ class ConvVAE(nn.Module):
     def __init__(self):
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(),
+            nn.Conv2d(1, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 256),
+            nn.ReLU(),
         )
         self.mu = nn.Linear(256, LATENT_DIM)
         self.logvar = nn.Linear(256, LATENT_DIM)
         self.decoder = nn.Sequential(
-            nn.Linear(LATENT_DIM, 256), nn.ReLU(),
-            nn.Linear(256, 64 * 7 * 7), nn.ReLU(),
+            nn.Linear(LATENT_DIM, 256),
+            nn.ReLU(),
+            nn.Linear(256, 64 * 7 * 7),
+            nn.ReLU(),
             nn.Unflatten(1, (64, 7, 7)),
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1), nn.Sigmoid(),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),
+            nn.Sigmoid(),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,9 +26,13 @@ def patch_size(model: nn.Module) -> tuple[int, int]:
 
 
 def check_is_vit(model: nn.Module) -> None:
-    missing = [a for a in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head") if not hasattr(model, a)]
+    missing = [
+        a for a in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head") if not hasattr(model, a)
+    ]
     if missing or not all(hasattr(b, "attn") and hasattr(b.attn, "attn_drop") for b in model.blocks):
-        raise ValueError(f"{type(model).__name__} is not a timm VisionTransformer with standard attention blocks")
+        raise ValueError(
+            f"{type(model).__name__} is not a timm VisionTransformer with standard attention blocks"
+        )
 
 
 class AttentionMaps:
@@ -51,6 +55,7 @@ class AttentionMaps:
     def _keep(self, layer: int):
         def hook(module, inputs, output):
             self.maps[layer] = inputs[0].detach().float()
+
         return hook
 
     def remove(self) -> None:
@@ -59,15 +64,16 @@ class AttentionMaps:
         for i, fused in self._fused.items():
             self._blocks[i].attn.fused_attn = fused
 
-    def __enter__(self) -> "AttentionMaps":
+    def __enter__(self) -> AttentionMaps:
         return self
 
     def __exit__(self, *exc) -> None:
         self.remove()
 
 
-def forward_tokens(model: nn.Module, x: torch.Tensor, keep: torch.Tensor | None = None,
-                   taps: list[int] | None = None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+def forward_tokens(
+    model: nn.Module, x: torch.Tensor, keep: torch.Tensor | None = None, taps: list[int] | None = None
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """timm's forward_features, step by step: patch embedding and position embedding, then (if
     `keep` gives patch indices, [N] or [B, N]) only those patch tokens and every prefix token go on
     through the blocks. Returns the final normed tokens and the tokens after each block in `taps`."""
@@ -78,7 +84,9 @@ def forward_tokens(model: nn.Module, x: torch.Tensor, keep: torch.Tensor | None 
         keep = keep.to(tokens.device)
         if keep.ndim == 1:
             keep = keep.expand(tokens.shape[0], -1)
-        index = torch.cat([torch.arange(n_prefix, device=tokens.device).expand(tokens.shape[0], -1), keep + n_prefix], dim=1)
+        index = torch.cat(
+            [torch.arange(n_prefix, device=tokens.device).expand(tokens.shape[0], -1), keep + n_prefix], dim=1
+        )
         tokens = torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
     tokens = model.norm_pre(model.patch_drop(tokens))
     tapped = {}

@@ -38,7 +38,9 @@ class WeightsRecord:
 
     def describe(self, init_seed: int | None = None) -> dict:
         """The record; for random weights (`none`) with the seed their init was drawn from."""
-        return asdict(self) | ({"random_init_seed": init_seed} if self.source == "none" and init_seed is not None else {})
+        return asdict(self) | (
+            {"random_init_seed": init_seed} if self.source == "none" and init_seed is not None else {}
+        )
 
 
 @dataclass
@@ -83,12 +85,16 @@ def load_state_dict(model: nn.Module, path: Path) -> None:
             state = state["state_dict"]
         model.load_state_dict(state)
     except Exception as exc:  # unpickling, truncation or mismatched keys/shapes
-        raise DataCorruptError(f"weights file {path} does not load into {type(model).__name__} ({_reason(exc)})") from None
+        raise DataCorruptError(
+            f"weights file {path} does not load into {type(model).__name__} ({_reason(exc)})"
+        ) from None
 
 
 def _torchvision_preprocess(weights) -> Preprocess:
     t = weights.transforms()
-    return Preprocess(size=int(t.crop_size[0]), mean=tuple(t.mean), std=tuple(t.std), interpolation=t.interpolation.value)
+    return Preprocess(
+        size=int(t.crop_size[0]), mean=tuple(t.mean), std=tuple(t.std), interpolation=t.interpolation.value
+    )
 
 
 def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretrained:
@@ -103,14 +109,20 @@ def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretra
         raise UserError(f"unknown torchvision model '{arch}'; e.g. resnet18, resnet50, resnet152") from None
     builder = tvm.get_model_builder(arch)
     if spec == "none":
-        return Pretrained(builder(weights=None), _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "none"))
+        return Pretrained(
+            builder(weights=None), _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "none")
+        )
     if is_local_file(spec):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise DataNotFoundError(f"weights file {path} not found; set model.weights to an existing state-dict file, a named source, or none")
+            raise DataNotFoundError(
+                f"weights file {path} not found; set model.weights to an existing state-dict file, a named source, or none"
+            )
         model = builder(weights=None)
         load_state_dict(model, path)
-        return Pretrained(model, _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "file", str(path), sha256(path)))
+        return Pretrained(
+            model, _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "file", str(path), sha256(path))
+        )
     name = ALIASES.get(spec, spec)
     if name not in enum.__members__:
         accepted = ", ".join([*enum.__members__, *ALIASES, "none", "a path to a state-dict file"])
@@ -119,8 +131,12 @@ def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretra
     path = fetch_url(weights.url, allow_download, what=f"{arch} {name} weights")
     model = builder(weights=None)
     load_state_dict(model, path)
-    return Pretrained(model, _torchvision_preprocess(weights), WeightsRecord(spec, f"torchvision:{enum.__name__}.{name}", str(path), sha256(path)),
-                      tuple(weights.meta["categories"]))
+    return Pretrained(
+        model,
+        _torchvision_preprocess(weights),
+        WeightsRecord(spec, f"torchvision:{enum.__name__}.{name}", str(path), sha256(path)),
+        tuple(weights.meta["categories"]),
+    )
 
 
 def fetch_url(url: str, allow_download: bool, what: str) -> Path:
@@ -130,7 +146,9 @@ def fetch_url(url: str, allow_download: bool, what: str) -> Path:
     stem = path.stem.rsplit("-", 1)
     hash_prefix = stem[1] if len(stem) == 2 and len(stem[1]) >= 8 else None
     if not path.is_file():
-        remedy = f"put {path.name} (from {url}) in {path.parent}, or set model.weights to a local file or none"
+        remedy = (
+            f"put {path.name} (from {url}) in {path.parent}, or set model.weights to a local file or none"
+        )
         if not allow_download:
             raise DataNotFoundError(f"{what} not found (download not allowed): {remedy}")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +157,9 @@ def fetch_url(url: str, allow_download: bool, what: str) -> Path:
         except Exception as exc:  # URLError offline, RuntimeError on a hash mismatch
             raise DataNotFoundError(f"{what} could not be downloaded ({_reason(exc)}): {remedy}") from None
     if hash_prefix and not sha256(path).startswith(hash_prefix):
-        raise DataCorruptError(f"{path} does not match the sha256 prefix {hash_prefix} in its name; delete it and fetch it again")
+        raise DataCorruptError(
+            f"{path} does not match the sha256 prefix {hash_prefix} in its name; delete it and fetch it again"
+        )
     return path
 
 
@@ -169,14 +189,18 @@ def _timm_name(name: str, spec: str) -> str:
         tag = spec
     full = f"{base}.{tag}" if tag else base
     if not timm.models.is_model(base):
-        raise UserError(f"unknown timm model '{base}'; e.g. vit_small_patch16_224, vit_base_patch16_224, deit_tiny_distilled_patch16_224")
+        raise UserError(
+            f"unknown timm model '{base}'; e.g. vit_small_patch16_224, vit_base_patch16_224, deit_tiny_distilled_patch16_224"
+        )
     try:
         known = timm.models.get_pretrained_cfg(full) is not None
     except RuntimeError:  # "Invalid pretrained tag"
         known = False
     if not known:
         tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")]
-        raise UserError(f"no pretrained weights '{spec}' for {base}; accepted: pretrained, none, a local file, or a tag: {', '.join(tags) or 'none known'}")
+        raise UserError(
+            f"no pretrained weights '{spec}' for {base}; accepted: pretrained, none, a local file, or a tag: {', '.join(tags) or 'none known'}"
+        )
     return full
 
 
@@ -207,9 +231,11 @@ def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -
         if isinstance(found, str):
             return Path(found)
     folder = hub_cache_folder(repo)
-    remedy = (f"put {filenames[0]} from https://huggingface.co/{repo} in the Hugging Face cache ({folder}, e.g. "
-              f"`huggingface-cli download {repo} {filenames[0]}` on a machine with internet, then copy {folder}), "
-              "or set model.weights to a local file or none")
+    remedy = (
+        f"put {filenames[0]} from https://huggingface.co/{repo} in the Hugging Face cache ({folder}, e.g. "
+        f"`huggingface-cli download {repo} {filenames[0]}` on a machine with internet, then copy {folder}), "
+        "or set model.weights to a local file or none"
+    )
     if not allow_download:
         raise DataNotFoundError(f"{what} not found (download not allowed): {remedy}")
     if not _hub_reachable():
@@ -229,7 +255,9 @@ def timm_weights_file(full_name: str, allow_download: bool) -> Path:
 
     cfg = timm.models.get_pretrained_cfg(full_name)
     if not cfg.hf_hub_id:
-        raise UserError(f"{full_name}'s weights are not on the Hugging Face hub; download them yourself and set model.weights to the file")
+        raise UserError(
+            f"{full_name}'s weights are not on the Hugging Face hub; download them yourself and set model.weights to the file"
+        )
     filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
     return hub_file(cfg.hf_hub_id, filenames, allow_download, f"{full_name} weights")
 
@@ -248,9 +276,15 @@ def timm_data_config(model: nn.Module) -> dict:
 
 def _timm_preprocess(model: nn.Module) -> Preprocess:
     c = timm_data_config(model)
-    return Preprocess(size=int(c["input_size"][-1]), mean=tuple(c["mean"]), std=tuple(c["std"]),
-                      interpolation=c["interpolation"] if c["interpolation"] in ("bilinear", "bicubic", "nearest") else "bilinear",
-                      crop_pct=float(c.get("crop_pct", 1.0)))
+    return Preprocess(
+        size=int(c["input_size"][-1]),
+        mean=tuple(c["mean"]),
+        std=tuple(c["std"]),
+        interpolation=c["interpolation"]
+        if c["interpolation"] in ("bilinear", "bicubic", "nearest")
+        else "bilinear",
+        crop_pct=float(c.get("crop_pct", 1.0)),
+    )
 
 
 def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrained:
@@ -262,11 +296,15 @@ def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrain
     full = _timm_name(name, TIMM_PRETRAINED if spec == "none" or is_local_file(spec) else spec)
     if spec == "none":
         model = timm.create_model(full, pretrained=False, **kwargs)
-        return Pretrained(model, _timm_preprocess(model), WeightsRecord(spec, "none"), imagenet_class_names(model))
+        return Pretrained(
+            model, _timm_preprocess(model), WeightsRecord(spec, "none"), imagenet_class_names(model)
+        )
     if is_local_file(spec):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise DataNotFoundError(f"weights file {path} not found; set model.weights to an existing file, pretrained, a tag, or none")
+            raise DataNotFoundError(
+                f"weights file {path} not found; set model.weights to an existing file, pretrained, a tag, or none"
+            )
         source = "file"
     else:
         path = timm_weights_file(full, allow_download)
@@ -275,7 +313,12 @@ def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrain
         model = timm.create_model(full, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
     except Exception as exc:  # a damaged, foreign or mismatched file
         raise DataCorruptError(f"weights file {path} does not load into {full} ({_reason(exc)})") from None
-    return Pretrained(model, _timm_preprocess(model), WeightsRecord(spec, source, str(path), sha256(path)), imagenet_class_names(model))
+    return Pretrained(
+        model,
+        _timm_preprocess(model),
+        WeightsRecord(spec, source, str(path), sha256(path)),
+        imagenet_class_names(model),
+    )
 
 
 def imagenet_class_names(model: nn.Module) -> tuple[str, ...] | None:
@@ -305,14 +348,19 @@ def cached_timm_weights(names: tuple[str, ...]) -> list[tuple[str, Path, bool]]:
 
 # --- open_clip ----------------------------------------------------------------------------------
 
-OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # what open_clip's hub repos hold
+OPEN_CLIP_FILES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)  # what open_clip's hub repos hold
 
 
 def check_open_clip_name(name: str) -> None:
     import open_clip
 
     if name not in open_clip.list_models():
-        raise UserError(f"unknown open_clip model '{name}'; e.g. ViT-B-32, ViT-B-16, RN50 (all: open_clip.list_models())")
+        raise UserError(
+            f"unknown open_clip model '{name}'; e.g. ViT-B-32, ViT-B-16, RN50 (all: open_clip.list_models())"
+        )
 
 
 def _open_clip_tag_cfg(name: str, tag: str) -> dict:
@@ -322,7 +370,9 @@ def _open_clip_tag_cfg(name: str, tag: str) -> dict:
     cfg = open_clip.get_pretrained_cfg(name, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(name)
-        raise UserError(f"no pretrained weights '{tag}' for open_clip {name}; accepted: none, a local file, or a tag: {', '.join(tags) or 'none known'}")
+        raise UserError(
+            f"no pretrained weights '{tag}' for open_clip {name}; accepted: none, a local file, or a tag: {', '.join(tags) or 'none known'}"
+        )
     return cfg
 
 
@@ -335,7 +385,11 @@ def open_clip_weights_file(name: str, tag: str, allow_download: bool) -> Path:
         repo, filename = cfg["hf_hub"].rstrip("/"), None
         if cfg["hf_hub"].count("/") > 1 and not cfg["hf_hub"].endswith("/"):
             repo, filename = os.path.split(cfg["hf_hub"])
-        filenames = list(OPEN_CLIP_FILES) if filename is None else [f"{os.path.splitext(filename)[0]}.safetensors", filename]
+        filenames = (
+            list(OPEN_CLIP_FILES)
+            if filename is None
+            else [f"{os.path.splitext(filename)[0]}.safetensors", filename]
+        )
         return hub_file(repo, filenames, allow_download, what)
     return fetch_url(cfg["url"], allow_download, what)
 
@@ -355,26 +409,42 @@ def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
     elif is_local_file(spec):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise DataNotFoundError(f"weights file {path} not found; set model.weights to an existing checkpoint, a tag, or none")
+            raise DataNotFoundError(
+                f"weights file {path} not found; set model.weights to an existing checkpoint, a tag, or none"
+            )
         record = WeightsRecord(spec, "file", str(path), sha256(path))
     else:
         cfg = _open_clip_tag_cfg(name, spec)
         path = open_clip_weights_file(name, spec, allow_download)
-        options = {"force_quick_gelu": bool(cfg.get("quick_gelu")),
-                   "force_preprocess_cfg": {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}}
+        options = {
+            "force_quick_gelu": bool(cfg.get("quick_gelu")),
+            "force_preprocess_cfg": {
+                k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg
+            },
+        }
         record = WeightsRecord(spec, f"open_clip:{name}.{spec}", str(path), sha256(path))
     quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip logs "initialized randomly" for `none`, which is the point
+    logging.getLogger().setLevel(
+        logging.ERROR
+    )  # open_clip logs "initialized randomly" for `none`, which is the point
     try:
         model = open_clip.create_model(name, pretrained=str(path) if path else None, **options)
     except Exception as exc:  # a damaged, foreign or mismatched checkpoint
-        raise DataCorruptError(f"weights file {path} does not load into open_clip {name} ({_reason(exc)})") from None
+        raise DataCorruptError(
+            f"weights file {path} does not load into open_clip {name} ({_reason(exc)})"
+        ) from None
     finally:
         logging.getLogger().setLevel(quiet)
     c = open_clip.get_model_preprocess_cfg(model)
     size = c["size"] if isinstance(c["size"], int) else int(c["size"][-1])
-    interpolation = c["interpolation"] if c["interpolation"] in ("bilinear", "bicubic", "nearest") else "bicubic"
-    return Pretrained(model, Preprocess(size=size, mean=tuple(c["mean"]), std=tuple(c["std"]), interpolation=interpolation), record)
+    interpolation = (
+        c["interpolation"] if c["interpolation"] in ("bilinear", "bicubic", "nearest") else "bicubic"
+    )
+    return Pretrained(
+        model,
+        Preprocess(size=size, mean=tuple(c["mean"]), std=tuple(c["std"]), interpolation=interpolation),
+        record,
+    )
 
 
 def open_clip_tokenizer(name: str):
@@ -384,7 +454,9 @@ def open_clip_tokenizer(name: str):
     try:
         return open_clip.get_tokenizer(name)
     except Exception as exc:  # a hub tokenizer, offline
-        raise DataNotFoundError(f"the tokenizer of open_clip {name} is not available offline ({_reason(exc)})") from None
+        raise DataNotFoundError(
+            f"the tokenizer of open_clip {name} is not available offline ({_reason(exc)})"
+        ) from None
 
 
 def cached_open_clip_weights(models: tuple[tuple[str, str], ...]) -> list[tuple[str, Path, bool]]:
@@ -395,7 +467,15 @@ def cached_open_clip_weights(models: tuple[tuple[str, str], ...]) -> list[tuple[
             rows.append((f"{name} {tag}", open_clip_weights_file(name, tag, allow_download=False), True))
         except DataNotFoundError:
             cfg = _open_clip_tag_cfg(name, tag)
-            rows.append((f"{name} {tag}", hub_cache_folder(cfg["hf_hub"].rstrip("/")) if cfg.get("hf_hub") else torch_hub_checkpoints(), False))
+            rows.append(
+                (
+                    f"{name} {tag}",
+                    hub_cache_folder(cfg["hf_hub"].rstrip("/"))
+                    if cfg.get("hf_hub")
+                    else torch_hub_checkpoints(),
+                    False,
+                )
+            )
     return rows
 
 

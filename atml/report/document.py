@@ -62,12 +62,16 @@ def markdown_table(rows: list[dict]) -> list[str]:
     if not rows:
         return ["(no rows)"]
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    return ["| " + " | ".join(_md_cell(c) for c in columns) + " |", "|" + "---|" * len(columns),
-            *("| " + " | ".join(_md_cell(r.get(c, "")) for c in columns) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(_md_cell(c) for c in columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(_md_cell(r.get(c, "")) for c in columns) + " |" for r in rows),
+    ]
 
 
 def to_markdown(blocks: list[Block], folder: Path) -> str:
     """Markdown with figures linked relative to `folder`, where the file is written."""
+
     def link(figure: Figure) -> str:
         return f"![{figure.caption}]({Path(os.path.relpath(figure.path.resolve(), folder.resolve())).as_posix()})"
 
@@ -82,9 +86,22 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
         elif isinstance(block, Figure):
             lines += [link(block), f"*{block.caption}*", ""]
         elif isinstance(block, FigureRow):
-            lines += [" ".join(link(f) for f in block.figures), " · ".join(f"*{f.caption}*" for f in block.figures), ""]
+            lines += [
+                " ".join(link(f) for f in block.figures),
+                " · ".join(f"*{f.caption}*" for f in block.figures),
+                "",
+            ]
         elif isinstance(block, Code):
-            lines += [f"<details><summary>{block.summary}</summary>", "", "```", block.text.rstrip(), "```", "", "</details>", ""]
+            lines += [
+                f"<details><summary>{block.summary}</summary>",
+                "",
+                "```",
+                block.text.rstrip(),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -114,8 +131,10 @@ def _html_figure(figure: Figure) -> str:
 
 def to_html(blocks: list[Block], title: str) -> str:
     """One HTML file with every figure embedded."""
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+    ]
     for block in blocks:
         if isinstance(block, Heading):
             parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
@@ -125,14 +144,22 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(block, Table):
             columns = list(dict.fromkeys(k for r in block.rows for k in r))
             head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(_text(r.get(c, '')))}</td>" for c in columns)
-                           + "</tr>" for r in block.rows)
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" if block.rows else "<p>(no rows)</p>")
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(_text(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+                for r in block.rows
+            )
+            parts.append(
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                if block.rows
+                else "<p>(no rows)</p>"
+            )
         elif isinstance(block, Figure):
             parts.append(_html_figure(block))
         elif isinstance(block, FigureRow):
             parts.append("<div class='row'>" + "".join(_html_figure(f) for f in block.figures) + "</div>")
         elif isinstance(block, Code):
-            parts.append(f"<details><summary>{html.escape(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>")
+            parts.append(
+                f"<details><summary>{html.escape(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -61,8 +61,11 @@ class Source:
         if (self.config.get("model") or {}).get("weights") == "none":
             out.append(("random weights", "random weights (no pretrained weights)"))
         module = experiments.get(self.experiment)
-        stand_in = [f"{key} = {_dotted(self.config, key)}, the original: {original}"
-                    for key, original in getattr(module, "ORIGINAL_DATA", {}).items() if _dotted(self.config, key) != original]
+        stand_in = [
+            f"{key} = {_dotted(self.config, key)}, the original: {original}"
+            for key, original in getattr(module, "ORIGINAL_DATA", {}).items()
+            if _dotted(self.config, key) != original
+        ]
         if stand_in:
             out.append(("stand-in data", "stand-in data (" + "; ".join(stand_in) + ")"))
         if not self.is_summary:
@@ -106,12 +109,23 @@ def load(folder: Path) -> Source:
         first = load(runs[0]) if runs else None
         if first is None:
             raise BrokenSource(f"{folder}/summary.json lists no runs")
-        return Source(name, folder, config, env, first.metrics, summary.get("rows", []), summary.get("numbers", {}), first.plots)
+        return Source(
+            name,
+            folder,
+            config,
+            env,
+            first.metrics,
+            summary.get("rows", []),
+            summary.get("numbers", {}),
+            first.plots,
+        )
     metrics = _read(folder / "metrics.json", json.loads, "run (no part finished)")
     try:
         rows = experiments.get(name).summary(metrics)
     except (KeyError, TypeError, ValueError) as exc:
-        raise BrokenSource(f"{folder}/metrics.json is not what {name} writes ({type(exc).__name__}: {exc})") from None
+        raise BrokenSource(
+            f"{folder}/metrics.json is not what {name} writes ({type(exc).__name__}: {exc})"
+        ) from None
     return Source(name, folder, config, env, metrics, rows, None, folder / "plots")
 
 
@@ -126,5 +140,9 @@ def read(folder: Path) -> Source | str:
 def latest(outputs: Path, experiment: str) -> Path | None:
     """The newest run or seed-summary folder of an experiment (folder names start with a timestamp)."""
     root = Path(outputs) / experiment
-    folders = sorted((f for f in root.iterdir() if f.is_dir() and (f / "env.json").is_file()), key=lambda f: f.name) if root.is_dir() else []
+    folders = (
+        sorted((f for f in root.iterdir() if f.is_dir() and (f / "env.json").is_file()), key=lambda f: f.name)
+        if root.is_dir()
+        else []
+    )
     return folders[-1] if folders else None
