@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import sys
-import time
+import logging
 from pathlib import Path
 
 import typer
 import yaml
 
-from atml import distributed, experiments, seed_summary
-from atml.config import has_key, resolve, validate
+from atml import distributed, experiments, logs, runner, seed_summary
+from atml.config import resolve
 from atml.errors import DamagedFileError, OutputWriteError, TrainingDivergedError, UserError
-from atml.runs import FollowerRun, Run, check_output_root, check_run_name
-from atml.runtime import describe_device, pick_device, seed_everything
-from atml.tables import text_table
-from atml.tracking import check_tracker, make_tracker
+from atml.runs import check_output_root, check_run_name
+from atml.runtime import pick_device
+from atml.tracking import check_tracker
 
 app = typer.Typer(
     add_completion=False,
@@ -29,27 +24,18 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Find, fetch or fake the datasets atml uses.")
 app.add_typer(data_app, name="data")
+log = logging.getLogger("atml")
 
 
-def _parts(exp, requested: list[str] | None) -> list[str]:
-    for part in requested or ():
-        if part not in exp.PARTS:
-            raise UserError(f"unknown part '{part}' of {exp.NAME}; accepted: {', '.join(exp.PARTS)}")
-    return [p for p in exp.PARTS if p in requested] if requested else list(exp.PARTS)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a batch scheduler's stop, `kill`) ends a run like Ctrl-C: resumable, exit 130."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+@app.callback()
+def options(
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="warnings and errors only"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="debug lines too"),
+) -> None:
+    """Rerun five classic deep-learning experiments as measured, reproducible runs."""
+    if quiet and verbose:
+        raise UserError("give -q or -v, not both")
+    logs.setup(verbose - quiet)
 
 
 EXPERIMENT_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -99,7 +85,7 @@ def run(
     check_tracker(tracker)
     torch_device = distributed.init(pick_device(device))
     if not distributed.is_main():
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — rank 0 speaks for all ranks
+        logs.setup(main_rank=False)  # rank 0 speaks for all ranks
     if resume is not None:
         given = [
             flag
@@ -119,184 +105,35 @@ def run(
             raise UserError(
                 f"--resume continues a run with its own config, parts and folder; drop {' '.join(given)}"
             )
-        exp = experiments.get(experiment)
-        handle = Run.open(resume) if distributed.is_main() else FollowerRun(resume)
-        if handle.env.get("experiment") != exp.NAME:
-            raise UserError(f"{resume} is a run of '{handle.env.get('experiment')}', not '{exp.NAME}'")
-        cfg = validate(handle.config, exp.Config)
-        parts = _parts(exp, handle.env.get("parts"))
-        exp.prepare(cfg, torch_device, parts)
-        _execute(exp, cfg, parts, handle, torch_device, tracker)
+        runner.resume(experiments.get(experiment), resume, torch_device, tracker)
         return
     if seed is not None and seeds is not None:
         raise UserError("give --seed or --seeds, not both")
-    seed_list = seed_summary.parse_seeds(seeds) if seeds is not None else [seed]
     out = out or Path("outputs")
     check_output_root(out)
     label = check_run_name(name) if name else ("smoke" if smoke else "-".join(part) if part else "all")
-    if experiment != ALL:
-        _run_seeds(
-            experiments.get(experiment),
-            ctx.args,
-            part,
-            config,
-            set_ or [],
-            smoke,
-            seed_list,
-            seeds is not None,
-            out,
-            label,
-            torch_device,
-            tracker,
-        )
-        return
-    given = [flag for flag, value in (("--part", part), ("--config", config)) if value] + ctx.args
-    if given:
-        raise UserError(
-            f"`atml run all` runs every experiment with its own parts and config; drop {' '.join(given)}"
-        )
-    modules = [experiments.get(n) for n in experiments.EXPERIMENTS]
-    sets = {
-        exp.NAME: [s for s in set_ or [] if has_key(exp.Config, s.partition("=")[0].strip())]
-        for exp in modules
-    }
-    unused = [s for s in set_ or [] if not any(s in chosen for chosen in sets.values())]
-    if unused:
-        raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
-    failed: dict[str, int] = {}
-    for exp in modules:
-        try:
-            _run_seeds(
-                exp,
-                [],
-                None,
-                None,
-                sets[exp.NAME],
-                smoke,
-                seed_list,
-                seeds is not None,
-                out,
-                label,
-                torch_device,
-                tracker,
+    if experiment == ALL:
+        given = [flag for flag, value in (("--part", part), ("--config", config)) if value] + ctx.args
+        if given:
+            raise UserError(
+                f"`atml run all` runs every experiment with its own parts and config; drop {' '.join(given)}"
             )
-        except (UserError, TrainingDivergedError) as exc:
-            print(f"atml: {exp.NAME} FAILED: {exc}", file=sys.stderr, flush=True)
-            failed[exp.NAME] = exc.exit_code
-    done = [n for n in experiments.EXPERIMENTS if n not in failed]
-    print(
-        f"\natml run all: {len(done)} of {len(modules)} experiments done"
-        + (f"; failed: {', '.join(failed)}" if failed else "")
+    exp = experiments.get(experiment if experiment != ALL else next(iter(experiments.EXPERIMENTS)))
+    request = runner.RunRequest(
+        experiment=exp,
+        parts=runner.select_parts(exp, part),
+        flags=experiments.parse_flags(exp, ctx.args),
+        sets=set_ or [],
+        config_file=config,
+        smoke=smoke,
+        seeds=seed_summary.parse_seeds(seeds) if seeds is not None else [seed],
+        summarise=seeds is not None,
+        out=out,
+        label=label,
+        device=torch_device,
+        tracker=tracker,
     )
-    if failed:
-        raise SystemExit(next(iter(failed.values())))
-
-
-def _run_seeds(
-    exp,
-    args: list[str],
-    part,
-    config,
-    sets: list[str],
-    smoke: bool,
-    seed_list: list,
-    summarise: bool,
-    out: Path,
-    label: str,
-    torch_device,
-    tracker: str,
-) -> None:
-    """One experiment under each seed (None: the config's own), each into its own run folder;
-    with several, a summary folder of mean ± std beside them."""
-    flags = experiments.parse_flags(exp, args)
-    parts = _parts(exp, part)
-    runs, rows, first_config = {}, {}, None
-    for s in seed_list:
-        raw, cfg = resolve(
-            exp.NAME,
-            exp.Config,
-            config_file=config,
-            smoke=smoke,
-            flags=flags | ({"seed": s} if s is not None else {}),
-            sets=sets,
-        )
-        exp.prepare(cfg, torch_device, parts)
-        handle = _create_run(
-            out,
-            exp.NAME,
-            f"{label}-seed{cfg.seed}" if summarise else label,
-            raw,
-            env={
-                "experiment": exp.NAME,
-                "parts": parts,
-                "seed": cfg.seed,
-                "smoke": smoke,
-                "device": str(torch_device),
-                "device_name": describe_device(torch_device),
-                "world_size": distributed.world_size(),
-            },
-        )
-        rows[cfg.seed] = _execute(exp, cfg, parts, handle, torch_device, tracker)
-        runs[cfg.seed] = handle
-        first_config = first_config or raw
-    if summarise and distributed.is_main():
-        summary_rows = seed_summary.summary_rows(rows)
-        folder = seed_summary.write(out, exp.NAME, label, first_config, runs, summary_rows)
-        print(f"\n{exp.NAME} over seeds {', '.join(map(str, runs))}:\n{text_table(summary_rows)}")
-        print(f"\natml: seed summary: {folder.dir / 'summary.md'}")
-
-
-def _execute(exp, cfg, parts: list[str], handle: Run, torch_device, tracker_kind: str = "none") -> list[dict]:
-    """The parts of one run, in order, into its folder; returns its summary rows."""
-    tracker = make_tracker(tracker_kind, handle.dir, handle.config) if distributed.is_main() else None
-    seed_everything(cfg.seed)
-    resume_hint = f"atml run {exp.NAME} --resume {handle.dir}"
-    print(
-        f"atml: {exp.NAME} [{', '.join(parts)}] seed {cfg.seed} on {describe_device(torch_device)} → {handle.dir}",
-        flush=True,
-    )
-    try:
-        with _sigterm_as_interrupt():
-            for p in parts:
-                if p in handle.metrics:
-                    print(f"== {exp.NAME}/{p}: already complete in this run folder")
-                    continue
-                print(f"== {exp.NAME}/{p}", flush=True)
-                started = time.perf_counter()
-                handle.record_metrics(p, exp.run_part(p, cfg, handle, torch_device))
-                if tracker:
-                    tracker.log_part(p, handle.metrics[p])
-                distributed.barrier()  # the other ranks read what rank 0 recorded
-                print(f"== {exp.NAME}/{p} done in {time.perf_counter() - started:.0f} s", flush=True)
-    except KeyboardInterrupt:
-        print(f"\natml: interrupted; continue with: {resume_hint}", file=sys.stderr)
-        raise SystemExit(130) from None
-    except TrainingDivergedError as exc:
-        raise TrainingDivergedError(f"training diverged: {exc}") from None
-    except OutputWriteError as exc:
-        raise OutputWriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
-    finally:
-        if tracker:
-            tracker.close()
-    rows = exp.summary({p: handle.metrics[p] for p in parts})
-    print(f"\n{text_table(rows)}")
-    print(f"\natml: done. metrics: {handle.dir / 'metrics.json'}  plots: {handle.dir / 'plots'}")
-    return rows
-
-
-def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) -> Run:
-    """A new run folder, made by rank 0 alone; the other ranks follow it."""
-    handle = None
-    try:
-        if distributed.is_main():
-            handle = Run.create(out, experiment, label, raw, env)
-    finally:
-        folder = distributed.broadcast_object(
-            handle.dir if handle else None
-        )  # None tells the others rank 0 failed
-    if folder is None:
-        raise OutputWriteError("rank 0 could not create the run folder")
-    return handle or FollowerRun(folder)
+    (runner.run_all if experiment == ALL else runner.run_seeds)(request)
 
 
 @app.command("report")
@@ -346,7 +183,7 @@ def report(
         atomic_write_text(to / f"{stem}.html", document.to_html(blocks, f"atml {stem}"))
     except OSError as exc:
         raise OutputWriteError(f"could not write the report to {to}: {exc.strerror or exc}") from None
-    print(f"atml: wrote {to / f'{stem}.md'} and {to / f'{stem}.html'}")
+    log.info(f"atml: wrote {to / f'{stem}.md'} and {to / f'{stem}.html'}")
     if problems:
         raise DamagedFileError("; ".join(problems))
 
@@ -356,10 +193,10 @@ def list_() -> None:
     """The experiments, their parts and their flags."""
     for name in experiments.EXPERIMENTS:
         exp = experiments.get(name)
-        print(f"{name}: {exp.__doc__.strip().splitlines()[0]}\n  parts: {', '.join(exp.PARTS)}")
+        print(f"{name}: {exp.title}\n  parts: {', '.join(exp.parts)}")
         print(
             "  flags: "
-            + ("none" if not exp.FLAGS else "\n    " + "\n    ".join(f.describe() for f in exp.FLAGS))
+            + ("none" if not exp.flags else "\n    " + "\n    ".join(f.describe() for f in exp.flags))
         )
 
 
@@ -374,7 +211,7 @@ def config_(
     """Print the resolved config of an experiment as YAML (takes the experiment's flags too)."""
     exp = experiments.get(experiment)
     flags = experiments.parse_flags(exp, ctx.args)
-    raw, _ = resolve(exp.NAME, exp.Config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
+    raw, _ = resolve(exp.name, exp.config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
     print(yaml.safe_dump(raw, sort_keys=False), end="")
 
 
@@ -392,9 +229,6 @@ def data_check(
 ) -> None:
     """Where each dataset and each pretrained weights file is found, or what is missing."""
     from atml.data.images import NAMES, SPLITS, where
-    from atml.experiments.clip import ClipModelConfig
-    from atml.experiments.vit import VitModelConfig
-    from atml.models.weights import cached_open_clip_weights, cached_timm_weights, cached_torchvision_weights
 
     for name in NAMES:
         for split in SPLITS:
@@ -403,12 +237,8 @@ def data_check(
                 f"{name:14s} {split:5s} "
                 + (f"found: {found}" if found else "MISSING (looked in " + ", ".join(map(str, looked)) + ")")
             )
-    clip_default = ClipModelConfig()
-    for weights, path, present in [
-        *cached_torchvision_weights(("resnet18", "resnet152")),
-        *cached_timm_weights((VitModelConfig().name,)),
-        *cached_open_clip_weights(((clip_default.name, clip_default.weights),)),
-    ]:
+    files = [row for name in experiments.EXPERIMENTS for row in experiments.get(name).weights_files()]
+    for weights, path, present in files:
         print(
             f"{weights:30s} "
             + (f"cached: {path}" if present else f"not cached (downloaded to {path} when allowed)")
@@ -430,7 +260,7 @@ def data_fake(
     from atml.data.fake import write_fake_dataset
 
     folder = write_fake_dataset(_dataset(dataset), root, n_train, n_test, gzip=gzip, seed=seed)
-    print(f"wrote fake {dataset} ({n_train} train, {n_test} test) to {folder}")
+    log.info(f"wrote fake {dataset} ({n_train} train, {n_test} test) to {folder}")
 
 
 @data_app.command("fetch")
@@ -442,7 +272,7 @@ def data_fetch(
     from atml.data.images import fetch, where
 
     fetch(_dataset(dataset), root)
-    print(f"{dataset} is in {where(dataset, 'train', root)[0]}")
+    log.info(f"{dataset} is in {where(dataset, 'train', root)[0]}")
 
 
 def _is(exc: BaseException, class_name: str) -> bool:
@@ -453,26 +283,27 @@ def _is(exc: BaseException, class_name: str) -> bool:
 
 
 def main() -> None:
+    logs.setup()
     try:
         app(standalone_mode=False)
     except UserError as exc:
-        print(f"atml: error: {exc}", file=sys.stderr)
+        log.error(f"atml: error: {exc}")
         raise SystemExit(exc.exit_code) from None
     except TrainingDivergedError as exc:
-        print(f"atml: {exc}", file=sys.stderr)
+        log.error(f"atml: {exc}")
         raise SystemExit(exc.exit_code) from None
     except (typer.Abort, KeyboardInterrupt):
-        print("atml: interrupted", file=sys.stderr)
+        log.error("atml: interrupted")
         raise SystemExit(130) from None
     except Exception as exc:
         if _is(exc, "NoArgsIsHelpError"):
             print(exc.ctx.get_help() if exc.ctx else str(exc))
             raise SystemExit(0) from None
         if _is(exc, "UsageError"):
-            print(f"atml: error: {exc.format_message()}", file=sys.stderr)
+            log.error(f"atml: error: {exc.format_message()}")
             raise SystemExit(2) from None
         if _is(exc, "Abort"):
-            print("atml: interrupted", file=sys.stderr)
+            log.error("atml: interrupted")
             raise SystemExit(130) from None
         raise
     finally:

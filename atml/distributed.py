@@ -10,11 +10,14 @@ Outside torchrun every function here is a no-op and `world_size()` is 1.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+log = logging.getLogger("atml")
 
 
 def launched() -> bool:
@@ -114,7 +117,7 @@ def agreement(model: nn.Module) -> dict | None:
     sums: list = [None] * world_size()
     dist.all_gather_object(sums, state_checksum(model.state_dict()))
     if len(set(sums)) != 1:
-        print(f"atml: WARNING: ranks ended with different weights: {sums}", flush=True)
+        log.warning(f"atml: WARNING: ranks ended with different weights: {sums}")
     return {
         "world_size": world_size(),
         "backend": dist.get_backend(),

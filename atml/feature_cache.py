@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +18,13 @@ from pathlib import Path
 
 import torch
 
+from atml.cache import cache_dir
 from atml.data.preprocess import Preprocess, to_model_input
+from atml.logs import Counter
 from atml.runs import atomic_write_bytes, remove_stale_temps
 from atml.runtime import autocast
+
+log = logging.getLogger("atml")
 
 
 class Outputs(dict[str, torch.Tensor]):
@@ -37,7 +41,7 @@ class Outputs(dict[str, torch.Tensor]):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ATML_CACHE_DIR", Path.home() / ".cache" / "atml")) / "features"
+    return cache_dir("features")
 
 
 def fingerprint(tensor: torch.Tensor) -> str:
@@ -80,7 +84,7 @@ class FeatureCache:
         if path.is_file():
             cached = self._read(path, determinants)
             if cached is not None:
-                print(f"  feature cache hit: {label} ({path})", flush=True)
+                log.info(f"  feature cache hit: {label} ({path})")
                 return cached
         elif self.root.is_dir():
             remove_stale_temps(self.root)
@@ -111,7 +115,7 @@ class FeatureCache:
             reason = "its key or checksum does not match"
         except Exception as exc:  # truncated, foreign or garbled files alike
             reason = type(exc).__name__
-        print(f"  feature cache entry {path} is damaged ({reason}); computing it again", flush=True)
+        log.warning(f"  feature cache entry {path} is damaged ({reason}); computing it again")
         return None
 
 
@@ -131,6 +135,7 @@ def batched_outputs(
     bf16 = precision == "bf16"
     chunks: dict[str, list[torch.Tensor]] = {}
     started, n = time.perf_counter(), len(images)
+    counter = Counter(label, n, " images")
     with torch.no_grad(), autocast(device, precision):
         for start in range(0, n, batch_size):
             x = to_model_input(
@@ -140,10 +145,9 @@ def batched_outputs(
                 channels_last=bf16,
             )
             for name, value in forward(x).items():
-                # a copy: a pooled view (tokens[:, 0]) would keep its whole batch of tokens alive (OOM at 5,000 images)
+                # a copy: a pooled view (tokens[:, 0]) would keep its whole batch of tokens
+                # alive (OOM at 5,000 images)
                 chunks.setdefault(name, []).append(value.float().cpu().clone())
             done = min(start + batch_size, n)
-            if done == n or (start // batch_size) % 20 == 19:
-                rate = done / max(time.perf_counter() - started, 1e-9)
-                print(f"  {label}: {done}/{n} images [{rate:.0f} images/s]", flush=True)
+            counter.update(done, f" [{done / max(time.perf_counter() - started, 1e-9):.0f} images/s]")
     return {name: torch.cat(parts) for name, parts in chunks.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import platform
 import re
@@ -24,6 +25,8 @@ import torch
 import yaml
 
 from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line
+
+log = logging.getLogger("atml")
 
 SUBDIRS = ("history", "plots", "samples", "checkpoints")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -92,7 +95,8 @@ def check_run_name(name: str) -> str:
     """A run folder suffix: one path component of letters, digits, '.', '_' and '-'."""
     if not RUN_NAME.fullmatch(name) or name in (".", ".."):
         raise UserError(
-            f"--name '{name}' must be letters, digits, '.', '_' or '-' (no '/', no leading '.'): it names a folder inside --out"
+            f"--name '{name}' must be letters, digits, '.', '_' or '-' (no '/', no leading '.'): it names a "
+            "folder inside --out"
         )
     return name
 
@@ -193,7 +197,7 @@ class Run:
         run.config, run.env, run.metrics  # noqa: B018 — each raises DamagedFileError naming its file
         removed = remove_stale_temps(folder)
         if removed:
-            print(f"atml: removed {removed} temporary file(s) left by an interrupted write in {folder}")
+            log.info(f"atml: removed {removed} temporary file(s) left by an interrupted write in {folder}")
         return run
 
     def write_env(self, env: dict) -> None:

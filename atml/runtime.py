@@ -1,13 +1,11 @@
-"""Device choice and seeding: the only place that decides where tensors live."""
+"""Device choice and precision: the only place that decides where tensors live and in what type."""
 
 from __future__ import annotations
 
 import contextlib
-import random
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from atml.errors import UserError
@@ -23,12 +21,6 @@ def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def rng_state() -> dict:

@@ -7,8 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from atml.report.document import markdown_table
 from atml.runs import Run, atomic_write_text
+from atml.tables import markdown_table
 
 
 def numeric_leaves(tree, prefix: str = "") -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Plain-text tables for the terminal and Markdown."""
+"""Tables of rows (dicts; columns in order of first appearance): plain text for the terminal,
+Markdown for summaries and reports."""
 
 from __future__ import annotations
 
@@ -17,3 +18,19 @@ def text_table(rows: list[dict]) -> str:
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     line = lambda values: "  ".join(v.rjust(w) for v, w in zip(values, widths))  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _md_cell(value) -> str:
+    return _cell(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: list[dict]) -> list[str]:
+    """Markdown table lines, `|` escaped."""
+    if not rows:
+        return ["(no rows)"]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return [
+        "| " + " | ".join(_md_cell(c) for c in columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(_md_cell(r.get(c, "")) for c in columns) + " |" for r in rows),
+    ]

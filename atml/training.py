@@ -5,8 +5,8 @@ far in each epoch's row, and checkpoints that make an interrupted part resumable
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +17,11 @@ import torch
 from atml import distributed
 from atml.data.batching import TensorBatches
 from atml.errors import TrainingDivergedError
+from atml.logs import Counter
 from atml.runs import Run
 from atml.runtime import rng_state, set_rng_state
+
+log = logging.getLogger("atml")
 
 StepFn = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
 
@@ -66,31 +69,31 @@ def _check_finite(
 
 
 class Progress:
-    """A line per epoch; on a terminal, a live line inside the epoch too."""
+    """A line per epoch; inside an epoch, a counter of batches (live on a terminal, a line at
+    every ~10 % or 30 s in a log file)."""
 
     def __init__(self, label: str, epochs: int, steps_per_epoch: int):
         self.label, self.epochs, self.steps_per_epoch = label, epochs, steps_per_epoch
-        self.live = sys.stdout.isatty()
         self.started = time.perf_counter()
-        self.epochs_timed = 0
+        self.counter: Counter | None = None
 
     def step(self, epoch: int, i: int) -> None:
-        if self.live and (i % 20 == 0 or i == self.steps_per_epoch):
-            print(
-                f"\r  {self.label} epoch {epoch + 1}/{self.epochs} batch {i}/{self.steps_per_epoch}",
-                end="",
-                flush=True,
-            )
+        if self.counter is None or i == 1:
+            # batches by time only: each epoch has its own line
+            label = f"{self.label} (epoch {epoch + 1}/{self.epochs}) batch"
+            self.counter = Counter(label, self.steps_per_epoch, shares=False)
+        if i < self.steps_per_epoch:  # the epoch's own line closes it
+            self.counter.update(i)
 
     def epoch(self, epoch: int, first_epoch: int, row: dict) -> None:
         done = epoch + 1 - first_epoch
         per_epoch = (time.perf_counter() - self.started) / max(done, 1)
         eta = per_epoch * (self.epochs - epoch - 1)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
-        prefix = "\r" if self.live else ""
-        print(
-            f"{prefix}  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  [{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]",
-            flush=True,
+        prefix = "\r" if self.counter is not None and self.counter.live else ""
+        log.info(
+            f"{prefix}  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  "
+            f"[{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]"
         )
 
 
@@ -128,7 +131,7 @@ def fit(
         if saved is not None:
             history, first_epoch = _restore(saved, checkpointing)
             if first_epoch < epochs:
-                print(f"  {label}: resuming after epoch {first_epoch}/{epochs}")
+                log.info(f"  {label}: resuming after epoch {first_epoch}/{epochs}")
     steps_per_epoch = len(batches)
     progress = Progress(label, epochs, steps_per_epoch)
     global_step = first_epoch * steps_per_epoch

@@ -10,7 +10,7 @@
 Both then build each strategy's class texts the same way and predict; predictions are compared,
 so the speed-up is for the same answers (up to precision). Prints both times and the ratio.
 
-  python -m benchmarks.clip_zeroshot                                    # FashionMNIST, 256 images, random ViT-B-32
+  python -m benchmarks.clip_zeroshot          # FashionMNIST, 256 images, random ViT-B-32
   python -m benchmarks.clip_zeroshot --weights openai --dataset stl10 --root data
 """
 
@@ -103,18 +103,22 @@ def main() -> None:
     clip.prepare(cfg, device, ["zeroshot"])  # weights and data loaded before either clock starts
     names = strategies(cfg)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {args.model} ({args.weights} weights), "
-        f"{args.images} {args.dataset} test images, {len(names)} strategies ({', '.join(names)}); atml precision {cfg.model.precision}",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {args.model} "
+        f"({args.weights} weights), "
+        f"{args.images} {args.dataset} test images, {len(names)} strategies ({', '.join(names)}); atml "
+        f"precision {cfg.model.precision}",
         flush=True,
     )
     original, reference = original_way(cfg, device)
     ours, predicted = atml_way(cfg, device)
     agreement = min(float((predicted[s] == reference[s]).float().mean()) for s in names)
     print(
-        f"{'original (per strategy: per-image PIL preprocessing, batches of 32, fp32)':>78s}: {original:6.1f} s"
+        f"{'original (per strategy: per-image PIL preprocessing, batches of 32, fp32)':>78s}: "
+        f"{original:6.1f} s"
     )
     print(
-        f"{f'atml (one cached pass, batches of 256, {cfg.model.precision}, every strategy reuses it)':>78s}: {ours:6.1f} s"
+        f"{f'atml (one cached pass, batches of 256, {cfg.model.precision}, every strategy reuses it)':>78s}: "
+        f"{ours:6.1f} s"
     )
     print(f"same predictions on {agreement:.1%} of images (worst strategy; bf16 vs fp32 can flip near-ties)")
     print(f"speed-up: {original / ours:.1f}x")

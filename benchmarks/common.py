@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import torch
 from PIL import Image
@@ -34,6 +35,10 @@ def matmul_peak_flops(n: int = 1024, repeats: int = 20) -> float:
     for _ in range(repeats):
         a @ b
     return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def first_step(step: Callable, source: Iterable) -> object:
+    return step(next(iter(source)))
 
 
 def flops_of(fn: Callable[[], object]) -> int:
@@ -74,7 +79,7 @@ def compare(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
     loops = (reference, ours)
-    flops = [flops_of(lambda: step(next(iter(source)))) / batch_size for _, step, source in loops]
+    flops = [flops_of(partial(first_step, step, source)) / batch_size for _, step, source in loops]
     for _, step, source in loops:
         seconds_for(step, source, warmup)
     seconds = [0.0, 0.0]
@@ -89,5 +94,6 @@ def compare(
             f"{rate * f / 1e9:6.1f} GFLOP/s = {rate * f / peak:5.1%} of matmul peak"
         )
     print(
-        f"speed-up: {rates[1] / rates[0]:.2f}x  ({per_round * rounds} batches of {batch_size} each, same model, same optimiser)"
+        f"speed-up: {rates[1] / rates[0]:.2f}x  ({per_round * rounds} batches of {batch_size} each, same "
+        "model, same optimiser)"
     )

@@ -1,6 +1,7 @@
 """Train the same MLP GAN for the same number of batches two ways, in one process:
 
-  reference: per-item PIL + ToTensor/Normalize as torchvision's MNIST does, DataLoader, sigmoid D with BCELoss,
+  reference: per-item PIL + ToTensor/Normalize as torchvision's MNIST does, DataLoader, sigmoid D
+             with BCELoss,
              one D forward per loss (G step on D(G(z)), then D on real, then D on fakes), as in
              PyTorch-GAN's gan.py;
   atml:      the whole split on the device as one tensor, batches by index, and atml's GanStep

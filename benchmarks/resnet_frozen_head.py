@@ -15,8 +15,10 @@ is bf16, atml in fp32 too, so the share of the saving that caching alone gives i
 saving grows with the epochs: the original pays a backbone pass per image per epoch, atml two per
 training image (both flips) and one per validation image, in all.
 
-  python -m benchmarks.resnet_frozen_head            # FashionMNIST (Debian's package), 1024 + 512 images, 64 px, ResNet-152
-  python -m benchmarks.resnet_frozen_head --dataset cifar10 --root data --resolution 224 --weights imagenet   # the original's setting
+  # FashionMNIST (Debian's package), 1024 + 512 images, 64 px, ResNet-152:
+  python -m benchmarks.resnet_frozen_head
+  # the original's setting:
+  python -m benchmarks.resnet_frozen_head --dataset cifar10 --root data --resolution 224 --weights imagenet
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def original_way(cfg: resnet.Config, workers: int) -> tuple[float, float]:
             for x, y in val_loader:
                 correct += (model(x).argmax(1) == y).sum().item()
         print(
-            f"  original epoch {epoch + 1}/{cfg.train.epochs}: val accuracy {correct / len(val.labels):.3f}  [{time.perf_counter() - started:.0f} s]",
+            f"  original epoch {epoch + 1}/{cfg.train.epochs}: val accuracy {correct / len(val.labels):.3f} "
+            f" [{time.perf_counter() - started:.0f} s]",
             flush=True,
         )
     return time.perf_counter() - started, correct / len(val.labels)
@@ -140,14 +143,17 @@ def main() -> None:
             f"model.weights={args.weights}",
             f"train.epochs={args.epochs}",
             "train.cache=false",
-            # the precision atml runs pretrained weights in here (random weights only stand in for them: same cost, no download)
+            # the precision atml runs pretrained weights in here (random weights only stand in
+            # for them: same cost, no download)
             f"train.precision={resolve_precision(device, 'auto')}",
         ],
     )
     resnet.prepare(cfg, device, ["baseline"])  # data and weights loaded before either clock starts
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} ({args.weights} weights) on {args.dataset}: "
-        f"{args.train_images} training + {args.val_images} validation images at {args.resolution} px, {args.epochs} head epochs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} ({args.weights} "
+        f"weights) on {args.dataset}: "
+        f"{args.train_images} training + {args.val_images} validation images at {args.resolution} px, "
+        f"{args.epochs} head epochs, "
         f"atml precision {cfg.train.precision}",
         flush=True,
     )
@@ -157,18 +163,22 @@ def main() -> None:
         fp32 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
         ours["fp32"] = atml_way(fp32, device)
     print(
-        f"{'original (full forward every epoch, PIL per item, fp32)':>58s}: {original_s:7.1f} s   val accuracy {original_acc:.3f}"
+        f"{'original (full forward every epoch, PIL per item, fp32)':>58s}: {original_s:7.1f} s   val "
+        f"accuracy {original_acc:.3f}"
     )
     for precision, (seconds, accuracy) in ours.items():
         name = f"atml (backbone once per view, {precision})"
         print(
-            f"{name:>58s}: {seconds:7.1f} s   val accuracy {accuracy:.3f}   speed-up {original_s / seconds:.1f}x"
+            f"{name:>58s}: {seconds:7.1f} s   val accuracy {accuracy:.3f}   speed-up "
+            f"{original_s / seconds:.1f}x"
         )
     print(
-        f"speed-up: {original_s / ours[cfg.train.precision][0]:.1f}x over {args.epochs} head epochs (atml's precision for pretrained weights here)"
+        f"speed-up: {original_s / ours[cfg.train.precision][0]:.1f}x over {args.epochs} head epochs (atml's "
+        "precision for pretrained weights here)"
     )
     print(
-        "(accuracies differ by design: atml standardises the features, which a random ResNet-152's ~1e4-scale features need)"
+        "(accuracies differ by design: atml standardises the features, which a random ResNet-152's "
+        "~1e4-scale features need)"
     )
 
 

@@ -11,7 +11,7 @@
 Prints both times and the ratio; where atml's precision is bf16, atml in fp32 too, so the share
 of the saving that batching and one pass alone give is visible.
 
-  python -m benchmarks.vit_probe_features                          # FashionMNIST, 256 images, ViT-S/16 at 224 px
+  python -m benchmarks.vit_probe_features     # FashionMNIST, 256 images, ViT-S/16 at 224 px
   python -m benchmarks.vit_probe_features --weights pretrained --dataset cifar10 --root data
 """
 
@@ -93,7 +93,8 @@ def main() -> None:
     vit.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
     depth = len(vit.pretrained(cfg).model.blocks)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} weights), {args.images} "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} "
+        f"weights), {args.images} "
         f"{args.dataset} test images; atml precision {cfg.model.precision}",
         flush=True,
     )
@@ -104,11 +105,13 @@ def main() -> None:
             cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "fp32"})}), args.images
         )
     print(
-        f"{'original (batch 8, per-image processor, a pass per pooling, final layer)':>76s}: {original:6.1f} s"
+        f"{'original (batch 8, per-image processor, a pass per pooling, final layer)':>76s}: "
+        f"{original:6.1f} s"
     )
     for precision, seconds in ours.items():
         print(
-            f"{f'atml (one pass, batch 64, both poolings of {depth} blocks + final, {precision})':>76s}: {seconds:6.1f} s   "
+            f"{f'atml (one pass, batch 64, both poolings of {depth} blocks + final, {precision})':>76s}: "
+            f"{seconds:6.1f} s   "
             f"speed-up {original / seconds:.1f}x"
         )
     print(f"speed-up: {original / ours[cfg.model.precision]:.1f}x")

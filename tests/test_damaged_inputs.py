@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from atml.analysis.sample_classifier import ClassifierConfig, get_classifier
 from atml.cli import main
 from atml.experiments import gan
 from atml.models.modes import evaluating
+from atml.models.sample_classifier import ClassifierConfig, get_classifier
 from tests.conftest import REPO
 
 CHECKPOINT = "checkpoints/baseline-assignment.pt"

@@ -180,7 +180,7 @@ def test_feature_cache_computes_once_and_recomputes_damaged_entries(tmp_path, ca
     assert (
         len(calls) == 3
         and torch.equal(recomputed["features"], first["features"])
-        and "damaged" in capsys.readouterr().out
+        and "damaged" in capsys.readouterr().err
     )
     FeatureCache(tmp_path, enabled=False).get_or_compute(key, compute, "t")
     assert len(calls) == 4

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from atml.analysis.sample_classifier import ClassifierConfig, get_classifier
 from atml.analysis.sample_stats import frechet_distance
 from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, locate, to_signed_range
 from atml.experiments.gan import (
@@ -18,6 +17,7 @@ from atml.experiments.gan import (
     train_one,
 )
 from atml.models.mlp_gan import Generator
+from atml.models.sample_classifier import ClassifierConfig, get_classifier
 from atml.runs import Run
 from tests.conftest import REAL_DATA
 
@@ -59,7 +59,7 @@ def test_short_gan_on_real_digits_moves_towards_the_data(tmp_path):
     run = Run.create(tmp_path, "gan", "real", {}, env={})
     torch.manual_seed(0)
     untrained = generate(Generator(), torch.randn(1000, 100))
-    G, history, _ = train_one("real", "real", settings, 0, GanEvalConfig(), run, torch.device("cpu"))
+    G, history, _ = train_one("real", "real", settings, data, 0, GanEvalConfig(), run, torch.device("cpu"))
     trained = generate(G, torch.randn(1000, 100))
 
     def fd(images):

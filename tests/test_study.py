@@ -1,5 +1,6 @@
 """The study: `atml run all`, `--seeds`, `atml report` (Markdown, self-contained HTML, comparison)."""
 
+import dataclasses
 import json
 import os
 import re
@@ -73,7 +74,7 @@ def test_run_all_reports_a_failing_experiment_and_runs_the_others(cli, tmp_path,
     def missing(*args):
         raise DataNotFoundError("MNIST went missing")
 
-    monkeypatch.setattr(gan, "prepare", missing)
+    monkeypatch.setattr(gan, "EXPERIMENT", dataclasses.replace(gan.EXPERIMENT, prepare=missing))
     code, out, err = cli(
         "run",
         "all",
@@ -226,13 +227,48 @@ def test_run_all_smoke_then_report_has_every_section_table_and_figure(study):
 
 
 @needs_real_data
+def test_smoke_numbers_are_the_recorded_ones(study):
+    """Behaviour unchanged: every number of `atml run all --smoke` equals the recorded reference
+    (tests/smoke_reference.py says when and how to regenerate it)."""
+    from tests import smoke_reference
+
+    folder, run, _ = study
+    assert run.returncode == 0, run.stderr[-2000:]
+    recorded = json.loads(smoke_reference.REFERENCE.read_text())
+    if recorded["signature"] != smoke_reference.signature():
+        pytest.skip(
+            f"numbers recorded on {recorded['signature']}, this machine is {smoke_reference.signature()}"
+        )
+    now = smoke_reference.smoke_numbers(folder / "outputs")
+    for name, numbers in recorded["numbers"].items():
+        differ = {k: (v, now[name].get(k)) for k, v in numbers.items() if now[name].get(k) != v}
+        assert not differ and set(now[name]) == set(numbers), f"{name}: {dict(list(differ.items())[:5])}"
+
+
+@needs_real_data
+def test_every_headline_of_every_experiment_resolves_in_a_smoke_run(study):
+    folder, run, _ = study
+    assert run.returncode == 0, run.stderr[-2000:]
+    for name in experiments.EXPERIMENTS:
+        (metrics_file,) = (folder / "outputs" / name).glob("*/metrics.json")
+        metrics = json.loads(metrics_file.read_text())
+        for headline in experiments.get(name).headlines:
+            found = headline.find(metrics) or headline.skip_reason(
+                metrics
+            )  # a number, or why the run has none
+            assert found, f"{name}: headline '{headline.label}' finds no number at {headline.path}"
+    assert "UNRESOLVED" not in (folder / "outputs" / "report" / "report.md").read_text()
+
+
+@needs_real_data
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (CI installs it)")
 def test_the_html_report_loads_every_image_in_headless_chromium(study, tmp_path):
     folder, _, report = study
     html = (folder / "outputs" / "report" / "report.html").read_text()
     probe = (
         "<script>window.addEventListener('load', () => { const all = [...document.images];"
-        " document.body.setAttribute('data-images', all.filter(i => i.complete && i.naturalWidth > 0).length + '/' + all.length); });"
+        " document.body.setAttribute('data-images', all.filter(i => i.complete && i.naturalWidth > "
+        "0).length + '/' + all.length); });"
         "</script></body>"
     )
     page = tmp_path / "probe.html"
@@ -289,3 +325,32 @@ def test_tensorboard_event_files_read_back_the_values_the_run_logged(cli, fake_r
 def test_unknown_tracker_is_refused_before_a_run_folder(cli, tmp_path):
     code, _, err = cli("run", "vae", "--smoke", "--tracker", "wandb", "--out", tmp_path / "out")
     assert code == 2 and "tensorboard" in err and not (tmp_path / "out").exists()
+
+
+def test_a_broken_headline_path_is_named_in_the_report(cli, seeded_gan, tmp_path, monkeypatch):
+    from atml.experiments import Headline, gan
+
+    broken = Headline("a number that moved", ("mode-collapse", "pathology", "no_such_number"), "0.5")
+    monkeypatch.setattr(gan, "EXPERIMENT", dataclasses.replace(gan.EXPERIMENT, headlines=(broken,)))
+    out, _ = seeded_gan
+    run = next(p for p in (out / "gan").iterdir() if p.name.endswith("seed0"))
+    code, _, err = cli("report", str(run), "--to", tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "report.md").read_text()
+    assert (
+        "a number that moved" in text
+        and "UNRESOLVED: no number at mode-collapse → pathology → no_such_number" in text
+    )
+
+
+def test_an_experiment_missing_a_piece_fails_when_it_is_built():
+    from atml.experiments import Experiment, Headline, gan
+
+    e = gan.EXPERIMENT
+    with pytest.raises(TypeError, match="runners .* do not match parts"):
+        dataclasses.replace(e, runners={p: r for p, r in e.runners.items() if p != "vanishing"})
+    with pytest.raises(TypeError, match="does not start with a part"):
+        dataclasses.replace(e, headlines=(Headline("x", ("no-such-part", "v"), "1"),))
+    with pytest.raises(TypeError, match="not callable"):
+        dataclasses.replace(e, summary=None)
+    assert isinstance(e, Experiment)

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from atml import seeding
 from atml.data import mnist
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
@@ -171,7 +172,7 @@ class Draw:
 def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, seed: int) -> Draw:
     """`n` images of a split in a random order fixed by `seed` (all of them when n is None)."""
     full = load_images(name, split, root, allow_download)
-    order = torch.randperm(len(full.labels), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(full.labels), generator=seeding.generator(seed))
     indices = order[:n] if n else torch.arange(len(full.labels))
     return Draw(full.images[indices], full.labels[indices], indices, full.classes, f"{full.source}, {len(indices)} used")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
+from atml import seeding
 from atml.config import Seed, Strict
 from atml.data.idx import read_idx
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
@@ -154,7 +155,7 @@ def load_train_heldout(name: str, cfg: ImageDataConfig) -> TrainHeldout:
     n = len(full.labels)
     if cfg.heldout >= n:
         raise UserError(f"data.heldout={cfg.heldout} leaves no training images out of {n}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.heldout_seed))
+    order = torch.randperm(n, generator=seeding.generator(cfg.heldout_seed))
     heldout_idx, train_idx = order[: cfg.heldout], order[cfg.heldout :]
     what = "images"
     if cfg.train_class is not None:

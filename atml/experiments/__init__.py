@@ -1,12 +1,9 @@
-"""The experiment registry. Each experiment is one module exposing:
-
-NAME, PARTS (in run order), FLAGS (a tuple of Flag: its own command-line flags, each setting one
-config key), Config (pydantic schema), prepare(cfg, device, parts) (loads the data and checks every
-setting against it, so a bad value or missing dataset fails before any run folder exists),
-run_part(part, cfg, run, device) -> metrics dict, and summary(metrics) -> table rows.
-For `atml report`: HEADLINES (Headline: a metrics path beside the original report's number),
-ORIGINAL_DATA (config key → the original's value; other values are marked as stand-in data)
-and KEY_FIGURES (plot names, in the order the report shows them).
+"""The experiment registry. Each experiment module defines one `EXPERIMENT = Experiment(...)`:
+its name, parts (in run order), config schema, `prepare` (loads the data and the frozen models,
+checks every setting against them before any run folder exists, and returns the run's context),
+one runner per part (`runner(ctx, run) -> metrics dict`), `summary(metrics) -> table rows`, and
+what `atml report` shows: headlines (a checked path into metrics.json beside the original's
+number) and key figures. `get(name)` imports the module and checks that it holds an Experiment.
 
 Experiment modules import heavy libraries (timm, open_clip, umap) inside the functions that use
 them: `atml list` and `atml run --help` import every module here.
@@ -14,11 +11,15 @@ them: `atml list` and `atml run --help` import every module here.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
-from dataclasses import dataclass
-from types import ModuleType
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
+from atml.config import has_key
 from atml.errors import UserError
 
 EXPERIMENTS = {
@@ -46,24 +47,119 @@ class Flag:
 
 @dataclass(frozen=True)
 class Headline:
-    """A number the report sets beside the original's: `path` is its dotted place in
-    metrics.json (part.key.…; `*` matches within a key named after config values)."""
+    """A number the report sets beside the original's. `path` is its place in metrics.json, one
+    key per level (keys may hold dots or spaces); a `*` in a key matches within keys named after
+    config values (fnmatch). The first key is the part (or a pattern of parts)."""
 
     label: str
-    path: str
+    path: tuple[str, ...]
     original: str
+    skipped_at: tuple[str, ...] = ()  # where a run records why it has no such number (e.g. no prompts)
+
+    def find(self, metrics: Mapping) -> tuple[str, ...] | None:
+        """The concrete keys of the first number the path reaches in `metrics`, or None."""
+
+        def walk(tree: Any, rest: tuple[str, ...], taken: tuple[str, ...]):
+            if not rest:
+                ok = isinstance(tree, int | float) and not isinstance(tree, bool)
+                return taken if ok else None
+            if not isinstance(tree, Mapping):
+                return None
+            for key in tree:
+                if fnmatch.fnmatchcase(str(key), rest[0]):
+                    found = walk(tree[key], rest[1:], (*taken, str(key)))
+                    if found is not None:
+                        return found
+            return None
+
+        return walk(metrics, self.path, ())
+
+    def skip_reason(self, metrics: Mapping) -> str | None:
+        """The reason the run recorded for not having this number, if it did."""
+        tree: Any = metrics
+        for key in self.skipped_at or (None,):
+            if key is None or not isinstance(tree, Mapping) or key not in tree:
+                return None
+            tree = tree[key]
+        return tree if isinstance(tree, str) else None
 
 
-def get(name: str) -> ModuleType:
+@dataclass(frozen=True)
+class RunContext:
+    """What `prepare` hands every part of one run: the validated config, the device and the parts.
+    Experiments extend it with what they load once per run (data draws, frozen models)."""
+
+    cfg: Any
+    device: Any
+    parts: tuple[str, ...]
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
+
+Runner = Callable[[Any, Any], dict]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment, whole. Built at import of its module, and checked then: a missing or
+    inconsistent piece fails there with the experiment's name, not at report time."""
+
+    name: str
+    title: str
+    parts: tuple[str, ...]
+    config: type[BaseModel]
+    prepare: Callable[[Any, Any, list[str]], RunContext]
+    runners: Mapping[str, Runner]
+    summary: Callable[[dict], list[dict]]
+    headlines: tuple[Headline, ...] = ()
+    key_figures: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+    original_data: Mapping[str, Any] = field(default_factory=dict)  # config key → the original's value
+    # `atml data check`: (weights name, cache file, present?) of the default config's pretrained weights
+    weights_files: Callable[[], list[tuple[str, Any, bool]]] = list
+
+    def __post_init__(self):
+        where = f"experiment '{self.name}'"
+        if not self.parts or set(self.runners) != set(self.parts):
+            raise TypeError(f"{where}: runners {sorted(self.runners)} do not match parts {list(self.parts)}")
+        if not (isinstance(self.config, type) and issubclass(self.config, BaseModel)):
+            raise TypeError(f"{where}: config must be a pydantic model class")
+        pieces = {"prepare": self.prepare, "summary": self.summary} | {
+            f"runner of {p}": r for p, r in self.runners.items()
+        }
+        for piece, value in pieces.items():
+            if not callable(value):
+                raise TypeError(f"{where}: {piece} is not callable")
+        for h in self.headlines:
+            if not isinstance(h.path, tuple) or not h.path or not self.parts_matching(h.path[0]):
+                raise TypeError(f"{where}: headline '{h.label}' path {h.path!r} does not start with a part")
+        for flag in self.flags:
+            if not has_key(self.config, flag.key):
+                raise TypeError(f"{where}: flag {flag.name} sets unknown config key {flag.key}")
+
+    def parts_matching(self, pattern: str) -> list[str]:
+        return [p for p in self.parts if fnmatch.fnmatchcase(p, pattern)]
+
+    def run_part(self, part: str, ctx: RunContext, run) -> dict:
+        return self.runners[part](ctx, run)
+
+
+def get(name: str) -> Experiment:
     if name not in EXPERIMENTS:
         raise UserError(f"unknown experiment '{name}'; accepted: {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name])
+    module = importlib.import_module(EXPERIMENTS[name])
+    experiment = getattr(module, "EXPERIMENT", None)
+    if not isinstance(experiment, Experiment) or experiment.name != name:
+        raise TypeError(f"{module.__name__} must define EXPERIMENT = Experiment(name='{name}', ...)")
+    return experiment
 
 
-def parse_flags(exp: ModuleType, args: list[str]) -> dict[str, Any]:
+def parse_flags(exp: Experiment, args: list[str]) -> dict[str, Any]:
     """The experiment's flags among `args` as {config key: value}; anything else is a UserError
     naming the experiment's flags."""
-    flags = {f.name: f for f in exp.FLAGS}
+    flags = {f.name: f for f in exp.flags}
     accepted = ", ".join(flags) or "none"
     overrides: dict[str, Any] = {}
     i = 0
@@ -73,7 +169,7 @@ def parse_flags(exp: ModuleType, args: list[str]) -> dict[str, Any]:
         if flag is None:
             what = f"option {name}" if name.startswith("-") else f"argument '{args[i]}'"
             raise UserError(
-                f"unknown {what} for {exp.NAME}; its own flags: {accepted} (common options: atml run --help)"
+                f"unknown {what} for {exp.name}; its own flags: {accepted} (common options: atml run --help)"
             )
         if flag.type is bool:
             if sep:
@@ -96,7 +192,7 @@ def parse_flags(exp: ModuleType, args: list[str]) -> dict[str, Any]:
 def flags_help() -> str:
     lines = []
     for name in EXPERIMENTS:
-        flags = get(name).FLAGS
+        flags = get(name).flags
         lines.append(f"  {name}:" + ("" if flags else " none"))
         lines.extend(f"    {f.describe()}" for f in flags)
     return "\n".join(lines)

@@ -9,13 +9,14 @@ another). Image embeddings come from one cached pass and serve every part.
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from atml import plots
+from atml import plots, seeding
 from atml.analysis.embeddings import project_2d
 from atml.analysis.modality_gap import (
     Similarities,
@@ -32,39 +33,42 @@ from atml.config import Seed, Strict
 from atml.data.images import NAMES, Draw, draw
 from atml.data.prompts import PUBLISHED, class_prompt_names, fill, published_templates
 from atml.errors import UserError
-from atml.experiments import Headline
+from atml.experiments import Experiment, Headline, RunContext
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.weights import Pretrained, frozen, open_clip_tokenizer
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
-NAME = "clip"
+log = logging.getLogger("atml")
+
 PARTS = ("zeroshot", "gap", "procrustes")
-FLAGS = ()
 HEADLINES = (
-    Headline("zero-shot: plain label", "zeroshot.strategies.plain.accuracy", "0.9389 (STL-10)"),
-    Headline("zero-shot: one template", "zeroshot.strategies.template.accuracy", "0.9485"),
-    Headline("zero-shot: descriptive", "zeroshot.strategies.descriptive.accuracy", "0.9483"),
+    Headline("zero-shot: plain label", ("zeroshot", "strategies", "plain", "accuracy"), "0.9389 (STL-10)"),
+    Headline("zero-shot: one template", ("zeroshot", "strategies", "template", "accuracy"), "0.9485"),
+    Headline("zero-shot: descriptive", ("zeroshot", "strategies", "descriptive", "accuracy"), "0.9483"),
     Headline(
         "zero-shot: CLIP's published ensemble",
-        "zeroshot.strategies.clip-published.accuracy",
+        ("zeroshot", "strategies", "clip-published", "accuracy"),
         "— (published: 0.972)",
+        skipped_at=("zeroshot", "skipped", "clip-published"),
     ),
-    Headline("cosine, matched pairs", "gap.matched_cosine", "0.2791"),
-    Headline("cosine, unmatched pairs", "gap.unmatched_cosine", "0.2175"),
-    Headline("modality gap ‖mean x̂ − mean ŷ‖", "gap.gap", "— (Liang et al., MSCOCO: 0.82)"),
+    Headline("cosine, matched pairs", ("gap", "matched_cosine"), "0.2791"),
+    Headline("cosine, unmatched pairs", ("gap", "unmatched_cosine"), "0.2175"),
+    Headline("modality gap ‖mean x̂ − mean ŷ‖", ("gap", "gap"), "— (Liang et al., MSCOCO: 0.82)"),
     Headline(
         "Procrustes, held out: matched cosine after",
-        "procrustes.held_out.after.matched_cosine",
+        ("procrustes", "held_out", "after", "matched_cosine"),
         "0.8903 (same 100 images, not held out)",
     ),
     Headline(
         "Procrustes, held out: accuracy after",
-        "procrustes.held_out.after.accuracy",
+        ("procrustes", "held_out", "after", "accuracy"),
         "1.00 (same 100 images, not held out)",
     ),
     Headline(
-        "Procrustes, fit split: accuracy after", "procrustes.fit_split_not_held_out.after.accuracy", "1.00"
+        "Procrustes, fit split: accuracy after",
+        ("procrustes", "fit_split_not_held_out", "after", "accuracy"),
+        "1.00",
     ),
 )
 ORIGINAL_DATA = {"data.dataset": "stl10"}
@@ -114,7 +118,8 @@ class ZeroShotConfig(Strict):
             "clip-published": PUBLISHED,
         },
         min_length=1,
-        description="name → prompt templates ({} is the class name), or `published`: CLIP's own ensemble for the dataset",
+        description="name → prompt templates ({} is the class name), "
+        "or `published`: CLIP's own ensemble for the dataset",
     )
     class_names: dict[str, str] = Field({}, description="dataset class name → the text a prompt uses instead")
 
@@ -181,7 +186,7 @@ def strategy_templates(cfg: Config, strategy: str) -> list[str] | None:
     return list(templates)
 
 
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
     """Weights, tokenizer, data and every strategy name checked before a run folder exists."""
     pretrained(cfg)
     open_clip_tokenizer(cfg.model.name)
@@ -196,16 +201,19 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
             )
         if strategy_templates(cfg, name) is None:
             raise UserError(
-                f"{part}.strategy='{name}' is CLIP's published ensemble, and CLIP published none for {cfg.data.dataset}"
+                f"{part}.strategy='{name}' is CLIP's published ensemble, and CLIP published none for "
+                f"{cfg.data.dataset}"
             )
     if "procrustes" in parts:
         n = min(cfg.procrustes.images or len(test.labels), len(test.labels))
         n_fit = round(n * cfg.procrustes.fit_fraction)
         if n_fit < 2 or n - n_fit < 2:
             raise UserError(
-                f"procrustes: {n} images split {n_fit}/{n - n_fit} leaves fewer than 2 to fit on or to hold out; "
+                f"procrustes: {n} images split {n_fit}/{n - n_fit} leaves fewer than 2 to fit on or to hold "
+                "out; "
                 "raise procrustes.images or data.test_images"
             )
+    return RunContext(cfg, device, tuple(parts))
 
 
 def common_metrics(cfg: Config, device: torch.device) -> dict:
@@ -286,7 +294,8 @@ def class_texts(cfg: Config, strategy: str, device: torch.device) -> torch.Tenso
 # --- parts -----------------------------------------------------------------------------------------
 
 
-def run_zeroshot(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_zeroshot(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     test = test_draw(cfg)
     images = image_embeddings(cfg, device)
     results, skipped = {}, {}
@@ -294,7 +303,7 @@ def run_zeroshot(cfg: Config, run: Run, device: torch.device) -> dict:
         templates = strategy_templates(cfg, strategy)
         if templates is None:
             skipped[strategy] = f"CLIP published no prompt ensemble for {cfg.data.dataset}"
-            print(f"  {strategy}: skipped ({skipped[strategy]})", flush=True)
+            log.info(f"  {strategy}: skipped ({skipped[strategy]})")
             continue
         predicted = predict(images, class_texts(cfg, strategy, device))
         correct = int((predicted == test.labels).sum())
@@ -308,17 +317,18 @@ def run_zeroshot(cfg: Config, run: Run, device: torch.device) -> dict:
                 zip(test.classes, per_class_accuracy(predicted, test.labels, len(test.classes)))
             ),
         }
-        print(
-            f"  {strategy} ({len(templates)} template{'s' * (len(templates) > 1)}): accuracy {correct / len(test.labels):.4f} "
+        log.info(
+            f"  {strategy} ({len(templates)} template{'s' * (len(templates) > 1)}): accuracy "
+            f"{correct / len(test.labels):.4f} "
             f"[{low:.4f}, {high:.4f}]",
-            flush=True,
         )
     if results:
         plots.grouped_bars(
             {f"{s} ({r['accuracy']:.3f})": list(r["per_class"].values()) for s, r in results.items()},
             list(test.classes),
             run.plot_path("zeroshot_per_class"),
-            f"zero-shot accuracy per class, {len(test.labels)} {cfg.data.dataset} test images (chance {1 / len(test.classes):.2f})"
+            f"zero-shot accuracy per class, {len(test.labels)} {cfg.data.dataset} test images (chance "
+            f"{1 / len(test.classes):.2f})"
             f"{weights_note(cfg)}",
             "accuracy",
         )
@@ -343,7 +353,8 @@ def joint_map(
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
 
-def run_gap(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_gap(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     test = test_draw(cfg)
     images = image_embeddings(cfg, device)
     templates = strategy_templates(cfg, cfg.gap.strategy)
@@ -353,10 +364,10 @@ def run_gap(cfg: Config, run: Run, device: torch.device) -> dict:
     gap, share = modality_gap(images, paired), gap_share(images, paired)
     matched, unmatched = pair_cosines(images, texts, test.labels)
     sims = Similarities.of(matched, unmatched)
-    print(
-        f"  gap {gap:.4f} (Liang et al., CLIP on MSCOCO: {LIANG_MSCOCO_GAP}); share of matched-pair distance {share:.3f}; "
+    log.info(
+        f"  gap {gap:.4f} (Liang et al., CLIP on MSCOCO: {LIANG_MSCOCO_GAP}); share of matched-pair "
+        f"distance {share:.3f}; "
         f"cosine matched {sims.matched:.4f} vs unmatched {sims.unmatched:.4f}",
-        flush=True,
     )
     n = min(cfg.gap.images, len(test.labels))
     maps = {
@@ -405,7 +416,8 @@ def run_gap(cfg: Config, run: Run, device: torch.device) -> dict:
 
 
 def alignment_scores(images: torch.Tensor, labels: torch.Tensor, texts: torch.Tensor) -> dict:
-    """Matched/unmatched cosine, gap and zero-shot accuracy of unit image embeddings against unit class texts."""
+    """Matched/unmatched cosine, gap and zero-shot accuracy of unit image embeddings against unit
+    class texts."""
     sims = similarities(images, texts, labels)
     return {
         "matched_cosine": sims.matched,
@@ -415,13 +427,14 @@ def alignment_scores(images: torch.Tensor, labels: torch.Tensor, texts: torch.Te
     }
 
 
-def run_procrustes(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_procrustes(ctx: RunContext, run: Run) -> dict:
     """The rotation is fitted on one part of the images (with their labels' texts as targets) and
     scored on the rest: the held-out numbers are the result; fit-split numbers are labelled."""
+    cfg, device = ctx.cfg, ctx.device
     test = test_draw(cfg)
     texts = class_texts(cfg, cfg.procrustes.strategy, device)
     n = min(cfg.procrustes.images or len(test.labels), len(test.labels))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+    order = torch.randperm(n, generator=seeding.generator(cfg.seed))
     n_fit = round(n * cfg.procrustes.fit_fraction)
     fit, held = order[:n_fit], order[n_fit:]
     images = torch.nn.functional.normalize(image_embeddings(cfg, device)[:n].double(), dim=-1).float()
@@ -435,11 +448,12 @@ def run_procrustes(cfg: Config, run: Run, device: torch.device) -> dict:
         for split, idx in (("held_out", held), ("fit_split", fit))
     }
     for split, s in scores.items():
-        print(
-            f"  {split} ({len(held) if split == 'held_out' else len(fit)} images): matched cosine {s['before']['matched_cosine']:.4f} → "
-            f"{s['after']['matched_cosine']:.4f}, accuracy {s['before']['accuracy']:.4f} → {s['after']['accuracy']:.4f}, "
+        log.info(
+            f"  {split} ({len(held) if split == 'held_out' else len(fit)} images): matched cosine "
+            f"{s['before']['matched_cosine']:.4f} → "
+            f"{s['after']['matched_cosine']:.4f}, accuracy {s['before']['accuracy']:.4f} → "
+            f"{s['after']['accuracy']:.4f}, "
             f"gap {s['before']['gap']:.4f} → {s['after']['gap']:.4f}",
-            flush=True,
         )
     shown = held[: cfg.gap.images]
     plots.modality_maps(
@@ -478,11 +492,7 @@ def run_procrustes(cfg: Config, run: Run, device: torch.device) -> dict:
     }
 
 
-PART_RUNNERS = {"zeroshot": run_zeroshot, "gap": run_gap, "procrustes": run_procrustes}
-
-
-def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
-    return PART_RUNNERS[part](cfg, run, device)
+RUNNERS = {"zeroshot": run_zeroshot, "gap": run_gap, "procrustes": run_procrustes}
 
 
 def _mark(m: dict) -> str:
@@ -552,3 +562,25 @@ def summary(metrics: dict) -> list[dict]:
             for name, why in m["skipped"].items()
         ]
     return rows
+
+
+def weights_files() -> list:
+    from atml.models.weights import cached_open_clip_weights
+
+    default = ClipModelConfig()
+    return cached_open_clip_weights(((default.name, default.weights),))
+
+
+EXPERIMENT = Experiment(
+    name="clip",
+    title=__doc__.strip().splitlines()[0],
+    parts=PARTS,
+    config=Config,
+    prepare=prepare,
+    runners=RUNNERS,
+    summary=summary,
+    headlines=HEADLINES,
+    key_figures=KEY_FIGURES,
+    original_data=ORIGINAL_DATA,
+    weights_files=weights_files,
+)

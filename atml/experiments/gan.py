@@ -8,7 +8,8 @@ settings; the runs after a `pathology` apply on top of it, so each differs from 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Literal
 
 import numpy as np
@@ -16,45 +17,53 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from atml import plots
+from atml import plots, seeding
 from atml.analysis import sample_stats
 from atml.analysis.overfitting import membership_auc
-from atml.analysis.sample_classifier import ClassifierConfig, JudgedClassifier, get_classifier
 from atml.config import Seed, Strict, deep_merge, validate
 from atml.data.batching import TensorBatches
 from atml.data.mnist import ImageDataConfig, TrainHeldout, load_train_heldout, to_signed_range
 from atml.errors import UserError
-from atml.experiments import Flag, Headline
+from atml.experiments import Experiment, Headline, RunContext
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.modes import evaluating
+from atml.models.sample_classifier import ClassifierConfig, JudgedClassifier, get_classifier
 from atml.runs import Run
 from atml.training import Checkpointing, fit
 
-NAME = "gan"
 PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")
-FLAGS: tuple[Flag, ...] = ()
 HEADLINES = (
-    Headline("baseline (assignment): final D(x)", "baseline.assignment.final_d_real", "0.60 (20 epochs)"),
-    Headline("baseline (assignment): final D(G(z))", "baseline.assignment.final_d_fake", "0.30"),
     Headline(
-        "vanishing, pathology: median ‖∇G‖", "vanishing.pathology.g_grad_norm_median", "— (not measured)"
+        "baseline (assignment): final D(x)", ("baseline", "assignment", "final_d_real"), "0.60 (20 epochs)"
     ),
-    Headline("vanishing, mitigation: median ‖∇G‖", "vanishing.mitigation.g_grad_norm_median", "—"),
+    Headline("baseline (assignment): final D(G(z))", ("baseline", "assignment", "final_d_fake"), "0.30"),
+    Headline(
+        "vanishing, pathology: median ‖∇G‖",
+        ("vanishing", "pathology", "g_grad_norm_median"),
+        "— (not measured)",
+    ),
+    Headline("vanishing, mitigation: median ‖∇G‖", ("vanishing", "mitigation", "g_grad_norm_median"), "—"),
     Headline(
         "mode-collapse, pathology: digit classes produced",
-        "mode-collapse.pathology.modes_covered",
+        ("mode-collapse", "pathology", "modes_covered"),
         '— ("collapse", by eye)',
     ),
     Headline(
         "mode-collapse, mitigation: digit classes produced",
-        "mode-collapse.mitigation.modes_covered",
+        ("mode-collapse", "mitigation", "modes_covered"),
         '— ("recovered", by eye)',
     ),
-    Headline("mode-collapse, pathology: Fréchet distance", "mode-collapse.pathology.frechet_distance", "—"),
-    Headline("mode-collapse, mitigation: Fréchet distance", "mode-collapse.mitigation.frechet_distance", "—"),
+    Headline(
+        "mode-collapse, pathology: Fréchet distance", ("mode-collapse", "pathology", "frechet_distance"), "—"
+    ),
+    Headline(
+        "mode-collapse, mitigation: Fréchet distance",
+        ("mode-collapse", "mitigation", "frechet_distance"),
+        "—",
+    ),
     Headline(
         "d-overfit, pathology: membership AUC",
-        "d-overfit.pathology.d_membership_auc_late_mean",
+        ("d-overfit", "pathology", "d_membership_auc_late_mean"),
         "— (D(x) train vs held-out, by eye)",
     ),
 )
@@ -129,7 +138,7 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _runs_resolve(self) -> Config:
-        self.runs  # raises a UserError naming the bad key
+        _ = self.runs  # raises a UserError naming the bad key
         return self
 
     @property
@@ -163,38 +172,47 @@ class Config(Strict):
 # --- data and the sample judge ----------------------------------------------------------------
 
 
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+@dataclass(frozen=True)
+class GanContext(RunContext):
+    data: dict[str, TrainHeldout]  # every run's data, by its data settings (JSON)
+
+    def data_of(self, d: ImageDataConfig) -> TrainHeldout:
+        return self.data[d.model_dump_json()]
+
+
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> GanContext:
     """Load the data of every run of `parts` and check each run's batches against it, before a
     run folder exists: missing data or an impossible setting leaves nothing behind."""
-    base = _load(cfg.data.model_dump_json())
+    settings = [cfg.data, *(s.data for part in parts for s in cfg.runs[part].values())]
+    data = {d.model_dump_json(): None for d in settings}
+    data = {key: load_train_heldout(DATASET, ImageDataConfig.model_validate_json(key)) for key in data}
+    ctx = GanContext(cfg, device, tuple(parts), data)
+    base = ctx.data_of(cfg.data)
     if len(base.train.images) < cfg.eval.classifier.batch_size:
         raise UserError(
-            f"eval.classifier.batch_size={cfg.eval.classifier.batch_size} exceeds the {len(base.train.images)} training images"
+            f"eval.classifier.batch_size={cfg.eval.classifier.batch_size} exceeds "
+            f"the {len(base.train.images)} training images"
         )
     for part in parts:
         for name, s in cfg.runs[part].items():
-            n, batch = len(_load(s.data.model_dump_json()).train.images), s.train.batch_size * s.train.d_steps
+            n, batch = len(ctx.data_of(s.data).train.images), s.train.batch_size * s.train.d_steps
             if n < batch:
                 raise UserError(
                     f"parts.{part}.{name}: {n} training images cannot fill one iteration of "
                     f"{batch} (train.batch_size {s.train.batch_size} × train.d_steps {s.train.d_steps})"
                 )
+    return ctx
 
 
-@lru_cache(maxsize=4)
-def _load(data_json: str) -> TrainHeldout:
-    return load_train_heldout(DATASET, ImageDataConfig.model_validate_json(data_json))
-
-
-def _judge(cfg: Config, device: torch.device) -> tuple[TrainHeldout, JudgedClassifier]:
-    data = _load(cfg.data.model_dump_json())
+def _judge(ctx: GanContext) -> tuple[TrainHeldout, JudgedClassifier]:
+    data, device = ctx.data_of(ctx.cfg.data), ctx.device
     judge = get_classifier(
         DATASET,
         to_signed_range(data.train.images).to(device),
         data.train.labels.to(device),
         to_signed_range(data.heldout.images).to(device),
         data.heldout.labels.to(device),
-        cfg.eval.classifier,
+        ctx.cfg.eval.classifier,
     )
     return data, judge
 
@@ -298,7 +316,7 @@ def device_of(module: torch.nn.Module) -> torch.device:
 
 def grids_z(G: Generator, seed: int) -> torch.Tensor:
     """The fixed noise behind every sample grid of a run (same seed, same 25 latents)."""
-    return torch.randn(25, G.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device_of(G))
+    return torch.randn(25, G.latent_dim, generator=seeding.generator(seed)).to(device_of(G))
 
 
 def in_eval_mode(module: torch.nn.Module, inputs: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
@@ -316,15 +334,21 @@ def generate(G: Generator, z: torch.Tensor) -> torch.Tensor:
 
 
 def train_one(
-    key: str, label: str, s: GanRunSettings, seed: int, ev: GanEvalConfig, run: Run, device: torch.device
+    key: str,
+    label: str,
+    s: GanRunSettings,
+    data: TrainHeldout,
+    seed: int,
+    ev: GanEvalConfig,
+    run: Run,
+    device: torch.device,
 ):
-    data = _load(s.data.model_dump_json())
     train_x = to_signed_range(data.train.images).to(device)
     heldout_x = to_signed_range(data.heldout.images[: ev.d_eval_images]).to(device)
     train_eval_x = train_x[: ev.d_eval_images]
     t = s.train
 
-    torch.manual_seed(seed)
+    seeding.seed_torch(seed)
     G = Generator(s.model.latent_dim, tuple(s.model.g_hidden), init_std=s.model.init_std).to(device)
     D = Discriminator(tuple(s.model.d_hidden), dropout=s.model.d_dropout, init_std=s.model.init_std).to(
         device
@@ -382,9 +406,7 @@ def run_metrics(
     last = history.epochs[-1]
     d_fake_series = np.array([r["d_fake"] for r in history.steps])
     grad_series = np.array([r["g_grad_norm"] for r in history.steps])
-    z = torch.randn(ev.n_samples, G.latent_dim, generator=torch.Generator().manual_seed(seed + 1)).to(
-        device_of(G)
-    )
+    z = torch.randn(ev.n_samples, G.latent_dim, generator=seeding.generator(seed + 1)).to(device_of(G))
     samples = generate(G, z)
     return {
         "final_d_real": last["d_real"],
@@ -429,8 +451,9 @@ CURVES = [
 ]
 
 
-def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
-    data, judge = _judge(cfg, device)
+def run_part(part: str, ctx: GanContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
+    data, judge = _judge(ctx)
     heldout = to_signed_range(data.heldout.images).to(device)
     _, reference_features = judge.predict(heldout)
     reference_features = reference_features.double().cpu().numpy()
@@ -444,7 +467,9 @@ def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
     for name, settings in cfg.runs[part].items():
         key = f"{part}-{name}"
         label = f"gan/{part}" + (f"/{name}" if name != part else "")
-        G, history, grids = train_one(key, label, settings, cfg.seed, cfg.eval, run, device)
+        G, history, grids = train_one(
+            key, label, settings, ctx.data_of(settings.data), cfg.seed, cfg.eval, run, device
+        )
         metrics[name] = run_metrics(history, G, judge, reference_features, cfg.eval, cfg.seed)
         run.write_history(key, [{"run": name, **r} for r in history.epochs])
         run.write_history(f"{key}_steps", [{"run": name, **r} for r in history.steps])
@@ -499,3 +524,17 @@ def summary(metrics: dict) -> list[dict]:
                     }
                 )
     return rows
+
+
+EXPERIMENT = Experiment(
+    name="gan",
+    title=__doc__.strip().splitlines()[0],
+    parts=PARTS,
+    config=Config,
+    prepare=prepare,
+    runners={part: partial(run_part, part) for part in PARTS},
+    summary=summary,
+    headlines=HEADLINES,
+    key_figures=KEY_FIGURES,
+    original_data=ORIGINAL_DATA,
+)

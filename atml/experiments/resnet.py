@@ -15,8 +15,8 @@ under torchrun (atml.distributed).
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from atml import distributed, plots
+from atml import distributed, plots, seeding
 from atml.analysis.embeddings import project_2d
 from atml.analysis.separability import knn_accuracy, silhouette
 from atml.config import Seed, Strict
@@ -32,7 +32,7 @@ from atml.data.batching import TensorBatches
 from atml.data.images import NAMES, Draw, train_test_draws
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
-from atml.experiments import Flag, Headline
+from atml.experiments import Experiment, Flag, Headline, RunContext
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.modes import evaluating
 from atml.models.resnet import (
@@ -48,7 +48,8 @@ from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 from atml.training import Checkpointing, fit
 
-NAME = "resnet"
+log = logging.getLogger("atml")
+
 PARTS = ("baseline", "no-residual", "features", "transfer", "confusion", "compare-depth")
 FLAGS = (
     Flag(
@@ -61,18 +62,28 @@ FLAGS = (
 HEADLINES = (
     Headline(
         "baseline: frozen backbone + head, val accuracy",
-        "baseline.val_acc",
+        ("baseline", "val_acc"),
         "0.833 (CIFAR-10, 3 epochs; published linear probe 0.935)",
     ),
-    Headline("no-residual: head only, val accuracy", "no-residual.head_only.shortcuts off*.val_acc", "0.223"),
     Headline(
-        "transfer: frozen, val accuracy", "transfer.settings.frozen.val_acc", "0.628 (CIFAR-100, 3 epochs)"
+        "no-residual: head only, val accuracy",
+        ("no-residual", "head_only", "shortcuts off*", "val_acc"),
+        "0.223",
     ),
-    Headline("transfer: last block, val accuracy", "transfer.settings.last-block.val_acc", "0.722"),
-    Headline("transfer: full fine-tune, val accuracy", "transfer.settings.full.val_acc", "0.550"),
-    Headline("transfer: random init, val accuracy", "transfer.settings.scratch.val_acc", "0.165"),
     Headline(
-        "compare-depth: ResNet-18 frozen, val accuracy", "compare-depth.archs.resnet18.val_acc", "0.804"
+        "transfer: frozen, val accuracy",
+        ("transfer", "settings", "frozen", "val_acc"),
+        "0.628 (CIFAR-100, 3 epochs)",
+    ),
+    Headline(
+        "transfer: last block, val accuracy", ("transfer", "settings", "last-block", "val_acc"), "0.722"
+    ),
+    Headline("transfer: full fine-tune, val accuracy", ("transfer", "settings", "full", "val_acc"), "0.550"),
+    Headline("transfer: random init, val accuracy", ("transfer", "settings", "scratch", "val_acc"), "0.165"),
+    Headline(
+        "compare-depth: ResNet-18 frozen, val accuracy",
+        ("compare-depth", "archs", "resnet18", "val_acc"),
+        "0.804",
     ),
 )
 ORIGINAL_DATA = {"data.dataset": "cifar10", "data.resolution": 224}
@@ -151,7 +162,8 @@ TRANSFER_POLICY: dict[str, Policy] = {
 class TransferConfig(Strict):
     dataset: Literal[NAMES] | None = Field(  # type: ignore[valid-type]
         None,
-        description="the target dataset; null: cifar100 when data.dataset is cifar10 (the original's pairing), else data.dataset",
+        description="the target dataset; null: cifar100 when data.dataset is cifar10 "
+        "(the original's pairing), else data.dataset",
     )
     settings: list[Literal[TRANSFER_SETTINGS]] = Field(list(TRANSFER_SETTINGS), min_length=1)  # type: ignore[valid-type]
     epochs: int = Field(3, ge=1, description="every setting trains this many epochs on the same images")
@@ -176,7 +188,8 @@ class HeadTrainConfig(Strict):
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last where the hardware runs bf16 natively",
+        description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last "
+        "where the hardware runs bf16 natively",
     )
     cache: bool = Field(
         True, description="reuse frozen-backbone outputs across parts and runs (~/.cache/atml/features)"
@@ -245,23 +258,15 @@ def shortcuts_off(cfg: Config) -> tuple[str, ...]:
     return tuple(cfg.no_residual.blocks) if cfg.model.no_residual else ()
 
 
-@lru_cache(maxsize=4)
-def _backbone(
-    arch: str, weights: str, download: bool, init_seed: int, off: tuple[str, ...]
-) -> torch.nn.Module:
-    model = frozen("torchvision", arch, weights, download, init_seed).model
-    if off:
-        model = copy.deepcopy(model)
-        remove_shortcuts(model, list(off))
+def backbone(cfg: Config, arch: str, off: tuple[str, ...]) -> torch.nn.Module:
+    """A copy of the frozen pretrained model, with the shortcuts of blocks `off` switched off: the
+    caller may move or reformat it without touching the model other parts copy from."""
+    model = copy.deepcopy(frozen("torchvision", arch, cfg.model.weights, cfg.data.download, cfg.seed).model)
+    remove_shortcuts(model, list(off))
     return model
 
 
-def backbone(cfg: Config, arch: str, off: tuple[str, ...]) -> torch.nn.Module:
-    """The frozen pretrained model, with the shortcuts of blocks `off` switched off."""
-    return _backbone(arch, cfg.model.weights, cfg.data.download, cfg.seed, off)
-
-
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
     """Data, weights and every size checked before a run folder exists."""
     for arch in dict.fromkeys(
         [cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())]
@@ -278,7 +283,8 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
         target, _ = splits(on_dataset(cfg, t.target(cfg.data)))
         if len(target.labels) < t.batch_size:
             raise UserError(
-                f"transfer.batch_size={t.batch_size} exceeds the {len(target.labels)} training images of {t.target(cfg.data)}"
+                f"transfer.batch_size={t.batch_size} exceeds the {len(target.labels)} training images of "
+                f"{t.target(cfg.data)}"
             )
         finetunes["transfer"] = transfer_finetune(t, "full")
         if "scratch" in t.settings:
@@ -286,13 +292,15 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
     for key, ft in finetunes.items():
         if ft.batch_size % distributed.world_size():
             raise UserError(
-                f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} ranks"
+                f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} "
+                "ranks"
             )
     if "features" in parts:
         n = min(cfg.features.images, len(val.labels))
         if n < cfg.features.folds or cfg.features.knn_k >= n - n // cfg.features.folds:
             raise UserError(
-                f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with k={cfg.features.knn_k}"
+                f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with "
+                f"k={cfg.features.knn_k}"
             )
         hooks = PooledFeatures(
             pretrained(cfg, cfg.model.arch).model, cfg.features.layers
@@ -303,6 +311,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
             backbone(cfg, cfg.model.arch, tuple(cfg.no_residual.blocks))
         except ValueError as exc:
             raise UserError(f"no_residual.blocks: {exc}") from None
+    return RunContext(cfg, device, tuple(parts))
 
 
 def weights_record(cfg: Config, arch: str) -> dict:
@@ -369,7 +378,10 @@ def frozen_features(
         finally:
             hooks.remove()
 
-    label = f"{arch} {cfg.data.dataset} {split_name} {'+'.join(sorted(layers))}{' flipped' if flip else ''}{' no-residual' if off else ''}"
+    label = (
+        f"{arch} {cfg.data.dataset} {split_name} {'+'.join(sorted(layers))}"
+        f"{' flipped' if flip else ''}{' no-residual' if off else ''}"
+    )
     return FeatureCache(cache_root(), enabled=cfg.train.cache).get_or_compute(determinants, compute, label)
 
 
@@ -424,7 +436,7 @@ def train_head(
     seen = torch.cat([plain, flipped]) if cfg.train.flip else plain
     mean, std = seen.mean(0), seen.std(0).clamp_min(1e-6)
     standardise = lambda x: ((x - mean) / std).to(device)  # noqa: E731
-    torch.manual_seed(cfg.seed)
+    seeding.seed_torch(cfg.seed)
     head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
     step = HeadStep(head, cfg.train)
     batches = TensorBatches(
@@ -511,7 +523,8 @@ def head_key(off: tuple[str, ...]) -> str:
     return "head-no-residual" if off else "head"
 
 
-def run_baseline(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_baseline(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     trained = train_head(cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device)
     run.write_history("baseline", trained.history.epochs)
     plots.training_curves(
@@ -536,7 +549,7 @@ def fresh_model(
     returns it and its count of trainable parameters."""
     model = copy.deepcopy(pretrained(cfg, arch, weights).model)
     remove_shortcuts(model, list(off))
-    torch.manual_seed(cfg.seed)
+    seeding.seed_torch(cfg.seed)
     replace_head(model, n_classes)
     return model.train(), apply_policy(model, policy)
 
@@ -628,7 +641,8 @@ def finetune(
     return Finetuned(history, distributed.agreement(model))
 
 
-def run_no_residual(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_no_residual(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     arch, off = cfg.model.arch, tuple(cfg.no_residual.blocks)
     variants = {"with shortcuts": (), f"shortcuts off in {', '.join(off)}": off}
     heads = {name: train_head(cfg, arch, run, head_key(o), device, off=o) for name, o in variants.items()}
@@ -655,7 +669,8 @@ def run_no_residual(cfg: Config, run: Run, device: torch.device) -> dict:
         curves,
         HEAD_CURVES,
         run.plot_path("no-residual_curves"),
-        f"{arch}: shortcuts on vs off, frozen backbone + head and whole network fine-tuned{weights_note(cfg)}",
+        f"{arch}: shortcuts on vs off, frozen backbone + head and whole network "
+        f"fine-tuned{weights_note(cfg)}",
     )
     plots.lines(
         {name: (list(v), list(v.values())) for name, v in norms.items()},
@@ -697,10 +712,11 @@ def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
     )
 
 
-def run_transfer(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_transfer(ctx: RunContext, run: Run) -> dict:
     """The four ways to reuse (or not) ImageNet features on another dataset, each trained the same
     epochs on the same images. Wall time = backbone passes + training + per-epoch validation; the
     frozen setting's backbone passes count at what they cost when computed, even on a cache hit."""
+    cfg, device = ctx.cfg, ctx.device
     t = cfg.transfer
     arch, target = cfg.model.arch, t.target(cfg.data)
     tcfg = on_dataset(cfg, target)
@@ -745,9 +761,8 @@ def run_transfer(cfg: Config, run: Run, device: torch.device) -> dict:
             "val_acc_per_epoch": [r["val_acc"] for r in history.epochs],
             "weights": "none (random init)" if setting == "scratch" else cfg.model.weights,
         } | extra
-        print(
+        log.info(
             f"  {setting}: val accuracy {last['val_acc']:.3f}, {wall:.1f} s, {params:,} trainable parameters",
-            flush=True,
         )
     note = weights_note(cfg)
     plots.training_curves(
@@ -769,7 +784,8 @@ def run_transfer(cfg: Config, run: Run, device: torch.device) -> dict:
     return common_metrics(tcfg, arch, device) | {"dataset": target, "settings": results}
 
 
-def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_features(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     _, val = splits(cfg)
     f = cfg.features
     n = min(f.images, len(val.labels))
@@ -785,9 +801,9 @@ def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
             "silhouette": silhouette(x, labels),
         }
         maps[layer] = {method: (project_2d(x, method, cfg.seed), labels) for method in f.maps}
-        print(
-            f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette {per_layer[layer]['silhouette']:.3f}",
-            flush=True,
+        log.info(
+            f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette "
+            f"{per_layer[layer]['silhouette']:.3f}",
         )
     plots.scatter_grid(
         maps,
@@ -797,8 +813,8 @@ def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
     )
     plots.lines(
         {
-            "k-NN accuracy (5-fold)": (f.layers, [per_layer[l]["knn_accuracy"] for l in f.layers]),
-            "silhouette": (f.layers, [per_layer[l]["silhouette"] for l in f.layers]),
+            "k-NN accuracy (5-fold)": (f.layers, [per_layer[layer]["knn_accuracy"] for layer in f.layers]),
+            "silhouette": (f.layers, [per_layer[layer]["silhouette"] for layer in f.layers]),
         },
         run.plot_path("features_separability"),
         f"class separability against depth ({cfg.model.arch}){weights_note(cfg)}",
@@ -808,7 +824,8 @@ def run_features(cfg: Config, run: Run, device: torch.device) -> dict:
     return common_metrics(cfg, cfg.model.arch, device) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
 
 
-def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_confusion(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     _, val = splits(cfg)
     trained = train_head(
         cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device
@@ -859,7 +876,8 @@ def run_confusion(cfg: Config, run: Run, device: torch.device) -> dict:
     }
 
 
-def run_compare_depth(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_compare_depth(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     results = {}
     for arch in cfg.compare_depth.archs:
         trained = train_head(cfg, arch, run, f"compare-depth-{arch}", device, off=())
@@ -877,7 +895,7 @@ def run_compare_depth(cfg: Config, run: Run, device: torch.device) -> dict:
     return common_metrics(cfg, cfg.model.arch, device) | {"archs": results}
 
 
-PART_RUNNERS = {
+RUNNERS = {
     "baseline": run_baseline,
     "no-residual": run_no_residual,
     "features": run_features,
@@ -885,10 +903,6 @@ PART_RUNNERS = {
     "confusion": run_confusion,
     "compare-depth": run_compare_depth,
 }
-
-
-def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
-    return PART_RUNNERS[part](cfg, run, device)
 
 
 def summary(metrics: dict) -> list[dict]:
@@ -929,3 +943,27 @@ def summary(metrics: dict) -> list[dict]:
             for arch, v in m["archs"].items():
                 rows.append({"part": part, "what": f"{arch} val accuracy{mark}", "value": v["val_acc"]})
     return rows
+
+
+def weights_files() -> list:
+    from atml.models.weights import cached_torchvision_weights
+
+    return cached_torchvision_weights(
+        tuple(dict.fromkeys([*CompareDepthConfig().archs, ResnetModelConfig().arch]))
+    )
+
+
+EXPERIMENT = Experiment(
+    name="resnet",
+    title=__doc__.strip().splitlines()[0],
+    parts=PARTS,
+    config=Config,
+    prepare=prepare,
+    runners=RUNNERS,
+    summary=summary,
+    headlines=HEADLINES,
+    key_figures=KEY_FIGURES,
+    flags=FLAGS,
+    original_data=ORIGINAL_DATA,
+    weights_files=weights_files,
+)

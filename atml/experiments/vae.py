@@ -9,7 +9,7 @@ parts that need it, so `atml run vae` trains each schedule once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from atml import plots
+from atml import plots, seeding
 from atml.analysis import posterior
 from atml.analysis.embeddings import project_2d
 from atml.config import Seed, Strict
 from atml.data.batching import TensorBatches
 from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, to_unit_range
 from atml.errors import UserError
-from atml.experiments import Flag, Headline
+from atml.experiments import Experiment, Flag, Headline, RunContext
 from atml.models.modes import evaluating
 from atml.models.vae import LATENT_DIM, ConvVAE
 from atml.runs import Run
@@ -32,7 +32,6 @@ from atml.runtime import autocast, resolve_precision
 from atml.schedules import SCHEDULES, BetaSchedule, beta_at
 from atml.training import Checkpointing, History, fit
 
-NAME = "vae"
 PARTS = ("train", "samples", "collapse", "anneal")
 FLAGS = (
     Flag(
@@ -42,12 +41,12 @@ FLAGS = (
     ),
 )
 HEADLINES = (
-    Headline("constant β: train reconstruction (per image)", "*.constant.recon", "14.1 (100 epochs)"),
-    Headline("constant β: train KL (per image)", "*.constant.kl", "8.2"),
-    Headline("constant β: collapse ratio", "*.constant.collapse_ratio", "0.705"),
-    Headline("linear β: collapse ratio", "*.linear.collapse_ratio", "0.505 (β-annealed)"),
-    Headline("cyclical β: collapse ratio", "*.cyclical.collapse_ratio", "~0.5"),
-    Headline("constant β: active units (of 20)", "*.constant.active_units", "— (not measured)"),
+    Headline("constant β: train reconstruction (per image)", ("*", "constant", "recon"), "14.1 (100 epochs)"),
+    Headline("constant β: train KL (per image)", ("*", "constant", "kl"), "8.2"),
+    Headline("constant β: collapse ratio", ("*", "constant", "collapse_ratio"), "0.705"),
+    Headline("linear β: collapse ratio", ("*", "linear", "collapse_ratio"), "0.505 (β-annealed)"),
+    Headline("cyclical β: collapse ratio", ("*", "cyclical", "collapse_ratio"), "~0.5"),
+    Headline("constant β: active units (of 20)", ("*", "constant", "active_units"), "— (not measured)"),
 )
 ORIGINAL_DATA: dict = {}
 KEY_FIGURES = (
@@ -103,29 +102,32 @@ class Splits:
     description: str
 
 
-@lru_cache(maxsize=2)
-def _splits(data_json: str, test_images: int, device: str) -> Splits:
-    cfg = ImageDataConfig.model_validate_json(data_json)
-    train_val = load_train_heldout(DATASET, cfg)
-    test = load_split(DATASET, "test", cfg.root, cfg.download)
+def load_splits(cfg: Config, device: torch.device) -> Splits:
+    d = cfg.data
+    train_val = load_train_heldout(DATASET, d)
+    test = load_split(DATASET, "test", d.root, d.download)
+    n = cfg.eval.test_images
     return Splits(
         to_unit_range(train_val.train.images).to(device),
         to_unit_range(train_val.heldout.images).to(device),
-        to_unit_range(test.images[:test_images]).to(device),
-        test.labels[:test_images],
+        to_unit_range(test.images[:n]).to(device),
+        test.labels[:n],
         f"{train_val.description}; validation = the held-out images; test = {test.source}",
     )
 
 
-def splits(cfg: Config, device: torch.device) -> Splits:
-    return _splits(cfg.data.model_dump_json(), cfg.eval.test_images, str(device))
+@dataclass(frozen=True)
+class VaeContext(RunContext):
+    data: Splits
 
 
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VaeContext:
     """Load the data and check the batch size against it before a run folder exists."""
-    n = len(splits(cfg, device).train)
+    ctx = VaeContext(cfg, device, tuple(parts), load_splits(cfg, device))
+    n = len(ctx.data.train)
     if n < cfg.train.batch_size:
         raise UserError(f"train.batch_size={cfg.train.batch_size} exceeds the {n} training images")
+    return ctx
 
 
 def loss_terms(model: ConvVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,11 +194,11 @@ def evaluate_loss(
     return {"loss": rec + beta * kl, "recon": rec, "kl": kl}
 
 
-def train_schedule(kind: str, cfg: Config, run: Run, device: torch.device) -> tuple[ConvVAE, History]:
+def train_schedule(kind: str, ctx: VaeContext, run: Run) -> tuple[ConvVAE, History]:
     """The model trained with β schedule `kind` (from this run's checkpoint if already trained)."""
-    data = splits(cfg, device)
+    cfg, device, data = ctx.cfg, ctx.device, ctx.data
     schedule = cfg.train.beta_schedule.model_copy(update={"kind": kind})
-    torch.manual_seed(cfg.seed)
+    seeding.seed_torch(cfg.seed)
     model = ConvVAE().to(device)
     batches = TensorBatches(data.train, batch_size=cfg.train.batch_size, seed=cfg.seed)
     step = VaeStep(model, cfg.train, schedule, cfg.train.epochs * len(batches), device)
@@ -230,18 +232,18 @@ def encode(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) -> tupl
     return torch.cat([p[0] for p in pairs]).cpu(), torch.cat([p[1] for p in pairs]).cpu()
 
 
-def posterior_metrics(model: ConvVAE, cfg: Config, device: torch.device) -> dict:
-    data = splits(cfg, device)
+def posterior_metrics(model: ConvVAE, ctx: VaeContext) -> dict:
+    cfg, data = ctx.cfg, ctx.data
     mu, logvar = encode(model, data.test)
     n_active, activity = posterior.active_units(mu, cfg.eval.active_threshold)
     kl_dims = posterior.kl_per_dimension(mu, logvar)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = seeding.generator(cfg.seed)
     mi = [
         posterior.mutual_information(m, lv, generator)
         for m, lv in zip(mu.split(cfg.eval.mi_batch), logvar.split(cfg.eval.mi_batch))
         if len(m) > 1
     ]
-    torch.manual_seed(cfg.seed)
+    seeding.seed_torch(cfg.seed)
     test = evaluate_loss(model, data.test, beta=1.0)
     return {
         "test_images": len(mu),
@@ -290,13 +292,11 @@ CURVES = [
 
 
 @torch.no_grad()
-def sample_figures(
-    models: dict[str, ConvVAE], cfg: Config, run: Run, device: torch.device, prefix: str
-) -> dict:
-    data = splits(cfg, device)
+def sample_figures(models: dict[str, ConvVAE], ctx: VaeContext, run: Run, prefix: str) -> dict:
+    cfg, device, data = ctx.cfg, ctx.device, ctx.data
     n = cfg.eval.n_show
     originals = data.test[:n]
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = seeding.generator(cfg.seed)
     normal_z = torch.randn(2 * n, LATENT_DIM, generator=gen).to(device)
     exponentials = torch.empty(2, 2 * n, LATENT_DIM).exponential_(generator=gen)
     laplace_z = (cfg.eval.laplace_scale * (exponentials[0] - exponentials[1])).to(
@@ -332,12 +332,11 @@ def sample_figures(
 def latent_and_kl_figures(
     models: dict[str, ConvVAE],
     posteriors: dict[str, dict],
-    cfg: Config,
+    ctx: VaeContext,
     run: Run,
-    device: torch.device,
     prefix: str,
 ) -> None:
-    data = splits(cfg, device)
+    cfg, data = ctx.cfg, ctx.data
     k = min(cfg.eval.latent_map_images, len(data.test))
     labels = data.test_labels[:k].numpy()
     maps = {}
@@ -362,10 +361,10 @@ def latent_and_kl_figures(
     )
 
 
-def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
-    data = splits(cfg, device)
+def run_part(part: str, ctx: VaeContext, run: Run) -> dict:
+    cfg, device, data = ctx.cfg, ctx.device, ctx.data
     kinds = cfg.anneal_schedules if part == "anneal" else [cfg.train.beta_schedule.kind]
-    trained = {kind: train_schedule(kind, cfg, run, device) for kind in kinds}
+    trained = {kind: train_schedule(kind, ctx, run) for kind in kinds}
     models = {kind: model for kind, (model, _) in trained.items()}
     metrics: dict = {
         "data": data.description,
@@ -382,14 +381,14 @@ def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
         for kind, (_, history) in trained.items():
             metrics.setdefault(kind, {}).update(training_metrics(history))
     if part in ("samples", "anneal"):
-        for kind, values in sample_figures(models, cfg, run, device, part).items():
+        for kind, values in sample_figures(models, ctx, run, part).items():
             metrics.setdefault(kind, {}).update(values)
     if part in ("collapse", "anneal", "train"):
-        posteriors = {kind: posterior_metrics(model, cfg, device) for kind, model in models.items()}
+        posteriors = {kind: posterior_metrics(model, ctx) for kind, model in models.items()}
         for kind, values in posteriors.items():
             metrics.setdefault(kind, {}).update(values)
         if part != "train":
-            latent_and_kl_figures(models, posteriors, cfg, run, device, part)
+            latent_and_kl_figures(models, posteriors, ctx, run, part)
     return metrics
 
 
@@ -414,3 +413,18 @@ def summary(metrics: dict) -> list[dict]:
                         row[label] = m[key]
                 rows.append(row)
     return rows
+
+
+EXPERIMENT = Experiment(
+    name="vae",
+    title=__doc__.strip().splitlines()[0],
+    parts=PARTS,
+    config=Config,
+    prepare=prepare,
+    runners={part: partial(run_part, part) for part in PARTS},
+    summary=summary,
+    headlines=HEADLINES,
+    key_figures=KEY_FIGURES,
+    flags=FLAGS,
+    original_data=ORIGINAL_DATA,
+)

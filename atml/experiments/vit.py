@@ -10,6 +10,7 @@ Any timm ViT by name; attention is read from timm's blocks without editing timm.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from atml import plots
+from atml import plots, seeding
 from atml.analysis.attention import cls_maps, entropy, rollout, spatial_spread, uniform_entropy, upsample
 from atml.analysis.masking import FILLS, SCHEMES, fill_patches, kept_patches, masked_patches, pixel_mask
 from atml.analysis.probe import fit_probe, probe_accuracy
@@ -27,7 +28,7 @@ from atml.data.photos import Photo, load_photos
 from atml.data.photos import to_model_input as photo_input
 from atml.data.preprocess import to_model_input
 from atml.errors import UserError
-from atml.experiments import Headline
+from atml.experiments import Experiment, Headline, RunContext
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.vit import (
     AttentionMaps,
@@ -42,21 +43,27 @@ from atml.models.weights import Pretrained, frozen, timm_data_config
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
-NAME = "vit"
+log = logging.getLogger("atml")
+
 PARTS = ("predict", "attention", "masking", "probe")
-FLAGS = ()
 HEADLINES = (
     Headline(
-        "probe: class token, held-out accuracy", "probe.final.cls.accuracy", "0.963 (88 images, 27 tested)"
+        "probe: class token, held-out accuracy",
+        ("probe", "final", "cls", "accuracy"),
+        "0.963 (88 images, 27 tested)",
     ),
-    Headline("probe: mean of patch tokens, held-out accuracy", "probe.final.mean.accuracy", "0.926"),
+    Headline(
+        "probe: mean of patch tokens, held-out accuracy", ("probe", "final", "mean", "accuracy"), "0.926"
+    ),
     Headline(
         "masking: random 50%, agreement with unmasked top-1",
-        "masking.results.random.0.50.agreement",
+        ("masking", "results", "random", "0.50", "agreement"),
         "— (one image)",
     ),
     Headline(
-        "masking: centre 50%, agreement with unmasked top-1", "masking.results.centre.0.50.agreement", "—"
+        "masking: centre 50%, agreement with unmasked top-1",
+        ("masking", "results", "centre", "0.50", "agreement"),
+        "—",
     ),
 )
 ORIGINAL_DATA = {"data.dataset": "cifar10"}
@@ -74,7 +81,8 @@ DROPPED_COLOUR = (0.25, 0.45, 0.85)
 class VitDataConfig(Strict):
     images: list[str] = Field(
         [],
-        description="photos (files or folders) for predict and attention; empty: scikit-learn's two sample photos",
+        description="photos (files or folders) for predict and attention; "
+        "empty: scikit-learn's two sample photos",
     )
     dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
     root: str = "data"
@@ -175,7 +183,7 @@ def probed_layers(cfg: Config) -> list[int]:
     )
 
 
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
     """Weights, photos, data and every index checked before a run folder exists."""
     model = pretrained(cfg).model
     try:
@@ -197,6 +205,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> None:
             raise UserError(
                 f"the probe's training draw of {cfg.data.dataset} holds one class; raise data.train_images"
             )
+    return RunContext(cfg, device, tuple(parts))
 
 
 def weights_note(cfg: Config) -> str:
@@ -230,7 +239,8 @@ def displayable(x: torch.Tensor, cfg: Config) -> np.ndarray:
 # --- parts --------------------------------------------------------------------------------------
 
 
-def run_predict(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_predict(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     p = pretrained(cfg)
     photos, x = photo_batch(cfg)
     with torch.no_grad(), autocast(device, resolve_precision(device, cfg.model.precision)):
@@ -240,9 +250,8 @@ def run_predict(cfg: Config, run: Run, device: torch.device) -> dict:
     for photo, row in zip(photos, probabilities):
         values, indices = row.topk(min(cfg.predict.top_k, len(row)))
         top[photo.name] = [(names[i], float(v)) for v, i in zip(values, indices)]
-        print(
+        log.info(
             f"  {photo.name}: " + ", ".join(f"{n.split(',')[0]} {v:.3f}" for n, v in top[photo.name]),
-            flush=True,
         )
     plots.predictions(
         {ph.name: displayable(xi, cfg) for ph, xi in zip(photos, x)},
@@ -255,7 +264,8 @@ def run_predict(cfg: Config, run: Run, device: torch.device) -> dict:
     }
 
 
-def run_attention(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_attention(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     model = pretrained(cfg).model.to(device)
     photos, x = photo_batch(cfg)
     n_prefix, grid = prefix_tokens(model), patch_grid(model)
@@ -383,7 +393,8 @@ def token_features(cfg: Config, split: Draw, split_name: str, device: torch.devi
     return FeatureCache(cache_root(), enabled=cfg.model.cache).get_or_compute(determinants, compute, label)
 
 
-def run_probe(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_probe(ctx: RunContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
     train, test = splits(cfg)
     train_f, test_f = token_features(cfg, train, "train", device), token_features(cfg, test, "test", device)
     y_train, y_test = train.labels.numpy(), test.labels.numpy()
@@ -402,9 +413,9 @@ def run_probe(cfg: Config, run: Run, device: torch.device) -> dict:
             ).describe()
             for readout in ("cls", "mean")
         }
-        print(
-            f"  {key}: class token {scores[key]['cls']['accuracy']:.3f}, patch mean {scores[key]['mean']['accuracy']:.3f}",
-            flush=True,
+        log.info(
+            f"  {key}: class token {scores[key]['cls']['accuracy']:.3f}, patch mean "
+            f"{scores[key]['mean']['accuracy']:.3f}",
         )
     label = {"cls": "class token", "mean": "mean of patch tokens"}
     plots.lines(
@@ -435,7 +446,7 @@ def masked_images(cfg: Config, x: torch.Tensor, masked: torch.Tensor) -> list[np
     grid, patch = patch_grid(model), patch_size(model)
     hidden = torch.stack([pixel_mask(grid, patch, row) for row in masked]).unsqueeze(1)
     if cfg.masking.fill != "drop":
-        x = fill_patches(x, hidden, cfg.masking.fill, torch.Generator().manual_seed(cfg.seed))
+        x = fill_patches(x, hidden, cfg.masking.fill, seeding.generator(cfg.seed))
     images = [displayable(xi, cfg) for xi in x]
     if cfg.masking.fill == "drop":
         for image, h in zip(images, hidden):
@@ -450,10 +461,11 @@ class MaskedResult:
     confidence: float
 
 
-def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
+def run_masking(ctx: RunContext, run: Run) -> dict:
     """Every test image masked at every ratio by each scheme; the ImageNet head's top-1 compared
     with its unmasked top-1, and a probe fitted on unmasked training features scoring the masked
     images against their labels."""
+    cfg, device = ctx.cfg, ctx.device
     p = pretrained(cfg)
     model = p.model.to(device)
     m = cfg.masking
@@ -465,7 +477,7 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
     )
     grid, patch = patch_grid(model), patch_size(model)
     precision = resolve_precision(device, cfg.model.precision)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = seeding.generator(cfg.seed)
 
     def masks(scheme: str, ratio: float, n: int) -> torch.Tensor:
         return torch.stack([masked_patches(grid, ratio, scheme, generator) for _ in range(n)])
@@ -516,9 +528,9 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
                 confidence=float(torch.cat(confidence).mean()),
             )
             r = results[scheme][f"{ratio:.2f}"]
-            print(
-                f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, confidence {r.confidence:.3f}",
-                flush=True,
+            log.info(
+                f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, "
+                f"confidence {r.confidence:.3f}",
             )
     fill_note = {
         "drop": "masked tokens dropped (shown blue)",
@@ -549,16 +561,12 @@ def run_masking(cfg: Config, run: Run, device: torch.device) -> dict:
     }
 
 
-PART_RUNNERS = {
+RUNNERS = {
     "predict": run_predict,
     "attention": run_attention,
     "masking": run_masking,
     "probe": run_probe,
 }
-
-
-def run_part(part: str, cfg: Config, run: Run, device: torch.device) -> dict:
-    return PART_RUNNERS[part](cfg, run, device)
 
 
 def summary(metrics: dict) -> list[dict]:
@@ -578,7 +586,8 @@ def summary(metrics: dict) -> list[dict]:
             rows.append(
                 {
                     "part": part,
-                    "what": f"block {m['layer']} class-token entropy, mean over heads (uniform {m['uniform_entropy']:.2f}){mark}",
+                    "what": f"block {m['layer']} class-token entropy, mean over heads "
+                    f"(uniform {m['uniform_entropy']:.2f}){mark}",
                     "value": round(float(np.mean(m["last_layer_entropy_per_head"])), 3),
                 }
             )
@@ -603,3 +612,24 @@ def summary(metrics: dict) -> list[dict]:
                     }
                 )
     return rows
+
+
+def weights_files() -> list:
+    from atml.models.weights import cached_timm_weights
+
+    return cached_timm_weights((VitModelConfig().name,))
+
+
+EXPERIMENT = Experiment(
+    name="vit",
+    title=__doc__.strip().splitlines()[0],
+    parts=PARTS,
+    config=Config,
+    prepare=prepare,
+    runners=RUNNERS,
+    summary=summary,
+    headlines=HEADLINES,
+    key_figures=KEY_FIGURES,
+    original_data=ORIGINAL_DATA,
+    weights_files=weights_files,
+)

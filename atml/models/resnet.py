@@ -27,7 +27,8 @@ def _forward_without_shortcut(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def residual_blocks(model: ResNet) -> dict[str, nn.Module]:
-    """Every residual block by its module name: 'layer1.0' … 'layer4.2' (0-based, as torchvision names them)."""
+    """Every residual block by its module name: 'layer1.0' … 'layer4.2' (0-based, as torchvision
+    names them)."""
     return {name: m for name, m in model.named_modules() if isinstance(m, (BasicBlock, Bottleneck))}
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from atml import seeding
 from atml.data.preprocess import Preprocess
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
@@ -116,7 +117,8 @@ def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretra
         path = Path(spec).expanduser()
         if not path.is_file():
             raise DataNotFoundError(
-                f"weights file {path} not found; set model.weights to an existing state-dict file, a named source, or none"
+                f"weights file {path} not found; set model.weights to an existing state-dict file, a named "
+                "source, or none"
             )
         model = builder(weights=None)
         load_state_dict(model, path)
@@ -190,7 +192,8 @@ def _timm_name(name: str, spec: str) -> str:
     full = f"{base}.{tag}" if tag else base
     if not timm.models.is_model(base):
         raise UserError(
-            f"unknown timm model '{base}'; e.g. vit_small_patch16_224, vit_base_patch16_224, deit_tiny_distilled_patch16_224"
+            f"unknown timm model '{base}'; e.g. vit_small_patch16_224, vit_base_patch16_224, "
+            "deit_tiny_distilled_patch16_224"
         )
     try:
         known = timm.models.get_pretrained_cfg(full) is not None
@@ -199,7 +202,8 @@ def _timm_name(name: str, spec: str) -> str:
     if not known:
         tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")]
         raise UserError(
-            f"no pretrained weights '{spec}' for {base}; accepted: pretrained, none, a local file, or a tag: {', '.join(tags) or 'none known'}"
+            f"no pretrained weights '{spec}' for {base}; accepted: pretrained, none, a local file, or a "
+            f"tag: {', '.join(tags) or 'none known'}"
         )
     return full
 
@@ -256,7 +260,8 @@ def timm_weights_file(full_name: str, allow_download: bool) -> Path:
     cfg = timm.models.get_pretrained_cfg(full_name)
     if not cfg.hf_hub_id:
         raise UserError(
-            f"{full_name}'s weights are not on the Hugging Face hub; download them yourself and set model.weights to the file"
+            f"{full_name}'s weights are not on the Hugging Face hub; download them yourself and set "
+            "model.weights to the file"
         )
     filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
     return hub_file(cfg.hf_hub_id, filenames, allow_download, f"{full_name} weights")
@@ -303,7 +308,8 @@ def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrain
         path = Path(spec).expanduser()
         if not path.is_file():
             raise DataNotFoundError(
-                f"weights file {path} not found; set model.weights to an existing file, pretrained, a tag, or none"
+                f"weights file {path} not found; set model.weights to an existing file, pretrained, a tag, "
+                "or none"
             )
         source = "file"
     else:
@@ -371,7 +377,8 @@ def _open_clip_tag_cfg(name: str, tag: str) -> dict:
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(name)
         raise UserError(
-            f"no pretrained weights '{tag}' for open_clip {name}; accepted: none, a local file, or a tag: {', '.join(tags) or 'none known'}"
+            f"no pretrained weights '{tag}' for open_clip {name}; accepted: none, a local file, or a tag: "
+            f"{', '.join(tags) or 'none known'}"
         )
     return cfg
 
@@ -398,8 +405,6 @@ def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
     """An open_clip model with weights `spec`: a pretrained tag (`openai`, `laion2b_s34b_b79k`, …),
     a local checkpoint, or `none`. A tag's own settings travel with its file (QuickGELU for the
     OpenAI weights, the normalisation it was trained with). The tokenizer: `open_clip_tokenizer`."""
-    import logging
-
     import open_clip
 
     check_open_clip_name(name)
@@ -423,18 +428,12 @@ def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
             },
         }
         record = WeightsRecord(spec, f"open_clip:{name}.{spec}", str(path), sha256(path))
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(
-        logging.ERROR
-    )  # open_clip logs "initialized randomly" for `none`, which is the point
     try:
         model = open_clip.create_model(name, pretrained=str(path) if path else None, **options)
     except Exception as exc:  # a damaged, foreign or mismatched checkpoint
         raise DataCorruptError(
             f"weights file {path} does not load into open_clip {name} ({_reason(exc)})"
         ) from None
-    finally:
-        logging.getLogger().setLevel(quiet)
     c = open_clip.get_model_preprocess_cfg(model)
     size = c["size"] if isinstance(c["size"], int) else int(c["size"][-1])
     interpolation = (
@@ -488,7 +487,7 @@ LOADERS = {"torchvision": torchvision_classifier, "timm": timm_model, "open_clip
 def frozen(library: str, name: str, spec: str, allow_download: bool, init_seed: int, **options) -> Pretrained:
     """A model of `library` in eval mode without gradients, built once per process: what the
     experiments read features from. `init_seed` fixes what `weights: none` starts from."""
-    torch.manual_seed(init_seed)
+    seeding.seed_torch(init_seed)
     pretrained = LOADERS[library](name, spec, allow_download, **options)
     pretrained.model.eval().requires_grad_(False)
     return pretrained

@@ -17,14 +17,13 @@ MAX_FIGURES = 6
 
 
 def _title(experiment: str) -> str:
-    doc = (experiments.get(experiment).__doc__ or experiment).strip().splitlines()[0]
-    return re.sub(r"^Experiment \d+:\s*", "", doc).rstrip(".")
+    return re.sub(r"^Experiment \d+:\s*", "", experiments.get(experiment).title).rstrip(".")
 
 
 def _figures(source: Source) -> list[Figure]:
     """The experiment's key figures that this run drew (else its first few), in that order."""
     drawn = {p.stem: p for p in sorted(source.plots.glob("*.png"))} if source.plots.is_dir() else {}
-    key = [name for name in getattr(experiments.get(source.experiment), "KEY_FIGURES", ()) if name in drawn]
+    key = [name for name in experiments.get(source.experiment).key_figures if name in drawn]
     chosen = key or list(drawn)[:MAX_FIGURES]
     return [Figure(drawn[name], f"{source.experiment}: {name}") for name in chosen]
 
@@ -54,10 +53,14 @@ def _environment(source: Source) -> str:
 def headline_rows(source: Source) -> list[dict]:
     marks = " · ".join(tag for tag, _ in source.marks()) or "—"
     rows = []
-    for h in getattr(experiments.get(source.experiment), "HEADLINES", ()):
-        value = source.value(h.path)
-        if value is None:
+    exp = experiments.get(source.experiment)
+    for h in exp.headlines:
+        if not set(exp.parts_matching(h.path[0])) & set(source.parts):
             continue  # a part this run did not include
+        value = source.value(h)
+        if value is None:
+            reason = h.skip_reason(source.metrics)
+            value = f"skipped: {reason}" if reason else "UNRESOLVED: no number at " + " → ".join(h.path)
         rows.append({"figure": h.label, "atml": value, "original": h.original, "caveats": marks})
     return rows
 
@@ -72,7 +75,8 @@ def experiment_section(number: int, source: Source) -> list[Block]:
     )
     blocks.append(
         Paragraph(
-            f"Source: {source.folder} — {what}; commit {source.env.get('git_commit')}; {source.env.get('created')}; "
+            f"Source: {source.folder} — {what}; commit {source.env.get('git_commit')}; "
+            f"{source.env.get('created')}; "
             f"{source.env.get('device_name') or source.env.get('device', '')}."
         )
     )
@@ -112,8 +116,10 @@ def study_report(
         Heading("atml report", 1),
         Paragraph(
             f"Written {datetime.now().isoformat(timespec='seconds')}. Marks: "
-            "'smoke' (tiny data and epochs), 'random weights' (no pretrained weights), 'stand-in data' (not the "
-            "original's dataset, split or resolution), '1 seed' (no spread measured); a number without a mark "
+            "'smoke' (tiny data and epochs), 'random weights' (no pretrained weights), 'stand-in data' (not "
+            "the "
+            "original's dataset, split or resolution), '1 seed' (no spread measured); a number without a "
+            "mark "
             "comes from the original's setting over several seeds."
         ),
     ]

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atml.tables import markdown_table
+
 
 @dataclass
 class Heading:
@@ -53,27 +55,12 @@ def _text(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _md_cell(value) -> str:
-    return _text(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(rows: list[dict]) -> list[str]:
-    """Rows (dicts; columns in order of first appearance) as Markdown table lines, `|` escaped."""
-    if not rows:
-        return ["(no rows)"]
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    return [
-        "| " + " | ".join(_md_cell(c) for c in columns) + " |",
-        "|" + "---|" * len(columns),
-        *("| " + " | ".join(_md_cell(r.get(c, "")) for c in columns) + " |" for r in rows),
-    ]
-
-
 def to_markdown(blocks: list[Block], folder: Path) -> str:
     """Markdown with figures linked relative to `folder`, where the file is written."""
 
     def link(figure: Figure) -> str:
-        return f"![{figure.caption}]({Path(os.path.relpath(figure.path.resolve(), folder.resolve())).as_posix()})"
+        relative = Path(os.path.relpath(figure.path.resolve(), folder.resolve())).as_posix()
+        return f"![{figure.caption}]({relative})"
 
     lines: list[str] = []
     for block in blocks:
@@ -106,7 +93,8 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
 table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
@@ -125,7 +113,8 @@ def _html_figure(figure: Figure) -> str:
         data = base64.b64encode(figure.path.read_bytes()).decode()
         image = f'<img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
     except OSError as exc:
-        image = f"<p class='warning'>figure {html.escape(str(figure.path))} could not be read ({html.escape(exc.strerror or str(exc))})</p>"
+        reason = html.escape(exc.strerror or str(exc))
+        image = f"<p class='warning'>figure {html.escape(str(figure.path))} could not be read ({reason})</p>"
     return f"<figure>{image}<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
 
 

@@ -3,7 +3,6 @@ numbers can be trusted (smoke settings, random weights, stand-in data, one seed)
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from atml import experiments
+from atml.experiments import Headline
 from atml.seed_summary import numeric_leaves
 
 
@@ -42,16 +42,20 @@ class Source:
     def _leaves(self) -> dict:
         return self.numbers if self.numbers is not None else numeric_leaves(self.metrics)
 
-    def value(self, pattern: str) -> str | None:
-        """The number at a dotted metrics path (fnmatch pattern): one run's value, or mean ± std (n) over seeds."""
-        leaves = self._leaves
-        path = next((p for p in leaves if fnmatch.fnmatchcase(p, pattern)), None)
-        if path is None:
+    @property
+    def parts(self) -> list[str]:
+        return list(self.env.get("parts") or self.metrics)
+
+    def value(self, headline: Headline) -> str | None:
+        """The headline's number: one run's value, or mean ± std (n) over seeds; None where the
+        metrics hold no number at its path."""
+        keys = headline.find(self.metrics)
+        if keys is None:
             return None
         if self.numbers is not None:
-            v = self.numbers[path]
-            return f"{v['mean']:.4g} ± {v['std']:.2g} (n={v['n']})"
-        return f"{leaves[path]:.4g}"
+            v = self.numbers.get(".".join(keys))
+            return None if v is None else f"{v['mean']:.4g} ± {v['std']:.2g} (n={v['n']})"
+        return f"{self._leaves['.'.join(keys)]:.4g}"
 
     def marks(self) -> list[tuple[str, str]]:
         """Why a reader should not take these numbers as the original's setting: (tag, explanation)."""
@@ -63,7 +67,7 @@ class Source:
         module = experiments.get(self.experiment)
         stand_in = [
             f"{key} = {_dotted(self.config, key)}, the original: {original}"
-            for key, original in getattr(module, "ORIGINAL_DATA", {}).items()
+            for key, original in module.original_data.items()
             if _dotted(self.config, key) != original
         ]
         if stand_in:

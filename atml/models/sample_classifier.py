@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +13,16 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from atml import seeding
+from atml.cache import cache_dir
 from atml.config import Seed, Strict
 from atml.data.batching import TensorBatches
 from atml.models.mnist_classifier import DigitClassifier
 from atml.models.modes import evaluating
 from atml.runs import atomic_write_bytes, remove_stale_temps
 from atml.training import fit
+
+log = logging.getLogger("atml")
 
 
 class ClassifierConfig(Strict):
@@ -46,8 +50,8 @@ class JudgedClassifier:
         return torch.cat(labels), torch.cat(features)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("ATML_CACHE_DIR", Path.home() / ".cache" / "atml")) / "classifiers"
+def classifier_dir() -> Path:
+    return cache_dir("classifiers")
 
 
 def fingerprint(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig) -> str:
@@ -77,7 +81,7 @@ def get_classifier(
 ) -> JudgedClassifier:
     """Load the cached classifier for this exact training set, or train and cache one.
     Images are float [N, 1, 28, 28] in [-1, 1] on the device they should run on."""
-    path = cache_dir() / f"{name}-{fingerprint(train_x, train_y, cfg)}.pt"
+    path = classifier_dir() / f"{name}-{fingerprint(train_x, train_y, cfg)}.pt"
     model = DigitClassifier(n_classes).to(train_x.device)
     if path.parent.is_dir():
         remove_stale_temps(path.parent)
@@ -87,9 +91,9 @@ def get_classifier(
             model.load_state_dict(saved["state"])
             return JudgedClassifier(model, float(saved["heldout_accuracy"]), path, True)
         except Exception as exc:  # a damaged or foreign file: the cache is rebuilt, not trusted
-            print(f"  sample classifier cache {path} is damaged ({type(exc).__name__}); training it again")
+            log.info(f"  sample classifier cache {path} is damaged ({type(exc).__name__}); training it again")
             model = DigitClassifier(n_classes).to(train_x.device)
-    torch.manual_seed(cfg.seed)
+    seeding.seed_torch(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def step(batch):
@@ -112,5 +116,5 @@ def get_classifier(
     buffer = io.BytesIO()
     torch.save({"state": model.state_dict(), "heldout_accuracy": acc}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    print(f"  sample classifier: held-out accuracy {acc:.4f}, cached at {path}")
+    log.info(f"  sample classifier: held-out accuracy {acc:.4f}, cached at {path}")
     return JudgedClassifier(model, acc, path, False)

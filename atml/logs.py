@@ -1,0 +1,101 @@
+"""Where atml's messages go: progress and results through the `atml` logger to stdout, warnings
+and errors to stderr, as plain lines. `-q` keeps warnings and errors, `-v` adds debug lines;
+ranks other than 0 under torchrun keep errors only; chatty libraries are quieted by name."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+# Below ERROR, these libraries' records are dropped, whether they log under their own name or,
+# as open_clip does ("No pretrained weights loaded … initialized randomly" for weights: none),
+# through the root logger from their own files.
+QUIETED = (
+    "open_clip",
+    "timm",
+    "huggingface_hub",
+    "matplotlib",
+    "PIL",
+    "numba",
+    "umap",
+    "urllib3",
+    "filelock",
+)
+
+
+class _Split(logging.Handler):
+    """INFO and below to stdout, WARNING and above to stderr (read at emit time, so pytest's
+    capture and redirections see them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed pipe: nothing left to tell
+
+
+class _Quieted(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        path = record.pathname.replace("\\", "/")
+        return record.name.split(".")[0] not in QUIETED and not any(f"/{n}/" in path for n in QUIETED)
+
+
+def setup(verbosity: int = 0, main_rank: bool = True) -> None:
+    """verbosity: -1 quiet, 0 normal, 1 verbose."""
+    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[max(-1, min(1, verbosity))]
+    logger = logging.getLogger("atml")
+    logger.handlers[:] = [_handler()]
+    logger.propagate = False
+    logger.setLevel(level if main_rank else logging.ERROR)
+    root = logging.getLogger()
+    root.handlers[:] = [_handler()]
+    root.setLevel(logging.WARNING if main_rank else logging.ERROR)
+
+
+def _handler() -> logging.Handler:
+    handler = _Split()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_Quieted())
+    return handler
+
+
+def get(name: str = "atml") -> logging.Logger:
+    return logging.getLogger(name if name == "atml" or name.startswith("atml.") else f"atml.{name}")
+
+
+class Counter:
+    """Progress through `total` items of one pass: on a terminal a live line; in a log file (or
+    a pipe) a line every 30 s and, with `shares`, at about every 10 % of the pass too, so a
+    redirected long pass still says where it is. The last item always gets a line."""
+
+    def __init__(self, label: str, total: int, unit: str = "", shares: bool = True, every_s: float = 30.0):
+        self.label, self.total, self.unit, self.every_s = label, max(total, 1), unit, every_s
+        self.shares = shares
+        self.live = sys.stdout.isatty()
+        self.started = self.last_line = time.perf_counter()
+        self.next_share = 0.1
+        self.log = logging.getLogger("atml")
+
+    def update(self, done: int, extra: str = "") -> None:
+        if not self.log.isEnabledFor(logging.INFO):
+            return
+        now = time.perf_counter()
+        text = f"  {self.label}: {done}/{self.total}{self.unit}{extra}"
+        if self.live:
+            if done < self.total and now - self.last_line < 0.2:
+                return
+            sys.stdout.write("\r" + text + ("\n" if done >= self.total else ""))
+            sys.stdout.flush()
+            self.last_line = now
+            return
+        at_share = self.shares and done / self.total >= self.next_share
+        if done >= self.total or at_share or now - self.last_line >= self.every_s:
+            self.log.info(text)
+            self.last_line = now
+            while self.next_share <= done / self.total:
+                self.next_share += 0.1

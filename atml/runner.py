@@ -1,0 +1,186 @@
+"""Runs an experiment into run folders: one folder per seed, its parts in order, a seed summary
+beside several seeds, resume of an interrupted folder, and `run all`. The CLI only parses."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from atml import distributed, experiments, seed_summary
+from atml.config import has_key, resolve, validate
+from atml.errors import OutputWriteError, TrainingDivergedError, UserError
+from atml.experiments import Experiment
+from atml.runs import FollowerRun, Run
+from atml.runtime import describe_device
+from atml.seeding import seed_everything
+from atml.tables import text_table
+from atml.tracking import make_tracker
+
+log = logging.getLogger("atml")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `atml run EXP` was asked for, parsed and checked."""
+
+    experiment: Experiment
+    parts: list[str]
+    flags: dict
+    sets: list[str]
+    config_file: Path | None
+    smoke: bool
+    seeds: list[int | None]  # None: the config's own seed
+    summarise: bool  # --seeds: a summary folder beside the seeds' folders
+    out: Path
+    label: str
+    device: object
+    tracker: str = "none"
+
+
+def select_parts(exp: Experiment, requested: list[str] | None) -> list[str]:
+    for part in requested or ():
+        if part not in exp.parts:
+            raise UserError(f"unknown part '{part}' of {exp.name}; accepted: {', '.join(exp.parts)}")
+    return [p for p in exp.parts if p in requested] if requested else list(exp.parts)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a batch scheduler's stop, `kill`) ends a run like Ctrl-C: resumable, exit 130."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_seeds(request: RunRequest) -> None:
+    """One experiment under each seed, each into its own run folder; with several, a summary
+    folder of mean ± std beside them."""
+    exp = request.experiment
+    runs, rows, first_config = {}, {}, None
+    for s in request.seeds:
+        raw, cfg = resolve(
+            exp.name,
+            exp.config,
+            config_file=request.config_file,
+            smoke=request.smoke,
+            flags=request.flags | ({"seed": s} if s is not None else {}),
+            sets=request.sets,
+        )
+        ctx = exp.prepare(cfg, request.device, request.parts)
+        env = {
+            "experiment": exp.name,
+            "parts": request.parts,
+            "seed": cfg.seed,
+            "smoke": request.smoke,
+            "device": str(request.device),
+            "device_name": describe_device(request.device),
+            "world_size": distributed.world_size(),
+        }
+        label = f"{request.label}-seed{cfg.seed}" if request.summarise else request.label
+        handle = _create_run(request.out, exp.name, label, raw, env)
+        rows[cfg.seed] = execute(exp, ctx, handle, request.tracker)
+        runs[cfg.seed] = handle
+        first_config = first_config or raw
+    if request.summarise and distributed.is_main():
+        summary_rows = seed_summary.summary_rows(rows)
+        folder = seed_summary.write(request.out, exp.name, request.label, first_config, runs, summary_rows)
+        log.info(f"\n{exp.name} over seeds {', '.join(map(str, runs))}:\n{text_table(summary_rows)}")
+        log.info(f"\natml: seed summary: {folder.dir / 'summary.md'}")
+
+
+def resume(exp: Experiment, folder: Path, device, tracker: str) -> None:
+    """Continue a run folder with its own config and parts; finished parts are kept."""
+    handle = Run.open(folder) if distributed.is_main() else FollowerRun(folder)
+    if handle.env.get("experiment") != exp.name:
+        raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
+    cfg = validate(handle.config, exp.config)
+    ctx = exp.prepare(cfg, device, select_parts(exp, handle.env.get("parts")))
+    execute(exp, ctx, handle, tracker)
+
+
+def run_all(request: RunRequest) -> None:
+    """Every experiment in turn, each with the --set keys its schema has; one that fails is
+    reported and the others still run; the exit code is the first failure's."""
+    chosen = {
+        name: [s for s in request.sets if has_key(exp.config, s.partition("=")[0].strip())]
+        for name, exp in ((n, experiments.get(n)) for n in experiments.EXPERIMENTS)
+    }
+    unused = [s for s in request.sets if not any(s in sets for sets in chosen.values())]
+    if unused:
+        raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
+    failed: dict[str, int] = {}
+    for name, sets in chosen.items():
+        exp = experiments.get(name)
+        try:
+            run_seeds(replace(request, experiment=exp, parts=list(exp.parts), sets=sets))
+        except (UserError, TrainingDivergedError) as exc:
+            log.error(f"atml: {name} FAILED: {exc}")
+            failed[name] = exc.exit_code
+    done = [n for n in chosen if n not in failed]
+    log.info(
+        f"\natml run all: {len(done)} of {len(chosen)} experiments done"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    if failed:
+        raise SystemExit(next(iter(failed.values())))
+
+
+def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> list[dict]:
+    """The parts of one run, in order, into its folder; returns its summary rows. Every part
+    starts from the run's seed, so its numbers do not depend on which parts ran before it."""
+    tracker = make_tracker(tracker_kind, handle.dir, handle.config) if distributed.is_main() else None
+    resume_hint = f"atml run {exp.name} --resume {handle.dir}"
+    where = describe_device(ctx.device)
+    log.info(f"atml: {exp.name} [{', '.join(ctx.parts)}] seed {ctx.seed} on {where} → {handle.dir}")
+    try:
+        with _sigterm_as_interrupt():
+            for p in ctx.parts:
+                if p in handle.metrics:
+                    log.info(f"== {exp.name}/{p}: already complete in this run folder")
+                    continue
+                log.info(f"== {exp.name}/{p}")
+                started = time.perf_counter()
+                seed_everything(ctx.seed)
+                handle.record_metrics(p, exp.run_part(p, ctx, handle))
+                if tracker:
+                    tracker.log_part(p, handle.metrics[p])
+                distributed.barrier()  # the other ranks read what rank 0 recorded
+                log.info(f"== {exp.name}/{p} done in {time.perf_counter() - started:.0f} s")
+    except KeyboardInterrupt:
+        log.error(f"\natml: interrupted; continue with: {resume_hint}")
+        raise SystemExit(130) from None
+    except TrainingDivergedError as exc:
+        raise TrainingDivergedError(f"training diverged: {exc}") from None
+    except OutputWriteError as exc:
+        raise OutputWriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
+    finally:
+        if tracker:
+            tracker.close()
+    rows = exp.summary({p: handle.metrics[p] for p in ctx.parts})
+    log.info(f"\n{text_table(rows)}")
+    log.info(f"\natml: done. metrics: {handle.dir / 'metrics.json'}  plots: {handle.dir / 'plots'}")
+    return rows
+
+
+def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) -> Run:
+    """A new run folder, made by rank 0 alone; the other ranks follow it."""
+    handle = None
+    try:
+        if distributed.is_main():
+            handle = Run.create(out, experiment, label, raw, env)
+    finally:
+        # None tells the others rank 0 failed
+        folder = distributed.broadcast_object(handle.dir if handle else None)
+    if folder is None:
+        raise OutputWriteError("rank 0 could not create the run folder")
+    return handle or FollowerRun(folder)
