@@ -82,6 +82,7 @@ def run(
 ) -> None:
     """Run an experiment (all parts, or those named by --part) into a new run folder; `all` runs
     every experiment, and one that fails is reported while the others still run."""
+    # Over 60 lines only by its typer option declarations; the body parses into a RunRequest.
     check_tracker(tracker)
     torch_device = distributed.init(pick_device(device))
     if not distributed.is_main():

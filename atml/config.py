@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atml.errors import UserError
 
+# What a model's passes run in: auto = bf16 autocast where the hardware runs bf16 natively, else fp32
+# (atml.runtime.resolve_precision).
+Precision = Literal["auto", "fp32", "bf16"]
+
 # Seeds reach torch, numpy (mod 2**32) and Python's random; derived seeds add small offsets.
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 

@@ -112,7 +112,7 @@ def check_output_root(out: Path) -> None:
         raise UserError(f"--out {out}: {existing} is not writable")
 
 
-def _read_mapping(path: Path, parse, what: str) -> dict:
+def read_record(path: Path, parse, what: str) -> dict:
     """A run record (config, env, metrics): a mapping, or a DamagedFileError naming the file."""
     try:
         data = parse(path.read_text())
@@ -214,13 +214,13 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return _read_mapping(
+        return read_record(
             self.dir / "config.yaml", yaml.safe_load, "this run cannot be resumed; start a new one"
         )
 
     @property
     def env(self) -> dict:
-        return _read_mapping(self.dir / "env.json", json.loads, "this run cannot be resumed; start a new one")
+        return read_record(self.dir / "env.json", json.loads, "this run cannot be resumed; start a new one")
 
     # --- results ------------------------------------------------------------------------
     @property
@@ -228,7 +228,7 @@ class Run:
         path = self.dir / "metrics.json"
         if not path.is_file():
             return {}
-        return _read_mapping(path, json.loads, "delete it and resume to recompute every part")
+        return read_record(path, json.loads, "delete it and resume to recompute every part")
 
     def record_metrics(self, part: str, values: dict) -> None:
         atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics | {part: values}, indent=2))

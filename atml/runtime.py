@@ -43,9 +43,6 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """AMX or AVX512-BF16 instructions: where bf16 matmuls and convolutions run faster than fp32.

@@ -123,7 +123,9 @@ def fit(
     checkpointing: Checkpointing | None = None,
 ) -> History:
     """Run `step` on every batch for `epochs` epochs. With `checkpointing`, resume from the last
-    completed epoch if a checkpoint exists (a finished run returns its stored history at once)."""
+    completed epoch if a checkpoint exists (a finished run returns its stored history at once).
+    Kept in one piece (over 60 lines): the order of step, interval logging, NaN check,
+    evaluation, checkpoint and progress is the loop's contract and reads best top to bottom."""
     history, first_epoch = History(), 0
     if checkpointing is not None:
         distributed.barrier()  # under torchrun: every rank sees the checkpoint rank 0 last wrote

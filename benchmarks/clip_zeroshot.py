@@ -33,18 +33,18 @@ def strategies(cfg: clip.Config) -> list[str]:
     return [s for s in cfg.zeroshot.strategies if clip.strategy_templates(cfg, s) is not None]
 
 
-def original_way(cfg: clip.Config, device: torch.device) -> tuple[float, dict[str, torch.Tensor]]:
+def original_way(ctx: clip.ClipContext) -> tuple[float, dict[str, torch.Tensor]]:
     import open_clip.transform
 
-    model = clip.pretrained(cfg).model.to(device)
+    cfg, device, model = ctx.cfg, ctx.device, ctx.clip.model
     transform = open_clip.transform.image_transform_v2(
         open_clip.transform.PreprocessCfg(**open_clip.get_model_preprocess_cfg(model)), is_train=False
     )
-    images = clip.test_draw(cfg).images
+    images = ctx.test.images
     predictions = {}
     started = time.perf_counter()
     for strategy in strategies(cfg):
-        texts = clip.class_texts(cfg, strategy, device)
+        texts = clip.class_texts(ctx, strategy)
         embeddings = []
         for start in range(0, len(images), 32):
             batch = []
@@ -61,11 +61,11 @@ def original_way(cfg: clip.Config, device: torch.device) -> tuple[float, dict[st
     return time.perf_counter() - started, predictions
 
 
-def atml_way(cfg: clip.Config, device: torch.device) -> tuple[float, dict[str, torch.Tensor]]:
+def atml_way(ctx: clip.ClipContext) -> tuple[float, dict[str, torch.Tensor]]:
     started = time.perf_counter()
-    images = clip.image_embeddings(cfg, device)
+    images = clip.image_embeddings(ctx)
     predictions = {
-        strategy: predict(images, clip.class_texts(cfg, strategy, device)) for strategy in strategies(cfg)
+        strategy: predict(images, clip.class_texts(ctx, strategy)) for strategy in strategies(ctx.cfg)
     }
     return time.perf_counter() - started, predictions
 
@@ -100,7 +100,7 @@ def main() -> None:
             f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    clip.prepare(cfg, device, ["zeroshot"])  # weights and data loaded before either clock starts
+    ctx = clip.prepare(cfg, device, ["zeroshot"])  # weights and data loaded before either clock starts
     names = strategies(cfg)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {args.model} "
@@ -109,8 +109,8 @@ def main() -> None:
         f"precision {cfg.model.precision}",
         flush=True,
     )
-    original, reference = original_way(cfg, device)
-    ours, predicted = atml_way(cfg, device)
+    original, reference = original_way(ctx)
+    ours, predicted = atml_way(ctx)
     agreement = min(float((predicted[s] == reference[s]).float().mean()) for s in names)
     print(
         f"{'original (per strategy: per-image PIL preprocessing, batches of 32, fp32)':>78s}: "

@@ -24,7 +24,6 @@ training image (both flips) and one per validation image, in all.
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 
@@ -57,11 +56,12 @@ class PilImages(Dataset):
         return self.transform(pil), int(self.split.labels[i])
 
 
-def original_way(cfg: resnet.Config, workers: int) -> tuple[float, float]:
+def original_way(ctx: resnet.ResnetContext, workers: int) -> tuple[float, float]:
     """The notebook's loop; returns (seconds, final validation accuracy)."""
+    cfg = ctx.cfg
     started = time.perf_counter()
-    train, val = resnet.splits(cfg)
-    p = resnet.preprocess_of(cfg, cfg.model.arch)
+    train, val = ctx.splits()
+    p = ctx.frozen(cfg.model.arch).preprocess
     common = [
         transforms.Resize((p.size, p.size), antialias=True),
         transforms.ToTensor(),
@@ -77,7 +77,7 @@ def original_way(cfg: resnet.Config, workers: int) -> tuple[float, float]:
     val_loader = DataLoader(
         PilImages(val, transforms.Compose(common)), batch_size=cfg.train.batch_size, num_workers=workers
     )
-    model = copy.deepcopy(resnet.pretrained(cfg, cfg.model.arch).model)
+    model = ctx.frozen(cfg.model.arch).copy_of_model()
     torch.manual_seed(cfg.seed)
     replace_head(model, len(train.classes))
     apply_policy(model, "frozen")
@@ -101,11 +101,11 @@ def original_way(cfg: resnet.Config, workers: int) -> tuple[float, float]:
     return time.perf_counter() - started, correct / len(val.labels)
 
 
-def atml_way(cfg: resnet.Config, device: torch.device) -> tuple[float, float]:
+def atml_way(ctx: resnet.ResnetContext, cfg: resnet.Config) -> tuple[float, float]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         run = Run.create(folder, "resnet", "benchmark", cfg.model_dump(), env={})
-        trained = resnet.train_head(cfg, cfg.model.arch, run, "benchmark-head", device)
+        trained = resnet.train_head(ctx, cfg, cfg.model.arch, run, "benchmark-head")
     return time.perf_counter() - started, trained.history.epochs[-1]["val_acc"]
 
 
@@ -148,7 +148,7 @@ def main() -> None:
             f"train.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    resnet.prepare(cfg, device, ["baseline"])  # data and weights loaded before either clock starts
+    ctx = resnet.prepare(cfg, device, ["baseline"])  # data and weights loaded before either clock starts
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} ({args.weights} "
         f"weights) on {args.dataset}: "
@@ -157,11 +157,11 @@ def main() -> None:
         f"atml precision {cfg.train.precision}",
         flush=True,
     )
-    original_s, original_acc = original_way(cfg, args.workers)
-    ours = {cfg.train.precision: atml_way(cfg, device)}
+    original_s, original_acc = original_way(ctx, args.workers)
+    ours = {cfg.train.precision: atml_way(ctx, cfg)}
     if cfg.train.precision != "fp32":  # the share of the saving that caching alone gives
         fp32 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
-        ours["fp32"] = atml_way(fp32, device)
+        ours["fp32"] = atml_way(resnet.prepare(fp32, device, ["baseline"]), fp32)
     print(
         f"{'original (full forward every epoch, PIL per item, fp32)':>58s}: {original_s:7.1f} s   val "
         f"accuracy {original_acc:.3f}"

@@ -18,6 +18,7 @@ of the saving that batching and one pass alone give is visible.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -31,12 +32,12 @@ from atml.models.weights import timm_data_config
 from atml.runtime import resolve_precision
 
 
-def original_way(cfg: vit.Config, n: int) -> float:
+def original_way(ctx: vit.VitContext, n: int) -> float:
     import timm.data
 
-    model = vit.pretrained(cfg).model
+    model = ctx.vit.model
     processor = timm.data.create_transform(**timm_data_config(model), is_training=False)
-    _, test = vit.splits(cfg)
+    test = ctx.test
     images = test.images[:n]
     started = time.perf_counter()
     for pooling in ("cls", "mean"):
@@ -54,10 +55,9 @@ def original_way(cfg: vit.Config, n: int) -> float:
     return time.perf_counter() - started
 
 
-def atml_way(cfg: vit.Config, n: int) -> float:
-    _, test = vit.splits(cfg)
+def atml_way(ctx: vit.VitContext, n: int) -> float:
     started = time.perf_counter()
-    vit.token_features(cfg, test.head(n), f"test[:{n}]", torch.device("cpu"))
+    vit.token_features(ctx, ctx.test.head(n), f"test[:{n}]")
     return time.perf_counter() - started
 
 
@@ -90,19 +90,19 @@ def main() -> None:
             f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    vit.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
-    depth = len(vit.pretrained(cfg).model.blocks)
+    ctx = vit.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
+    depth = len(ctx.vit.model.blocks)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} "
         f"weights), {args.images} "
         f"{args.dataset} test images; atml precision {cfg.model.precision}",
         flush=True,
     )
-    original = original_way(cfg, args.images)
-    ours = {cfg.model.precision: atml_way(cfg, args.images)}
+    original = original_way(ctx, args.images)
+    ours = {cfg.model.precision: atml_way(ctx, args.images)}
     if cfg.model.precision != "fp32":
         ours["fp32"] = atml_way(
-            cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "fp32"})}), args.images
+            dataclasses.replace(ctx, vit=dataclasses.replace(ctx.vit, precision="fp32")), args.images
         )
     print(
         f"{'original (batch 8, per-image processor, a pass per pooling, final layer)':>76s}: "

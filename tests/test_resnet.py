@@ -108,18 +108,24 @@ def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeyp
         "resnet",
         resnet.Config,
         smoke=True,
-        sets=[f"data.root={cifar_root}", "data.dataset=cifar10", "data.train_images=40"],
+        sets=[
+            f"data.root={cifar_root}",
+            "data.dataset=cifar10",
+            "data.train_images=40",
+            "train.batch_size=8",
+        ],
     )
-    train, _ = resnet.splits(cfg)
-    device = torch.device("cpu")
-    computed = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], False, device)
-    cached = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], False, device)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"arch": "resnet18"})})
+    ctx = resnet.prepare(cfg, torch.device("cpu"), ["baseline"])
+    train, _ = ctx.splits()
+    computed = resnet.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
+    cached = resnet.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
     uncached_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"cache": False})})
-    direct = resnet.frozen_features(uncached_cfg, "resnet18", train, "train", ["layer4"], False, device)
+    direct = resnet.frozen_features(ctx, uncached_cfg, "resnet18", train, "train", ["layer4"], False)
     assert torch.equal(computed["layer4"], cached["layer4"]) and torch.equal(
         computed["layer4"], direct["layer4"]
     )
-    flipped = resnet.frozen_features(cfg, "resnet18", train, "train", ["layer4"], True, device)
+    flipped = resnet.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], True)
     assert not torch.equal(flipped["layer4"], computed["layer4"])
 
 

@@ -10,6 +10,7 @@ another). Image embeddings come from one cached pass and serve every part.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -29,13 +30,13 @@ from atml.analysis.modality_gap import (
 from atml.analysis.probe import wilson_interval
 from atml.analysis.procrustes import apply_rotation, fit_rotation
 from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predict
-from atml.config import Seed, Strict
+from atml.config import Precision, Seed, Strict
 from atml.data.images import NAMES, Draw, draw
 from atml.data.prompts import PUBLISHED, class_prompt_names, fill, published_templates
 from atml.errors import UserError
 from atml.experiments import Experiment, Headline, RunContext
-from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
-from atml.models.weights import Pretrained, frozen, open_clip_tokenizer
+from atml.models.frozen import FrozenModel
+from atml.models.weights import open_clip_tokenizer
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
@@ -96,7 +97,7 @@ class ClipModelConfig(Strict):
     name: str = Field("ViT-B-32", description="any open_clip model")
     weights: str = Field("openai", description="an open_clip pretrained tag | a local checkpoint | none")
     batch_size: int = Field(256, ge=1, description="images per no-grad forward")
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Precision = "auto"
     cache: bool = Field(
         True, description="reuse image embeddings across parts and runs (~/.cache/atml/features)"
     )
@@ -168,8 +169,18 @@ class Config(Strict):
 # --- model, data, embeddings ---------------------------------------------------------------------
 
 
-def pretrained(cfg: Config) -> Pretrained:
-    return frozen("open_clip", cfg.model.name, cfg.model.weights, cfg.data.download, cfg.seed)
+@dataclass(frozen=True)
+class ClipContext(RunContext):
+    clip: FrozenModel
+    test: Draw  # the images every part embeds
+
+
+def load_model(cfg: Config, device: torch.device) -> FrozenModel:
+    m = cfg.model
+    return FrozenModel.load(
+        "open_clip", m.name, m.weights, allow_download=cfg.data.download, init_seed=cfg.seed, device=device,
+        precision=resolve_precision(device, m.precision), key=f"open_clip:{m.name}",
+    )  # fmt: skip
 
 
 def test_draw(cfg: Config) -> Draw:
@@ -186,9 +197,9 @@ def strategy_templates(cfg: Config, strategy: str) -> list[str] | None:
     return list(templates)
 
 
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ClipContext:
     """Weights, tokenizer, data and every strategy name checked before a run folder exists."""
-    pretrained(cfg)
+    clip = load_model(cfg, device)
     open_clip_tokenizer(cfg.model.name)
     test = test_draw(cfg)
     strategies = cfg.zeroshot.strategies
@@ -213,17 +224,17 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
                 "out; "
                 "raise procrustes.images or data.test_images"
             )
-    return RunContext(cfg, device, tuple(parts))
+    return ClipContext(cfg, device, tuple(parts), clip, test)
 
 
-def common_metrics(cfg: Config, device: torch.device) -> dict:
+def common_metrics(ctx: ClipContext) -> dict:
     return {
-        "model": cfg.model.name,
-        "weights": pretrained(cfg).record.describe(cfg.seed),
-        "random_weights": cfg.model.weights == "none",
-        "precision": resolve_precision(device, cfg.model.precision),
-        "dataset": cfg.data.dataset,
-        "images": test_draw(cfg).source,
+        "model": ctx.cfg.model.name,
+        "weights": ctx.clip.weights,
+        "random_weights": ctx.clip.random_weights,
+        "precision": ctx.clip.precision,
+        "dataset": ctx.cfg.data.dataset,
+        "images": ctx.test.source,
     }
 
 
@@ -231,73 +242,52 @@ def weights_note(cfg: Config) -> str:
     return " — RANDOM weights" if cfg.model.weights == "none" else f" — {cfg.model.name} {cfg.model.weights}"
 
 
-def image_embeddings(cfg: Config, device: torch.device) -> torch.Tensor:
+def image_embeddings(ctx: ClipContext) -> torch.Tensor:
     """The test draw's image embeddings (before normalisation), from one cached no-grad pass."""
-    p, test = pretrained(cfg), test_draw(cfg)
-    precision = resolve_precision(device, cfg.model.precision)
-    determinants = {
-        "model": f"open_clip:{cfg.model.name}",
-        "weights": common_metrics(cfg, device)["weights"],
-        "dataset": cfg.data.dataset,
-        "split": "test",
-        "indices": fingerprint(test.indices),
-        "preprocess": p.preprocess.describe(),
-        "precision": precision,
-        "readouts": ["image_embedding"],
-    }
-
-    def compute() -> dict[str, torch.Tensor]:
-        model = p.model.to(device)
-        return batched_outputs(
-            lambda x: {"image": model.encode_image(x)},
-            test.images,
-            p.preprocess,
-            device,
-            cfg.model.batch_size,
-            label=f"{cfg.model.name} {cfg.data.dataset} test",
-            precision=precision,
-        )
-
-    outputs: Outputs = FeatureCache(cache_root(), enabled=cfg.model.cache).get_or_compute(
-        determinants, compute, f"{cfg.model.name} {cfg.data.dataset} test image embeddings"
+    cfg, model = ctx.cfg, ctx.clip.model
+    outputs = ctx.clip.features(
+        lambda x: {"image": model.encode_image(x)},
+        ctx.test,
+        dataset=cfg.data.dataset,
+        split_name="test",
+        readouts=["image_embedding"],
+        batch_size=cfg.model.batch_size,
+        cache=cfg.model.cache,
+        label=f"{cfg.model.name} {cfg.data.dataset} test image embeddings",
     )
     return outputs["image"]
 
 
-def text_embeddings(cfg: Config, texts: list[str], device: torch.device) -> torch.Tensor:
+def text_embeddings(ctx: ClipContext, texts: list[str]) -> torch.Tensor:
     """Text embeddings (before normalisation) of `texts`, in batches, as float32 on the CPU."""
-    model = pretrained(cfg).model.to(device)
-    tokenizer = open_clip_tokenizer(cfg.model.name)
+    model, batch, device = ctx.clip.model, ctx.cfg.model.batch_size, ctx.device
+    tokenizer = open_clip_tokenizer(ctx.cfg.model.name)
     out = []
-    with torch.no_grad(), autocast(device, resolve_precision(device, cfg.model.precision)):
-        for start in range(0, len(texts), cfg.model.batch_size):
-            out.append(
-                model.encode_text(tokenizer(texts[start : start + cfg.model.batch_size]).to(device))
-                .float()
-                .cpu()
-            )
+    with torch.no_grad(), autocast(device, ctx.clip.precision):
+        for start in range(0, len(texts), batch):
+            out.append(model.encode_text(tokenizer(texts[start : start + batch]).to(device)).float().cpu())
     return torch.cat(out)
 
 
-def prompt_embeddings(cfg: Config, templates: list[str], device: torch.device) -> torch.Tensor:
+def prompt_embeddings(ctx: ClipContext, templates: list[str]) -> torch.Tensor:
     """[classes, templates, dim] text embeddings of every class under every template."""
-    names = class_prompt_names(test_draw(cfg).classes, cfg.zeroshot.class_names)
-    flat = text_embeddings(cfg, [prompt for name in names for prompt in fill(templates, name)], device)
+    names = class_prompt_names(ctx.test.classes, ctx.cfg.zeroshot.class_names)
+    flat = text_embeddings(ctx, [prompt for name in names for prompt in fill(templates, name)])
     return flat.view(len(names), len(templates), -1)
 
 
-def class_texts(cfg: Config, strategy: str, device: torch.device) -> torch.Tensor:
+def class_texts(ctx: ClipContext, strategy: str) -> torch.Tensor:
     """[classes, dim] unit class embeddings of a strategy (its prompts ensembled)."""
-    return class_embeddings(prompt_embeddings(cfg, strategy_templates(cfg, strategy), device))
+    return class_embeddings(prompt_embeddings(ctx, strategy_templates(ctx.cfg, strategy)))
 
 
 # --- parts -----------------------------------------------------------------------------------------
 
 
-def run_zeroshot(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    test = test_draw(cfg)
-    images = image_embeddings(cfg, device)
+def run_zeroshot(ctx: ClipContext, run: Run) -> dict:
+    cfg = ctx.cfg
+    test = ctx.test
+    images = image_embeddings(ctx)
     results, skipped = {}, {}
     for strategy in cfg.zeroshot.strategies:
         templates = strategy_templates(cfg, strategy)
@@ -305,7 +295,7 @@ def run_zeroshot(ctx: RunContext, run: Run) -> dict:
             skipped[strategy] = f"CLIP published no prompt ensemble for {cfg.data.dataset}"
             log.info(f"  {strategy}: skipped ({skipped[strategy]})")
             continue
-        predicted = predict(images, class_texts(cfg, strategy, device))
+        predicted = predict(images, class_texts(ctx, strategy))
         correct = int((predicted == test.labels).sum())
         low, high = wilson_interval(correct, len(test.labels))
         results[strategy] = {
@@ -332,7 +322,7 @@ def run_zeroshot(ctx: RunContext, run: Run) -> dict:
             f"{weights_note(cfg)}",
             "accuracy",
         )
-    return common_metrics(cfg, device) | {
+    return common_metrics(ctx) | {
         "n_images": len(test.labels),
         "chance": 1 / len(test.classes),
         "strategies": results,
@@ -353,12 +343,12 @@ def joint_map(
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
 
-def run_gap(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    test = test_draw(cfg)
-    images = image_embeddings(cfg, device)
+def run_gap(ctx: ClipContext, run: Run) -> dict:
+    cfg = ctx.cfg
+    test = ctx.test
+    images = image_embeddings(ctx)
     templates = strategy_templates(cfg, cfg.gap.strategy)
-    prompts = prompt_embeddings(cfg, templates, device)  # [classes, templates, dim], unnormalised
+    prompts = prompt_embeddings(ctx, templates)  # [classes, templates, dim], unnormalised
     texts = class_embeddings(prompts)
     paired = texts[test.labels]
     gap, share = modality_gap(images, paired), gap_share(images, paired)
@@ -398,7 +388,7 @@ def run_gap(ctx: RunContext, run: Run) -> dict:
         f"{cfg.data.dataset}, strategy '{cfg.gap.strategy}'{weights_note(cfg)}",
         ["L2 norm", "cosine"],
     )
-    return common_metrics(cfg, device) | {
+    return common_metrics(ctx) | {
         "n_images": len(test.labels),
         "strategy": cfg.gap.strategy,
         "gap": gap,
@@ -427,17 +417,18 @@ def alignment_scores(images: torch.Tensor, labels: torch.Tensor, texts: torch.Te
     }
 
 
-def run_procrustes(ctx: RunContext, run: Run) -> dict:
+def run_procrustes(ctx: ClipContext, run: Run) -> dict:
     """The rotation is fitted on one part of the images (with their labels' texts as targets) and
-    scored on the rest: the held-out numbers are the result; fit-split numbers are labelled."""
-    cfg, device = ctx.cfg, ctx.device
-    test = test_draw(cfg)
-    texts = class_texts(cfg, cfg.procrustes.strategy, device)
+    scored on the rest: the held-out numbers are the result; fit-split numbers are labelled.
+    Slightly over 60 lines: fit, score both splits, log, two figures and the metrics in order."""
+    cfg = ctx.cfg
+    test = ctx.test
+    texts = class_texts(ctx, cfg.procrustes.strategy)
     n = min(cfg.procrustes.images or len(test.labels), len(test.labels))
     order = torch.randperm(n, generator=seeding.generator(cfg.seed))
     n_fit = round(n * cfg.procrustes.fit_fraction)
     fit, held = order[:n_fit], order[n_fit:]
-    images = torch.nn.functional.normalize(image_embeddings(cfg, device)[:n].double(), dim=-1).float()
+    images = torch.nn.functional.normalize(image_embeddings(ctx)[:n].double(), dim=-1).float()
     rotation = fit_rotation(images[fit], texts[test.labels[fit]])
     aligned = apply_rotation(images, rotation)
     scores = {
@@ -481,7 +472,7 @@ def run_procrustes(ctx: RunContext, run: Run) -> dict:
         f"before vs after alignment: held out (the result) and fit split (optimistic){weights_note(cfg)}",
         "value",
     )
-    return common_metrics(cfg, device) | {
+    return common_metrics(ctx) | {
         "strategy": cfg.procrustes.strategy,
         "n_fit": len(fit),
         "n_held_out": len(held),
@@ -500,7 +491,8 @@ def _mark(m: dict) -> str:
 
 
 def summary(metrics: dict) -> list[dict]:
-    """Held-out Procrustes numbers first, then the gap, then zero-shot accuracy."""
+    """Held-out Procrustes numbers first, then the gap, then zero-shot accuracy. Over 60 lines only
+    by its row literals (one per number the table shows)."""
     rows = []
     if "procrustes" in metrics:
         m = metrics["procrustes"]

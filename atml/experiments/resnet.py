@@ -14,7 +14,6 @@ under torchrun (atml.distributed).
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -27,13 +26,14 @@ from pydantic import Field
 from atml import distributed, plots, seeding
 from atml.analysis.embeddings import project_2d
 from atml.analysis.separability import knn_accuracy, silhouette
-from atml.config import Seed, Strict
+from atml.config import Precision, Seed, Strict
 from atml.data.batching import TensorBatches
 from atml.data.images import NAMES, Draw, train_test_draws
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
 from atml.experiments import Experiment, Flag, Headline, RunContext
-from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
+from atml.feature_cache import Outputs
+from atml.models.frozen import FrozenModel
 from atml.models.modes import evaluating
 from atml.models.resnet import (
     Policy,
@@ -43,7 +43,6 @@ from atml.models.resnet import (
     replace_head,
     residual_blocks,
 )
-from atml.models.weights import Pretrained, frozen
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 from atml.training import Checkpointing, fit
@@ -186,7 +185,7 @@ class HeadTrainConfig(Strict):
     feature_batch_size: int = Field(
         128, ge=1, description="images per no-grad forward of the frozen backbone"
     )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    precision: Precision = Field(
         "auto",
         description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last "
         "where the hardware runs bf16 natively",
@@ -233,9 +232,28 @@ def splits(cfg: Config) -> tuple[Draw, Draw]:
     return train_test_draws(d.dataset, d.root, d.download, d.train_images, d.val_images, d.subset_seed)
 
 
-def pretrained(cfg: Config, arch: str, weights: str | None = None) -> Pretrained:
-    """`arch` with the run's weights (or `weights`, e.g. "none" for the from-scratch setting)."""
-    return frozen("torchvision", arch, weights or cfg.model.weights, cfg.data.download, cfg.seed)
+@dataclass(frozen=True)
+class ResnetContext(RunContext):
+    models: dict[tuple[str, str], FrozenModel]  # (arch, weights) → the frozen model on the device
+    draws: dict[str, tuple[Draw, Draw]]  # dataset → its (training, validation) draws
+
+    def frozen(self, arch: str, weights: str | None = None) -> FrozenModel:
+        """`arch` with the run's weights (or `weights`, e.g. "none" for the from-scratch setting)."""
+        return self.models[(arch, weights or self.cfg.model.weights)]
+
+    def splits(self, cfg: Config | None = None) -> tuple[Draw, Draw]:
+        """The draws of `cfg`'s dataset (default: the run's; the transfer part's is another)."""
+        return self.draws[(cfg or self.cfg).data.dataset]
+
+
+def load_model(cfg: Config, arch: str, weights: str, device: torch.device) -> FrozenModel:
+    """A frozen torchvision model, its inputs resized to data.resolution with its weights' normalisation."""
+    model = FrozenModel.load(
+        "torchvision", arch, weights, allow_download=cfg.data.download, init_seed=cfg.seed, device=device,
+        precision=precision_of(cfg, device),
+    )  # fmt: skip
+    p = model.preprocess
+    return model.with_preprocess(Preprocess(cfg.data.resolution, p.mean, p.std, p.interpolation))
 
 
 def precision_of(cfg: Config, device: torch.device) -> str:
@@ -258,20 +276,20 @@ def shortcuts_off(cfg: Config) -> tuple[str, ...]:
     return tuple(cfg.no_residual.blocks) if cfg.model.no_residual else ()
 
 
-def backbone(cfg: Config, arch: str, off: tuple[str, ...]) -> torch.nn.Module:
-    """A copy of the frozen pretrained model, with the shortcuts of blocks `off` switched off: the
-    caller may move or reformat it without touching the model other parts copy from."""
-    model = copy.deepcopy(frozen("torchvision", arch, cfg.model.weights, cfg.data.download, cfg.seed).model)
+def backbone(frozen_model: FrozenModel, off: tuple[str, ...]) -> torch.nn.Module:
+    """A copy of the frozen model with the shortcuts of blocks `off` switched off: the caller may
+    move or reformat it without touching the model other parts copy from."""
+    model = frozen_model.copy_of_model()
     remove_shortcuts(model, list(off))
     return model
 
 
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContext:
     """Data, weights and every size checked before a run folder exists."""
-    for arch in dict.fromkeys(
-        [cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())]
-    ):
-        pretrained(cfg, arch)  # weights first: offline, a missing file is named at once
+    archs = dict.fromkeys([cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())])
+    # weights first: offline, a missing file is named at once
+    models = {(arch, cfg.model.weights): load_model(cfg, arch, cfg.model.weights, device) for arch in archs}
+    draws = {cfg.data.dataset: splits(cfg)}
     train, val = splits(cfg)
     if len(train.labels) < cfg.train.batch_size:
         raise UserError(
@@ -280,7 +298,8 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
     finetunes = {"no_residual.finetune": cfg.no_residual.finetune} if "no-residual" in parts else {}
     if "transfer" in parts:
         t = cfg.transfer
-        target, _ = splits(on_dataset(cfg, t.target(cfg.data)))
+        draws[t.target(cfg.data)] = splits(on_dataset(cfg, t.target(cfg.data)))
+        target, _ = draws[t.target(cfg.data)]
         if len(target.labels) < t.batch_size:
             raise UserError(
                 f"transfer.batch_size={t.batch_size} exceeds the {len(target.labels)} training images of "
@@ -288,7 +307,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
             )
         finetunes["transfer"] = transfer_finetune(t, "full")
         if "scratch" in t.settings:
-            pretrained(cfg, cfg.model.arch, "none")
+            models[(cfg.model.arch, "none")] = load_model(cfg, cfg.model.arch, "none", device)
     for key, ft in finetunes.items():
         if ft.batch_size % distributed.world_size():
             raise UserError(
@@ -302,87 +321,63 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
                 f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with "
                 f"k={cfg.features.knn_k}"
             )
-        hooks = PooledFeatures(
-            pretrained(cfg, cfg.model.arch).model, cfg.features.layers
-        )  # names checked here
-        hooks.remove()
+        hooks = PooledFeatures(models[(cfg.model.arch, cfg.model.weights)].model, cfg.features.layers)
+        hooks.remove()  # the layer names are checked by hooking them
     if "no-residual" in parts or cfg.model.no_residual:
         try:
-            backbone(cfg, cfg.model.arch, tuple(cfg.no_residual.blocks))
+            backbone(models[(cfg.model.arch, cfg.model.weights)], tuple(cfg.no_residual.blocks))
         except ValueError as exc:
             raise UserError(f"no_residual.blocks: {exc}") from None
-    return RunContext(cfg, device, tuple(parts))
-
-
-def weights_record(cfg: Config, arch: str) -> dict:
-    return pretrained(cfg, arch).record.describe(cfg.seed)
+    return ResnetContext(cfg, device, tuple(parts), models, draws)
 
 
 # --- frozen features and heads ----------------------------------------------------------------
 
 
-def preprocess_of(cfg: Config, arch: str) -> Preprocess:
-    p = pretrained(cfg, arch).preprocess
-    return Preprocess(cfg.data.resolution, p.mean, p.std, p.interpolation)
-
-
 def frozen_features(
+    ctx: ResnetContext,
     cfg: Config,
     arch: str,
     split: Draw,
     split_name: str,
     layers: list[str],
     flip: bool,
-    device: torch.device,
     off: tuple[str, ...] | None = None,
 ) -> Outputs:
-    """Pooled outputs of `layers` for every image of `split`, from the cache when it has them;
-    `off` names blocks whose shortcut is switched off (default: the run's --no-residual setting)."""
+    """Pooled outputs of `layers` for every image of `split` (of cfg's dataset), from the cache when
+    it has them; `off` names blocks whose shortcut is switched off (default: the run's
+    --no-residual setting). The backbone is copied only when the cache misses."""
     off = shortcuts_off(cfg) if off is None else off
-    preprocess = preprocess_of(cfg, arch)
-    precision = precision_of(cfg, device)
-    determinants = {
-        "precision": precision,
-        "model": arch,
-        "weights": weights_record(cfg, arch),
-        "dataset": cfg.data.dataset,
-        "split": split_name,
-        "indices": fingerprint(split.indices),
-        "preprocess": preprocess.describe(),
-        "layers": sorted(layers),
-        "flip": flip,
-        "shortcuts_off": list(off),
-    }
+    frozen_model = ctx.frozen(arch)
+    memory_format = torch.channels_last if frozen_model.precision == "bf16" else torch.preserve_format
+    built: dict = {}
 
-    def compute() -> dict[str, torch.Tensor]:
-        model = backbone(cfg, arch, off).to(
-            device, memory_format=torch.channels_last if precision == "bf16" else torch.preserve_format
-        )
-        hooks = PooledFeatures(model, layers)
-        try:
-
-            def forward(x):
-                model(x)
-                return dict(hooks.outputs)
-
-            return batched_outputs(
-                forward,
-                split.images,
-                preprocess,
-                device,
-                cfg.train.feature_batch_size,
-                flip=flip,
-                label=f"{arch} {split_name}{' flipped' if flip else ''}",
-                precision=precision,
-            )
-        finally:
-            hooks.remove()
+    def forward(x):
+        if not built:
+            model = backbone(frozen_model, off).to(ctx.device, memory_format=memory_format)
+            built["model"], built["hooks"] = model, PooledFeatures(model, layers)
+        built["model"](x)
+        return dict(built["hooks"].outputs)
 
     label = (
         f"{arch} {cfg.data.dataset} {split_name} {'+'.join(sorted(layers))}"
         f"{' flipped' if flip else ''}{' no-residual' if off else ''}"
     )
-    return FeatureCache(cache_root(), enabled=cfg.train.cache).get_or_compute(determinants, compute, label)
+    try:
+        return frozen_model.features(
+            forward,
+            split,
+            dataset=cfg.data.dataset,
+            split_name=split_name,
+            readouts={"layers": sorted(layers), "shortcuts_off": list(off)},
+            batch_size=cfg.train.feature_batch_size,
+            cache=cfg.train.cache,
+            label=label,
+            flip=flip,
+        )
+    finally:
+        if built:
+            built["hooks"].remove()
 
 
 class HeadStep:
@@ -419,17 +414,18 @@ class TrainedHead:
 
 
 def train_head(
-    cfg: Config, arch: str, run: Run, key: str, device: torch.device, off: tuple[str, ...] | None = None
+    ctx: ResnetContext, cfg: Config, arch: str, run: Run, key: str, off: tuple[str, ...] | None = None
 ) -> TrainedHead:
     """A linear head on `arch`'s frozen layer4 features: the backbone runs once (per flip), the
     head trains for every epoch on the cached features; checkpointed, so a resumed or repeated
     part reuses it."""
-    train, val = splits(cfg)
+    device = ctx.device
+    train, val = ctx.splits(cfg)
     views = [
-        frozen_features(cfg, arch, train, "train", [HEAD_LAYER], flip, device, off)
+        frozen_features(ctx, cfg, arch, train, "train", [HEAD_LAYER], flip, off)
         for flip in (False, True)[: 1 + cfg.train.flip]
     ]
-    validation = frozen_features(cfg, arch, val, "test", [HEAD_LAYER], False, device, off)
+    validation = frozen_features(ctx, cfg, arch, val, "test", [HEAD_LAYER], False, off)
     plain, flipped, val_features = views[0][HEAD_LAYER], views[-1][HEAD_LAYER], validation[HEAD_LAYER]
     # Standardised with the training features' statistics (both views): the same linear function
     # class, but Adam is not at the mercy of the feature scale (a random ResNet-152 gives ~1e4).
@@ -505,14 +501,14 @@ def weights_note(cfg: Config) -> str:
     return " — RANDOM weights" if cfg.model.weights == "none" else f" — weights {cfg.model.weights}"
 
 
-def common_metrics(cfg: Config, arch: str, device: torch.device) -> dict:
-    train, val = splits(cfg)
+def common_metrics(ctx: ResnetContext, cfg: Config, arch: str) -> dict:
+    train, val = ctx.splits(cfg)
     return {
         "data": f"train: {train.source}; validation: {val.source}",
-        "weights": weights_record(cfg, arch),
+        "weights": ctx.frozen(arch).weights,
         "resolution": cfg.data.resolution,
         "random_weights": cfg.model.weights == "none",
-        "precision": precision_of(cfg, device),
+        "precision": precision_of(cfg, ctx.device),
     }
 
 
@@ -523,9 +519,9 @@ def head_key(off: tuple[str, ...]) -> str:
     return "head-no-residual" if off else "head"
 
 
-def run_baseline(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    trained = train_head(cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device)
+def run_baseline(ctx: ResnetContext, run: Run) -> dict:
+    cfg = ctx.cfg
+    trained = train_head(ctx, cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)))
     run.write_history("baseline", trained.history.epochs)
     plots.training_curves(
         {cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}},
@@ -533,11 +529,11 @@ def run_baseline(ctx: RunContext, run: Run) -> dict:
         run.plot_path("baseline_curves"),
         f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}",
     )
-    return common_metrics(cfg, cfg.model.arch, device) | head_metrics(trained)
+    return common_metrics(ctx, cfg, cfg.model.arch) | head_metrics(trained)
 
 
 def fresh_model(
-    cfg: Config,
+    ctx: ResnetContext,
     arch: str,
     off: tuple[str, ...],
     n_classes: int,
@@ -547,23 +543,21 @@ def fresh_model(
     """A trainable copy of the pretrained model (or of `weights`) with a new head (the same for
     every variant), the shortcuts of `off` switched off and the policy's parameters trainable;
     returns it and its count of trainable parameters."""
-    model = copy.deepcopy(pretrained(cfg, arch, weights).model)
-    remove_shortcuts(model, list(off))
-    seeding.seed_torch(cfg.seed)
+    model = backbone(ctx.frozen(arch, weights), off)
+    seeding.seed_torch(ctx.seed)
     replace_head(model, n_classes)
     return model.train(), apply_policy(model, policy)
 
 
-def block_gradient_norms(
-    cfg: Config, arch: str, off: tuple[str, ...], device: torch.device
-) -> dict[str, float]:
+def block_gradient_norms(ctx: ResnetContext, arch: str, off: tuple[str, ...]) -> dict[str, float]:
     """‖∂loss/∂θ‖ of every residual block's parameters on one training batch, at the start of
     training (new head, training mode): how much learning signal reaches each depth."""
-    train, _ = splits(cfg)
+    cfg, device = ctx.cfg, ctx.device
+    train, _ = ctx.splits()
     n = min(cfg.no_residual.grad_images, len(train.labels))
-    model, _ = fresh_model(cfg, arch, off, len(train.classes))
+    model, _ = fresh_model(ctx, arch, off, len(train.classes))
     model.to(device)
-    x = to_model_input(train.images[:n].to(device), preprocess_of(cfg, arch))
+    x = to_model_input(train.images[:n].to(device), ctx.frozen(arch).preprocess)
     F.cross_entropy(model(x), train.labels[:n].to(device)).backward()
     return {
         name: float(torch.sqrt(sum(p.grad.pow(2).sum() for p in block.parameters())))
@@ -578,25 +572,20 @@ class Finetuned:
 
 
 def finetune(
-    cfg: Config,
-    arch: str,
-    model: torch.nn.Module,
-    ft: FinetuneConfig,
-    run: Run,
-    key: str,
-    device: torch.device,
+    ctx: ResnetContext, cfg: Config, arch: str, model: torch.nn.Module, ft: FinetuneConfig, run: Run, key: str
 ) -> Finetuned:
     """Train `model`'s trainable parameters on the run's training draw, preprocessing and flips on
     the device, through the shared training loop; checkpointed for --resume; data-parallel under
     torchrun (every rank takes its slice of each batch; gradients are averaged)."""
-    train, val = splits(cfg)
+    device = ctx.device
+    train, val = ctx.splits(cfg)
     n = min(ft.images or len(train.labels), len(train.labels))
     precision = precision_of(cfg, device)
     channels_last = precision == "bf16"
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     trainable = distributed.wrap(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ft.lr)
-    preprocess = preprocess_of(cfg, arch)
+    preprocess = ctx.frozen(arch).preprocess
     batches = TensorBatches(
         train.images[:n].to(device), train.labels[:n].to(device), batch_size=ft.batch_size, seed=cfg.seed
     )
@@ -641,25 +630,25 @@ def finetune(
     return Finetuned(history, distributed.agreement(model))
 
 
-def run_no_residual(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
+def run_no_residual(ctx: ResnetContext, run: Run) -> dict:
+    cfg = ctx.cfg
     arch, off = cfg.model.arch, tuple(cfg.no_residual.blocks)
     variants = {"with shortcuts": (), f"shortcuts off in {', '.join(off)}": off}
-    heads = {name: train_head(cfg, arch, run, head_key(o), device, off=o) for name, o in variants.items()}
-    n_classes = len(splits(cfg)[0].classes)
+    heads = {name: train_head(ctx, cfg, arch, run, head_key(o), off=o) for name, o in variants.items()}
+    n_classes, n_train = len(ctx.splits()[0].classes), len(ctx.splits()[0].labels)
     tuned = {
         name: finetune(
+            ctx,
             cfg,
             arch,
-            fresh_model(cfg, arch, o, n_classes)[0],
+            fresh_model(ctx, arch, o, n_classes)[0],
             cfg.no_residual.finetune,
             run,
             f"finetune{'-no-residual' if o else ''}",
-            device,
         ).history
         for name, o in variants.items()
     }
-    norms = {name: block_gradient_norms(cfg, arch, o, device) for name, o in variants.items()}
+    norms = {name: block_gradient_norms(ctx, arch, o) for name, o in variants.items()}
     curves = {
         f"{name}: head only": {"steps": h.history.steps, "epochs": h.history.epochs}
         for name, h in heads.items()
@@ -685,16 +674,14 @@ def run_no_residual(ctx: RunContext, run: Run) -> dict:
     for name, h in tuned.items():
         run.write_history(f"no-residual-finetune{'-off' if variants[name] else ''}", h.epochs)
     first_block = next(iter(norms["with shortcuts"]))
-    return common_metrics(cfg, arch, device) | {
+    return common_metrics(ctx, cfg, arch) | {
         "blocks_off": list(off),
         "head_only": {name: head_metrics(h) for name, h in heads.items()},
         "finetuned": {
             name: {
                 "val_acc": h.epochs[-1]["val_acc"],
                 "train_loss": h.epochs[-1]["loss"],
-                "images": min(
-                    cfg.no_residual.finetune.images or len(splits(cfg)[0].labels), len(splits(cfg)[0].labels)
-                ),
+                "images": min(cfg.no_residual.finetune.images or n_train, n_train),
             }
             for name, h in tuned.items()
         },
@@ -712,15 +699,17 @@ def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
     )
 
 
-def run_transfer(ctx: RunContext, run: Run) -> dict:
+def run_transfer(ctx: ResnetContext, run: Run) -> dict:
     """The four ways to reuse (or not) ImageNet features on another dataset, each trained the same
     epochs on the same images. Wall time = backbone passes + training + per-epoch validation; the
-    frozen setting's backbone passes count at what they cost when computed, even on a cache hit."""
-    cfg, device = ctx.cfg, ctx.device
+    frozen setting's backbone passes count at what they cost when computed, even on a cache hit.
+    One loop over the settings (over 60 lines with its two figures): each setting's numbers are
+    recorded the same way whichever route (head on cached features, or fine-tuning) trained it."""
+    cfg = ctx.cfg
     t = cfg.transfer
     arch, target = cfg.model.arch, t.target(cfg.data)
     tcfg = on_dataset(cfg, target)
-    train, _ = splits(tcfg)
+    train, _ = ctx.splits(tcfg)
     off = shortcuts_off(cfg)
     results, curves = {}, {}
     for setting in t.settings:
@@ -733,19 +722,19 @@ def run_transfer(ctx: RunContext, run: Run) -> dict:
                     )
                 }
             )
-            trained = train_head(head_cfg, arch, run, key, device, off)
+            trained = train_head(ctx, head_cfg, arch, run, key, off)
             history, params, extra = trained.history, sum(p.numel() for p in trained.head.parameters()), {}
             wall = trained.feature_seconds + history.epochs[-1]["time_s"]
         else:
             model, params = fresh_model(
-                tcfg,
+                ctx,
                 arch,
                 off,
                 len(train.classes),
                 TRANSFER_POLICY[setting],
                 "none" if setting == "scratch" else None,
             )
-            tuned = finetune(tcfg, arch, model, transfer_finetune(t, setting), run, key, device)
+            tuned = finetune(ctx, tcfg, arch, model, transfer_finetune(t, setting), run, key)
             history, wall = tuned.history, tuned.history.epochs[-1]["time_s"]
             extra = {"distributed": tuned.ranks} if tuned.ranks else {}
         run.write_history(key, history.epochs)
@@ -781,16 +770,16 @@ def run_transfer(ctx: RunContext, run: Run) -> dict:
         "wall time (s, log scale)",
         "validation accuracy",
     )
-    return common_metrics(tcfg, arch, device) | {"dataset": target, "settings": results}
+    return common_metrics(ctx, tcfg, arch) | {"dataset": target, "settings": results}
 
 
-def run_features(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    _, val = splits(cfg)
+def run_features(ctx: ResnetContext, run: Run) -> dict:
+    cfg = ctx.cfg
+    _, val = ctx.splits()
     f = cfg.features
     n = min(f.images, len(val.labels))
     subset = val.head(n)
-    features = frozen_features(cfg, cfg.model.arch, subset, f"test[:{n}]", f.layers, False, device)
+    features = frozen_features(ctx, cfg, cfg.model.arch, subset, f"test[:{n}]", f.layers, False)
     labels = subset.labels.numpy()
     per_layer, maps = {}, {}
     for layer in f.layers:
@@ -821,15 +810,14 @@ def run_features(ctx: RunContext, run: Run) -> dict:
         "layer",
         "score",
     )
-    return common_metrics(cfg, cfg.model.arch, device) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
+    return common_metrics(ctx, cfg, cfg.model.arch) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
 
 
-def run_confusion(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    _, val = splits(cfg)
-    trained = train_head(
-        cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)), device
-    )  # the baseline's head, from its checkpoint
+def run_confusion(ctx: ResnetContext, run: Run) -> dict:
+    cfg = ctx.cfg
+    _, val = ctx.splits()
+    # the baseline's head, from its checkpoint
+    trained = train_head(ctx, cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)))
     predicted, truth = trained.val_logits.argmax(1).numpy(), val.labels.numpy()
     k = len(val.classes)
     matrix = np.zeros((k, k), dtype=np.int64)
@@ -860,7 +848,7 @@ def run_confusion(ctx: RunContext, run: Run) -> dict:
         f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}",
         listed,
     )
-    return common_metrics(cfg, cfg.model.arch, device) | {
+    return common_metrics(ctx, cfg, cfg.model.arch) | {
         "val_acc": float((predicted == truth).mean()),
         "most_confused": [
             {
@@ -876,13 +864,13 @@ def run_confusion(ctx: RunContext, run: Run) -> dict:
     }
 
 
-def run_compare_depth(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
+def run_compare_depth(ctx: ResnetContext, run: Run) -> dict:
+    cfg = ctx.cfg
     results = {}
     for arch in cfg.compare_depth.archs:
-        trained = train_head(cfg, arch, run, f"compare-depth-{arch}", device, off=())
+        trained = train_head(ctx, cfg, arch, run, f"compare-depth-{arch}", off=())
         results[arch] = {
-            "weights": weights_record(cfg, arch),
+            "weights": ctx.frozen(arch).weights,
             "feature_dim": int(trained.head.in_features),
         } | head_metrics(trained)
     plots.grouped_bars(
@@ -892,7 +880,7 @@ def run_compare_depth(ctx: RunContext, run: Run) -> dict:
         f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}",
         "accuracy",
     )
-    return common_metrics(cfg, cfg.model.arch, device) | {"archs": results}
+    return common_metrics(ctx, cfg, cfg.model.arch) | {"archs": results}
 
 
 RUNNERS = {

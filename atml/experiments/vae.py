@@ -20,7 +20,7 @@ from pydantic import Field
 from atml import plots, seeding
 from atml.analysis import posterior
 from atml.analysis.embeddings import project_2d
-from atml.config import Seed, Strict
+from atml.config import Precision, Seed, Strict
 from atml.data.batching import TensorBatches
 from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, to_unit_range
 from atml.errors import UserError
@@ -68,9 +68,7 @@ class VaeTrainConfig(Strict):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     log_every: int = Field(50, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="training forward passes; evaluation is always fp32"
-    )
+    precision: Precision = Field("auto", description="training forward passes; evaluation is always fp32")
     beta_schedule: BetaSchedule = BetaSchedule()
 
 

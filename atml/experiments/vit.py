@@ -22,14 +22,15 @@ from atml import plots, seeding
 from atml.analysis.attention import cls_maps, entropy, rollout, spatial_spread, uniform_entropy, upsample
 from atml.analysis.masking import FILLS, SCHEMES, fill_patches, kept_patches, masked_patches, pixel_mask
 from atml.analysis.probe import fit_probe, probe_accuracy
-from atml.config import Seed, Strict
+from atml.config import Precision, Seed, Strict
 from atml.data.images import NAMES, Draw, train_test_draws
 from atml.data.photos import Photo, load_photos
 from atml.data.photos import to_model_input as photo_input
-from atml.data.preprocess import to_model_input
+from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
 from atml.experiments import Experiment, Headline, RunContext
-from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
+from atml.feature_cache import Outputs
+from atml.models.frozen import FrozenModel
 from atml.models.vit import (
     AttentionMaps,
     check_is_vit,
@@ -39,7 +40,7 @@ from atml.models.vit import (
     pooled,
     prefix_tokens,
 )
-from atml.models.weights import Pretrained, frozen, timm_data_config
+from atml.models.weights import timm_data_config
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
@@ -108,7 +109,7 @@ class VitModelConfig(Strict):
         None, ge=16, description="input side; null: the weights' own (position embeddings are resampled)"
     )
     batch_size: int = Field(64, ge=1, description="images per no-grad forward")
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Precision = "auto"
     cache: bool = Field(
         True, description="reuse probe features across parts and runs (~/.cache/atml/features)"
     )
@@ -159,16 +160,19 @@ class Config(Strict):
 # --- model and data ---------------------------------------------------------------------------
 
 
-def pretrained(cfg: Config) -> Pretrained:
+@dataclass(frozen=True)
+class VitContext(RunContext):
+    vit: FrozenModel
+    train: Draw | None  # the probe's fixed draws (masking and probe only)
+    test: Draw | None
+
+
+def load_model(cfg: Config, device: torch.device) -> FrozenModel:
     m = cfg.model
-    return frozen(
-        "timm",
-        m.name,
-        m.weights,
-        cfg.data.download,
-        cfg.seed,
-        **({"img_size": m.img_size} if m.img_size else {}),
-    )
+    return FrozenModel.load(
+        "timm", m.name, m.weights, allow_download=cfg.data.download, init_seed=cfg.seed, device=device,
+        precision=resolve_precision(device, m.precision), **({"img_size": m.img_size} if m.img_size else {}),
+    )  # fmt: skip
 
 
 def splits(cfg: Config) -> tuple[Draw, Draw]:
@@ -176,21 +180,19 @@ def splits(cfg: Config) -> tuple[Draw, Draw]:
     return train_test_draws(d.dataset, d.root, d.download, d.train_images, d.test_images, d.subset_seed)
 
 
-def probed_layers(cfg: Config) -> list[int]:
-    depth = len(pretrained(cfg).model.blocks)
-    return (
-        sorted({i % depth for i in cfg.probe.layers}) if cfg.probe.layers is not None else list(range(depth))
-    )
+def probed_layers(ctx: VitContext) -> list[int]:
+    depth, layers = len(ctx.vit.model.blocks), ctx.cfg.probe.layers
+    return sorted({i % depth for i in layers}) if layers is not None else list(range(depth))
 
 
-def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
+def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VitContext:
     """Weights, photos, data and every index checked before a run folder exists."""
-    model = pretrained(cfg).model
+    vit = load_model(cfg, device)
     try:
-        check_is_vit(model)
+        check_is_vit(vit.model)
     except ValueError as exc:
         raise UserError(f"model.name: {exc}") from None
-    depth = len(model.blocks)
+    depth = len(vit.model.blocks)
     if {"predict", "attention"} & set(parts):
         load_photos(cfg.data.images)
     if "attention" in parts and not -depth <= cfg.attention.layer < depth:
@@ -199,39 +201,39 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> RunContext:
         raise UserError(f"probe.layers={cfg.probe.layers}: {cfg.model.name} has blocks 0…{depth - 1}")
     if "masking" in parts and any(not 0 <= r < 1 for r in cfg.masking.ratios):
         raise UserError(f"masking.ratios={cfg.masking.ratios}: each must be in [0, 1)")
+    train = test = None
     if {"masking", "probe"} & set(parts):
-        train, _ = splits(cfg)
+        train, test = splits(cfg)
         if len(set(train.labels.tolist())) < 2:
             raise UserError(
                 f"the probe's training draw of {cfg.data.dataset} holds one class; raise data.train_images"
             )
-    return RunContext(cfg, device, tuple(parts))
+    return VitContext(cfg, device, tuple(parts), vit, train, test)
 
 
 def weights_note(cfg: Config) -> str:
     return " — RANDOM weights" if cfg.model.weights == "none" else f" — {cfg.model.name}"
 
 
-def common_metrics(cfg: Config, device: torch.device) -> dict:
+def common_metrics(ctx: VitContext) -> dict:
     return {
-        "model": cfg.model.name,
-        "weights": pretrained(cfg).record.describe(cfg.seed),
-        "random_weights": cfg.model.weights == "none",
-        "precision": resolve_precision(device, cfg.model.precision),
-        "input_size": pretrained(cfg).preprocess.size,
+        "model": ctx.cfg.model.name,
+        "weights": ctx.vit.weights,
+        "random_weights": ctx.vit.random_weights,
+        "precision": ctx.vit.precision,
+        "input_size": ctx.vit.preprocess.size,
     }
 
 
-def photo_batch(cfg: Config) -> tuple[list[Photo], torch.Tensor]:
+def photo_batch(ctx: VitContext) -> tuple[list[Photo], torch.Tensor]:
     """The photos through timm's own eval transform (resize, centre crop, normalise)."""
-    photos = load_photos(cfg.data.images)
-    data_config = timm_data_config(pretrained(cfg).model)
+    photos = load_photos(ctx.cfg.data.images)
+    data_config = timm_data_config(ctx.vit.model)
     return photos, torch.stack([photo_input(p, data_config) for p in photos])
 
 
-def displayable(x: torch.Tensor, cfg: Config) -> np.ndarray:
+def displayable(x: torch.Tensor, p: Preprocess) -> np.ndarray:
     """A normalised model input (3, H, W) back to an RGB array in [0, 1]: exactly what the model saw."""
-    p = pretrained(cfg).preprocess
     mean, std = torch.tensor(p.mean).view(3, 1, 1), torch.tensor(p.std).view(3, 1, 1)
     return (x.cpu().float() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
@@ -239,12 +241,11 @@ def displayable(x: torch.Tensor, cfg: Config) -> np.ndarray:
 # --- parts --------------------------------------------------------------------------------------
 
 
-def run_predict(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    p = pretrained(cfg)
-    photos, x = photo_batch(cfg)
-    with torch.no_grad(), autocast(device, resolve_precision(device, cfg.model.precision)):
-        probabilities = p.model.to(device)(x.to(device)).float().softmax(-1).cpu()
+def run_predict(ctx: VitContext, run: Run) -> dict:
+    cfg, device, p = ctx.cfg, ctx.device, ctx.vit
+    photos, x = photo_batch(ctx)
+    with torch.no_grad(), autocast(device, p.precision):
+        probabilities = p.model(x.to(device)).float().softmax(-1).cpu()
     names = p.categories or tuple(f"class {i}" for i in range(probabilities.shape[1]))
     top = {}
     for photo, row in zip(photos, probabilities):
@@ -254,27 +255,28 @@ def run_predict(ctx: RunContext, run: Run) -> dict:
             f"  {photo.name}: " + ", ".join(f"{n.split(',')[0]} {v:.3f}" for n, v in top[photo.name]),
         )
     plots.predictions(
-        {ph.name: displayable(xi, cfg) for ph, xi in zip(photos, x)},
+        {ph.name: displayable(xi, ctx.vit.preprocess) for ph, xi in zip(photos, x)},
         top,
         run.plot_path("predict_topk"),
         f"top-{cfg.predict.top_k} ImageNet classes{weights_note(cfg)}",
     )
-    return common_metrics(cfg, device) | {
+    return common_metrics(ctx) | {
         "photos": {name: [{"class": n, "probability": round(v, 5)} for n, v in t] for name, t in top.items()}
     }
 
 
-def run_attention(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    model = pretrained(cfg).model.to(device)
-    photos, x = photo_batch(cfg)
-    n_prefix, grid = prefix_tokens(model), patch_grid(model)
-    with torch.no_grad(), AttentionMaps(model) as captured:
-        model(x.to(device))  # fp32: attention maps are read, not only used
-    attentions = [captured.maps[i].cpu() for i in sorted(captured.maps)]
-    layer = cfg.attention.layer % len(attentions)
-    heads = cls_maps(attentions[layer], n_prefix, grid)  # (photos, heads, rows, cols)
-    rolled = rollout(attentions, cfg.attention.rollout_residual)[:, 0, n_prefix:].reshape(len(photos), *grid)
+def attention_overlays(
+    ctx: VitContext,
+    photos: list[Photo],
+    x: torch.Tensor,
+    heads: torch.Tensor,
+    rolled: torch.Tensor,
+    layer: int,
+    depth: int,
+    run: Run,
+) -> None:
+    """Each photo with its head-mean and rolled-out class-token attention in red; and each head's."""
+    cfg = ctx.cfg
     size = tuple(x.shape[-2:])
     mean_map, rolled_map, head_maps = (
         upsample(heads.mean(1), size),
@@ -283,11 +285,11 @@ def run_attention(ctx: RunContext, run: Run) -> dict:
     )
     overlays, per_head_rows = {}, {}
     for i, photo in enumerate(photos):
-        image = displayable(x[i], cfg)
+        image = displayable(x[i], ctx.vit.preprocess)
         overlays[photo.name] = {
             "model input": (image, None),
             f"block {layer}: class-token attention, head mean": (image, mean_map[i].numpy()),
-            f"rollout over {len(attentions)} blocks": (image, rolled_map[i].numpy()),
+            f"rollout over {depth} blocks": (image, rolled_map[i].numpy()),
         }
         per_head_rows[photo.name] = {
             f"head {h}": (image, head_maps[i, h].numpy()) for h in range(heads.shape[1])
@@ -305,14 +307,13 @@ def run_attention(ctx: RunContext, run: Run) -> dict:
         f"block {layer}, each head's class-token attention{weights_note(cfg)}",
         alpha,
     )
-    all_cls = torch.stack(
-        [cls_maps(a, n_prefix, grid) for a in attentions], 1
-    )  # (photos, layers, heads, rows, cols)
-    head_entropy, head_spread = (
-        entropy(all_cls).mean(0),
-        spatial_spread(all_cls).mean(0),
-    )  # (layers, heads), mean over photos
-    layers = list(range(len(attentions)))
+
+
+def attention_by_block_figures(
+    cfg: Config, head_entropy: torch.Tensor, head_spread: torch.Tensor, grid: tuple[int, int], run: Run
+) -> None:
+    """Entropy and spatial spread of the class token's attention, block by block."""
+    layers = list(range(len(head_entropy)))
     plots.lines(
         {
             "mean over heads": (layers, head_entropy.mean(1).tolist()),
@@ -334,8 +335,30 @@ def run_attention(ctx: RunContext, run: Run) -> dict:
         "block",
         "spread (patches, weighted std of position)",
     )
+
+
+def run_attention(ctx: VitContext, run: Run) -> dict:
+    cfg, device = ctx.cfg, ctx.device
+    model = ctx.vit.model
+    photos, x = photo_batch(ctx)
+    n_prefix, grid = prefix_tokens(model), patch_grid(model)
+    with torch.no_grad(), AttentionMaps(model) as captured:
+        model(x.to(device))  # fp32: attention maps are read, not only used
+    attentions = [captured.maps[i].cpu() for i in sorted(captured.maps)]
+    layer = cfg.attention.layer % len(attentions)
+    heads = cls_maps(attentions[layer], n_prefix, grid)  # (photos, heads, rows, cols)
+    rolled = rollout(attentions, cfg.attention.rollout_residual)[:, 0, n_prefix:].reshape(len(photos), *grid)
+    attention_overlays(ctx, photos, x, heads, rolled, layer, len(attentions), run)
+    all_cls = torch.stack(
+        [cls_maps(a, n_prefix, grid) for a in attentions], 1
+    )  # (photos, layers, heads, rows, cols)
+    head_entropy, head_spread = (
+        entropy(all_cls).mean(0),
+        spatial_spread(all_cls).mean(0),
+    )  # (layers, heads), mean over photos
+    attention_by_block_figures(cfg, head_entropy, head_spread, grid, run)
     cls_share = torch.stack([a[:, :, 0, n_prefix:].sum(-1).mean() for a in attentions])
-    return common_metrics(cfg, device) | {
+    return common_metrics(ctx) | {
         "photos": [p.name for p in photos],
         "grid": list(grid),
         "prefix_tokens": n_prefix,
@@ -349,56 +372,38 @@ def run_attention(ctx: RunContext, run: Run) -> dict:
     }
 
 
-def token_features(cfg: Config, split: Draw, split_name: str, device: torch.device) -> Outputs:
+def token_features(ctx: VitContext, split: Draw, split_name: str) -> Outputs:
     """Class-token and mean-patch features after every probed block and after the final norm,
     from one no-grad pass over `split`, through the feature cache."""
-    p = pretrained(cfg)
-    taps = probed_layers(cfg)
-    precision = resolve_precision(device, cfg.model.precision)
-    determinants = {
-        "model": cfg.model.name,
-        "img_size": p.preprocess.size,
-        "weights": common_metrics(cfg, device)["weights"],
-        "dataset": cfg.data.dataset,
-        "split": split_name,
-        "indices": fingerprint(split.indices),
-        "preprocess": p.preprocess.describe(),
-        "taps": taps,
-        "precision": precision,
-        "readouts": ["cls", "mean"],
-    }
+    model, taps = ctx.vit.model, probed_layers(ctx)
+    n_prefix = prefix_tokens(model)
 
-    def compute() -> dict[str, torch.Tensor]:
-        model = p.model.to(device)
-        n_prefix = prefix_tokens(model)
+    def forward(x):
+        final, tapped = forward_tokens(model, x, taps=taps)
+        out = {f"final/{k}": v for k, v in pooled(final, n_prefix).items()}
+        for layer, tokens in tapped.items():
+            out |= {f"block{layer}/{k}": v for k, v in pooled(tokens, n_prefix).items()}
+        return out
 
-        def forward(x):
-            final, tapped = forward_tokens(model, x, taps=taps)
-            out = {f"final/{k}": v for k, v in pooled(final, n_prefix).items()}
-            for layer, tokens in tapped.items():
-                out |= {f"block{layer}/{k}": v for k, v in pooled(tokens, n_prefix).items()}
-            return out
-
-        return batched_outputs(
-            forward,
-            split.images,
-            p.preprocess,
-            device,
-            cfg.model.batch_size,
-            label=f"{cfg.model.name} {split_name}",
-            precision=precision,
-        )
-
-    label = f"{cfg.model.name} {cfg.data.dataset} {split_name} ({len(taps)} blocks + final, cls + mean)"
-    return FeatureCache(cache_root(), enabled=cfg.model.cache).get_or_compute(determinants, compute, label)
+    cfg = ctx.cfg
+    return ctx.vit.features(
+        forward,
+        split,
+        dataset=cfg.data.dataset,
+        split_name=split_name,
+        readouts={"taps": taps, "pooled": ["cls", "mean"]},
+        batch_size=cfg.model.batch_size,
+        cache=cfg.model.cache,
+        label=f"{cfg.model.name} {cfg.data.dataset} {split_name} ({len(taps)} blocks + final, cls + mean)",
+    )
 
 
-def run_probe(ctx: RunContext, run: Run) -> dict:
-    cfg, device = ctx.cfg, ctx.device
-    train, test = splits(cfg)
-    train_f, test_f = token_features(cfg, train, "train", device), token_features(cfg, test, "test", device)
+def run_probe(ctx: VitContext, run: Run) -> dict:
+    cfg = ctx.cfg
+    train, test = ctx.train, ctx.test
+    train_f, test_f = token_features(ctx, train, "train"), token_features(ctx, test, "test")
     y_train, y_test = train.labels.numpy(), test.labels.numpy()
-    keys = [*(f"block{i}" for i in probed_layers(cfg)), "final"]
+    keys = [*(f"block{i}" for i in probed_layers(ctx)), "final"]
     scores = {}
     for key in keys:
         scores[key] = {
@@ -429,7 +434,7 @@ def run_probe(ctx: RunContext, run: Run) -> dict:
             for r in ("cls", "mean")
         },
     )
-    return common_metrics(cfg, device) | {
+    return common_metrics(ctx) | {
         "dataset": cfg.data.dataset,
         "train": train.source,
         "test": test.source,
@@ -439,15 +444,15 @@ def run_probe(ctx: RunContext, run: Run) -> dict:
     }
 
 
-def masked_images(cfg: Config, x: torch.Tensor, masked: torch.Tensor) -> list[np.ndarray]:
+def masked_images(ctx: VitContext, x: torch.Tensor, masked: torch.Tensor) -> list[np.ndarray]:
     """Model inputs with their `masked` patches as the figure shows them: dropped patches in a
     colour no dataset image has (the model never sees them), filled ones as the model sees them."""
-    model = pretrained(cfg).model
+    cfg, model = ctx.cfg, ctx.vit.model
     grid, patch = patch_grid(model), patch_size(model)
     hidden = torch.stack([pixel_mask(grid, patch, row) for row in masked]).unsqueeze(1)
     if cfg.masking.fill != "drop":
         x = fill_patches(x, hidden, cfg.masking.fill, seeding.generator(cfg.seed))
-    images = [displayable(xi, cfg) for xi in x]
+    images = [displayable(xi, ctx.vit.preprocess) for xi in x]
     if cfg.masking.fill == "drop":
         for image, h in zip(images, hidden):
             image[h[0].numpy()] = DROPPED_COLOUR
@@ -461,22 +466,47 @@ class MaskedResult:
     confidence: float
 
 
-def run_masking(ctx: RunContext, run: Run) -> dict:
+def masking_figures(
+    cfg: Config, results: dict[str, dict[str, MaskedResult]], examples: dict, run: Run
+) -> None:
+    """Each quantity against the masked share, one line per scheme; the masked example inputs."""
+    m = cfg.masking
+    fill_note = {
+        "drop": "masked tokens dropped (shown blue)",
+        "zero": "masked pixels set to the mean",
+        "noise": "masked pixels replaced by noise",
+    }[m.fill]
+    for quantity, what in (
+        ("agreement", "agreement with the unmasked top-1"),
+        ("accuracy", f"probe accuracy on {cfg.data.dataset}"),
+        ("confidence", "mean top-1 probability"),
+    ):
+        plots.lines(
+            {s: (m.ratios, [getattr(results[s][f"{r:.2f}"], quantity) for r in m.ratios]) for s in m.schemes},
+            run.plot_path(f"masking_{quantity}"),
+            f"{what} against the masked share ({fill_note}){weights_note(cfg)}",
+            "share of patches masked",
+            quantity,
+        )
+    plots.overlay_grid(examples, run.plot_path("masking_examples"), f"masked inputs: {fill_note}")
+
+
+def run_masking(ctx: VitContext, run: Run) -> dict:
     """Every test image masked at every ratio by each scheme; the ImageNet head's top-1 compared
     with its unmasked top-1, and a probe fitted on unmasked training features scoring the masked
-    images against their labels."""
-    cfg, device = ctx.cfg, ctx.device
-    p = pretrained(cfg)
-    model = p.model.to(device)
+    images against their labels. One piece (over 60 lines): its two closures share the generator
+    that draws every mask, so the masks of a run are one reproducible stream."""
+    cfg, device, p = ctx.cfg, ctx.device, ctx.vit
+    model = p.model
     m = cfg.masking
-    train, test = splits(cfg)
+    train, test = ctx.train, ctx.test
     test = test.head(min(m.images, len(test.labels)))
-    train_f = token_features(cfg, train, "train", device)
+    train_f = token_features(ctx, train, "train")
     probe = fit_probe(
         train_f["final/cls"].numpy(), train.labels.numpy(), cfg.probe.c, cfg.probe.max_iter, cfg.seed
     )
     grid, patch = patch_grid(model), patch_size(model)
-    precision = resolve_precision(device, cfg.model.precision)
+    precision = p.precision
     generator = seeding.generator(cfg.seed)
 
     def masks(scheme: str, ratio: float, n: int) -> torch.Tensor:
@@ -519,7 +549,7 @@ def run_masking(ctx: RunContext, run: Run) -> dict:
                 confidence.append(probabilities.max(1).values.cpu())
                 features.append(cls.cpu())
                 if start == 0 and ratio in shown:
-                    for i, image in enumerate(masked_images(cfg, x[: m.examples], masked[: m.examples])):
+                    for i, image in enumerate(masked_images(ctx, x[: m.examples], masked[: m.examples])):
                         examples.setdefault(f"{scheme}, image {i}", {})[f"{ratio:.0%} masked"] = (image, None)
             predicted = probe.predict(torch.cat(features).numpy())
             results[scheme][f"{ratio:.2f}"] = MaskedResult(
@@ -532,25 +562,8 @@ def run_masking(ctx: RunContext, run: Run) -> dict:
                 f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, "
                 f"confidence {r.confidence:.3f}",
             )
-    fill_note = {
-        "drop": "masked tokens dropped (shown blue)",
-        "zero": "masked pixels set to the mean",
-        "noise": "masked pixels replaced by noise",
-    }[m.fill]
-    for quantity, what in (
-        ("agreement", "agreement with the unmasked top-1"),
-        ("accuracy", f"probe accuracy on {cfg.data.dataset}"),
-        ("confidence", "mean top-1 probability"),
-    ):
-        plots.lines(
-            {s: (m.ratios, [getattr(results[s][f"{r:.2f}"], quantity) for r in m.ratios]) for s in m.schemes},
-            run.plot_path(f"masking_{quantity}"),
-            f"{what} against the masked share ({fill_note}){weights_note(cfg)}",
-            "share of patches masked",
-            quantity,
-        )
-    plots.overlay_grid(examples, run.plot_path("masking_examples"), f"masked inputs: {fill_note}")
-    return common_metrics(cfg, device) | {
+    masking_figures(cfg, results, examples, run)
+    return common_metrics(ctx) | {
         "dataset": cfg.data.dataset,
         "images": len(test.labels),
         "fill": m.fill,

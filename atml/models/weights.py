@@ -478,15 +478,15 @@ def cached_open_clip_weights(models: tuple[tuple[str, str], ...]) -> list[tuple[
     return rows
 
 
-# --- one frozen model per process ---------------------------------------------------------------
+# --- a frozen model --------------------------------------------------------------------------------
 
 LOADERS = {"torchvision": torchvision_classifier, "timm": timm_model, "open_clip": open_clip_model}
 
 
-@lru_cache(maxsize=6)
 def frozen(library: str, name: str, spec: str, allow_download: bool, init_seed: int, **options) -> Pretrained:
-    """A model of `library` in eval mode without gradients, built once per process: what the
-    experiments read features from. `init_seed` fixes what `weights: none` starts from."""
+    """A model of `library` in eval mode without gradients: what the experiments read features
+    from (one per run: atml.models.frozen.FrozenModel). `init_seed` fixes what `weights: none`
+    starts from."""
     seeding.seed_torch(init_seed)
     pretrained = LOADERS[library](name, spec, allow_download, **options)
     pretrained.model.eval().requires_grad_(False)

@@ -11,7 +11,9 @@ from pathlib import Path
 import yaml
 
 from atml import experiments
+from atml.errors import DamagedFileError
 from atml.experiments import Headline
+from atml.runs import read_record
 from atml.seed_summary import numeric_leaves
 
 
@@ -85,16 +87,13 @@ def _dotted(tree: dict, path: str):
     return tree
 
 
-def _read(path: Path, parse, what: str):
+def _read(path: Path, parse, what: str) -> dict:
+    if not path.is_file():
+        raise BrokenSource(f"{path.parent} has no {path.name}: not a finished {what}")
     try:
-        value = parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BrokenSource(f"{path.parent} has no {path.name}: not a finished {what}") from None
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise BrokenSource(f"{path} cannot be read ({type(exc).__name__})") from None
-    if not isinstance(value, dict):
-        raise BrokenSource(f"{path} does not hold a mapping")
-    return value
+        return read_record(path, parse, f"not a readable {what}")
+    except DamagedFileError as exc:
+        raise BrokenSource(str(exc)) from None
 
 
 def load(folder: Path) -> Source:
