@@ -330,17 +330,21 @@ def test_unknown_tracker_is_refused_before_a_run_folder(cli, tmp_path):
 def test_a_broken_headline_path_is_named_in_the_report(cli, seeded_gan, tmp_path, monkeypatch):
     from atml.experiments import Headline, gan
 
-    broken = Headline("a number that moved", ("mode-collapse", "pathology", "no_such_number"), "0.5")
+    # A headline the result type has, read from a run folder written before the number existed (a
+    # headline the type lacks cannot even be declared: see the next test).
+    broken = Headline("a number that moved", ("mode-collapse", "pathology", "g_grad_norm_final_epoch"), "0.5")
+    run_folder = next(p for p in (seeded_gan[0] / "gan").iterdir() if p.name.endswith("seed0"))
+    old = tmp_path / "old-run"
+    shutil.copytree(run_folder, old)
+    metrics = json.loads((old / "metrics.json").read_text())
+    del metrics["mode-collapse"]["pathology"]["g_grad_norm_final_epoch"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
     monkeypatch.setattr(gan, "EXPERIMENT", dataclasses.replace(gan.EXPERIMENT, headlines=(broken,)))
-    out, _ = seeded_gan
-    run = next(p for p in (out / "gan").iterdir() if p.name.endswith("seed0"))
-    code, _, err = cli("report", str(run), "--to", tmp_path)
+    code, _, err = cli("report", str(old), "--to", tmp_path / "report")
     assert code == 0, err
-    text = (tmp_path / "report.md").read_text()
-    assert (
-        "a number that moved" in text
-        and "UNRESOLVED: no number at mode-collapse → pathology → no_such_number" in text
-    )
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "a number that moved" in text
+    assert "UNRESOLVED: no number at mode-collapse → pathology → g_grad_norm_final_epoch" in text
 
 
 def test_an_experiment_missing_a_piece_fails_when_it_is_built():
@@ -353,4 +357,20 @@ def test_an_experiment_missing_a_piece_fails_when_it_is_built():
         dataclasses.replace(e, headlines=(Headline("x", ("no-such-part", "v"), "1"),))
     with pytest.raises(TypeError, match="not callable"):
         dataclasses.replace(e, summary=None)
+    with pytest.raises(TypeError, match="no key 'no_such_number' at pathology"):
+        dataclasses.replace(e, headlines=(Headline("x", ("vanishing", "pathology", "no_such_number"), "1"),))
+    with pytest.raises(TypeError, match="is not a number"):
+        dataclasses.replace(e, headlines=(Headline("x", ("vanishing", "data"), "1"),))
+    with pytest.raises(TypeError, match="results must map every part"):
+        dataclasses.replace(e, results={"baseline": e.results["baseline"]})
     assert isinstance(e, Experiment)
+
+
+def test_a_part_that_returns_an_untyped_dict_is_refused():
+    from atml.experiments import gan
+
+    untyped = dataclasses.replace(
+        gan.EXPERIMENT, runners=dict.fromkeys(gan.PARTS, lambda ctx, run: {"x": 1.0})
+    )
+    with pytest.raises(TypeError, match="returned dict, not GanPartResult"):
+        untyped.run_part("baseline", None, None)

@@ -1,7 +1,8 @@
 """The experiment registry. Each experiment module defines one `EXPERIMENT = Experiment(...)`:
 its name, parts (in run order), config schema, `prepare` (loads the data and the frozen models,
 checks every setting against them before any run folder exists, and returns the run's context),
-one runner per part (`runner(ctx, run) -> metrics dict`), `summary(metrics) -> table rows`, and
+one runner per part (`runner(ctx, run) -> Result`, a typed result: atml/results.py), `summary(metrics)
+-> table rows`, and
 what `atml report` shows: headlines (a checked path into metrics.json beside the original's
 number) and key figures. `get(name)` imports the module and checks that it holds an Experiment.
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 
 from atml.config import has_key
 from atml.errors import UserError
+from atml.results import Result, path_problem
 
 EXPERIMENTS = {
     "resnet": "atml.experiments.resnet",
@@ -112,6 +114,7 @@ class Experiment:
     config: type[BaseModel]
     prepare: Callable[[Any, Any, list[str]], RunContext]
     runners: Mapping[str, Runner]
+    results: Mapping[str, type[Result]]  # part → the type its runner returns
     summary: Callable[[dict], list[dict]]
     headlines: tuple[Headline, ...] = ()
     key_figures: tuple[str, ...] = ()
@@ -132,9 +135,17 @@ class Experiment:
         for piece, value in pieces.items():
             if not callable(value):
                 raise TypeError(f"{where}: {piece} is not callable")
+        if set(self.results) != set(self.parts) or not all(
+            issubclass(r, Result) for r in self.results.values()
+        ):
+            raise TypeError(f"{where}: results must map every part to its Result type")
         for h in self.headlines:
             if not isinstance(h.path, tuple) or not h.path or not self.parts_matching(h.path[0]):
                 raise TypeError(f"{where}: headline '{h.label}' path {h.path!r} does not start with a part")
+            for part in self.parts_matching(h.path[0]):
+                problem = path_problem(self.results[part], h.path[1:])
+                if problem:
+                    raise TypeError(f"{where}: headline '{h.label}' ({part}): {problem}")
         for flag in self.flags:
             if not has_key(self.config, flag.key):
                 raise TypeError(f"{where}: flag {flag.name} sets unknown config key {flag.key}")
@@ -143,7 +154,13 @@ class Experiment:
         return [p for p in self.parts if fnmatch.fnmatchcase(p, pattern)]
 
     def run_part(self, part: str, ctx: RunContext, run) -> dict:
-        return self.runners[part](ctx, run)
+        """The part's result as metrics.json holds it; a result of another type is a bug."""
+        result = self.runners[part](ctx, run)
+        if not isinstance(result, self.results[part]):
+            raise TypeError(
+                f"{self.name}/{part} returned {type(result).__name__}, not {self.results[part].__name__}"
+            )
+        return result.to_json()
 
 
 def get(name: str) -> Experiment:

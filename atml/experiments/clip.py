@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from atml.errors import UserError
 from atml.experiments import Experiment, Headline, RunContext
 from atml.models.frozen import FrozenModel
 from atml.models.weights import open_clip_tokenizer
+from atml.results import Result
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
@@ -281,6 +282,70 @@ def class_texts(ctx: ClipContext, strategy: str) -> torch.Tensor:
     return class_embeddings(prompt_embeddings(ctx, strategy_templates(ctx.cfg, strategy)))
 
 
+# --- results ------------------------------------------------------------------------------------
+
+
+class ClipResult(Result):
+    """What every CLIP part records about its model and images."""
+
+    model: str
+    weights: dict[str, Any]
+    random_weights: bool
+    precision: str
+    dataset: str
+    images: str
+
+
+class StrategyScores(Result):
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    templates: list[str]
+    per_class: dict[str, float]
+
+
+class ZeroshotResult(ClipResult):
+    n_images: int
+    chance: float
+    strategies: dict[str, StrategyScores]
+    skipped: dict[str, str]  # strategy → why it has no number
+
+
+class GapResult(ClipResult):
+    n_images: int
+    strategy: str
+    gap: float
+    gap_share_of_pair_distance: float
+    liang_mscoco_gap: float
+    matched_cosine: float
+    unmatched_cosine: float
+    norms_before: dict[str, dict[str, float]]
+    norms_after: dict[str, dict[str, float]]
+    map_images: int
+
+
+class Alignment(Result):
+    matched_cosine: float
+    unmatched_cosine: float
+    gap: float
+    accuracy: float
+
+
+class BeforeAfter(Result):
+    before: Alignment
+    after: Alignment
+
+
+class ProcrustesResult(ClipResult):
+    strategy: str
+    n_fit: int
+    n_held_out: int
+    dim: int
+    held_out: BeforeAfter
+    fit_split_not_held_out: BeforeAfter
+    note: str
+
+
 # --- parts -----------------------------------------------------------------------------------------
 
 
@@ -322,12 +387,15 @@ def run_zeroshot(ctx: ClipContext, run: Run) -> dict:
             f"{weights_note(cfg)}",
             "accuracy",
         )
-    return common_metrics(ctx) | {
-        "n_images": len(test.labels),
-        "chance": 1 / len(test.classes),
-        "strategies": results,
-        "skipped": skipped,
-    }
+    return ZeroshotResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "n_images": len(test.labels),
+            "chance": 1 / len(test.classes),
+            "strategies": results,
+            "skipped": skipped,
+        }
+    )
 
 
 def joint_map(
@@ -388,21 +456,24 @@ def run_gap(ctx: ClipContext, run: Run) -> dict:
         f"{cfg.data.dataset}, strategy '{cfg.gap.strategy}'{weights_note(cfg)}",
         ["L2 norm", "cosine"],
     )
-    return common_metrics(ctx) | {
-        "n_images": len(test.labels),
-        "strategy": cfg.gap.strategy,
-        "gap": gap,
-        "gap_share_of_pair_distance": share,
-        "liang_mscoco_gap": LIANG_MSCOCO_GAP,
-        "matched_cosine": sims.matched,
-        "unmatched_cosine": sims.unmatched,
-        "norms_before": {"image": norm_summary(images), "text": norm_summary(flat_prompts)},
-        "norms_after": {
-            "image": norm_summary(torch.nn.functional.normalize(images, dim=-1)),
-            "text": norm_summary(torch.nn.functional.normalize(flat_prompts, dim=-1)),
-        },
-        "map_images": n,
-    }
+    return GapResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "n_images": len(test.labels),
+            "strategy": cfg.gap.strategy,
+            "gap": gap,
+            "gap_share_of_pair_distance": share,
+            "liang_mscoco_gap": LIANG_MSCOCO_GAP,
+            "matched_cosine": sims.matched,
+            "unmatched_cosine": sims.unmatched,
+            "norms_before": {"image": norm_summary(images), "text": norm_summary(flat_prompts)},
+            "norms_after": {
+                "image": norm_summary(torch.nn.functional.normalize(images, dim=-1)),
+                "text": norm_summary(torch.nn.functional.normalize(flat_prompts, dim=-1)),
+            },
+            "map_images": n,
+        }
+    )
 
 
 def alignment_scores(images: torch.Tensor, labels: torch.Tensor, texts: torch.Tensor) -> dict:
@@ -472,15 +543,18 @@ def run_procrustes(ctx: ClipContext, run: Run) -> dict:
         f"before vs after alignment: held out (the result) and fit split (optimistic){weights_note(cfg)}",
         "value",
     )
-    return common_metrics(ctx) | {
-        "strategy": cfg.procrustes.strategy,
-        "n_fit": len(fit),
-        "n_held_out": len(held),
-        "dim": int(images.shape[1]),
-        "held_out": scores["held_out"],
-        "fit_split_not_held_out": scores["fit_split"],
-        "note": "after alignment the classifier has used the fit split's labels: not zero-shot any more",
-    }
+    return ProcrustesResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "strategy": cfg.procrustes.strategy,
+            "n_fit": len(fit),
+            "n_held_out": len(held),
+            "dim": int(images.shape[1]),
+            "held_out": scores["held_out"],
+            "fit_split_not_held_out": scores["fit_split"],
+            "note": "after alignment the classifier has used the fit split's labels: not zero-shot any more",
+        }
+    )
 
 
 RUNNERS = {"zeroshot": run_zeroshot, "gap": run_gap, "procrustes": run_procrustes}
@@ -570,6 +644,7 @@ EXPERIMENT = Experiment(
     config=Config,
     prepare=prepare,
     runners=RUNNERS,
+    results={"zeroshot": ZeroshotResult, "gap": GapResult, "procrustes": ProcrustesResult},
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,

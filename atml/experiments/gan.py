@@ -28,6 +28,7 @@ from atml.experiments import Experiment, Headline, RunContext
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.modes import evaluating
 from atml.models.sample_classifier import ClassifierConfig, JudgedClassifier, get_classifier
+from atml.results import KeyedResult, Result
 from atml.runs import Run
 from atml.training import Checkpointing, fit
 
@@ -232,6 +233,44 @@ def describe_samples(
         ),
         "class_counts": sample_stats.class_histogram(labels, N_CLASSES).int().tolist(),
     }
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+class SampleStats(Result):
+    """Diversity, mode coverage and Fréchet distance of a set of images."""
+
+    pixel_variance: float
+    mean_pairwise_distance: float
+    modes_covered: int
+    kl_from_uniform: float
+    frechet_distance: float
+    class_counts: list[int]
+
+
+class GanRunResult(SampleStats):
+    """One training run: D's outputs, G's gradient, memorisation, and its samples."""
+
+    final_d_real: float
+    final_d_fake: float
+    share_d_fake_below_005: float = Field(alias="share_of_run_d_fake_below_0.05")
+    g_grad_norm_median: float
+    g_grad_norm_final_epoch: float
+    d_real_train: float
+    d_real_heldout: float
+    d_real_train_minus_heldout: float
+    d_membership_auc: float
+    d_membership_auc_late_mean: float
+
+
+class GanPartResult(KeyedResult):
+    """A part: its data, the sample judge, real images as reference, and one key per run."""
+
+    data: str
+    sample_classifier_heldout_accuracy: float
+    real_images_reference: SampleStats
+    __pydantic_extra__: dict[str, GanRunResult] = Field(init=False)
 
 
 # --- one GAN training run ---------------------------------------------------------------------
@@ -451,7 +490,7 @@ CURVES = [
 ]
 
 
-def run_part(part: str, ctx: GanContext, run: Run) -> dict:
+def run_part(part: str, ctx: GanContext, run: Run) -> GanPartResult:
     cfg, device = ctx.cfg, ctx.device
     data, judge = _judge(ctx)
     heldout = to_signed_range(data.heldout.images).to(device)
@@ -499,7 +538,7 @@ def run_part(part: str, ctx: GanContext, run: Run) -> dict:
         f"GAN {part}: classes of {cfg.eval.n_samples} samples (atml's classifier)",
         "samples",
     )
-    return metrics
+    return GanPartResult.model_validate(metrics)
 
 
 def summary(metrics: dict) -> list[dict]:
@@ -533,6 +572,7 @@ EXPERIMENT = Experiment(
     config=Config,
     prepare=prepare,
     runners={part: partial(run_part, part) for part in PARTS},
+    results=dict.fromkeys(PARTS, GanPartResult),
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from atml.models.resnet import (
     replace_head,
     residual_blocks,
 )
+from atml.results import KeyedResult, Result
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 from atml.training import Checkpointing, fit
@@ -512,6 +513,98 @@ def common_metrics(ctx: ResnetContext, cfg: Config, arch: str) -> dict:
     }
 
 
+# --- results ------------------------------------------------------------------------------------
+
+
+class ResnetResult(Result):
+    """What every ResNet part records about its run."""
+
+    data: str
+    weights: dict[str, Any]
+    resolution: int
+    random_weights: bool
+    precision: str
+
+
+class HeadResult(Result):
+    val_acc: float
+    val_loss: float
+    train_acc: float
+    train_loss: float
+    epochs: int
+    val_acc_per_epoch: list[float]
+
+
+class BaselineResult(ResnetResult, HeadResult):
+    pass
+
+
+class FinetunedResult(Result):
+    val_acc: float
+    train_loss: float
+    images: int
+
+
+class NoResidualResult(ResnetResult, KeyedResult):
+    blocks_off: list[str]
+    head_only: dict[str, HeadResult]
+    finetuned: dict[str, FinetunedResult]
+    gradient_norms: dict[str, dict[str, float]]
+    __pydantic_extra__: dict[str, dict[str, float]] = Field(init=False)  # gradient_norm_<first block>
+
+
+class LayerSeparability(Result):
+    dim: int
+    knn_accuracy: float
+    silhouette: float
+
+
+class FeaturesResult(ResnetResult):
+    images: int
+    knn_k: int
+    layers: dict[str, LayerSeparability]
+
+
+class TransferSettingResult(Result):
+    val_acc: float
+    val_loss: float
+    train_loss: float
+    wall_s: float
+    trainable_params: int
+    epochs: int
+    val_acc_per_epoch: list[float]
+    weights: str
+    distributed: dict[str, Any] | None = None  # under torchrun: every rank's weight checksum
+
+
+class TransferResult(ResnetResult):
+    dataset: str
+    settings: dict[str, TransferSettingResult]
+
+
+class ConfusedPair(Result):
+    classes: list[str]
+    confusion_share_sum: float
+    share_first_as_second: float
+    share_second_as_first: float
+    centred_feature_cosine: float
+
+
+class ConfusionResult(ResnetResult):
+    val_acc: float
+    most_confused: list[ConfusedPair]
+    mean_centred_feature_cosine_all_pairs: float
+
+
+class ArchResult(HeadResult):
+    weights: dict[str, Any]
+    feature_dim: int
+
+
+class CompareDepthResult(ResnetResult):
+    archs: dict[str, ArchResult]
+
+
 # --- parts ------------------------------------------------------------------------------------
 
 
@@ -529,7 +622,7 @@ def run_baseline(ctx: ResnetContext, run: Run) -> dict:
         run.plot_path("baseline_curves"),
         f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}",
     )
-    return common_metrics(ctx, cfg, cfg.model.arch) | head_metrics(trained)
+    return BaselineResult.model_validate(common_metrics(ctx, cfg, cfg.model.arch) | head_metrics(trained))
 
 
 def fresh_model(
@@ -674,20 +767,23 @@ def run_no_residual(ctx: ResnetContext, run: Run) -> dict:
     for name, h in tuned.items():
         run.write_history(f"no-residual-finetune{'-off' if variants[name] else ''}", h.epochs)
     first_block = next(iter(norms["with shortcuts"]))
-    return common_metrics(ctx, cfg, arch) | {
-        "blocks_off": list(off),
-        "head_only": {name: head_metrics(h) for name, h in heads.items()},
-        "finetuned": {
-            name: {
-                "val_acc": h.epochs[-1]["val_acc"],
-                "train_loss": h.epochs[-1]["loss"],
-                "images": min(cfg.no_residual.finetune.images or n_train, n_train),
-            }
-            for name, h in tuned.items()
-        },
-        "gradient_norms": norms,
-        f"gradient_norm_{first_block}": {name: v[first_block] for name, v in norms.items()},
-    }
+    return NoResidualResult.model_validate(
+        common_metrics(ctx, cfg, arch)
+        | {
+            "blocks_off": list(off),
+            "head_only": {name: head_metrics(h) for name, h in heads.items()},
+            "finetuned": {
+                name: {
+                    "val_acc": h.epochs[-1]["val_acc"],
+                    "train_loss": h.epochs[-1]["loss"],
+                    "images": min(cfg.no_residual.finetune.images or n_train, n_train),
+                }
+                for name, h in tuned.items()
+            },
+            "gradient_norms": norms,
+            f"gradient_norm_{first_block}": {name: v[first_block] for name, v in norms.items()},
+        }
+    )
 
 
 def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
@@ -770,7 +866,9 @@ def run_transfer(ctx: ResnetContext, run: Run) -> dict:
         "wall time (s, log scale)",
         "validation accuracy",
     )
-    return common_metrics(ctx, tcfg, arch) | {"dataset": target, "settings": results}
+    return TransferResult.model_validate(
+        common_metrics(ctx, tcfg, arch) | {"dataset": target, "settings": results}
+    )
 
 
 def run_features(ctx: ResnetContext, run: Run) -> dict:
@@ -810,7 +908,9 @@ def run_features(ctx: ResnetContext, run: Run) -> dict:
         "layer",
         "score",
     )
-    return common_metrics(ctx, cfg, cfg.model.arch) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
+    return FeaturesResult.model_validate(
+        common_metrics(ctx, cfg, cfg.model.arch) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
+    )
 
 
 def run_confusion(ctx: ResnetContext, run: Run) -> dict:
@@ -848,20 +948,23 @@ def run_confusion(ctx: ResnetContext, run: Run) -> dict:
         f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}",
         listed,
     )
-    return common_metrics(ctx, cfg, cfg.model.arch) | {
-        "val_acc": float((predicted == truth).mean()),
-        "most_confused": [
-            {
-                "classes": [val.classes[i], val.classes[j]],
-                "confusion_share_sum": round(float(s), 4),
-                "share_first_as_second": round(float(shares[i, j]), 4),
-                "share_second_as_first": round(float(shares[j, i]), 4),
-                "centred_feature_cosine": round(float(similarity[i, j]), 4),
-            }
-            for s, i, j in pairs
-        ],
-        "mean_centred_feature_cosine_all_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
-    }
+    return ConfusionResult.model_validate(
+        common_metrics(ctx, cfg, cfg.model.arch)
+        | {
+            "val_acc": float((predicted == truth).mean()),
+            "most_confused": [
+                {
+                    "classes": [val.classes[i], val.classes[j]],
+                    "confusion_share_sum": round(float(s), 4),
+                    "share_first_as_second": round(float(shares[i, j]), 4),
+                    "share_second_as_first": round(float(shares[j, i]), 4),
+                    "centred_feature_cosine": round(float(similarity[i, j]), 4),
+                }
+                for s, i, j in pairs
+            ],
+            "mean_centred_feature_cosine_all_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
+        }
+    )
 
 
 def run_compare_depth(ctx: ResnetContext, run: Run) -> dict:
@@ -880,7 +983,7 @@ def run_compare_depth(ctx: ResnetContext, run: Run) -> dict:
         f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}",
         "accuracy",
     )
-    return common_metrics(ctx, cfg, cfg.model.arch) | {"archs": results}
+    return CompareDepthResult.model_validate(common_metrics(ctx, cfg, cfg.model.arch) | {"archs": results})
 
 
 RUNNERS = {
@@ -948,6 +1051,14 @@ EXPERIMENT = Experiment(
     config=Config,
     prepare=prepare,
     runners=RUNNERS,
+    results={
+        "baseline": BaselineResult,
+        "no-residual": NoResidualResult,
+        "features": FeaturesResult,
+        "transfer": TransferResult,
+        "confusion": ConfusionResult,
+        "compare-depth": CompareDepthResult,
+    },
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,

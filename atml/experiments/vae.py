@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from atml.errors import UserError
 from atml.experiments import Experiment, Flag, Headline, RunContext
 from atml.models.modes import evaluating
 from atml.models.vae import LATENT_DIM, ConvVAE
+from atml.results import KeyedResult, Result
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 from atml.schedules import SCHEDULES, BetaSchedule, beta_at
@@ -359,7 +360,45 @@ def latent_and_kl_figures(
     )
 
 
-def run_part(part: str, ctx: VaeContext, run: Run) -> dict:
+# --- results ------------------------------------------------------------------------------------
+
+
+class ScheduleResult(Result):
+    """One β schedule's model; each part fills the keys it measures."""
+
+    recon: float | None = None
+    kl: float | None = None
+    loss: float | None = None
+    val_recon: float | None = None
+    val_kl: float | None = None
+    val_loss: float | None = None
+    beta: float | None = None
+    epochs: int | None = None
+    shown_recon_mse_per_image: float | None = None
+    test_images: int | None = None
+    collapse_ratio: float | None = None
+    active_units: int | None = None
+    mean_abs_mu: float | None = None
+    mean_sigma: float | None = None
+    mutual_information: float | None = None
+    mutual_information_bound: float | None = None
+    kl_per_dim: list[float] | None = None
+    activity_per_dim: list[float] | None = None
+    test_recon: float | None = None
+    test_kl: float | None = None
+    test_negative_elbo: float | None = None
+
+
+class VaePartResult(KeyedResult):
+    """A part: its data and settings, and one key per β schedule trained."""
+
+    data: str
+    beta_schedule: dict[str, Any]
+    training_precision: str
+    __pydantic_extra__: dict[str, ScheduleResult] = Field(init=False)
+
+
+def run_part(part: str, ctx: VaeContext, run: Run) -> VaePartResult:
     cfg, device, data = ctx.cfg, ctx.device, ctx.data
     kinds = cfg.anneal_schedules if part == "anneal" else [cfg.train.beta_schedule.kind]
     trained = {kind: train_schedule(kind, ctx, run) for kind in kinds}
@@ -387,7 +426,7 @@ def run_part(part: str, ctx: VaeContext, run: Run) -> dict:
             metrics.setdefault(kind, {}).update(values)
         if part != "train":
             latent_and_kl_figures(models, posteriors, ctx, run, part)
-    return metrics
+    return VaePartResult.model_validate(metrics)
 
 
 def summary(metrics: dict) -> list[dict]:
@@ -420,6 +459,7 @@ EXPERIMENT = Experiment(
     config=Config,
     prepare=prepare,
     runners={part: partial(run_part, part) for part in PARTS},
+    results=dict.fromkeys(PARTS, VaePartResult),
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from atml.models.vit import (
     prefix_tokens,
 )
 from atml.models.weights import timm_data_config
+from atml.results import Result
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
@@ -238,6 +239,69 @@ def displayable(x: torch.Tensor, p: Preprocess) -> np.ndarray:
     return (x.cpu().float() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
+# --- results ------------------------------------------------------------------------------------
+
+
+class VitResult(Result):
+    """What every ViT part records about its model."""
+
+    model: str
+    weights: dict[str, Any]
+    random_weights: bool
+    precision: str
+    input_size: int
+
+
+class PredictResult(VitResult):
+    photos: dict[str, list[dict[str, Any]]]  # photo → its top-k classes and probabilities
+
+
+class AttentionResult(VitResult):
+    photos: list[str]
+    grid: list[int]
+    prefix_tokens: int
+    layer: int
+    uniform_entropy: float
+    last_layer_entropy_per_head: list[float]
+    last_layer_spread_per_head: list[float]
+    entropy_by_layer: list[float]
+    spread_by_layer: list[float]
+    cls_attention_on_patches_by_layer: list[float]
+
+
+class MaskedResult(Result):
+    agreement: float
+    accuracy: float
+    confidence: float
+
+
+class MaskingResult(VitResult):
+    dataset: str
+    images: int
+    fill: str
+    grid: list[int]
+    probe_fitted_on: str
+    chance: float
+    results: dict[str, dict[str, MaskedResult]]  # scheme → masked share ("0.50") → scores
+
+
+class ProbeScore(Result):
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n_test: int
+    n_train: int
+
+
+class ProbeResult(VitResult):
+    dataset: str
+    train: str
+    test: str
+    chance: float
+    final: dict[str, ProbeScore]  # readout (cls, mean) → score
+    by_layer: dict[str, dict[str, ProbeScore]]
+
+
 # --- parts --------------------------------------------------------------------------------------
 
 
@@ -260,9 +324,14 @@ def run_predict(ctx: VitContext, run: Run) -> dict:
         run.plot_path("predict_topk"),
         f"top-{cfg.predict.top_k} ImageNet classes{weights_note(cfg)}",
     )
-    return common_metrics(ctx) | {
-        "photos": {name: [{"class": n, "probability": round(v, 5)} for n, v in t] for name, t in top.items()}
-    }
+    return PredictResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "photos": {
+                name: [{"class": n, "probability": round(v, 5)} for n, v in t] for name, t in top.items()
+            }
+        }
+    )
 
 
 def attention_overlays(
@@ -358,18 +427,21 @@ def run_attention(ctx: VitContext, run: Run) -> dict:
     )  # (layers, heads), mean over photos
     attention_by_block_figures(cfg, head_entropy, head_spread, grid, run)
     cls_share = torch.stack([a[:, :, 0, n_prefix:].sum(-1).mean() for a in attentions])
-    return common_metrics(ctx) | {
-        "photos": [p.name for p in photos],
-        "grid": list(grid),
-        "prefix_tokens": n_prefix,
-        "layer": layer,
-        "uniform_entropy": uniform_entropy(grid),
-        "last_layer_entropy_per_head": [round(v, 4) for v in head_entropy[layer].tolist()],
-        "last_layer_spread_per_head": [round(v, 4) for v in head_spread[layer].tolist()],
-        "entropy_by_layer": [round(v, 4) for v in head_entropy.mean(1).tolist()],
-        "spread_by_layer": [round(v, 4) for v in head_spread.mean(1).tolist()],
-        "cls_attention_on_patches_by_layer": [round(v, 4) for v in cls_share.tolist()],
-    }
+    return AttentionResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "photos": [p.name for p in photos],
+            "grid": list(grid),
+            "prefix_tokens": n_prefix,
+            "layer": layer,
+            "uniform_entropy": uniform_entropy(grid),
+            "last_layer_entropy_per_head": [round(v, 4) for v in head_entropy[layer].tolist()],
+            "last_layer_spread_per_head": [round(v, 4) for v in head_spread[layer].tolist()],
+            "entropy_by_layer": [round(v, 4) for v in head_entropy.mean(1).tolist()],
+            "spread_by_layer": [round(v, 4) for v in head_spread.mean(1).tolist()],
+            "cls_attention_on_patches_by_layer": [round(v, 4) for v in cls_share.tolist()],
+        }
+    )
 
 
 def token_features(ctx: VitContext, split: Draw, split_name: str) -> Outputs:
@@ -434,14 +506,17 @@ def run_probe(ctx: VitContext, run: Run) -> dict:
             for r in ("cls", "mean")
         },
     )
-    return common_metrics(ctx) | {
-        "dataset": cfg.data.dataset,
-        "train": train.source,
-        "test": test.source,
-        "chance": 1 / len(train.classes),
-        "final": scores["final"],
-        "by_layer": scores,
-    }
+    return ProbeResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "dataset": cfg.data.dataset,
+            "train": train.source,
+            "test": test.source,
+            "chance": 1 / len(train.classes),
+            "final": scores["final"],
+            "by_layer": scores,
+        }
+    )
 
 
 def masked_images(ctx: VitContext, x: torch.Tensor, masked: torch.Tensor) -> list[np.ndarray]:
@@ -457,13 +532,6 @@ def masked_images(ctx: VitContext, x: torch.Tensor, masked: torch.Tensor) -> lis
         for image, h in zip(images, hidden):
             image[h[0].numpy()] = DROPPED_COLOUR
     return images
-
-
-@dataclass
-class MaskedResult:
-    agreement: float
-    accuracy: float
-    confidence: float
 
 
 def masking_figures(
@@ -563,15 +631,18 @@ def run_masking(ctx: VitContext, run: Run) -> dict:
                 f"confidence {r.confidence:.3f}",
             )
     masking_figures(cfg, results, examples, run)
-    return common_metrics(ctx) | {
-        "dataset": cfg.data.dataset,
-        "images": len(test.labels),
-        "fill": m.fill,
-        "grid": list(grid),
-        "probe_fitted_on": f"{train.source} (unmasked, final class token)",
-        "chance": 1 / len(test.classes),
-        "results": {s: {r: vars(v) for r, v in per.items()} for s, per in results.items()},
-    }
+    return MaskingResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "dataset": cfg.data.dataset,
+            "images": len(test.labels),
+            "fill": m.fill,
+            "grid": list(grid),
+            "probe_fitted_on": f"{train.source} (unmasked, final class token)",
+            "chance": 1 / len(test.classes),
+            "results": results,
+        }
+    )
 
 
 RUNNERS = {
@@ -640,6 +711,12 @@ EXPERIMENT = Experiment(
     config=Config,
     prepare=prepare,
     runners=RUNNERS,
+    results={
+        "predict": PredictResult,
+        "attention": AttentionResult,
+        "masking": MaskingResult,
+        "probe": ProbeResult,
+    },
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,

@@ -1,0 +1,78 @@
+"""Typed part results. Every part returns a `Result` (a pydantic model whose fields are the keys
+it writes to metrics.json); the runner records `to_json()`. Headlines are checked against these
+models when an experiment is built (`path_problem`), and a result of the wrong shape fails in the
+part that made it, not in a report weeks later."""
+
+from __future__ import annotations
+
+import fnmatch
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Result(BaseModel):
+    """A part's numbers and notes. Keys not set are not written (an optional number a run did
+    not measure stays absent, as before)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class KeyedResult(Result):
+    """A result whose further keys are named by the config (a part's runs, the β schedules): each
+    such key holds a value of the type `__pydantic_extra__` declares."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+def _arms(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(a for a in get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+def _step(annotation: Any, key: str) -> list[Any]:
+    """The annotations a value of `annotation` holds under `key` (a fnmatch pattern)."""
+    out = []
+    for arm in _arms(annotation):
+        origin = get_origin(arm)
+        if isinstance(arm, type) and issubclass(arm, BaseModel):
+            names = {(f.alias or name): f.annotation for name, f in arm.model_fields.items()}
+            out += [a for name, a in names.items() if fnmatch.fnmatchcase(name, key)]
+            extra = arm.__annotations__.get("__pydantic_extra__") if issubclass(arm, KeyedResult) else None
+            if extra is not None:
+                out.append(get_args(_resolve(arm, extra))[1])
+        elif origin is dict:
+            out.append(get_args(arm)[1])
+        elif origin is list and (key.isdigit() or key == "*"):
+            out.append(get_args(arm)[0])
+    return out
+
+
+def _resolve(model: type[BaseModel], annotation: Any) -> Any:
+    if isinstance(annotation, str):  # from __future__ annotations
+        import sys
+
+        namespace = vars(sys.modules[model.__module__])
+        return eval(annotation, namespace)  # noqa: S307 — a type annotation of atml's own code
+    return annotation
+
+
+def _numeric(annotation: Any) -> bool:
+    return any(a in (int, float) or a is Any for a in _arms(annotation))
+
+
+def path_problem(model: type[BaseModel], path: tuple[str, ...]) -> str | None:
+    """None when `path` (keys below the part) can reach a number in a `model`; else why not."""
+    current = [model]
+    for depth, key in enumerate(path):
+        current = [a for annotation in current for a in _step(annotation, key)]
+        if not current:
+            return f"no key {key!r} at {' → '.join(path[:depth]) or 'the top'} of {model.__name__}"
+    if not any(_numeric(a) for a in current):
+        return f"{' → '.join(path)} of {model.__name__} is not a number"
+    return None
