@@ -18,8 +18,15 @@ class TensorBatches:
     (each reshuffled) until that many batches are out, so a 100-image subset still gets epochs
     long enough to be worth evaluating and checkpointing."""
 
-    def __init__(self, *tensors: torch.Tensor, batch_size: int, shuffle: bool = True, drop_last: bool = True, seed: int = 0,
-                 batches_per_epoch: int | None = None):
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        batches_per_epoch: int | None = None,
+    ):
         if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
             raise ValueError("TensorBatches needs tensors of equal length")
         if batch_size < 1:

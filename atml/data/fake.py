@@ -37,7 +37,9 @@ def fake_images(n: int, n_classes: int = 10, size: int = 28, seed: int = 0) -> t
     return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels.astype(np.uint8)
 
 
-def write_fake_idx_dataset(name: str, root: Path, n_train: int, n_test: int, gzip: bool = False, seed: int = 0) -> Path:
+def write_fake_idx_dataset(
+    name: str, root: Path, n_train: int, n_test: int, gzip: bool = False, seed: int = 0
+) -> Path:
     """Write <root>/<Folder>/raw/{train,t10k}-{images,labels}-idx*-ubyte[.gz]; returns the raw folder."""
     dataset = DATASETS[name]
     raw = Path(root) / dataset.folder / "raw"
@@ -51,7 +53,9 @@ def write_fake_idx_dataset(name: str, root: Path, n_train: int, n_test: int, gzi
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CIFAR100_CLASSES = tuple(f"class_{i:02d}" for i in range(100))  # the real meta file names them; fakes need not
+CIFAR100_CLASSES = tuple(
+    f"class_{i:02d}" for i in range(100)
+)  # the real meta file names them; fakes need not
 
 
 def fake_rgb_images(n: int, n_classes: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,19 +78,27 @@ def _write_cifar(name: str, root: Path, n_train: int, n_test: int, seed: int) ->
 
     folder = Path(root) / DATASETS[name].folder
     classes = CIFAR10_CLASSES if name == "cifar10" else CIFAR100_CLASSES
-    label_key = "labels" if name == "cifar10" else "fine_labels"  # str keys: what the real pickles give under latin1
+    label_key = (
+        "labels" if name == "cifar10" else "fine_labels"
+    )  # str keys: what the real pickles give under latin1
     train = fake_rgb_images(n_train, len(classes), 32, seed)
     test = fake_rgb_images(n_test, len(classes), 32, seed + 1)
     if name == "cifar10":
         parts = {f"data_batch_{i + 1}": idx for i, idx in enumerate(np.array_split(np.arange(n_train), 5))}
-        files = {file: (train, idx) for file, idx in parts.items()} | {"test_batch": (test, np.arange(n_test))}
+        files = {file: (train, idx) for file, idx in parts.items()} | {
+            "test_batch": (test, np.arange(n_test))
+        }
         _pickle(folder / "batches.meta", {"label_names": list(classes)})
     else:
         files = {"train": (train, np.arange(n_train)), "test": (test, np.arange(n_test))}
         _pickle(folder / "meta", {"fine_label_names": list(classes), "coarse_label_names": ["all"]})
     for file, ((images, labels), idx) in files.items():
-        payload = {"batch_label": file, "data": images[idx].reshape(len(idx), -1), label_key: labels[idx].tolist(),
-                   "filenames": [f"fake_{i}.png" for i in idx]}
+        payload = {
+            "batch_label": file,
+            "data": images[idx].reshape(len(idx), -1),
+            label_key: labels[idx].tolist(),
+            "filenames": [f"fake_{i}.png" for i in idx],
+        }
         if name == "cifar100":
             payload["coarse_labels"] = [0] * len(idx)
         _pickle(folder / file, payload)
@@ -100,14 +112,19 @@ def _write_stl10(root: Path, n_train: int, n_test: int, seed: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
         images, labels = fake_rgb_images(n, len(STL10_CLASSES), 96, split_seed)
-        images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")  # STL-10 stores each channel column-major
+        images.transpose(0, 1, 3, 2).tofile(
+            folder / f"{split}_X.bin"
+        )  # STL-10 stores each channel column-major
         (labels + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
     (folder / "class_names.txt").write_text("\n".join(STL10_CLASSES) + "\n")
     return folder
 
 
-def write_fake_dataset(name: str, root: Path, n_train: int, n_test: int, gzip: bool = False, seed: int = 0) -> Path:
-    """Format-true files of any dataset atml reads, under `root` in torchvision's layout; returns their folder."""
+def write_fake_dataset(
+    name: str, root: Path, n_train: int, n_test: int, gzip: bool = False, seed: int = 0
+) -> Path:
+    """Format-true files of any dataset atml reads, under `root` in torchvision's layout; returns
+    their folder."""
     if name in DATASETS:
         return write_fake_idx_dataset(name, root, n_train, n_test, gzip=gzip, seed=seed)
     if name == "stl10":

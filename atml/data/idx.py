@@ -19,9 +19,13 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise DataCorruptError(f"{path} is not a readable gzip file ({exc}); delete it and fetch it again") from None
+        raise DataCorruptError(
+            f"{path} is not a readable gzip file ({exc}); delete it and fetch it again"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != UBYTE:
-        raise DataCorruptError(f"{path} is not an unsigned-byte IDX file (bad magic number); delete it and fetch it again")
+        raise DataCorruptError(
+            f"{path} is not an unsigned-byte IDX file (bad magic number); delete it and fetch it again"
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -30,14 +34,17 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape))
     if len(raw) - header != expected:
         raise DataCorruptError(
-            f"{path} holds {len(raw) - header} bytes of data but its header promises {expected} for shape {shape}"
+            f"{path} holds {len(raw) - header} bytes of data but its header promises {expected} for shape "
+            f"{shape}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    payload = bytes([0, 0, UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    payload = (
+        bytes([0, 0, UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)

@@ -10,10 +10,10 @@ Any image experiment takes any of them: 1-channel images become 3-channel at pre
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -57,9 +57,11 @@ class ImageDataset:
 
     def missing_message(self, split: str, root: str | Path, why: str) -> str:
         looked = ", ".join(str(d) for d in self.candidate_dirs(root))
-        return (f"{self.name} {split} split not found ({why}). Put {', '.join(self.files[split])} in "
-                f"{Path(root).expanduser() / self.folder} (looked in: {looked}), set data.root, "
-                f"or set data.download=true where there is internet (`atml data fetch {self.name}`)")
+        return (
+            f"{self.name} {split} split not found ({why}). Put {', '.join(self.files[split])} in "
+            f"{Path(root).expanduser() / self.folder} (looked in: {looked}), set data.root, "
+            f"or set data.download=true where there is internet (`atml data fetch {self.name}`)"
+        )
 
 
 @dataclass
@@ -75,10 +77,14 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as handle:
             return pickle.load(handle, encoding="latin1")  # as torchvision reads the Python 2 pickles
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
-        raise DataCorruptError(f"{path} is not a readable CIFAR pickle ({type(exc).__name__}); delete it and fetch it again") from None
+        raise DataCorruptError(
+            f"{path} is not a readable CIFAR pickle ({type(exc).__name__}); delete it and fetch it again"
+        ) from None
 
 
-def _cifar_decoder(batches: dict[str, tuple[str, ...]], label_key: str, meta: str, names_key: str) -> Callable[[Path, str], Decoded]:
+def _cifar_decoder(
+    batches: dict[str, tuple[str, ...]], label_key: str, meta: str, names_key: str
+) -> Callable[[Path, str], Decoded]:
     def decode(folder: Path, split: str) -> Decoded:
         images, labels = [], []
         for name in batches[split]:
@@ -88,7 +94,9 @@ def _cifar_decoder(batches: dict[str, tuple[str, ...]], label_key: str, meta: st
                 images.append(data.reshape(-1, 3, 32, 32))
                 labels.append(np.asarray(batch[label_key], dtype=np.int64))
             except (KeyError, ValueError) as exc:
-                raise DataCorruptError(f"{folder / name} is not a CIFAR batch ({type(exc).__name__}: {exc})") from None
+                raise DataCorruptError(
+                    f"{folder / name} is not a CIFAR batch ({type(exc).__name__}: {exc})"
+                ) from None
         try:
             classes = tuple(str(n) for n in _unpickle(folder / meta)[names_key])
         except (KeyError, TypeError) as exc:
@@ -107,8 +115,10 @@ def _decode_stl10(folder: Path, split: str) -> Decoded:
     labels = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1  # stored 1…10
     per_image = 3 * STL10_SIDE * STL10_SIDE
     if len(pixels) % per_image or len(pixels) // per_image != len(labels):
-        raise DataCorruptError(f"{folder / f'{split}_X.bin'} holds {len(pixels)} bytes: not {len(labels)} images of 3×96×96 "
-                               f"(as {split}_y.bin says); delete both and fetch them again")
+        raise DataCorruptError(
+            f"{folder / f'{split}_X.bin'} holds {len(pixels)} bytes: not {len(labels)} images of 3×96×96 "
+            f"(as {split}_y.bin says); delete both and fetch them again"
+        )
     images = pixels.reshape(-1, 3, STL10_SIDE, STL10_SIDE).transpose(0, 1, 3, 2)  # stored column-major
     names = folder / "class_names.txt"
     classes = tuple(names.read_text().split()) if names.is_file() else STL10_CLASSES
@@ -118,13 +128,24 @@ def _decode_stl10(folder: Path, split: str) -> Decoded:
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 DATASETS: dict[str, ImageDataset] = {
     "cifar10": ImageDataset(
-        "cifar10", "cifar-10-batches-py", {"train": CIFAR10_TRAIN + ("batches.meta",), "test": ("test_batch", "batches.meta")},
-        _cifar_decoder({"train": CIFAR10_TRAIN, "test": ("test_batch",)}, "labels", "batches.meta", "label_names"), "CIFAR10"),
+        "cifar10",
+        "cifar-10-batches-py",
+        {"train": CIFAR10_TRAIN + ("batches.meta",), "test": ("test_batch", "batches.meta")},
+        _cifar_decoder(
+            {"train": CIFAR10_TRAIN, "test": ("test_batch",)}, "labels", "batches.meta", "label_names"
+        ),
+        "CIFAR10",
+    ),
     "cifar100": ImageDataset(
-        "cifar100", "cifar-100-python", {"train": ("train", "meta"), "test": ("test", "meta")},
-        _cifar_decoder({"train": ("train",), "test": ("test",)}, "fine_labels", "meta", "fine_label_names"), "CIFAR100"),
+        "cifar100",
+        "cifar-100-python",
+        {"train": ("train", "meta"), "test": ("test", "meta")},
+        _cifar_decoder({"train": ("train",), "test": ("test",)}, "fine_labels", "meta", "fine_label_names"),
+        "CIFAR100",
+    ),
     "stl10": ImageDataset(
-        "stl10", "stl10_binary", {s: (f"{s}_X.bin", f"{s}_y.bin") for s in SPLITS}, _decode_stl10, "STL10"),
+        "stl10", "stl10_binary", {s: (f"{s}_X.bin", f"{s}_y.bin") for s in SPLITS}, _decode_stl10, "STL10"
+    ),
 }
 NAMES = (*mnist.DATASETS, *DATASETS)
 
@@ -149,9 +170,15 @@ def load_images(name: str, split: str, root: str | Path, allow_download: bool) -
             raise DataNotFoundError(spec.missing_message(split, root, "download left no files"))
     images, labels, classes = spec.decode(folder, split)
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise DataCorruptError(f"{folder}: labels run {labels.min()}…{labels.max()} but {name} has {len(classes)} classes")
-    return LabelledImages(torch.from_numpy(images), torch.from_numpy(labels), classes,
-                          f"{name} {split} split from {folder} ({len(labels)} images)")
+        raise DataCorruptError(
+            f"{folder}: labels run {labels.min()}…{labels.max()} but {name} has {len(classes)} classes"
+        )
+    return LabelledImages(
+        torch.from_numpy(images),
+        torch.from_numpy(labels),
+        classes,
+        f"{name} {split} split from {folder} ({len(labels)} images)",
+    )
 
 
 @dataclass
@@ -164,7 +191,7 @@ class Draw:
     classes: tuple[str, ...]
     source: str
 
-    def head(self, n: int) -> "Draw":
+    def head(self, n: int) -> Draw:
         return Draw(self.images[:n], self.labels[:n], self.indices[:n], self.classes, self.source)
 
 
@@ -174,14 +201,24 @@ def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, 
     full = load_images(name, split, root, allow_download)
     order = torch.randperm(len(full.labels), generator=seeding.generator(seed))
     indices = order[:n] if n else torch.arange(len(full.labels))
-    return Draw(full.images[indices], full.labels[indices], indices, full.classes, f"{full.source}, {len(indices)} used")
+    return Draw(
+        full.images[indices],
+        full.labels[indices],
+        indices,
+        full.classes,
+        f"{full.source}, {len(indices)} used",
+    )
 
 
-def train_test_draws(name: str, root: str, allow_download: bool, n_train: int | None, n_test: int | None, seed: int) -> tuple[Draw, Draw]:
+def train_test_draws(
+    name: str, root: str, allow_download: bool, n_train: int | None, n_test: int | None, seed: int
+) -> tuple[Draw, Draw]:
     """Fixed draws of both splits: what a probe or head is fitted on and what it is scored on (the
     test split's order drawn with seed + 1)."""
-    return (draw(name, "train", root, allow_download, n_train, seed),
-            draw(name, "test", root, allow_download, n_test, seed + 1))
+    return (
+        draw(name, "train", root, allow_download, n_train, seed),
+        draw(name, "test", root, allow_download, n_test, seed + 1),
+    )
 
 
 def where(name: str, split: str, root: str | Path) -> tuple[Path | None, list[Path]]:

@@ -36,12 +36,25 @@ class IdxDataset:
 
 DATASETS = {
     # ../shared/datasets: the shared data folder beside a checkout on the project's own machines
-    "mnist": IdxDataset("mnist", "MNIST", ("../shared/datasets/MNIST/raw",), tuple(str(i) for i in range(10))),
+    "mnist": IdxDataset(
+        "mnist", "MNIST", ("../shared/datasets/MNIST/raw",), tuple(str(i) for i in range(10))
+    ),
     "fashion-mnist": IdxDataset(
         "fashion-mnist",
         "FashionMNIST",
         ("/usr/share/datasets/fashion-mnist",),
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
     ),
 }
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
@@ -55,7 +68,9 @@ class ImageDataConfig(Strict):
     download: bool = True
     train_split: str = Field("train", pattern="^(train|test)$")
     train_subset: int | None = Field(None, ge=1, description="train on N images only (a fixed random draw)")
-    train_class: int | None = Field(None, ge=0, le=9, description="use only images of this class (held-out ones too)")
+    train_class: int | None = Field(
+        None, ge=0, le=9, description="use only images of this class (held-out ones too)"
+    )
     heldout: int = Field(1000, ge=1, description="images held out of the training split for evaluation")
     heldout_seed: Seed = Field(0, description="seed of the one shuffle that picks held-out and subset images")
 
@@ -98,13 +113,19 @@ def download(dataset: IdxDataset, split: str, root: str | Path) -> None:
         dataset.torchvision_class()(str(Path(root).expanduser()), train=(split == "train"), download=True)
     except Exception as exc:  # torchvision raises URLError, RuntimeError or OSError depending on the failure
         reason = first_line(exc)
-        raise DataNotFoundError(_missing_message(dataset, split, root, f"download failed: {reason}")) from None
+        raise DataNotFoundError(
+            _missing_message(dataset, split, root, f"download failed: {reason}")
+        ) from None
 
 
 def _missing_message(dataset: IdxDataset, split: str, root: str | Path, why: str) -> str:
     images, labels = split_files(split)
     looked = ", ".join(str(d) for d in candidate_dirs(dataset, root))
-    remedy = "or run where there is internet" if why.startswith("download failed") else "or set data.download=true where there is internet"
+    remedy = (
+        "or run where there is internet"
+        if why.startswith("download failed")
+        else "or set data.download=true where there is internet"
+    )
     return (
         f"{dataset.name} {split} split not found ({why}). Put {images}[.gz] and {labels}[.gz] in "
         f"{Path(root).expanduser() / dataset.folder / 'raw'} (looked in: {looked}), set data.root, {remedy}"
@@ -127,10 +148,14 @@ def load_split(name: str, split: str, root: str | Path, allow_download: bool) ->
             f"{files[0]} and {files[1]} disagree: images {images.shape} vs labels {labels.shape}"
         )
     if images.shape[1:] != IMAGE_SHAPE:
-        raise DataCorruptError(f"{files[0]} holds images of {images.shape[1]}×{images.shape[2]} pixels; {name} images are "
-                               f"{IMAGE_SHAPE[0]}×{IMAGE_SHAPE[1]}: replace it with the real file")
+        raise DataCorruptError(
+            f"{files[0]} holds images of {images.shape[1]}×{images.shape[2]} pixels; {name} images are "
+            f"{IMAGE_SHAPE[0]}×{IMAGE_SHAPE[1]}: replace it with the real file"
+        )
     if labels.max(initial=0) >= len(dataset.classes):
-        raise DataCorruptError(f"{files[1]} holds label {labels.max()} but {name} has {len(dataset.classes)} classes")
+        raise DataCorruptError(
+            f"{files[1]} holds label {labels.max()} but {name} has {len(dataset.classes)} classes"
+        )
     return ImageSet(
         images=torch.from_numpy(images.copy()),
         labels=torch.from_numpy(labels.astype("int64")),
@@ -168,8 +193,10 @@ def load_train_heldout(name: str, cfg: ImageDataConfig) -> TrainHeldout:
         train_idx = train_idx[: cfg.train_subset]
     train = ImageSet(full.images[train_idx], full.labels[train_idx], full.source)
     heldout = ImageSet(full.images[heldout_idx], full.labels[heldout_idx], full.source)
-    description = (f"{full.source}: trained on {len(train_idx)} {what}, {len(heldout_idx)} held out "
-                   f"(a random draw, seed {cfg.heldout_seed})")
+    description = (
+        f"{full.source}: trained on {len(train_idx)} {what}, {len(heldout_idx)} held out "
+        f"(a random draw, seed {cfg.heldout_seed})"
+    )
     if cfg.train_split == "test":
         description += " — the TEST split used as training set (a stand-in, not a full-MNIST result)"
     return TrainHeldout(train, heldout, description)

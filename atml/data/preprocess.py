@@ -24,11 +24,18 @@ class Preprocess:
     crop_pct: float = 1.0  # timm's: resize to size / crop_pct, then take the centre size × size
 
     def describe(self) -> dict:
-        return {"size": self.size, "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation,
-                "crop_pct": self.crop_pct}
+        return {
+            "size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
 
 
-def to_model_input(images: torch.Tensor, pp: Preprocess, flip: bool = False, channels_last: bool = False) -> torch.Tensor:
+def to_model_input(
+    images: torch.Tensor, pp: Preprocess, flip: bool = False, channels_last: bool = False
+) -> torch.Tensor:
     """uint8 [B, C, H, W] (C = 1 or 3) → float [B, 3, size, size], normalised; mirrored if `flip`.
     Dataset images are square, so a resize (then the centre crop, where crop_pct < 1) is the whole
     geometric step."""
@@ -38,8 +45,13 @@ def to_model_input(images: torch.Tensor, pp: Preprocess, flip: bool = False, cha
     resized = round(pp.size / pp.crop_pct)
     if x.shape[-2:] != (resized, resized):
         antialias = pp.interpolation in ("bilinear", "bicubic") and min(x.shape[-2:]) > resized
-        x = F.interpolate(x, size=(resized, resized), mode=pp.interpolation, antialias=antialias,
-                          **({} if pp.interpolation == "nearest" else {"align_corners": False}))
+        x = F.interpolate(
+            x,
+            size=(resized, resized),
+            mode=pp.interpolation,
+            antialias=antialias,
+            **({} if pp.interpolation == "nearest" else {"align_corners": False}),
+        )
         if pp.interpolation == "bicubic":
             x = x.clamp_(0, 1)  # bicubic overshoots; PIL clips too
     if resized != pp.size:
