@@ -10,6 +10,14 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("ATML_REAL_DATA", REPO.parent / "shared" / "datasets"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cli_logging():
+    """atml's log lines go where the CLI sends them (stdout / stderr), whichever test runs first."""
+    from atml import logs
+
+    logs.setup()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ATML_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -157,6 +157,9 @@ def test_cached_file_is_checked_against_the_hash_in_its_name(tmp_path, monkeypat
 
 
 def test_feature_cache_computes_once_and_recomputes_damaged_entries(tmp_path, capsys):
+    from atml import logs
+
+    logs.setup()  # as the CLI does: progress to stdout, warnings to stderr
     cache = FeatureCache(tmp_path)
     calls = []
 

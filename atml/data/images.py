@@ -12,7 +12,6 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 from atml import seeding
 from atml.data import mnist
+from atml.data.files import find_split
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
 Decoded = tuple[np.ndarray, np.ndarray, tuple[str, ...]]  # uint8 [N, C, H, W], int64 [N], class names
@@ -39,10 +39,8 @@ class ImageDataset:
         return [Path(root).expanduser() / self.folder, *(Path(d) for d in self.system_dirs)]
 
     def locate(self, split: str, root: str | Path) -> Path | None:
-        for directory in self.candidate_dirs(root):
-            if all((directory / f).is_file() for f in self.files[split]):
-                return directory
-        return None
+        found = find_split(self.candidate_dirs(root), self.files[split])
+        return found[0].parent if found else None
 
     def fetch(self, split: str, root: str | Path) -> None:
         import torchvision.datasets as tvd
@@ -195,7 +193,6 @@ class Draw:
         return Draw(self.images[:n], self.labels[:n], self.indices[:n], self.classes, self.source)
 
 
-@lru_cache(maxsize=8)
 def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, seed: int) -> Draw:
     """`n` images of a split in a random order fixed by `seed` (all of them when n is None)."""
     full = load_images(name, split, root, allow_download)

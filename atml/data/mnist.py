@@ -17,6 +17,7 @@ from pydantic import Field
 
 from atml import seeding
 from atml.config import Seed, Strict
+from atml.data.files import find_split
 from atml.data.idx import read_idx
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
@@ -91,21 +92,10 @@ def candidate_dirs(dataset: IdxDataset, root: str | Path) -> list[Path]:
     return [Path(root).expanduser() / dataset.folder / "raw", *(Path(d) for d in dataset.system_dirs)]
 
 
-def _find(directory: Path, stem: str) -> Path | None:
-    for name in (stem, stem + ".gz"):
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
 def locate(dataset: IdxDataset, split: str, root: str | Path) -> tuple[Path, Path] | None:
     """The (images, labels) files of the first candidate folder holding both, or None."""
-    images_stem, labels_stem = split_files(split)
-    for directory in candidate_dirs(dataset, root):
-        images, labels = _find(directory, images_stem), _find(directory, labels_stem)
-        if images and labels:
-            return images, labels
-    return None
+    found = find_split(candidate_dirs(dataset, root), split_files(split), ("", ".gz"))
+    return (found[0], found[1]) if found else None
 
 
 def download(dataset: IdxDataset, split: str, root: str | Path) -> None:

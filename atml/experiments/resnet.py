@@ -291,7 +291,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContex
     # weights first: offline, a missing file is named at once
     models = {(arch, cfg.model.weights): load_model(cfg, arch, cfg.model.weights, device) for arch in archs}
     draws = {cfg.data.dataset: splits(cfg)}
-    train, val = splits(cfg)
+    train, val = draws[cfg.data.dataset]
     if len(train.labels) < cfg.train.batch_size:
         raise UserError(
             f"train.batch_size={cfg.train.batch_size} exceeds the {len(train.labels)} training images"

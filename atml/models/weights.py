@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -78,6 +79,31 @@ def is_local_file(spec: str) -> bool:
     return spec.endswith((".pt", ".pth", ".bin", ".safetensors")) or os.sep in spec or Path(spec).is_file()
 
 
+@dataclass(frozen=True)
+class ResolvedWeights:
+    path: Path | None  # None: random initialisation
+    record: WeightsRecord
+
+
+def resolve_weights(spec: str, named: Callable[[str], tuple[Path, str]], kinds: str) -> ResolvedWeights:
+    """The one routine behind every library's `model.weights`: `none` (random init), a local file
+    (which must exist), or a name the library's own source resolves: `named(spec)` returns the
+    file (from the cache, or downloaded when allowed) and a description of where it came from.
+    `kinds` names what a local file may be, for the error message."""
+    if spec == "none":
+        return ResolvedWeights(None, WeightsRecord(spec, "none"))
+    if is_local_file(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise DataNotFoundError(
+                f"weights file {path} not found; set model.weights to an existing {kinds}, "
+                "a named source, or none"
+            )
+        return ResolvedWeights(path, WeightsRecord(spec, "file", str(path), sha256(path)))
+    path, source = named(spec)
+    return ResolvedWeights(path, WeightsRecord(spec, source, str(path), sha256(path)))
+
+
 def load_state_dict(model: nn.Module, path: Path) -> None:
     """A local state dict (weights_only), or a DataCorruptError naming the file."""
     try:
@@ -109,35 +135,28 @@ def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretra
     except ValueError:
         raise UserError(f"unknown torchvision model '{arch}'; e.g. resnet18, resnet50, resnet152") from None
     builder = tvm.get_model_builder(arch)
-    if spec == "none":
-        return Pretrained(
-            builder(weights=None), _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "none")
-        )
-    if is_local_file(spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"weights file {path} not found; set model.weights to an existing state-dict file, a named "
-                "source, or none"
-            )
-        model = builder(weights=None)
-        load_state_dict(model, path)
-        return Pretrained(
-            model, _torchvision_preprocess(enum.DEFAULT), WeightsRecord(spec, "file", str(path), sha256(path))
-        )
-    name = ALIASES.get(spec, spec)
-    if name not in enum.__members__:
-        accepted = ", ".join([*enum.__members__, *ALIASES, "none", "a path to a state-dict file"])
-        raise UserError(f"unknown weights '{spec}' for {arch}; accepted: {accepted}")
-    weights = enum[name]
-    path = fetch_url(weights.url, allow_download, what=f"{arch} {name} weights")
+    named_weights = {}
+
+    def named(spec: str) -> tuple[Path, str]:
+        name = ALIASES.get(spec, spec)
+        if name not in enum.__members__:
+            accepted = ", ".join([*enum.__members__, *ALIASES, "none", "a path to a state-dict file"])
+            raise UserError(f"unknown weights '{spec}' for {arch}; accepted: {accepted}")
+        named_weights["weights"] = enum[name]
+        return fetch_url(
+            enum[name].url, allow_download, what=f"{arch} {name} weights"
+        ), f"torchvision:{enum.__name__}.{name}"
+
+    resolved = resolve_weights(spec, named, "state-dict file")
     model = builder(weights=None)
-    load_state_dict(model, path)
+    if resolved.path is not None:
+        load_state_dict(model, resolved.path)
+    weights = named_weights.get("weights")
     return Pretrained(
         model,
-        _torchvision_preprocess(weights),
-        WeightsRecord(spec, f"torchvision:{enum.__name__}.{name}", str(path), sha256(path)),
-        tuple(weights.meta["categories"]),
+        _torchvision_preprocess(weights or enum.DEFAULT),
+        resolved.record,
+        tuple(weights.meta["categories"]) if weights else None,
     )
 
 
@@ -299,32 +318,22 @@ def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrain
     import timm
 
     full = _timm_name(name, TIMM_PRETRAINED if spec == "none" or is_local_file(spec) else spec)
-    if spec == "none":
-        model = timm.create_model(full, pretrained=False, **kwargs)
-        return Pretrained(
-            model, _timm_preprocess(model), WeightsRecord(spec, "none"), imagenet_class_names(model)
-        )
-    if is_local_file(spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"weights file {path} not found; set model.weights to an existing file, pretrained, a tag, "
-                "or none"
-            )
-        source = "file"
-    else:
-        path = timm_weights_file(full, allow_download)
-        source = f"timm:{full}"
-    try:
-        model = timm.create_model(full, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-    except Exception as exc:  # a damaged, foreign or mismatched file
-        raise DataCorruptError(f"weights file {path} does not load into {full} ({_reason(exc)})") from None
-    return Pretrained(
-        model,
-        _timm_preprocess(model),
-        WeightsRecord(spec, source, str(path), sha256(path)),
-        imagenet_class_names(model),
+    resolved = resolve_weights(
+        spec,
+        lambda _: (timm_weights_file(full, allow_download), f"timm:{full}"),
+        "file (.safetensors, .pth, .npz)",
     )
+    if resolved.path is None:
+        model = timm.create_model(full, pretrained=False, **kwargs)
+    else:
+        try:
+            overlay = {"file": str(resolved.path)}
+            model = timm.create_model(full, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except Exception as exc:  # a damaged, foreign or mismatched file
+            raise DataCorruptError(
+                f"weights file {resolved.path} does not load into {full} ({_reason(exc)})"
+            ) from None
+    return Pretrained(model, _timm_preprocess(model), resolved.record, imagenet_class_names(model))
 
 
 def imagenet_class_names(model: nn.Module) -> tuple[str, ...] | None:
@@ -409,25 +418,16 @@ def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
 
     check_open_clip_name(name)
     options: dict = {}
-    if spec == "none":
-        path, record = None, WeightsRecord(spec, "none")
-    elif is_local_file(spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"weights file {path} not found; set model.weights to an existing checkpoint, a tag, or none"
-            )
-        record = WeightsRecord(spec, "file", str(path), sha256(path))
-    else:
-        cfg = _open_clip_tag_cfg(name, spec)
-        path = open_clip_weights_file(name, spec, allow_download)
-        options = {
-            "force_quick_gelu": bool(cfg.get("quick_gelu")),
-            "force_preprocess_cfg": {
-                k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg
-            },
-        }
-        record = WeightsRecord(spec, f"open_clip:{name}.{spec}", str(path), sha256(path))
+
+    def named(tag: str) -> tuple[Path, str]:
+        cfg = _open_clip_tag_cfg(name, tag)
+        options["force_quick_gelu"] = bool(cfg.get("quick_gelu"))
+        keys = ("mean", "std", "interpolation", "resize_mode")
+        options["force_preprocess_cfg"] = {k: cfg[k] for k in keys if k in cfg}
+        return open_clip_weights_file(name, tag, allow_download), f"open_clip:{name}.{tag}"
+
+    resolved = resolve_weights(spec, named, "checkpoint")
+    path = resolved.path
     try:
         model = open_clip.create_model(name, pretrained=str(path) if path else None, **options)
     except Exception as exc:  # a damaged, foreign or mismatched checkpoint
@@ -442,7 +442,7 @@ def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
     return Pretrained(
         model,
         Preprocess(size=size, mean=tuple(c["mean"]), std=tuple(c["std"]), interpolation=interpolation),
-        record,
+        resolved.record,
     )
 
 
