@@ -46,6 +46,8 @@ ALL = "all"
 
 @app.command(
     context_settings=EXPERIMENT_FLAGS,
+    help="Run an experiment (all parts, or those named by --part) into a new run folder; `all` runs "
+    "every experiment, and one that fails is reported while the others still run.",
     epilog="\b\nEach experiment's own flags go after its name (see `atml list`):\n"
     + experiments.flags_help(),
 )
@@ -80,9 +82,8 @@ def run(
         "(pip install 'atml[tensorboard]')",
     ),
 ) -> None:
-    """Run an experiment (all parts, or those named by --part) into a new run folder; `all` runs
-    every experiment, and one that fails is reported while the others still run."""
-    # Over 60 lines only by its typer option declarations; the body parses into a RunRequest.
+    """`atml run` (its help text is in the decorator). Over 60 lines only by its typer option
+    declarations; the body parses them into a RunRequest for atml.runner."""
     check_tracker(tracker)
     torch_device = distributed.init(pick_device(device))
     if not distributed.is_main():

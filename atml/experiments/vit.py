@@ -305,7 +305,7 @@ class ProbeResult(VitResult):
 # --- parts --------------------------------------------------------------------------------------
 
 
-def run_predict(ctx: VitContext, run: Run) -> dict:
+def run_predict(ctx: VitContext, run: Run) -> PredictResult:
     cfg, device, p = ctx.cfg, ctx.device, ctx.vit
     photos, x = photo_batch(ctx)
     with torch.no_grad(), autocast(device, p.precision):
@@ -406,7 +406,7 @@ def attention_by_block_figures(
     )
 
 
-def run_attention(ctx: VitContext, run: Run) -> dict:
+def run_attention(ctx: VitContext, run: Run) -> AttentionResult:
     cfg, device = ctx.cfg, ctx.device
     model = ctx.vit.model
     photos, x = photo_batch(ctx)
@@ -470,7 +470,7 @@ def token_features(ctx: VitContext, split: Draw, split_name: str) -> Outputs:
     )
 
 
-def run_probe(ctx: VitContext, run: Run) -> dict:
+def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
     cfg = ctx.cfg
     train, test = ctx.train, ctx.test
     train_f, test_f = token_features(ctx, train, "train"), token_features(ctx, test, "test")
@@ -559,7 +559,7 @@ def masking_figures(
     plots.overlay_grid(examples, run.plot_path("masking_examples"), f"masked inputs: {fill_note}")
 
 
-def run_masking(ctx: VitContext, run: Run) -> dict:
+def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
     """Every test image masked at every ratio by each scheme; the ImageNet head's top-1 compared
     with its unmasked top-1, and a probe fitted on unmasked training features scoring the masked
     images against their labels. One piece (over 60 lines): its two closures share the generator
