@@ -9,7 +9,7 @@ import typer
 import yaml
 
 from atml import distributed, experiments, logs, runner, seed_summary
-from atml.config import resolve
+from atml.config import presets, resolve
 from atml.errors import DamagedFileError, OutputWriteError, TrainingDivergedError, UserError
 from atml.runs import check_output_root, check_run_name
 from atml.runtime import pick_device
@@ -69,6 +69,9 @@ def run(
         help="run under several seeds: a list (0,1,2) or a count (3 = 0,1,2); "
         "one run folder per seed and a summary folder with mean ± std",
     ),
+    preset: str | None = typer.Option(
+        None, "--preset", help="a shipped settings preset, e.g. original (see `atml list`)"
+    ),
     smoke: bool = typer.Option(False, "--smoke", help="tiny data and epochs: seconds on a CPU"),
     out: Path | None = typer.Option(None, "--out", help="root folder of run folders  [default: outputs]"),
     name: str | None = typer.Option(None, "--name", help="run folder suffix"),
@@ -97,6 +100,7 @@ def run(
                 ("--seed", seed),
                 ("--seeds", seeds),
                 ("--part", part),
+                ("--preset", preset),
                 ("--out", out),
                 ("--name", name),
             )
@@ -134,6 +138,7 @@ def run(
         label=label,
         device=torch_device,
         tracker=tracker,
+        preset=preset,
     )
     (runner.run_all if experiment == ALL else runner.run_seeds)(request)
 
@@ -192,10 +197,11 @@ def report(
 
 @app.command("list")
 def list_() -> None:
-    """The experiments, their parts and their flags."""
+    """The experiments, their parts, presets and flags."""
     for name in experiments.EXPERIMENTS:
         exp = experiments.get(name)
         print(f"{name}: {exp.title}\n  parts: {', '.join(exp.parts)}")
+        print(f"  presets (--preset): {', '.join(presets(name)) or 'none yet'}")
         print(
             "  flags: "
             + ("none" if not exp.flags else "\n    " + "\n    ".join(f.describe() for f in exp.flags))
@@ -208,12 +214,15 @@ def config_(
     experiment: str,
     config: Path | None = typer.Option(None, "--config"),
     set_: list[str] | None = typer.Option(None, "--set"),
+    preset: str | None = typer.Option(None, "--preset"),
     smoke: bool = typer.Option(False, "--smoke"),
 ) -> None:
     """Print the resolved config of an experiment as YAML (takes the experiment's flags too)."""
     exp = experiments.get(experiment)
     flags = experiments.parse_flags(exp, ctx.args)
-    raw, _ = resolve(exp.name, exp.config, config_file=config, smoke=smoke, flags=flags, sets=set_ or ())
+    raw, _ = resolve(
+        exp.name, exp.config, preset=preset, config_file=config, smoke=smoke, flags=flags, sets=set_ or ()
+    )
     print(yaml.safe_dump(raw, sort_keys=False), end="")
 
 

@@ -1,4 +1,4 @@
-"""Config resolution: packaged YAML defaults → smoke overrides → --config file → flags → --set.
+"""Config resolution: packaged YAML defaults → a preset → smoke overrides → --config file → flags → --set.
 
 Every layer is merged into a plain dict, then checked key by key against the experiment's
 pydantic schema (so an unknown key names the keys accepted there) and validated by type.
@@ -167,19 +167,41 @@ def validate(data: dict, schema: type[BaseModel], prefix: str = "") -> BaseModel
         raise UserError(f"bad config value '{loc}'{shown}: {err['msg']}") from None
 
 
+def presets(experiment: str) -> list[str]:
+    """The presets shipped for an experiment: each configs/EXP.NAME.yaml but the smoke override."""
+    prefix, suffix = f"{experiment}.", ".yaml"
+    names = (entry.name[len(prefix) : -len(suffix)] for entry in config_dir().iterdir())
+    return sorted(
+        n
+        for n in names
+        if n and n != "smoke" and "." not in n and (config_dir() / f"{prefix}{n}{suffix}").is_file()
+    )
+
+
+def check_preset(experiment: str, preset: str) -> None:
+    known = presets(experiment)
+    if preset not in known:
+        raise UserError(f"unknown preset '{preset}' for {experiment}; presets: {', '.join(known) or 'none'}")
+
+
 def resolve(
     experiment: str,
     schema: type[BaseModel],
     *,
+    preset: str | None = None,
     config_file: Path | None = None,
     smoke: bool = False,
     flags: dict[str, Any] | None = None,
     sets: Iterable[str] = (),
 ) -> tuple[dict, BaseModel]:
-    """The merged plain config and its validated typed form."""
+    """The merged plain config and its validated typed form. Layers, each over the one before:
+    defaults → preset → smoke → --config file → the experiment's flags → --set."""
     defaults = config_dir()
     data = read_yaml(defaults / f"{experiment}.yaml")
     layers = []
+    if preset is not None:
+        check_preset(experiment, preset)
+        layers.append(read_yaml(defaults / f"{experiment}.{preset}.yaml"))
     if smoke:
         layers.append(read_yaml(defaults / f"{experiment}.smoke.yaml"))
     if config_file is not None:

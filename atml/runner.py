@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atml import distributed, experiments, seed_summary
-from atml.config import has_key, resolve, validate
+from atml.config import has_key, presets, resolve, validate
 from atml.errors import OutputWriteError, TrainingDivergedError, UserError
 from atml.experiments import Experiment
 from atml.runs import FollowerRun, Run
@@ -39,6 +39,7 @@ class RunRequest:
     label: str
     device: object
     tracker: str = "none"
+    preset: str | None = None  # configs/EXP.PRESET.yaml over the defaults
 
 
 def select_parts(exp: Experiment, requested: list[str] | None) -> list[str]:
@@ -71,6 +72,7 @@ def run_seeds(request: RunRequest) -> None:
         raw, cfg = resolve(
             exp.name,
             exp.config,
+            preset=request.preset,
             config_file=request.config_file,
             smoke=request.smoke,
             flags=request.flags | ({"seed": s} if s is not None else {}),
@@ -82,6 +84,7 @@ def run_seeds(request: RunRequest) -> None:
             "parts": request.parts,
             "seed": cfg.seed,
             "smoke": request.smoke,
+            "preset": request.preset,
             "device": str(request.device),
             "device_name": describe_device(request.device),
             "world_size": distributed.world_size(),
@@ -118,11 +121,17 @@ def run_all(request: RunRequest) -> None:
     unused = [s for s in request.sets if not any(s in sets for sets in chosen.values())]
     if unused:
         raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
+    with_preset = {name for name in chosen if request.preset in presets(name)}
+    if request.preset is not None and not with_preset:
+        raise UserError(f"unknown preset '{request.preset}': no experiment has it (see `atml list`)")
     failed: dict[str, int] = {}
     for name, sets in chosen.items():
         exp = experiments.get(name)
         try:
-            run_seeds(replace(request, experiment=exp, parts=list(exp.parts), sets=sets))
+            preset = request.preset if name in with_preset else None
+            if request.preset is not None and preset is None:
+                log.info(f"atml: {name} has no preset '{request.preset}'; it runs with its own settings")
+            run_seeds(replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset))
         except (UserError, TrainingDivergedError) as exc:
             log.error(f"atml: {name} FAILED: {exc}")
             failed[name] = exc.exit_code

@@ -1,0 +1,60 @@
+"""--preset: a shipped settings file per experiment and preset, merged over the defaults and under
+smoke, --config, flags and --set; unknown presets refused before any run folder."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    """The shipped configs plus a preset `tiny` for the GAN (epochs 1, real label 0.9)."""
+    folder = tmp_path / "configs"
+    shutil.copytree(REPO / "configs", folder)
+    (folder / "gan.tiny.yaml").write_text("train: {epochs: 1, real_label: 0.9, lr_d: 0.001}\n")
+    monkeypatch.setenv("ATML_CONFIG_DIR", str(folder))
+    return folder
+
+
+def test_a_preset_is_merged_under_smoke_config_and_set(cli, config_dir, tmp_path):
+    code, out, err = cli("config", "gan", "--preset", "tiny")
+    assert code == 0, err
+    train = yaml.safe_load(out)["train"]
+    assert train["real_label"] == 0.9 and train["epochs"] == 1 and train["lr_d"] == 0.001
+    code, out, _ = cli("config", "gan", "--preset", "tiny", "--smoke", "--set", "train.lr_d=0.0005")
+    train = yaml.safe_load(out)["train"]
+    assert (
+        train["epochs"] == 2 and train["lr_d"] == 0.0005 and train["real_label"] == 0.9
+    )  # smoke, then --set
+
+
+def test_list_names_each_experiments_presets(cli, config_dir):
+    code, out, _ = cli("list")
+    gan = out.split("gan:")[1].split("vae:")[0]
+    assert code == 0 and "presets (--preset): tiny" in gan and "presets (--preset): none yet" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("run", "gan", "--preset", "nope", "--smoke"), ("run", "all", "--preset", "nope", "--smoke")],
+)
+def test_an_unknown_preset_is_refused_before_any_folder(cli, config_dir, tmp_path, args):
+    code, _, err = cli(*args, "--out", tmp_path / "out")
+    assert code == 2 and "preset 'nope'" in err and not (tmp_path / "out").exists()
+    code, _, err = cli("config", "gan", "--preset", "nope")
+    assert code == 2 and "presets: tiny" in err
+
+
+def test_a_run_records_its_preset(cli, config_dir, fake_root, tmp_path):
+    common = ["--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path]
+    code, _, err = cli("run", "gan", "--preset", "tiny", *common)
+    assert code == 0, err
+    (folder,) = (tmp_path / "gan").iterdir()
+    assert json.loads((folder / "env.json").read_text())["preset"] == "tiny"
+    assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["real_label"] == 0.9
+    code, _, err = cli("run", "gan", "--resume", folder, "--preset", "tiny")
+    assert code == 2 and "drop --preset" in err
