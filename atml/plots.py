@@ -435,3 +435,39 @@ def histograms(
     fig.tight_layout()
     fig.suptitle(title, y=1.04)
     return _save(fig, path)
+
+
+def posterior_stats(posteriors: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+    """The original notebook's collapse figure for each model (mu, sigma: [images, dims]): mean μ
+    and mean σ per latent dimension (the prior's σ = 1 dashed: a dimension at 1 with μ ≈ 0 has
+    collapsed), and histograms of every μ and every σ."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7))
+    dims = np.arange(next(iter(posteriors.values()))[0].shape[1])
+    width = 0.8 / len(posteriors)
+    for k, (name, (mu, sigma)) in enumerate(posteriors.items()):
+        offset = (k - (len(posteriors) - 1) / 2) * width
+        axes[0][0].bar(dims + offset, mu.mean(0), width, label=name)
+        axes[0][1].bar(dims + offset, sigma.mean(0), width, label=name)
+        axes[1][0].hist(mu.ravel(), bins=50, alpha=0.5, density=True, label=name)
+        axes[1][1].hist(sigma.ravel(), bins=50, alpha=0.5, density=True, label=name)
+    axes[0][1].axhline(1.0, color="k", ls="--", lw=1, label="prior σ = 1")
+    axes[0][1].set_ylim(0, 1.35 * max(1.0, max(s.mean(0).max() for _, s in posteriors.values())))
+    axes[1][1].axvline(1.0, color="k", ls="--", lw=1, label="prior σ = 1")
+    for ax, (what, xlabel, ylabel) in zip(
+        axes.ravel(),
+        [
+            ("mean μ per latent dimension", "latent dimension", "mean μ over images"),
+            ("mean σ per latent dimension", "latent dimension", "mean σ over images"),
+            ("every μ (images × dimensions)", "μ", "density"),
+            ("every σ (images × dimensions)", "σ", "density"),
+        ],
+    ):
+        ax.set_title(what, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, ncol=2)
+    for ax in axes[0]:
+        ax.set_xticks(dims)
+    fig.tight_layout()
+    fig.suptitle(title, y=1.02)
+    return _save(fig, path)

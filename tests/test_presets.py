@@ -58,3 +58,30 @@ def test_a_run_records_its_preset(cli, config_dir, fake_root, tmp_path):
     assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["real_label"] == 0.9
     code, _, err = cli("run", "gan", "--resume", folder, "--preset", "tiny")
     assert code == 2 and "drop --preset" in err
+
+
+def test_the_vae_original_preset_is_the_notebooks_setting(cli):
+    """ORIGINAL_SETTINGS.md §4: 100 epochs, batch 128, Adam 1e-3, validation on the test split,
+    β = 1, its delayed-linear annealing (50 + 50 epochs) and its decreasing cosine (20-epoch cycles)."""
+    code, out, err = cli("config", "vae", "--preset", "original")
+    assert code == 0, err
+    cfg = yaml.safe_load(out)
+    assert cfg["train"]["epochs"] == 100 and cfg["train"]["batch_size"] == 128 and cfg["train"]["lr"] == 1e-3
+    assert cfg["eval"]["validation"] == "test" and cfg["eval"]["test_images"] == 10000
+    schedule = cfg["train"]["beta_schedule"]
+    assert schedule["kind"] == "constant" and schedule["beta"] == 1.0
+    assert (schedule["delay_epochs"], schedule["ramp_epochs"], schedule["cycle_epochs"]) == (50, 50, 20)
+    assert cfg["anneal_schedules"] == ["constant", "delayed-linear", "decreasing-cosine"]
+
+
+def test_the_vae_original_preset_runs_every_part(cli, fake_root, tmp_path):
+    code, _, err = cli(
+        "run", "vae", "--preset", "original", "--smoke", "--set", f"data.root={fake_root}", "--out", tmp_path
+    )
+    assert code == 0, err
+    (folder,) = (tmp_path / "vae").iterdir()
+    anneal = json.loads((folder / "metrics.json").read_text())["anneal"]
+    assert {"constant", "delayed-linear", "decreasing-cosine"} <= set(anneal)
+    assert "validation = the test images" in anneal["data"]
+    assert anneal["delayed-linear"]["beta"] == 0.0  # two smoke epochs are inside its 50-epoch delay
+    assert (folder / "plots" / "anneal_posterior_stats.png").stat().st_size > 10_000

@@ -73,6 +73,20 @@ def test_beta_schedules(kind, step, expected):
     assert math.isclose(beta_at(schedule, step, 100), expected, abs_tol=1e-9)
 
 
+def test_the_originals_per_epoch_schedules():
+    """ORIGINAL_SETTINGS.md §4.5–4.6, 100 epochs of 10 steps: β = 0 through epoch 50, then
+    (e − 50)/50, ending at 0.98; the cosine starts every 20-epoch cycle at 1 and decays."""
+    delayed = BetaSchedule(kind="delayed-linear")
+    at = [beta_at(delayed, 10 * e, 1000, epochs=100) for e in range(100)]
+    assert at[:51] == [0.0] * 51 and at[60] == pytest.approx(0.2) and at[99] == pytest.approx(0.98)
+    assert beta_at(delayed, 10 * 60 + 9, 1000, epochs=100) == at[60]  # per epoch, not per step
+    cosine = BetaSchedule(kind="decreasing-cosine")
+    at = [beta_at(cosine, 10 * e, 1000, epochs=100) for e in range(100)]
+    assert at[0] == at[20] == at[80] == 1.0 and at[10] == pytest.approx(0.5)
+    assert at[19] == pytest.approx(0.5 * (1 + math.cos(math.pi * 19 / 20))) and at[99] < 0.01
+    assert all(a > b for a, b in zip(at[:19], at[1:20]))  # decreasing within a cycle
+
+
 def test_beta_scales_with_max_beta():
     assert beta_at(BetaSchedule(kind="linear", beta=4.0, warmup_share=0.5), 25, 100) == 2.0
 

@@ -177,7 +177,7 @@ def load_train_heldout(name: str, cfg: ImageDataConfig) -> TrainHeldout:
         train_idx = train_idx[full.labels[train_idx] == cfg.train_class]
         heldout_idx = heldout_idx[full.labels[heldout_idx] == cfg.train_class]
         what = f"images of class {cfg.train_class}"
-        if len(train_idx) == 0 or len(heldout_idx) == 0:
+        if len(train_idx) == 0 or (cfg.heldout and len(heldout_idx) == 0):
             raise UserError(f"data.train_class={cfg.train_class} leaves no training or held-out images")
     if cfg.train_subset:
         train_idx = train_idx[: cfg.train_subset]

@@ -65,12 +65,12 @@ HEADLINES = (
     Headline(
         "Procrustes, held out: accuracy after",
         ("procrustes", "held_out", "after", "accuracy"),
-        "1.00 (same 100 images, not held out)",
+        "1.0000 (same 100 images, not held out)",
     ),
     Headline(
         "Procrustes, fit split: accuracy after",
         ("procrustes", "fit_split_not_held_out", "after", "accuracy"),
-        "1.00",
+        "1.0000",
     ),
 )
 ORIGINAL_DATA = {"data.dataset": "stl10"}

@@ -30,7 +30,7 @@ from atml.models.vae import LATENT_DIM, ConvVAE
 from atml.results import KeyedResult, Result
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
-from atml.schedules import SCHEDULES, BetaSchedule, beta_at
+from atml.schedules import SCHEDULES, BetaSchedule, Schedule, beta_at
 from atml.training import Checkpointing, History, fit
 
 PARTS = ("train", "samples", "collapse", "anneal")
@@ -38,15 +38,28 @@ FLAGS = (
     Flag(
         "--beta-schedule",
         "train.beta_schedule.kind",
-        "constant | linear | cyclical: the β schedule of train/samples/collapse",
+        "constant | linear | cyclical | delayed-linear | decreasing-cosine: the β schedule of "
+        "train/samples/collapse",
     ),
 )
 HEADLINES = (
-    Headline("constant β: train reconstruction (per image)", ("*", "constant", "recon"), "14.1 (100 epochs)"),
-    Headline("constant β: train KL (per image)", ("*", "constant", "kl"), "8.2"),
+    Headline(
+        "constant β: train reconstruction (per image)",
+        ("*", "constant", "recon"),
+        "14.1 (32.0 → 14.1, 100 epochs)",
+    ),
+    Headline("constant β: train KL (per image)", ("*", "constant", "kl"), "8.1 (5.8 → 8.1)"),
     Headline("constant β: collapse ratio", ("*", "constant", "collapse_ratio"), "0.705"),
-    Headline("linear β: collapse ratio", ("*", "linear", "collapse_ratio"), "0.505 (β-annealed)"),
-    Headline("cyclical β: collapse ratio", ("*", "cyclical", "collapse_ratio"), "~0.5"),
+    Headline(
+        "linear β: collapse ratio",
+        ("*", "linear", "collapse_ratio"),
+        "0.505 (its β-annealing is delayed-linear, not atml's linear)",
+    ),
+    Headline(
+        "cyclical β: collapse ratio",
+        ("*", "cyclical", "collapse_ratio"),
+        "— ('improvement similar'; its notebook computed none)",
+    ),
     Headline("constant β: active units (of 20)", ("*", "constant", "active_units"), "— (not measured)"),
 )
 ORIGINAL_DATA: dict = {}
@@ -74,6 +87,11 @@ class VaeTrainConfig(Strict):
 
 
 class VaeEvalConfig(Strict):
+    validation: Literal["heldout", "test"] = Field(
+        "heldout",
+        description="heldout: data.heldout training images kept out of training (atml's); test: train on "
+        "every training image and validate on the test split (the original's)",
+    )
     test_images: int = Field(10000, ge=2, description="test images the posterior statistics are computed on")
     mi_batch: int = Field(1000, ge=2, description="images per batch of the aggregate-posterior estimate")
     active_threshold: float = Field(0.01, gt=0)
@@ -89,7 +107,7 @@ class Config(Strict):
     data: ImageDataConfig = ImageDataConfig(heldout=5000)
     train: VaeTrainConfig = VaeTrainConfig()
     eval: VaeEvalConfig = VaeEvalConfig()
-    anneal_schedules: list[Literal["constant", "linear", "cyclical"]] = list(SCHEDULES)
+    anneal_schedules: list[Schedule] = Field(["constant", "linear", "cyclical"], min_length=1)
 
 
 @dataclass
@@ -102,16 +120,22 @@ class Splits:
 
 
 def load_splits(cfg: Config, device: torch.device) -> Splits:
-    d = cfg.data
-    train_val = load_train_heldout(DATASET, d)
+    d, n = cfg.data, cfg.eval.test_images
     test = load_split(DATASET, "test", d.root, d.download)
-    n = cfg.eval.test_images
+    if cfg.eval.validation == "test":  # every training image trains (data.heldout is not used)
+        train = load_train_heldout(DATASET, d.model_copy(update={"heldout": 0})).train
+        train_images, validation = train.images, test.images[:n]
+        description = f"{train.source}: trained on {len(train.images)} images; validation = the test images"
+    else:
+        train_val = load_train_heldout(DATASET, d)
+        train_images, validation = train_val.train.images, train_val.heldout.images
+        description = f"{train_val.description}; validation = the held-out images"
     return Splits(
-        to_unit_range(train_val.train.images).to(device),
-        to_unit_range(train_val.heldout.images).to(device),
+        to_unit_range(train_images).to(device),
+        to_unit_range(validation).to(device),
         to_unit_range(test.images[:n]).to(device),
         test.labels[:n],
-        f"{train_val.description}; validation = the held-out images; test = {test.source}",
+        f"{description}; test = {test.source}",
     )
 
 
@@ -162,14 +186,17 @@ class VaeStep:
         total_steps: int,
         device: torch.device,
     ):
-        self.model, self.schedule, self.total_steps = model, schedule, total_steps
+        self.model, self.schedule, self.total_steps, self.epochs = model, schedule, total_steps, t.epochs
         self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, fused=True)
         self.counter = StepCounter()
         self.device, self.precision = device, resolve_precision(device, t.precision)
 
+    def beta(self, step: int) -> float:
+        return beta_at(self.schedule, step, self.total_steps, self.epochs)
+
     def __call__(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         (x,) = batch
-        beta = beta_at(self.schedule, self.counter.step, self.total_steps)
+        beta = self.beta(self.counter.step)
         self.counter.step += 1
         with autocast(self.device, self.precision):
             rec, kl = loss_terms(self.model, x)
@@ -203,7 +230,7 @@ def train_schedule(kind: str, ctx: VaeContext, run: Run) -> tuple[ConvVAE, Histo
     step = VaeStep(model, cfg.train, schedule, cfg.train.epochs * len(batches), device)
 
     def validate(epoch: int) -> dict:
-        beta = beta_at(schedule, max(step.counter.step - 1, 0), step.total_steps)
+        beta = step.beta(max(step.counter.step - 1, 0))
         return {f"val_{k}": v for k, v in evaluate_loss(model, data.validation, beta).items()}
 
     history = fit(
@@ -249,6 +276,7 @@ def posterior_metrics(model: ConvVAE, ctx: VaeContext) -> dict:
         "collapse_ratio": posterior.collapse_ratio(logvar, cfg.eval.collapse_tolerance),
         "active_units": n_active,
         "mean_abs_mu": mu.abs().mean().item(),
+        "mean_mu": mu.mean().item(),  # signed, as the original printed it ("Mean μ")
         "mean_sigma": (0.5 * logvar).exp().mean().item(),
         "mutual_information": float(np.mean(mi)),
         "mutual_information_bound": float(np.log(min(cfg.eval.mi_batch, len(mu)))),
@@ -358,6 +386,12 @@ def latent_and_kl_figures(
         "VAE: KL per latent dimension (test images)",
         "nats per image",
     )
+    encoded = {name: encode(model, data.test) for name, model in models.items()}
+    plots.posterior_stats(
+        {name: (mu.numpy(), (0.5 * logvar).exp().numpy()) for name, (mu, logvar) in encoded.items()},
+        run.plot_path(f"{prefix}_posterior_stats"),
+        f"VAE posterior on {len(data.test)} test images: per dimension and overall (the original's figure)",
+    )
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -379,6 +413,7 @@ class ScheduleResult(Result):
     collapse_ratio: float | None = None
     active_units: int | None = None
     mean_abs_mu: float | None = None
+    mean_mu: float | None = None
     mean_sigma: float | None = None
     mutual_information: float | None = None
     mutual_information_bound: float | None = None
@@ -443,6 +478,7 @@ def summary(metrics: dict) -> list[dict]:
                     ("active_units", "active units"),
                     ("mutual_information", "MI"),
                     ("mean_abs_mu", "mean |mu|"),
+                    ("mean_mu", "mean mu"),
                     ("mean_sigma", "mean σ"),
                     ("shown_recon_mse_per_image", "shown recon"),
                 ):

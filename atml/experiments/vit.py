@@ -52,10 +52,10 @@ HEADLINES = (
     Headline(
         "probe: class token, held-out accuracy",
         ("probe", "final", "cls", "accuracy"),
-        "0.963 (88 images, 27 tested)",
+        "0.9630 (88 images, 27 tested)",
     ),
     Headline(
-        "probe: mean of patch tokens, held-out accuracy", ("probe", "final", "mean", "accuracy"), "0.926"
+        "probe: mean of patch tokens, held-out accuracy", ("probe", "final", "mean", "accuracy"), "0.9259"
     ),
     Headline(
         "masking: random 50%, agreement with unmasked top-1",
