@@ -237,3 +237,26 @@ def test_two_runs_with_one_seed_give_identical_metrics(cli, fake_root, tmp_path)
     code, _, err = cli(*args[:-1], "6", "--out", tmp_path / "other-seed")
     other = json.loads((run_folder(tmp_path / "other-seed") / "metrics.json").read_text())
     assert other["mode-collapse"]["pathology"] != metrics[0]["mode-collapse"]["pathology"]
+
+
+def test_quiet_keeps_errors_only_and_verbose_is_accepted(cli, fake_root, tmp_path):
+    args = [
+        "run",
+        "gan",
+        "--smoke",
+        "--part",
+        "baseline",
+        "--set",
+        f"data.root={fake_root}",
+        "--set",
+        "train.epochs=1",
+    ]
+    code, out, err = cli("-q", *args, "--out", tmp_path / "q")
+    assert code == 0 and out == "" and err == "", (out, err)
+    assert list((tmp_path / "q" / "gan").glob("*/metrics.json"))  # it ran, silently
+    code, out, err = cli("-q", "run", "gan", "--set", "train.nonsense=1")
+    assert code == 2 and "unknown config key" in err and out == ""
+    code, _, err = cli("-q", "-v", "list")
+    assert code == 2 and "-q or -v" in err
+    code, out, _ = cli("-v", *args, "--out", tmp_path / "v")
+    assert code == 0 and "== gan/baseline" in out
