@@ -231,9 +231,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ClipContext:
 def common_metrics(ctx: ClipContext) -> dict:
     return {
         "model": ctx.cfg.model.name,
-        "weights": ctx.clip.weights,
-        "random_weights": ctx.clip.random_weights,
-        "precision": ctx.clip.precision,
+        **ctx.clip.describe(),
         "dataset": ctx.cfg.data.dataset,
         "images": ctx.test.source,
     }

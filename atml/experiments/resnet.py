@@ -516,10 +516,8 @@ def common_metrics(ctx: ResnetContext, cfg: Config, arch: str) -> dict:
     train, val = ctx.splits(cfg)
     return {
         "data": f"train: {train.source}; validation: {val.source}",
-        "weights": ctx.frozen(arch).weights,
         "resolution": cfg.data.resolution,
-        "random_weights": cfg.model.weights == "none",
-        "precision": precision_of(cfg, ctx.device),
+        **ctx.frozen(arch).describe(),  # cfg (the transfer target's) shares the run's weights and precision
     }
 
 

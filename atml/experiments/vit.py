@@ -219,9 +219,7 @@ def weights_note(cfg: Config) -> str:
 def common_metrics(ctx: VitContext) -> dict:
     return {
         "model": ctx.cfg.model.name,
-        "weights": ctx.vit.weights,
-        "random_weights": ctx.vit.random_weights,
-        "precision": ctx.vit.precision,
+        **ctx.vit.describe(),
         "input_size": ctx.vit.preprocess.size,
     }
 

@@ -50,6 +50,10 @@ class FrozenModel:
     def random_weights(self) -> bool:
         return self.weights.get("source") == "none"
 
+    def describe(self) -> dict:
+        """What every part's metrics record about the model it read: weights, whether random, precision."""
+        return {"weights": self.weights, "random_weights": self.random_weights, "precision": self.precision}
+
     def copy_of_model(self) -> nn.Module:
         """A private copy to change (train, cut shortcuts, reformat): the frozen one stays as it is."""
         return copy.deepcopy(self.model)
