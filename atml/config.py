@@ -170,12 +170,12 @@ def validate(data: dict, schema: type[BaseModel], prefix: str = "") -> BaseModel
 def presets(experiment: str) -> list[str]:
     """The presets shipped for an experiment: each configs/EXP.NAME.yaml but the smoke override."""
     prefix, suffix = f"{experiment}.", ".yaml"
-    names = (entry.name[len(prefix) : -len(suffix)] for entry in config_dir().iterdir())
-    return sorted(
-        n
-        for n in names
-        if n and n != "smoke" and "." not in n and (config_dir() / f"{prefix}{n}{suffix}").is_file()
+    names = (
+        entry.name[len(prefix) : -len(suffix)]
+        for entry in config_dir().iterdir()
+        if entry.is_file() and entry.name.startswith(prefix) and entry.name.endswith(suffix)
     )
+    return sorted(n for n in names if n and n != "smoke" and "." not in n)
 
 
 def check_preset(experiment: str, preset: str) -> None:

@@ -141,3 +141,34 @@ def test_images_of_the_wrong_size_are_a_data_error(tmp_path):
     write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
     with pytest.raises(DataCorruptError, match="32×32 pixels"):
         load_split("mnist", "test", tmp_path, allow_download=False)
+
+
+def test_explicit_index_ranges_replace_the_random_draw(fake_root):
+    cfg = ImageDataConfig(root=str(fake_root), download=False, train_range=(0, 10), heldout_range=(20, 30))
+    data = load_train_heldout("mnist", cfg)
+    full = load_split("mnist", "train", fake_root, False)
+    assert torch.equal(data.train.images, full.images[:10]) and torch.equal(
+        data.heldout.images, full.images[20:30]
+    )
+    assert "file indices 0–9 trained on, 20–29 held out" in data.description
+
+
+@pytest.mark.parametrize(
+    "ranges, message",
+    [
+        ({"train_range": (0, 10)}, "go together"),
+        ({"train_range": (0, 10), "heldout_range": (5, 15)}, "overlap"),
+        ({"train_range": (10, 10), "heldout_range": (20, 30)}, "holds no image"),
+    ],
+)
+def test_bad_index_ranges_are_refused(ranges, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        ImageDataConfig(**ranges)
+
+
+def test_an_index_range_past_the_split_is_a_user_error(fake_root):
+    cfg = ImageDataConfig(root=str(fake_root), download=False, train_range=(0, 10), heldout_range=(20, 10**6))
+    with pytest.raises(UserError, match="reaches past"):
+        load_train_heldout("mnist", cfg)

@@ -35,7 +35,9 @@ def test_a_preset_is_merged_under_smoke_config_and_set(cli, config_dir, tmp_path
 def test_list_names_each_experiments_presets(cli, config_dir):
     code, out, _ = cli("list")
     gan = out.split("gan:")[1].split("vae:")[0]
-    assert code == 0 and "presets (--preset): tiny" in gan and "presets (--preset): none yet" in out
+    assert (
+        code == 0 and "presets (--preset): original, tiny\n" in gan and "presets (--preset): none yet" in out
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,7 +48,7 @@ def test_an_unknown_preset_is_refused_before_any_folder(cli, config_dir, tmp_pat
     code, _, err = cli(*args, "--out", tmp_path / "out")
     assert code == 2 and "preset 'nope'" in err and not (tmp_path / "out").exists()
     code, _, err = cli("config", "gan", "--preset", "nope")
-    assert code == 2 and "presets: tiny" in err
+    assert code == 2 and "presets: original, tiny" in err
 
 
 def test_a_run_records_its_preset(cli, config_dir, fake_root, tmp_path):

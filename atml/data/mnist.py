@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from atml import seeding
 from atml.config import Seed, Strict
@@ -62,6 +63,9 @@ SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 IMAGE_SHAPE = (28, 28)
 
 
+Index = Annotated[int, Field(ge=0)]
+
+
 class ImageDataConfig(Strict):
     """The data section shared by experiments on MNIST-family datasets."""
 
@@ -72,8 +76,30 @@ class ImageDataConfig(Strict):
     train_class: int | None = Field(
         None, ge=0, le=9, description="use only images of this class (held-out ones too)"
     )
-    heldout: int = Field(1000, ge=1, description="images held out of the training split for evaluation")
+    heldout: int = Field(
+        1000, ge=1, description="images held out of the split for evaluation (a random draw)"
+    )
     heldout_seed: Seed = Field(0, description="seed of the one shuffle that picks held-out and subset images")
+    train_range: tuple[Index, Index] | None = Field(
+        None, description="train on images [start, stop) of the split in file order, instead of a random draw"
+    )
+    heldout_range: tuple[Index, Index] | None = Field(
+        None, description="hold out images [start, stop) in file order (with train_range; replaces `heldout`)"
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ImageDataConfig:
+        ranges = {"train_range": self.train_range, "heldout_range": self.heldout_range}
+        if (self.train_range is None) != (self.heldout_range is None):
+            raise ValueError("train_range and heldout_range go together: set both or neither")
+        for key, r in ranges.items():
+            if r is not None and r[0] >= r[1]:
+                raise ValueError(f"{key} [{r[0]}, {r[1]}) holds no image: start must be below stop")
+        if self.train_range and max(self.train_range[0], self.heldout_range[0]) < min(
+            self.train_range[1], self.heldout_range[1]
+        ):
+            raise ValueError("train_range and heldout_range overlap: held-out images would be trained on")
+        return self
 
 
 @dataclass
@@ -165,13 +191,21 @@ class TrainHeldout:
 def load_train_heldout(name: str, cfg: ImageDataConfig) -> TrainHeldout:
     """Shuffle the configured split once with `heldout_seed` (MNIST's files are ordered by writer
     group, so a slice of the file would differ in kind from the rest), hold out the first
-    `heldout` images, optionally keep one class, and train on the first `train_subset` of the rest."""
+    `heldout` images, optionally keep one class, and train on the first `train_subset` of the rest.
+    With `train_range`/`heldout_range`, those slices of the file replace the shuffle (the original
+    notebook's choice); class and subset apply to them alike."""
     full = load_split(name, cfg.train_split, cfg.root, cfg.download)
     n = len(full.labels)
-    if cfg.heldout >= n:
-        raise UserError(f"data.heldout={cfg.heldout} leaves no training images out of {n}")
-    order = torch.randperm(n, generator=seeding.generator(cfg.heldout_seed))
-    heldout_idx, train_idx = order[: cfg.heldout], order[cfg.heldout :]
+    if cfg.train_range is not None:
+        train_idx = _index_range(cfg.train_range, n, "data.train_range")
+        heldout_idx = _index_range(cfg.heldout_range, n, "data.heldout_range")
+        drawn = f"file indices {_shown(cfg.train_range)} trained on, {_shown(cfg.heldout_range)} held out"
+    else:
+        if cfg.heldout >= n:
+            raise UserError(f"data.heldout={cfg.heldout} leaves no training images out of {n}")
+        order = torch.randperm(n, generator=seeding.generator(cfg.heldout_seed))
+        heldout_idx, train_idx = order[: cfg.heldout], order[cfg.heldout :]
+        drawn = f"a random draw, seed {cfg.heldout_seed}"
     what = "images"
     if cfg.train_class is not None:
         train_idx = train_idx[full.labels[train_idx] == cfg.train_class]
@@ -183,13 +217,20 @@ def load_train_heldout(name: str, cfg: ImageDataConfig) -> TrainHeldout:
         train_idx = train_idx[: cfg.train_subset]
     train = ImageSet(full.images[train_idx], full.labels[train_idx], full.source)
     heldout = ImageSet(full.images[heldout_idx], full.labels[heldout_idx], full.source)
-    description = (
-        f"{full.source}: trained on {len(train_idx)} {what}, {len(heldout_idx)} held out "
-        f"(a random draw, seed {cfg.heldout_seed})"
-    )
+    description = f"{full.source}: trained on {len(train_idx)} {what}, {len(heldout_idx)} held out ({drawn})"
     if cfg.train_split == "test":
         description += " — the TEST split used as training set (a stand-in, not a full-MNIST result)"
     return TrainHeldout(train, heldout, description)
+
+
+def _shown(bounds: tuple[int, int]) -> str:
+    return f"{bounds[0]}–{bounds[1] - 1}"
+
+
+def _index_range(bounds: tuple[int, int], n: int, key: str) -> torch.Tensor:
+    if bounds[1] > n:
+        raise UserError(f"{key} [{bounds[0]}, {bounds[1]}) reaches past the split's {n} images")
+    return torch.arange(*bounds)
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

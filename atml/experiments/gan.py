@@ -116,30 +116,61 @@ class GanModelConfig(Strict):
 class GanTrainConfig(Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
+    drop_last: bool = Field(True, description="drop an epoch's last, smaller batch")
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
     betas: tuple[Beta, Beta] = (0.5, 0.999)
+    loss: Literal["logits", "sigmoid-bce"] = Field(
+        "logits",
+        description="logits: BCE on D's logit, D loss = mean of the real and fake terms; sigmoid-bce: "
+        "the original's sigmoid + BCELoss (log clamped at −100), D loss = real term + fake term",
+    )
     g_loss: Literal["non_saturating", "saturating"] = "non_saturating"
     real_label: float = Field(
         1.0, gt=0, le=1, description="target for real images; 0.9 is one-sided smoothing"
     )
-    d_steps: int = Field(1, ge=1, description="D updates per iteration, each on its own real batch")
+    smooth_g_target: bool = Field(False, description="G's non-saturating target is real_label, not 1")
+    d_steps: int = Field(1, ge=1, description="D updates per iteration")
+    d_steps_reuse_real: bool = Field(
+        False, description="the D steps of an iteration share one real batch (else each has its own)"
+    )
     g_steps: int = Field(1, ge=1, description="G updates per iteration")
+    g_reuses_d_noise: bool = Field(
+        True, description="the first G update scores the last D step's fakes (same z; else fresh z)"
+    )
     steps_per_epoch: int | None = Field(
         None, ge=1, description="iterations per epoch (null: one pass over the data)"
     )
     grid_every: int = Field(5, ge=1)
     log_every: int = Field(10, ge=1)
 
+    @property
+    def real_per_iteration(self) -> int:
+        return self.batch_size * (1 if self.d_steps_reuse_real else self.d_steps)
+
 
 class GanEvalConfig(Strict):
     n_samples: int = Field(2000, ge=2)
+    diversity_samples: int | None = Field(
+        None,
+        ge=2,
+        description="pixel variance and pairwise distance on the first N samples only (null: all "
+        "n_samples); pairwise distance on at most pairwise_max of them",
+    )
     min_class_share: float = Field(0.01, gt=0, lt=1)
     pairwise_max: int = Field(1000, ge=2)
     d_eval_images: int = Field(
         1000, ge=1, description="training and held-out images D is scored on each epoch"
     )
     classifier: ClassifierConfig = ClassifierConfig()
+
+    @model_validator(mode="after")
+    def _diversity_within_samples(self) -> GanEvalConfig:
+        if self.diversity_samples is not None and self.diversity_samples > self.n_samples:
+            raise ValueError(
+                f"diversity_samples ({self.diversity_samples}) exceeds n_samples ({self.n_samples})"
+            )
+        return self
 
 
 class GanRunSettings(Strict):
@@ -154,7 +185,7 @@ class Config(Strict):
     model: GanModelConfig = GanModelConfig()
     train: GanTrainConfig = GanTrainConfig()
     eval: GanEvalConfig = GanEvalConfig()
-    parts: dict[str, dict[str, dict]] = {}
+    parts: dict[str, dict[str, dict | None]] = {}  # a run set to null is removed
 
     @model_validator(mode="after")
     def _runs_resolve(self) -> Config:
@@ -180,12 +211,16 @@ class Config(Strict):
             resolved[part] = {}
             inherited = base
             for name, override in runs.items():
+                if override is None:  # a run set to null is removed (a preset dropping a default's run)
+                    continue
                 if not isinstance(override, dict):
                     raise UserError(f"parts.{part}.{name} must be a mapping of overrides, got {override!r}")
                 merged = deep_merge(inherited, override)
                 resolved[part][name] = validate(merged, GanRunSettings, prefix=f"parts.{part}.{name}.")
                 if name == "pathology":
                     inherited = merged
+            if not resolved[part]:
+                raise UserError(f"parts.{part}: every run is null; keep at least one")
         return resolved
 
 
@@ -215,11 +250,11 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> GanContext:
         )
     for part in parts:
         for name, s in cfg.runs[part].items():
-            n, batch = len(ctx.data_of(s.data).train.images), s.train.batch_size * s.train.d_steps
-            if n < batch:
+            n, batch = len(ctx.data_of(s.data).train.images), s.train.real_per_iteration
+            if n < batch and s.train.drop_last:
                 raise UserError(
-                    f"parts.{part}.{name}: {n} training images cannot fill one iteration of "
-                    f"{batch} (train.batch_size {s.train.batch_size} × train.d_steps {s.train.d_steps})"
+                    f"parts.{part}.{name}: {n} training images cannot fill one iteration of {batch} "
+                    f"real images (train.batch_size, times train.d_steps unless d_steps_reuse_real)"
                 )
     return ctx
 
@@ -242,9 +277,10 @@ def describe_samples(
 ) -> dict:
     """Diversity, mode coverage and Fréchet distance of images in [-1, 1]."""
     labels, features = judge.predict(images)
+    diversity = images[: ev.diversity_samples]
     return {
-        "pixel_variance": sample_stats.pixel_variance(images),
-        "mean_pairwise_distance": sample_stats.mean_pairwise_distance(images, ev.pairwise_max),
+        "pixel_variance": sample_stats.pixel_variance(diversity),
+        "mean_pairwise_distance": sample_stats.mean_pairwise_distance(diversity, ev.pairwise_max),
         "modes_covered": sample_stats.modes_covered(labels, N_CLASSES, ev.min_class_share),
         "kl_from_uniform": sample_stats.kl_from_uniform(labels, N_CLASSES),
         "frechet_distance": sample_stats.frechet_distance(
@@ -278,6 +314,7 @@ class GanRunResult(SampleStats):
     g_grad_norm_final_epoch: float
     d_real_train: float
     d_real_heldout: float
+    d_accuracy_heldout: float = Field(description="share of held-out real images with D(x) > 0.5")
     d_real_train_minus_heldout: float
     d_membership_auc: float
     d_membership_auc_late_mean: float
@@ -296,59 +333,70 @@ class GanPartResult(KeyedResult):
 
 
 class GanStep:
-    """One iteration: `d_steps` D updates (each on its own real batch, real and fake in one D
-    forward), then `g_steps` G updates through a frozen D (no wasted D weight gradients).
-    The last D step's fakes keep their graph and serve the first G update, so G runs forward
-    once per update as in the reference loop."""
+    """One iteration: `d_steps` D updates (real and fake in one D forward), then `g_steps` G updates
+    through a frozen D (no wasted D weight gradients). With `g_reuses_d_noise`, the last D step's
+    fakes keep their graph and serve the first G update, so G runs forward once per update.
+    Logged values are means over the iteration's D steps and G steps."""
 
     def __init__(self, G: Generator, D: Discriminator, t: GanTrainConfig):
         self.G, self.D, self.t = G, D, t
         self.opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas, fused=True)
         self.opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas, fused=True)
-        self._targets: dict[tuple[int, torch.device], torch.Tensor] = {}
 
-    def d_targets(self, n: int, device: torch.device) -> torch.Tensor:
-        """[real_label]*n + [0]*n, built once per batch size: one BCE over real and fake together
-        equals the mean of the two halves' losses."""
-        key = (n, device)
-        if key not in self._targets:
-            self._targets[key] = torch.cat(
-                [torch.full((n,), self.t.real_label, device=device), torch.zeros(n, device=device)]
-            )
-        return self._targets[key]
+    def d_loss(self, logits: torch.Tensor, n_real: int) -> torch.Tensor:
+        """Real images (the first n_real logits) against real_label, fakes against 0."""
+        real, fake = logits[:n_real], logits[n_real:]
+        if self.t.loss == "sigmoid-bce":  # nn.BCELoss on sigmoid outputs, log clamped at −100
+            return F.binary_cross_entropy(
+                torch.sigmoid(real), torch.full_like(real, self.t.real_label)
+            ) + F.binary_cross_entropy(torch.sigmoid(fake), torch.zeros_like(fake))
+        targets = torch.cat([torch.full_like(real, self.t.real_label), torch.zeros_like(fake)])
+        return F.binary_cross_entropy_with_logits(logits, targets)  # the mean of the two halves
 
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        if self.t.g_loss == "saturating":  # minimise log(1 − D(G(z))) = −softplus(logit)
+        t = self.t
+        if t.g_loss == "saturating":  # minimise log(1 − D(G(z))) = −BCE(D(G(z)), 0)
+            if t.loss == "sigmoid-bce":
+                return -F.binary_cross_entropy(torch.sigmoid(fake_logits), torch.zeros_like(fake_logits))
             return -F.softplus(fake_logits).mean()
-        return F.softplus(-fake_logits).mean()  # minimise −log D(G(z))
+        target = torch.full_like(fake_logits, t.real_label if t.smooth_g_target else 1.0)
+        if t.loss == "sigmoid-bce":
+            return F.binary_cross_entropy(torch.sigmoid(fake_logits), target)
+        return F.binary_cross_entropy_with_logits(fake_logits, target)  # −log D(G(z)) at target 1
 
     def __call__(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         (real,) = batch
         G, D, t = self.G, self.D, self.t
-        for i, real_chunk in enumerate(real.chunk(t.d_steps)):
-            z = torch.randn(len(real_chunk), G.latent_dim, device=real.device)
-            last = i == t.d_steps - 1
-            with torch.set_grad_enabled(last):
-                fake = G(z)
-            logits = D(torch.cat([real_chunk, fake.detach()]))
-            d_loss = F.binary_cross_entropy_with_logits(logits, self.d_targets(len(real_chunk), real.device))
+        reals = [real] * t.d_steps if t.d_steps_reuse_real else list(real.chunk(t.d_steps))
+        d_logged = []
+        for i, real_i in enumerate(reals):
+            keep_graph = t.g_reuses_d_noise and i == len(reals) - 1
+            with torch.set_grad_enabled(keep_graph):
+                fake = G(torch.randn(len(real_i), G.latent_dim, device=real.device))
+            logits = D(torch.cat([real_i, fake.detach()]))
+            d_loss = self.d_loss(logits, len(real_i))
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
+            d_real, d_fake = (torch.sigmoid(part).mean() for part in logits.detach().split(len(real_i)))
+            d_logged.append(torch.stack([d_loss.detach(), d_real, d_fake]))
         D.requires_grad_(False)
+        g_logged = []
         for j in range(t.g_steps):
-            if j > 0:
-                fake = G(torch.randn(len(real_chunk), G.latent_dim, device=real.device))
+            if j > 0 or not t.g_reuses_d_noise:
+                fake = G(torch.randn(len(real_i), G.latent_dim, device=real.device))
             g_loss = self.g_loss(D(fake))
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             g_grad_norm = torch.nn.utils.get_total_norm([p.grad for p in G.parameters()])
             self.opt_g.step()
+            g_logged.append(torch.stack([g_loss.detach(), g_grad_norm]))
         D.requires_grad_(True)
-        d_real, d_fake = torch.sigmoid(logits.detach()).view(2, -1).mean(1)
+        d_loss, d_real, d_fake = torch.stack(d_logged).mean(0)
+        g_loss, g_grad_norm = torch.stack(g_logged).mean(0)
         return {
-            "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
+            "d_loss": d_loss,
+            "g_loss": g_loss,
             "d_real": d_real,
             "d_fake": d_fake,
             "g_grad_norm": g_grad_norm,
@@ -413,7 +461,11 @@ def train_one(
     )
     step = GanStep(G, D, t)
     batches = TensorBatches(
-        train_x, batch_size=t.batch_size * t.d_steps, seed=seed, batches_per_epoch=t.steps_per_epoch
+        train_x,
+        batch_size=t.real_per_iteration,
+        drop_last=t.drop_last,
+        seed=seed,
+        batches_per_epoch=t.steps_per_epoch,
     )
     fixed_z = grids_z(G, seed)
     grids = GridKeeper()
@@ -423,6 +475,7 @@ def train_one(
         return {
             "d_real_train": torch.sigmoid(on_train).mean().item(),
             "d_real_heldout": torch.sigmoid(on_heldout).mean().item(),
+            "d_accuracy_heldout": (on_heldout > 0).float().mean().item(),  # D(x) > 0.5
             "d_membership_auc": membership_auc(on_train, on_heldout),
         }
 
@@ -474,6 +527,7 @@ def run_metrics(
         "g_grad_norm_final_epoch": last["g_grad_norm"],
         "d_real_train": last["d_real_train"],
         "d_real_heldout": last["d_real_heldout"],
+        "d_accuracy_heldout": last["d_accuracy_heldout"],
         "d_real_train_minus_heldout": last["d_real_train"] - last["d_real_heldout"],
         "d_membership_auc": last["d_membership_auc"],
         "d_membership_auc_late_mean": float(
@@ -578,6 +632,7 @@ def summary(metrics: dict) -> list[dict]:
                         "pix var": m["pixel_variance"],
                         "pair dist": m["mean_pairwise_distance"],
                         "D(x) train-heldout": m["d_real_train_minus_heldout"],
+                        "D acc held-out": m["d_accuracy_heldout"],
                         "member AUC (last 25%)": m["d_membership_auc_late_mean"],
                     }
                 )
