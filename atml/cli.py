@@ -171,17 +171,20 @@ def report(
             raise DamagedFileError(str(exc)) from None
         blocks, stem, problems = build.compare_report(a, b), "compare", []
     else:
-        entries: dict[str, sources.Source | str] = {}
+        entries: dict[str, list[sources.Source | str]] = {}
         unreadable = []
         for folder in runs or ():
             entry = sources.read(folder)
             if isinstance(entry, sources.Source):
-                entries[entry.experiment] = entry
+                entries.setdefault(entry.experiment, []).append(entry)
             else:
                 unreadable.append(entry)
         if not runs:
-            latest = {name: sources.latest(outputs, name) for name in experiments.EXPERIMENTS}
-            entries = {name: sources.read(folder) for name, folder in latest.items() if folder is not None}
+            entries = {
+                name: [sources.read(folder) for folder in sources.latest(outputs, name)]
+                for name in experiments.EXPERIMENTS
+            }
+            entries = {name: found for name, found in entries.items() if found}
         blocks, problems = build.study_report(entries, unreadable, explicit=bool(runs))
         stem = "report"
     try:

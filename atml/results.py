@@ -35,6 +35,11 @@ def _arms(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
+def key_matches(key: str, pattern: str) -> bool:
+    """A headline path's key pattern: fnmatch, with `a|b` for either of two patterns."""
+    return any(fnmatch.fnmatchcase(key, alternative) for alternative in pattern.split("|"))
+
+
 def _step(annotation: Any, key: str) -> list[Any]:
     """The annotations a value of `annotation` holds under `key` (a fnmatch pattern)."""
     out = []
@@ -42,7 +47,7 @@ def _step(annotation: Any, key: str) -> list[Any]:
         origin = get_origin(arm)
         if isinstance(arm, type) and issubclass(arm, BaseModel):
             names = {(f.alias or name): f.annotation for name, f in arm.model_fields.items()}
-            out += [a for name, a in names.items() if fnmatch.fnmatchcase(name, key)]
+            out += [a for name, a in names.items() if key_matches(name, key)]
             extra = arm.__annotations__.get("__pydantic_extra__") if issubclass(arm, KeyedResult) else None
             if extra is not None:
                 out.append(get_args(_resolve(arm, extra))[1])

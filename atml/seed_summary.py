@@ -89,6 +89,7 @@ def write(
 ) -> Run:
     """The summary folder: config.yaml (the shared config), env.json (seeds and run folders),
     summary.json (every number: mean, std, n, per-seed values) and summary.md (the table)."""
+    first_env = next(iter(runs.values())).env
     folder = Run.create(
         out_root,
         experiment,
@@ -99,6 +100,7 @@ def write(
             "kind": "seed-summary",
             "seeds": list(runs),
             "runs": {seed: str(run.dir) for seed, run in runs.items()},
+            **{k: first_env[k] for k in ("smoke", "preset", "parts") if k in first_env},
         },
     )
     numbers = aggregate({seed: run.metrics for seed, run in runs.items()})

@@ -111,3 +111,22 @@ def test_bad_config_files(tmp_path):
 def test_shipped_configs_parse():
     for path in Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"):
         assert path.read_text().strip(), path
+
+
+def test_the_shipped_defaults_list_every_setting():
+    """`atml config EXP` prints the merged YAML, so every key a schema has must be in its file."""
+    from atml import experiments
+    from atml.config import config_dir, read_yaml
+
+    def keys(tree, prefix=""):
+        if isinstance(tree, dict) and tree:
+            for k, v in tree.items():
+                yield from keys(v, f"{prefix}.{k}" if prefix else k)
+        else:
+            yield prefix
+
+    for name in experiments.EXPERIMENTS:
+        raw = read_yaml(config_dir() / f"{name}.yaml")
+        full = experiments.get(name).config.model_validate(raw).model_dump(mode="json")
+        missing = {k for k in keys(full) if not k.startswith("parts.")} - set(keys(raw))
+        assert not missing, f"configs/{name}.yaml lacks {sorted(missing)}"

@@ -18,7 +18,7 @@ def test_every_headline_quotes_the_write_up_or_names_its_source(name):
     text = WRITE_UP.read_text()
     for headline in experiments.get(name).headlines:
         original = headline.original
-        assert original.startswith("—") or re.match(r"[≈~]? ?\d", original), original
+        assert original.startswith("—") or re.match(r"[≈~-]? ?\d", original), original
         for number in re.finditer(r"\d+\.\d+", original):
             said_elsewhere = any(source in original[: number.start()] for source in ELSEWHERE)
             as_percent = f"{float(number.group()) * 100:g}%"

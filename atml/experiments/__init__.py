@@ -12,17 +12,16 @@ them: `atml list` and `atml run --help` import every module here.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from atml.config import has_key
 from atml.errors import UserError
-from atml.results import Result, path_problem
+from atml.results import Result, key_matches, path_problem
 
 EXPERIMENTS = {
     "resnet": "atml.experiments.resnet",
@@ -51,7 +50,7 @@ class Flag:
 class Headline:
     """A number the report sets beside the original's. `path` is its place in metrics.json, one
     key per level (keys may hold dots or spaces); a `*` in a key matches within keys named after
-    config values (fnmatch). The first key is the part (or a pattern of parts)."""
+    config values (fnmatch), `a|b` either. The first key is the part (or a pattern of parts)."""
 
     label: str
     path: tuple[str, ...]
@@ -68,7 +67,7 @@ class Headline:
             if not isinstance(tree, Mapping):
                 return None
             for key in tree:
-                if fnmatch.fnmatchcase(str(key), rest[0]):
+                if key_matches(str(key), rest[0]):
                     found = walk(tree[key], rest[1:], (*taken, str(key)))
                     if found is not None:
                         return found
@@ -119,7 +118,9 @@ class Experiment:
     headlines: tuple[Headline, ...] = ()
     key_figures: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
-    original_data: Mapping[str, Any] = field(default_factory=dict)  # config key → the original's value
+    # config keys (fnmatch patterns) that change no result (logging, figures): left out when the
+    # report lists a run's settings that differ from the original preset's
+    non_result_keys: tuple[str, ...] = ()
     # `atml data check`: (weights name, cache file, present?) of the default config's pretrained weights
     weights_files: Callable[[], list[tuple[str, Any, bool]]] = list
 
@@ -151,7 +152,7 @@ class Experiment:
                 raise TypeError(f"{where}: flag {flag.name} sets unknown config key {flag.key}")
 
     def parts_matching(self, pattern: str) -> list[str]:
-        return [p for p in self.parts if fnmatch.fnmatchcase(p, pattern)]
+        return [p for p in self.parts if key_matches(p, pattern)]
 
     def run_part(self, part: str, ctx: RunContext, run) -> dict:
         """The part's result as metrics.json holds it; a result of another type is a bug."""

@@ -73,7 +73,6 @@ HEADLINES = (
         "1.0000",
     ),
 )
-ORIGINAL_DATA = {"data.dataset": "stl10"}
 KEY_FIGURES = (
     "zeroshot_per_class",
     "gap_maps",
@@ -648,6 +647,5 @@ EXPERIMENT = Experiment(
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
-    original_data=ORIGINAL_DATA,
     weights_files=weights_files,
 )

@@ -39,9 +39,19 @@ HEADLINES = (
     ),
     Headline("baseline: final D(G(z))", ("baseline", "assignment", "final_d_fake"), "— (notebook 0.2991)"),
     Headline(
+        "vanishing, pathology: final D(x)",
+        ("vanishing", "pathology", "final_d_real"),
+        "≈ 1.0",
+    ),
+    Headline(
         "vanishing, pathology: final D(G(z))",
         ("vanishing", "pathology", "final_d_fake"),
-        "≈ 1.0 (D(real) ≈ D(fake) ≈ 1.0, G loss at −100)",
+        "≈ 1.0",
+    ),
+    Headline(
+        "vanishing, pathology: final G loss (an epoch's mean)",
+        ("vanishing", "pathology", "final_g_loss"),
+        "-100.0 ('stalled around', BCELoss's log clamp)",
     ),
     Headline(
         "vanishing, pathology: median ‖∇G‖",
@@ -82,12 +92,21 @@ HEADLINES = (
         "d-overfit, mitigation: mean D(held-out real)", ("d-overfit", "mitigation", "d_real_heldout"), "0.932"
     ),
     Headline(
+        "d-overfit, pathology: held-out reals with D > 0.5",
+        ("d-overfit", "pathology", "d_accuracy_heldout"),
+        "1.000",
+    ),
+    Headline(
+        "d-overfit, mitigation: held-out reals with D > 0.5",
+        ("d-overfit", "mitigation", "d_accuracy_heldout"),
+        "1.000",
+    ),
+    Headline(
         "d-overfit, pathology: membership AUC",
         ("d-overfit", "pathology", "d_membership_auc_late_mean"),
         "— (not measured)",
     ),
 )
-ORIGINAL_DATA = {"data.train_split": "train"}
 KEY_FIGURES = (
     "baseline_curves",
     "baseline_final_grid",
@@ -309,6 +328,8 @@ class GanRunResult(SampleStats):
 
     final_d_real: float
     final_d_fake: float
+    final_d_loss: float
+    final_g_loss: float
     share_d_fake_below_005: float = Field(alias="share_of_run_d_fake_below_0.05")
     g_grad_norm_median: float
     g_grad_norm_final_epoch: float
@@ -522,6 +543,8 @@ def run_metrics(
     return {
         "final_d_real": last["d_real"],
         "final_d_fake": last["d_fake"],
+        "final_d_loss": last["d_loss"],
+        "final_g_loss": last["g_loss"],
         "share_of_run_d_fake_below_0.05": float((d_fake_series < 0.05).mean()),
         "g_grad_norm_median": float(np.median(grad_series)),
         "g_grad_norm_final_epoch": last["g_grad_norm"],
@@ -650,5 +673,5 @@ EXPERIMENT = Experiment(
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
-    original_data=ORIGINAL_DATA,
+    non_result_keys=("*.grid_every", "*.log_every"),
 )

@@ -96,7 +96,6 @@ HEADLINES = (
         "— (notebook 0.8043)",
     ),
 )
-ORIGINAL_DATA = {"data.dataset": "cifar10", "data.resolution": 224}
 KEY_FIGURES = (
     "baseline_curves",
     "no-residual_curves",
@@ -1073,6 +1072,5 @@ EXPERIMENT = Experiment(
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
     flags=FLAGS,
-    original_data=ORIGINAL_DATA,
     weights_files=weights_files,
 )

@@ -68,7 +68,6 @@ HEADLINES = (
         "—",
     ),
 )
-ORIGINAL_DATA = {"data.dataset": "cifar10"}
 KEY_FIGURES = (
     "predict_topk",
     "attention_overlay",
@@ -718,6 +717,5 @@ EXPERIMENT = Experiment(
     summary=summary,
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
-    original_data=ORIGINAL_DATA,
     weights_files=weights_files,
 )

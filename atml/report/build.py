@@ -10,6 +10,7 @@ import yaml
 
 from atml import experiments
 from atml.report.document import Block, Code, Figure, FigureRow, Heading, Paragraph, Table
+from atml.report.original import complete_config
 from atml.report.sources import Source
 from atml.seed_summary import numeric_leaves
 
@@ -50,95 +51,121 @@ def _environment(source: Source) -> str:
     return yaml.safe_dump({k: env[k] for k in keep if k in env}, sort_keys=False, allow_unicode=True)
 
 
-def headline_rows(source: Source) -> list[dict]:
-    marks = " · ".join(tag for tag, _ in source.marks()) or "—"
+def headline_rows(columns: dict[str, Source]) -> list[dict]:
+    """One row per headline of the experiment: the original's number, then each column's (its
+    marks in its heading)."""
+    sources = list(columns.values())
+    exp = experiments.get(sources[0].experiment)
     rows = []
-    exp = experiments.get(source.experiment)
     for h in exp.headlines:
-        if not set(exp.parts_matching(h.path[0])) & set(source.parts):
-            continue  # a part this run did not include
-        value = source.value(h)
-        if value is None:
-            reason = h.skip_reason(source.metrics)
-            value = f"skipped: {reason}" if reason else "UNRESOLVED: no number at " + " → ".join(h.path)
-        rows.append({"figure": h.label, "atml": value, "original": h.original, "caveats": marks})
+        parts = set(exp.parts_matching(h.path[0]))
+        if not any(parts & set(s.parts) for s in sources):
+            continue  # a part no run here included
+        row = {"figure": h.label, "original": h.original}
+        for name, source in columns.items():
+            marks = ", ".join(tag for tag, _ in source.marks())
+            row[f"{name} [{marks}]" if marks else name] = (
+                _headline_value(source, h) if parts & set(source.parts) else "— (part not run)"
+            )
+        rows.append(row)
     return rows
 
 
-def experiment_section(number: int, source: Source) -> list[Block]:
+def _headline_value(source: Source, h) -> str:
+    value = source.value(h)
+    if value is None:
+        reason = h.skip_reason(source.metrics)
+        value = f"skipped: {reason}" if reason else "UNRESOLVED: no number at " + " → ".join(h.path)
+    return value
+
+
+def _what(source: Source) -> str:
     seeds = source.seeds
-    blocks: list[Block] = [Heading(f"{number}. {source.experiment} — {_title(source.experiment)}")]
-    what = (
+    return (
         f"seed summary over seeds {', '.join(map(str, seeds))} (n = {len(seeds)})"
         if source.is_summary
         else f"one run, seed {seeds[0]}"
     )
-    blocks.append(
-        Paragraph(
-            f"Source: {source.folder} — {what}; commit {source.env.get('git_commit')}; "
-            f"{source.env.get('created')}; "
-            f"{source.env.get('device_name') or source.env.get('device', '')}."
-        )
-    )
-    marks = source.marks()
-    if marks:
+
+
+def experiment_section(number: int, sources: list[Source]) -> list[Block]:
+    """An experiment's section; with several sources (the original preset's run and a run with
+    atml's own settings), a column each beside the original's numbers."""
+    experiment = sources[0].experiment
+    blocks: list[Block] = [Heading(f"{number}. {experiment} — {_title(experiment)}")]
+    for source in sources:
         blocks.append(
             Paragraph(
-                "Every number below comes from " + "; ".join(long for _, long in marks) + ".", warning=True
+                f"{source.label}: {source.folder} — {_what(source)}; commit {source.env.get('git_commit')}; "
+                f"{source.env.get('created')}; "
+                f"{source.env.get('device_name') or source.env.get('device', '')}."
             )
         )
-    headlines = headline_rows(source)
+        marks = source.marks()
+        if marks:
+            blocks.append(
+                Paragraph(
+                    f"{source.label}: every number comes from " + "; ".join(long for _, long in marks) + ".",
+                    warning=True,
+                )
+            )
+    headlines = headline_rows({source.label: source for source in sources})
     if headlines:
         blocks += [Heading("Beside the original report", 3), Table(headlines)]
-    blocks += [
-        Heading("Summary" + (" (mean ± sample std over seeds)" if source.is_summary else ""), 3),
-        Table(source.rows),
-    ]
-    figures = _figures(source)
-    if figures:
-        blocks.append(Heading("Figures" + (f" (seed {seeds[0]})" if source.is_summary else ""), 3))
-        blocks += figures
-    blocks += [
-        Code("config (resolved)", yaml.safe_dump(source.config, sort_keys=False, allow_unicode=True)),
-        Code("environment", _environment(source)),
-    ]
+    for source in sources:
+        suffix = f" — {source.label}" if len(sources) > 1 else ""
+        blocks += [
+            Heading("Summary" + (" (mean ± sample std over seeds)" if source.is_summary else "") + suffix, 3),
+            Table(source.rows),
+        ]
+        figures = _figures(source)
+        if figures:
+            seed = f" (seed {source.seeds[0]})" if source.is_summary else ""
+            blocks.append(Heading(f"Figures{seed}{suffix}", 3))
+            blocks += figures
+        blocks += [
+            Code(
+                f"config (resolved){suffix}",
+                yaml.safe_dump(source.config, sort_keys=False, allow_unicode=True),
+            ),
+            Code(f"environment{suffix}", _environment(source)),
+        ]
     return blocks
 
 
 def study_report(
-    entries: dict[str, Source | str], unreadable: list[str], explicit: bool
+    entries: dict[str, list[Source | str]], unreadable: list[str], explicit: bool
 ) -> tuple[list[Block], list[str]]:
     """The whole report, experiments in the order of TASKS; `entries` maps an experiment to its
-    Source or to the reason its folder cannot be read, `unreadable` lists folders that name no
+    Sources (or the reasons its folders cannot be read), `unreadable` lists folders that name no
     experiment. Returns the blocks and the problems met, which the report names too. Without
     `explicit` folders, an experiment with no entry is listed as not run yet."""
     blocks: list[Block] = [
         Heading("atml report", 1),
         Paragraph(
-            f"Written {datetime.now().isoformat(timespec='seconds')}. Marks: "
-            "'smoke' (tiny data and epochs), 'random weights' (no pretrained weights), 'stand-in data' (not "
-            "the "
-            "original's dataset, split or resolution), '1 seed' (no spread measured); a number without a "
-            "mark "
-            "comes from the original's setting over several seeds."
+            f"Written {datetime.now().isoformat(timespec='seconds')}. Columns: the original's number "
+            "(its write-up, or 'notebook' where only a notebook printed it), then atml's: the latest run "
+            "with --preset original and the latest with atml's own settings, where both exist. Marks: "
+            "'N settings differ' (that run's settings that differ from configs/EXP.original.yaml, listed "
+            "by key above the table), 'not compared' (no original preset yet), 'smoke' (tiny data and "
+            "epochs), 'random weights' (no pretrained weights), '1 seed' (no spread measured). A number "
+            "without a mark comes from the original's settings over several seeds."
         ),
     ]
     problems = []
     for number, experiment in enumerate(experiments.EXPERIMENTS, 1):
-        entry = entries.get(experiment)
-        if isinstance(entry, Source):
-            blocks += experiment_section(number, entry)
-        elif entry is not None:
-            problems.append(entry)
-            blocks += [
-                Heading(f"{number}. {experiment} — {_title(experiment)}"),
-                Paragraph(f"BROKEN run folder: {entry}", warning=True),
-            ]
-        elif not explicit:
-            blocks += [
-                Heading(f"{number}. {experiment} — {_title(experiment)}"),
-                Paragraph("Not run yet: no run folder.", warning=True),
-            ]
+        found = entries.get(experiment) or []
+        readable = [e for e in found if isinstance(e, Source)]
+        broken = [e for e in found if not isinstance(e, Source)]
+        if readable:
+            blocks += experiment_section(number, readable)
+        elif broken or not explicit:
+            blocks.append(Heading(f"{number}. {experiment} — {_title(experiment)}"))
+        if not found and not explicit:
+            blocks.append(Paragraph("Not run yet: no run folder.", warning=True))
+        for reason in broken:
+            problems.append(reason)
+            blocks.append(Paragraph(f"BROKEN run folder: {reason}", warning=True))
     for reason in unreadable:
         problems.append(reason)
         blocks.append(Paragraph(f"BROKEN run folder: {reason}", warning=True))
@@ -163,7 +190,7 @@ def compare_report(a: Source, b: Source) -> list[Block]:
         Heading("atml comparison", 1),
         Paragraph(f"{names[0]} ({a.experiment}) vs {names[1]} ({b.experiment})"),
     ]
-    ca, cb = _flat_config(a.config), _flat_config(b.config)
+    ca, cb = (_flat_config(complete_config(s.experiment, s.config)) for s in (a, b))
     differ = [
         {"config key": k, "A": ca.get(k, "(absent)"), "B": cb.get(k, "(absent)")}
         for k in dict.fromkeys([*ca, *cb])
@@ -177,17 +204,7 @@ def compare_report(a: Source, b: Source) -> list[Block]:
         marks = source.marks()
         if marks:
             blocks.append(Paragraph(f"{side}: " + "; ".join(long for _, long in marks), warning=True))
-    ha = {r["figure"]: r for r in headline_rows(a)}
-    hb = {r["figure"]: r for r in headline_rows(b)}
-    rows = [
-        {
-            "figure": k,
-            "A": ha.get(k, {}).get("atml", "—"),
-            "B": hb.get(k, {}).get("atml", "—"),
-            "original": (ha.get(k) or hb.get(k))["original"],
-        }
-        for k in dict.fromkeys([*ha, *hb])
-    ]
+    rows = headline_rows({f"A ({a.label})": a, f"B ({b.label})": b}) if a.experiment == b.experiment else []
     if rows:
         blocks += [Heading("Headline numbers", 2), Table(rows)]
     la, lb = numeric_leaves(a.metrics), numeric_leaves(b.metrics)

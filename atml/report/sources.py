@@ -13,8 +13,11 @@ import yaml
 from atml import experiments
 from atml.errors import DamagedFileError
 from atml.experiments import Headline
+from atml.report import original
 from atml.runs import read_record
 from atml.seed_summary import numeric_leaves
+
+RUN_SETTINGS = ("smoke", "preset", "parts")  # what a seed summary shares with its runs' env.json
 
 
 class BrokenSource(Exception):
@@ -59,6 +62,19 @@ class Source:
             return None if v is None else f"{v['mean']:.4g} ± {v['std']:.2g} (n={v['n']})"
         return f"{self._leaves['.'.join(keys)]:.4g}"
 
+    @property
+    def preset(self) -> str | None:
+        return self.env.get("preset")
+
+    @property
+    def label(self) -> str:
+        """The report's name for this source's column."""
+        return f"atml --preset {self.preset}" if self.preset else "atml (its own settings)"
+
+    @cached_property
+    def differences(self) -> list[original.Difference] | None:
+        return original.differences(self.experiment, self.config)
+
     def marks(self) -> list[tuple[str, str]]:
         """Why a reader should not take these numbers as the original's setting: (tag, explanation)."""
         out = []
@@ -66,25 +82,24 @@ class Source:
             out.append(("smoke", "smoke settings (tiny data and epochs)"))
         if (self.config.get("model") or {}).get("weights") == "none":
             out.append(("random weights", "random weights (no pretrained weights)"))
-        module = experiments.get(self.experiment)
-        stand_in = [
-            f"{key} = {_dotted(self.config, key)}, the original: {original}"
-            for key, original in module.original_data.items()
-            if _dotted(self.config, key) != original
-        ]
-        if stand_in:
-            out.append(("stand-in data", "stand-in data (" + "; ".join(stand_in) + ")"))
+        if self.differences is None:
+            out.append(
+                (
+                    "not compared",
+                    f"atml's settings, not compared with the original's ({self.experiment} has no "
+                    "--preset original yet)",
+                )
+            )
+        elif self.differences:
+            out.append(
+                (
+                    f"{len(self.differences)} settings differ",
+                    "settings that differ from the original: " + "; ".join(map(str, self.differences)),
+                )
+            )
         if not self.is_summary:
             out.append(("1 seed", "a single seed (no spread measured)"))
         return out
-
-
-def _dotted(tree: dict, path: str):
-    for key in path.split("."):
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
 
 
 def _read(path: Path, parse, what: str) -> dict:
@@ -112,6 +127,7 @@ def load(folder: Path) -> Source:
         first = load(runs[0]) if runs else None
         if first is None:
             raise BrokenSource(f"{folder}/summary.json lists no runs")
+        env = {k: first.env[k] for k in RUN_SETTINGS if k in first.env} | env  # older summaries lack them
         return Source(
             name,
             folder,
@@ -140,12 +156,23 @@ def read(folder: Path) -> Source | str:
         return str(exc)
 
 
-def latest(outputs: Path, experiment: str) -> Path | None:
-    """The newest run or seed-summary folder of an experiment (folder names start with a timestamp)."""
+def latest(outputs: Path, experiment: str) -> list[Path]:
+    """The newest run or seed-summary folder of an experiment for each preset it was run with
+    (the original's first, then atml's own settings; folder names start with a timestamp)."""
     root = Path(outputs) / experiment
     folders = (
         sorted((f for f in root.iterdir() if f.is_dir() and (f / "env.json").is_file()), key=lambda f: f.name)
         if root.is_dir()
         else []
     )
-    return folders[-1] if folders else None
+    newest: dict[str | None, Path] = {}
+    for folder in folders:
+        newest[_preset_of(folder)] = folder
+    return [newest[p] for p in sorted(newest, key=lambda p: (p != original.ORIGINAL, p is not None, p or ""))]
+
+
+def _preset_of(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "env.json").read_text()).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None  # an unreadable folder is named when the report reads it

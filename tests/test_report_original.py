@@ -1,0 +1,92 @@
+"""The report against the original: every result-affecting setting that differs from the
+experiment's `original` preset is named by key, and a run with --preset original sits beside a
+run with atml's own settings, each in its own column."""
+
+import sys
+
+import pytest
+import yaml
+
+from atml.config import resolve
+from atml.data.fake import write_fake_idx_dataset
+from atml.experiments import gan, vae
+from atml.report.original import differences
+
+
+def _resolved(experiment, schema, **kwargs) -> dict:
+    raw, _ = resolve(experiment, schema, **kwargs)
+    return raw
+
+
+@pytest.mark.parametrize("experiment, schema", [("gan", gan.Config), ("vae", vae.Config)])
+def test_the_original_preset_differs_in_nothing(experiment, schema):
+    config = _resolved(experiment, schema, preset="original", sets=["data.root=/elsewhere", "seed=3"])
+    assert differences(experiment, config) == []  # paths and the seed are no result setting
+
+
+def test_a_set_key_is_named_with_both_values_and_a_log_setting_is_not():
+    config = _resolved("gan", gan.Config, preset="original", sets=["train.lr_g=0.001", "train.log_every=3"])
+    assert [str(d) for d in differences("gan", config)] == ["train.lr_g = 0.001 (original: 0.0002)"]
+
+
+def test_atml_defaults_name_what_makes_them_other_than_the_original():
+    shown = {d.key: str(d) for d in differences("vae", _resolved("vae", vae.Config))}
+    assert shown["train.epochs"] == "train.epochs = 10 (original: 100)"
+    assert "eval.validation" in shown and "anneal_schedules" in shown
+    gan_shown = {d.key: str(d) for d in differences("gan", _resolved("gan", gan.Config))}
+    assert gan_shown["train.loss"] == "train.loss = logits (original: sigmoid-bce)"
+    assert gan_shown["parts.baseline.tuned"].endswith("(original: null)")  # a run the original lacks
+
+
+def test_an_experiment_without_an_original_preset_is_not_compared():
+    from atml.experiments import clip
+
+    assert differences("clip", _resolved("clip", clip.Config)) is None
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """d-overfit with --preset original and with atml's settings, on fake data holding the
+    original's index ranges (its held-out images are file indices 8000–8999)."""
+    from atml.cli import main
+
+    root = tmp_path_factory.mktemp("data")
+    write_fake_idx_dataset("mnist", root, n_train=300, n_test=9000)
+    out = tmp_path_factory.mktemp("outputs")
+    common = ["--smoke", "--part", "d-overfit", "--set", f"data.root={root}", "--out", str(out)]
+    argv = sys.argv
+    try:
+        for args in (["--preset", "original", "--set", "train.lr_g=0.001"], []):
+            sys.argv = ["atml", "run", "gan", *args, *common]
+            main()
+    finally:
+        sys.argv = argv
+    return out
+
+
+def test_the_report_has_a_column_for_the_original_preset_and_for_atmls_settings(cli, two_runs):
+    code, _, err = cli("report", "--outputs", two_runs)
+    assert code == 0, err
+    text = (two_runs / "report" / "report.md").read_text()
+    section = text.split("## 3. gan")[1]
+    header = next(line for line in section.splitlines() if line.startswith("| figure |"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[:2] == ["figure", "original"]
+    assert cells[2].startswith("atml --preset original [smoke,") and cells[3].startswith(
+        "atml (its own settings)"
+    )
+    row = next(line for line in section.splitlines() if line.startswith("| d-overfit, pathology: final D(x)"))
+    assert "0.9453" in row and len(row.strip("|").split("|")) == 4
+    marks = next(line for line in section.splitlines() if line.startswith("**atml --preset original:"))
+    assert "train.lr_g = 0.001 (original: 0.0002)" in marks and "data.root" not in marks
+
+
+def test_compare_sets_an_original_preset_run_beside_a_default_run(cli, two_runs, tmp_path):
+    a, b = sorted((two_runs / "gan").iterdir())
+    code, _, err = cli("report", "--compare", a, b, "--to", tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "compare.md").read_text()
+    assert "A (atml --preset original)" in text and "B (atml (its own settings))" in text
+    config_rows = text.split("## Config keys that differ")[1].split("##")[0]
+    assert "| train.loss | sigmoid-bce | logits |" in config_rows
+    assert yaml.safe_load((a / "config.yaml").read_text())["seed"] == 42
