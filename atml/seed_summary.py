@@ -100,7 +100,11 @@ def write(
             "kind": "seed-summary",
             "seeds": list(runs),
             "runs": {seed: str(run.dir) for seed, run in runs.items()},
-            **{k: first_env[k] for k in ("smoke", "preset", "parts") if k in first_env},
+            **{
+                k: first_env[k]
+                for k in ("smoke", "preset", "parts", "device", "device_name")
+                if k in first_env
+            },
         },
     )
     numbers = aggregate({seed: run.metrics for seed, run in runs.items()})

@@ -46,17 +46,17 @@ def test_an_experiment_without_an_original_preset_is_not_compared():
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """d-overfit with --preset original and with atml's settings, on fake data holding the
-    original's index ranges (its held-out images are file indices 8000–8999)."""
+    """`atml run gan --preset original --smoke` (every part) and d-overfit with atml's settings,
+    on fake data holding the original's index ranges (held-out: file indices 8000–8999)."""
     from atml.cli import main
 
     root = tmp_path_factory.mktemp("data")
     write_fake_idx_dataset("mnist", root, n_train=300, n_test=9000)
     out = tmp_path_factory.mktemp("outputs")
-    common = ["--smoke", "--part", "d-overfit", "--set", f"data.root={root}", "--out", str(out)]
+    common = ["--smoke", "--set", f"data.root={root}", "--out", str(out)]
     argv = sys.argv
     try:
-        for args in (["--preset", "original", "--set", "train.lr_g=0.001"], []):
+        for args in (["--preset", "original", "--set", "train.lr_g=0.001"], ["--part", "d-overfit"]):
             sys.argv = ["atml", "run", "gan", *args, *common]
             main()
     finally:
@@ -77,6 +77,8 @@ def test_the_report_has_a_column_for_the_original_preset_and_for_atmls_settings(
     )
     row = next(line for line in section.splitlines() if line.startswith("| d-overfit, pathology: final D(x)"))
     assert "0.9453" in row and len(row.strip("|").split("|")) == 4
+    row = next(line for line in section.splitlines() if line.startswith("| mode-collapse, pathology: pixel"))
+    assert row.strip("|").split("|")[3].strip() == "— (part not run)"  # the default run had d-overfit only
     marks = next(line for line in section.splitlines() if line.startswith("**atml --preset original:"))
     assert "train.lr_g = 0.001 (original: 0.0002)" in marks and "data.root" not in marks
 

@@ -214,7 +214,7 @@ def test_run_all_smoke_then_report_has_every_section_table_and_figure(study):
         assert "smoke" in section and "1 seed" in section
         assert (
             "### Beside the original report" in section
-            and "| figure | atml | original | caveats |" in section
+            and "| figure | original | atml (its own settings) [smoke, " in section
         )
         links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
         assert links and all((folder / "outputs" / "report" / link).is_file() for link in links)

@@ -1,5 +1,5 @@
 """Run folders and seed-summary folders, read for a report: what was run, how, and how far its
-numbers can be trusted (smoke settings, random weights, stand-in data, one seed)."""
+numbers can be trusted (smoke settings, random weights, settings other than the original's, one seed)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from atml.report import original
 from atml.runs import read_record
 from atml.seed_summary import numeric_leaves
 
-RUN_SETTINGS = ("smoke", "preset", "parts")  # what a seed summary shares with its runs' env.json
+RUN_SETTINGS = ("smoke", "preset", "parts", "device", "device_name")  # a seed summary's, from its runs
 
 
 class BrokenSource(Exception):
@@ -91,9 +91,10 @@ class Source:
                 )
             )
         elif self.differences:
+            n = len(self.differences)
             out.append(
                 (
-                    f"{len(self.differences)} settings differ",
+                    f"{n} setting{'s differ' if n > 1 else ' differs'}",
                     "settings that differ from the original: " + "; ".join(map(str, self.differences)),
                 )
             )
