@@ -92,3 +92,25 @@ def test_compare_sets_an_original_preset_run_beside_a_default_run(cli, two_runs,
     config_rows = text.split("## Config keys that differ")[1].split("##")[0]
     assert "| train.loss | sigmoid-bce | logits |" in config_rows
     assert yaml.safe_load((a / "config.yaml").read_text())["seed"] == 42
+
+
+def test_two_folders_of_one_kind_get_a_column_each(cli, two_runs, tmp_path):
+    import shutil
+
+    original = next(
+        f
+        for f in (two_runs / "gan").iterdir()
+        if yaml.safe_load((f / "config.yaml").read_text())["seed"] == 42
+    )
+    again = tmp_path / "again"
+    shutil.copytree(original, again)
+    code, _, err = cli("report", original, again, "--to", tmp_path / "r")
+    assert code == 0, err
+    header = next(
+        line
+        for line in (tmp_path / "r" / "report.md").read_text().splitlines()
+        if line.startswith("| figure |")
+    )
+    assert (
+        f"atml --preset original ({original.name})" in header and "atml --preset original (again)" in header
+    )

@@ -88,15 +88,21 @@ def _what(source: Source) -> str:
     )
 
 
+def _labels(sources: list[Source]) -> list[str]:
+    """Each source's column name; two folders of one kind (given explicitly) add their folder names."""
+    kinds = [s.label for s in sources]
+    return [f"{k} ({s.folder.name})" if kinds.count(k) > 1 else k for k, s in zip(kinds, sources)]
+
+
 def experiment_section(number: int, sources: list[Source]) -> list[Block]:
     """An experiment's section; with several sources (the original preset's run and a run with
     atml's own settings), a column each beside the original's numbers."""
     experiment = sources[0].experiment
     blocks: list[Block] = [Heading(f"{number}. {experiment} — {_title(experiment)}")]
-    for source in sources:
+    for label, source in zip(_labels(sources), sources):
         blocks.append(
             Paragraph(
-                f"{source.label}: {source.folder} — {_what(source)}; commit {source.env.get('git_commit')}; "
+                f"{label}: {source.folder} — {_what(source)}; commit {source.env.get('git_commit')}; "
                 f"{source.env.get('created')}; "
                 f"{source.env.get('device_name') or source.env.get('device', '')}."
             )
@@ -105,15 +111,15 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
         if marks:
             blocks.append(
                 Paragraph(
-                    f"{source.label}: every number comes from " + "; ".join(long for _, long in marks) + ".",
+                    f"{label}: every number comes from " + "; ".join(long for _, long in marks) + ".",
                     warning=True,
                 )
             )
-    headlines = headline_rows({source.label: source for source in sources})
+    headlines = headline_rows(dict(zip(_labels(sources), sources)))
     if headlines:
         blocks += [Heading("Beside the original report", 3), Table(headlines)]
-    for source in sources:
-        suffix = f" — {source.label}" if len(sources) > 1 else ""
+    for label, source in zip(_labels(sources), sources):
+        suffix = f" — {label}" if len(sources) > 1 else ""
         blocks += [
             Heading("Summary" + (" (mean ± sample std over seeds)" if source.is_summary else "") + suffix, 3),
             Table(source.rows),
