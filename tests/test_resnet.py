@@ -48,7 +48,7 @@ def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
     assert len(metrics["confusion"]["most_confused"]) == 5
     no_res = metrics["no-residual"]
     assert (
-        no_res["blocks_off"] == ["layer2.1", "layer3.2"]
+        no_res["blocks_off"] == ["layer2.2", "layer3.3"]
         and len(no_res["head_only"]) == len(no_res["finetuned"]) == 2
     )
     norms = list(no_res["gradient_norms"].values())
@@ -75,6 +75,7 @@ def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
         "features_separability",
         "confusion_matrix",
         "compare_depth",
+        "compare_depth_curves",
         "transfer_curves",
         "transfer_tradeoff",
     ):
@@ -221,3 +222,107 @@ def test_data_parallel_fine_tuning_under_torchrun(cifar_root, tmp_path):
     assert state_checksum(saved["states"]["model"]) == first
     assert json.loads((folder / "env.json").read_text())["world_size"] == 2
     assert done.stdout.count("== resnet/transfer done") == 1  # rank 1 is silent
+
+
+def test_the_original_preset_is_the_notebooks_resnet():
+    """ORIGINAL_SETTINGS.md §1, value by value."""
+    _, cfg = resolve("resnet", resnet.Config, preset="original")
+    assert (cfg.data.dataset, cfg.data.train_images, cfg.data.val_images, cfg.data.resolution) == (
+        "cifar10",
+        None,
+        None,
+        224,
+    )
+    assert (cfg.model.arch, cfg.model.weights) == ("resnet152", "imagenet")
+    t = cfg.train
+    assert (t.epochs, t.batch_size, t.lr, t.flip, t.backbone_bn, t.precision) == (
+        3,
+        64,
+        1e-3,
+        True,
+        "train",
+        "fp32",
+    )
+    assert cfg.no_residual.blocks == ["layer2.2", "layer3.3"] and cfg.no_residual.start == "baseline"
+    f = cfg.features
+    assert (f.layers, f.images, f.draw, f.pca_before_tsne) == (
+        ["layer1", "layer3", "layer4"],
+        1024,
+        "first",
+        50,
+    )
+    assert cfg.transfer.target(cfg.data) == "cifar100" and cfg.transfer.epochs == 3
+    assert cfg.transfer.lr == {"frozen": 1e-3, "last-block": 1e-3, "full": 1e-3, "scratch": 1e-2}
+    assert cfg.compare_depth.archs == ["resnet18", "resnet152"]
+
+
+def test_transfer_needs_one_usable_learning_rate_per_setting(cli):
+    code, _, err = cli("config", "resnet", "--set", "transfer.lr.scratch=1e-2")
+    assert code == 0
+    code, _, err = cli("config", "resnet", "--set", "transfer.lr.warm=1.0e-3")
+    assert code == 2 and "one learning rate for each of" in err
+    code, _, err = cli("config", "resnet", "--set", "transfer.lr.full=1e300")
+    assert code == 2 and "(0, 10)" in err
+
+
+def bn_train_context(cifar_root, *sets):
+    _, cfg = resolve(
+        "resnet",
+        resnet.Config,
+        smoke=True,
+        sets=[
+            f"data.root={cifar_root}",
+            "data.dataset=cifar10",
+            "data.train_images=32",
+            "data.val_images=16",
+            "train.batch_size=16",
+            "train.epochs=1",
+            "train.cache=false",
+            "model.arch=resnet18",
+            "no_residual.blocks=[layer2.1]",
+            *sets,
+        ],
+    )
+    return resnet.prepare(cfg, torch.device("cpu"), ["baseline"])
+
+
+def test_backbone_bn_train_moves_statistics_but_only_the_head_learns(cifar_root, tmp_path):
+    from atml.runs import Run
+
+    ctx = bn_train_context(cifar_root, "train.backbone_bn=train")
+    before = ctx.frozen("resnet18").model.state_dict()
+    run = Run.create(tmp_path, "resnet", "t", ctx.cfg.model_dump(), {})
+    trained = resnet.train_head(ctx, ctx.cfg, "resnet18", run, "head")
+    after = trained.model.state_dict()
+    assert not torch.equal(after["bn1.running_mean"], before["bn1.running_mean"])  # statistics drifted
+    assert torch.equal(after["layer1.0.conv1.weight"], before["layer1.0.conv1.weight"])
+    assert torch.equal(after["bn1.weight"], before["bn1.weight"])  # BatchNorm's affine weights stay frozen
+    assert trained.val_logits.shape == (16, 10) and trained.val_features.shape == (16, 512)
+
+    # the original's warm start: the shortcuts-off run continues from the trained baseline network
+    warm = resnet.train_head(
+        ctx, ctx.cfg, "resnet18", run, "head-no-residual-from-baseline", ("layer2.1",), trained
+    )
+    fresh = resnet.train_head(ctx, ctx.cfg, "resnet18", run, "head-no-residual", ("layer2.1",))
+    head = trained.model.state_dict()
+    assert not torch.equal(warm.model.state_dict()["fc.weight"], head["fc.weight"])  # trained further
+    start = (warm.model.state_dict()["fc.weight"] - head["fc.weight"]).abs().max()
+    assert start < (fresh.model.state_dict()["fc.weight"] - head["fc.weight"]).abs().max()
+    assert torch.equal(trained.model.state_dict()["fc.weight"], head["fc.weight"])  # the baseline untouched
+
+
+def test_features_draw_first_or_random_and_pca_before_tsne(cifar_root):
+    import numpy as np
+
+    from atml.analysis.embeddings import project_2d
+
+    ctx = bn_train_context(cifar_root)
+    _, val = ctx.splits()
+    assert torch.equal(val.head(5).indices, val.indices[:5])
+    sample = val.sample(5, 0)
+    assert torch.equal(sample.indices, val.sample(5, 0).indices) and not torch.equal(
+        sample.indices, val.indices[:5]
+    )
+    x = np.random.default_rng(0).normal(size=(40, 80)).astype("float32")
+    assert project_2d(x, "tsne", 0, pca_first=10).shape == (40, 2)
+    assert not np.allclose(project_2d(x, "tsne", 0, pca_first=10), project_2d(x, "tsne", 0))

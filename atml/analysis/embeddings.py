@@ -11,7 +11,10 @@ from sklearn.manifold import TSNE
 Method = Literal["pca", "tsne", "umap"]
 
 
-def project_2d(points: np.ndarray, method: Method, seed: int = 0) -> np.ndarray:
+def project_2d(points: np.ndarray, method: Method, seed: int = 0, pca_first: int | None = None) -> np.ndarray:
+    """`points` in 2-D; `pca_first`: PCA to that many dimensions first, when there are more."""
+    if pca_first is not None and points.shape[1] > pca_first:
+        points = PCA(n_components=min(pca_first, len(points)), random_state=seed).fit_transform(points)
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(points)
     if method == "umap":

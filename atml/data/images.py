@@ -190,7 +190,16 @@ class Draw:
     source: str
 
     def head(self, n: int) -> Draw:
-        return Draw(self.images[:n], self.labels[:n], self.indices[:n], self.classes, self.source)
+        return self.at(torch.arange(min(n, len(self.labels))))
+
+    def sample(self, n: int, seed: int) -> Draw:
+        """`n` of the draw's images in a random order fixed by `seed`."""
+        return self.at(torch.randperm(len(self.labels), generator=seeding.generator(seed))[:n])
+
+    def at(self, positions: torch.Tensor) -> Draw:
+        return Draw(
+            self.images[positions], self.labels[positions], self.indices[positions], self.classes, self.source
+        )
 
 
 def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, seed: int) -> Draw:

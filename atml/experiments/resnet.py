@@ -14,6 +14,7 @@ under torchrun (atml.distributed).
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from atml import distributed, plots, seeding
 from atml.analysis.embeddings import project_2d
@@ -104,6 +105,7 @@ KEY_FIGURES = (
     "features_separability",
     "transfer_tradeoff",
     "confusion_matrix",
+    "compare_depth_curves",
     "compare_depth",
 )
 HEAD_LAYER = "layer4"  # the head reads layer4's pooled output, which is what ResNet's avgpool gives fc
@@ -150,8 +152,14 @@ class FinetuneConfig(Strict):
 
 class NoResidualConfig(Strict):
     blocks: list[str] = Field(
-        ["layer2.1", "layer3.2"],
+        ["layer2.2", "layer3.3"],
+        min_length=1,
         description="blocks whose shortcut is switched off (0-based, torchvision's names)",
+    )
+    start: Literal["fresh", "baseline"] = Field(
+        "fresh",
+        description="the shortcuts-off head: fresh (atml's: both variants trained alike from the same "
+        "new head) | baseline (the original's: the baseline's trained model, its head trained further)",
     )
     grad_images: int = Field(
         32, ge=2, description="training images of the one batch whose gradient is measured per block"
@@ -177,9 +185,20 @@ class TransferConfig(Strict):
     settings: list[Literal[TRANSFER_SETTINGS]] = Field(list(TRANSFER_SETTINGS), min_length=1)  # type: ignore[valid-type]
     epochs: int = Field(3, ge=1, description="every setting trains this many epochs on the same images")
     batch_size: int = Field(64, ge=1)
-    head_lr: float = Field(1e-3, gt=0, description="frozen: the head alone, on cached features")
-    finetune_lr: float = Field(1e-4, gt=0, description="last-block and full: pretrained layers move slowly")
-    scratch_lr: float = Field(1e-3, gt=0, description="scratch: random init, every layer")
+    lr: dict[str, float] = Field(
+        {"frozen": 1e-3, "last-block": 1e-4, "full": 1e-4, "scratch": 1e-3},
+        description="Adam's learning rate per setting",
+    )
+
+    @field_validator("lr")
+    @classmethod
+    def _one_lr_per_setting(cls, lr: dict[str, float]) -> dict[str, float]:
+        if set(lr) != set(TRANSFER_SETTINGS):
+            raise ValueError(f"give one learning rate for each of {', '.join(TRANSFER_SETTINGS)}")
+        bad = [f"{k}={v}" for k, v in lr.items() if not (0 < v < 10)]
+        if bad:
+            raise ValueError(f"learning rates must lie in (0, 10): {', '.join(bad)}")
+        return lr
 
     def target(self, data: ResnetDataConfig) -> str:
         if self.dataset:
@@ -192,6 +211,12 @@ class HeadTrainConfig(Strict):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     flip: bool = Field(True, description="random horizontal flips (both views of every image are cached)")
+    backbone_bn: Literal["eval", "train"] = Field(
+        "eval",
+        description="the frozen backbone's BatchNorm while a head trains: eval (atml's: fixed ImageNet "
+        "statistics, so features are cached once) | train (the original's: batch statistics, running "
+        "statistics drift to the new data; the backbone runs on every batch)",
+    )
     feature_batch_size: int = Field(
         128, ge=1, description="images per no-grad forward of the frozen backbone"
     )
@@ -207,11 +232,17 @@ class HeadTrainConfig(Strict):
 
 
 class FeaturesConfig(Strict):
-    layers: list[str] = ["layer1", "layer3", "layer4"]
+    layers: list[str] = Field(["layer1", "layer3", "layer4"], min_length=1)
     images: int = Field(1000, ge=10, description="validation images mapped and scored")
+    draw: Literal["first", "random"] = Field(
+        "first", description="the first `images` of the validation draw, or a random draw of them (seeded)"
+    )
+    pca_before_tsne: int | None = Field(
+        None, ge=2, description="PCA to this many dimensions before t-SNE (the original: 50; UMAP never)"
+    )
     knn_k: int = Field(10, ge=1)
     folds: int = Field(5, ge=2, description="cross-validation folds of the k-NN accuracy")
-    maps: list[Literal["tsne", "umap", "pca"]] = ["tsne", "umap"]
+    maps: list[Literal["tsne", "umap", "pca"]] = Field(["tsne", "umap"], min_length=1)
 
 
 class ConfusionConfig(Strict):
@@ -219,7 +250,7 @@ class ConfusionConfig(Strict):
 
 
 class CompareDepthConfig(Strict):
-    archs: list[str] = ["resnet18", "resnet152"]
+    archs: list[str] = Field(["resnet18", "resnet152"], min_length=1)
 
 
 class Config(Strict):
@@ -421,14 +452,24 @@ class TrainedHead:
     val_logits: torch.Tensor
     val_features: torch.Tensor
     feature_seconds: float  # what the backbone's passes cost when computed (from the cache entry on a hit)
+    model: torch.nn.Module | None = None  # the whole network, when its BatchNorm statistics moved
 
 
 def train_head(
-    ctx: ResnetContext, cfg: Config, arch: str, run: Run, key: str, off: tuple[str, ...] | None = None
+    ctx: ResnetContext,
+    cfg: Config,
+    arch: str,
+    run: Run,
+    key: str,
+    off: tuple[str, ...] | None = None,
+    start: TrainedHead | None = None,
 ) -> TrainedHead:
-    """A linear head on `arch`'s frozen layer4 features: the backbone runs once (per flip), the
-    head trains for every epoch on the cached features; checkpointed, so a resumed or repeated
-    part reuses it."""
+    """A linear head on `arch`'s frozen layer4 features, checkpointed, so a resumed or repeated
+    part reuses it; `start`: a trained head (and, with BatchNorm in train mode, its network) to
+    continue from instead of a new one. With train.backbone_bn = eval the backbone runs once (per
+    flip) and the head trains for every epoch on the cached features."""
+    if cfg.train.backbone_bn == "train":
+        return train_head_bn_moving(ctx, cfg, arch, run, key, off, start)
     device = ctx.device
     train, val = ctx.splits(cfg)
     views = [
@@ -444,6 +485,8 @@ def train_head(
     standardise = lambda x: ((x - mean) / std).to(device)  # noqa: E731
     seeding.seed_torch(cfg.seed)
     head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
+    if start is not None:
+        head.load_state_dict(start.head.state_dict())
     step = HeadStep(head, cfg.train)
     batches = TensorBatches(
         standardise(plain),
@@ -478,6 +521,57 @@ def train_head(
     return TrainedHead(
         head, history, logits, val_features, sum(o.compute_seconds for o in (*views, validation))
     )
+
+
+def train_head_bn_moving(
+    ctx: ResnetContext,
+    cfg: Config,
+    arch: str,
+    run: Run,
+    key: str,
+    off: tuple[str, ...] | None,
+    start: TrainedHead | None,
+) -> TrainedHead:
+    """The original's "frozen" training: only the head learns, but the network runs in train mode,
+    so BatchNorm normalises with batch statistics and its running statistics drift to the new data.
+    The backbone runs on every batch (nothing can be cached); validation in eval mode."""
+    off = shortcuts_off(cfg) if off is None else off
+    train, val = ctx.splits(cfg)
+    if start is not None and start.model is not None:
+        model = copy.deepcopy(start.model)
+        remove_shortcuts(model, list(off))
+        apply_policy(model, "frozen")
+        model.train()
+    else:
+        model, _ = fresh_model(ctx, arch, off, len(train.classes), "frozen")
+    ft = FinetuneConfig(
+        epochs=cfg.train.epochs, images=None, batch_size=cfg.train.batch_size, lr=cfg.train.lr
+    )
+    history = finetune(ctx, cfg, arch, model, ft, run, key).history
+    logits, features = network_outputs(ctx, cfg, arch, model, val.images, [HEAD_LAYER])
+    return TrainedHead(model.fc, history, logits, features[HEAD_LAYER], 0.0, model)
+
+
+def network_outputs(
+    ctx: ResnetContext,
+    cfg: Config,
+    arch: str,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    layers: list[str],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A trained network's logits and the pooled outputs of `layers` for `images`, in eval mode."""
+    hooks = PooledFeatures(model, layers)
+    preprocess, logits, features = ctx.frozen(arch).preprocess, [], {layer: [] for layer in layers}
+    try:
+        with evaluating(model), torch.no_grad(), autocast(ctx.device, precision_of(cfg, ctx.device)):
+            for chunk in images.split(cfg.train.feature_batch_size):
+                logits.append(model(to_model_input(chunk.to(ctx.device), preprocess)).float().cpu())
+                for layer in layers:
+                    features[layer].append(hooks.outputs[layer].cpu())
+    finally:
+        hooks.remove()
+    return torch.cat(logits), {layer: torch.cat(v) for layer, v in features.items()}
 
 
 HEAD_CURVES = [
@@ -615,8 +709,8 @@ class CompareDepthResult(ResnetResult):
 # --- parts ------------------------------------------------------------------------------------
 
 
-def head_key(off: tuple[str, ...]) -> str:
-    return "head-no-residual" if off else "head"
+def head_key(off: tuple[str, ...], warm: bool = False) -> str:
+    return ("head-no-residual" + "-from-baseline" * warm) if off else "head"
 
 
 def run_baseline(ctx: ResnetContext, run: Run) -> BaselineResult:
@@ -736,7 +830,10 @@ def run_no_residual(ctx: ResnetContext, run: Run) -> NoResidualResult:
     cfg = ctx.cfg
     arch, off = cfg.model.arch, tuple(cfg.no_residual.blocks)
     variants = {"with shortcuts": (), f"shortcuts off in {', '.join(off)}": off}
-    heads = {name: train_head(ctx, cfg, arch, run, head_key(o), off=o) for name, o in variants.items()}
+    heads = {"with shortcuts": train_head(ctx, cfg, arch, run, head_key(()), off=())}
+    warm = heads["with shortcuts"] if cfg.no_residual.start == "baseline" else None
+    for name, o in list(variants.items())[1:]:
+        heads[name] = train_head(ctx, cfg, arch, run, head_key(o, warm is not None), off=o, start=warm)
     n_classes, n_train = len(ctx.splits()[0].classes), len(ctx.splits()[0].labels)
     tuned = {
         name: finetune(
@@ -796,12 +893,7 @@ def run_no_residual(ctx: ResnetContext, run: Run) -> NoResidualResult:
 
 
 def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
-    return FinetuneConfig(
-        epochs=t.epochs,
-        images=None,
-        batch_size=t.batch_size,
-        lr=t.scratch_lr if setting == "scratch" else t.finetune_lr,
-    )
+    return FinetuneConfig(epochs=t.epochs, images=None, batch_size=t.batch_size, lr=t.lr[setting])
 
 
 def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
@@ -819,11 +911,11 @@ def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
     results, curves = {}, {}
     for setting in t.settings:
         key = f"transfer-{setting}"
-        if setting == "frozen":
+        if setting == "frozen" and cfg.train.backbone_bn == "eval":
             head_cfg = tcfg.model_copy(
                 update={
                     "train": tcfg.train.model_copy(
-                        update={"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.head_lr}
+                        update={"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr["frozen"]}
                     )
                 }
             )
@@ -885,8 +977,15 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
     _, val = ctx.splits()
     f = cfg.features
     n = min(f.images, len(val.labels))
-    subset = val.head(n)
-    features = frozen_features(ctx, cfg, cfg.model.arch, subset, f"test[:{n}]", f.layers, False)
+    if f.draw == "first":
+        subset, name = val.head(n), f"test[:{n}]"
+    else:
+        subset, name = val.sample(n, cfg.seed), f"test[random {n}, seed {cfg.seed}]"
+    if cfg.train.backbone_bn == "train":  # the baseline's network, its BatchNorm statistics moved
+        model = train_head(ctx, cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg))).model
+        _, features = network_outputs(ctx, cfg, cfg.model.arch, model, subset.images, f.layers)
+    else:
+        features = frozen_features(ctx, cfg, cfg.model.arch, subset, name, f.layers, False)
     labels = subset.labels.numpy()
     per_layer, maps = {}, {}
     for layer in f.layers:
@@ -896,7 +995,13 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
             "knn_accuracy": knn_accuracy(x, labels, f.knn_k, f.folds, cfg.seed),
             "silhouette": silhouette(x, labels),
         }
-        maps[layer] = {method: (project_2d(x, method, cfg.seed), labels) for method in f.maps}
+        maps[layer] = {
+            method: (
+                project_2d(x, method, cfg.seed, pca_first=f.pca_before_tsne if method == "tsne" else None),
+                labels,
+            )
+            for method in f.maps
+        }
         log.info(
             f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette "
             f"{per_layer[layer]['silhouette']:.3f}",
@@ -978,13 +1083,20 @@ def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
 
 def run_compare_depth(ctx: ResnetContext, run: Run) -> CompareDepthResult:
     cfg = ctx.cfg
-    results = {}
+    results, histories = {}, {}
     for arch in cfg.compare_depth.archs:
         trained = train_head(ctx, cfg, arch, run, f"compare-depth-{arch}", off=())
+        histories[arch] = trained.history
         results[arch] = {
             "weights": ctx.frozen(arch).weights,
             "feature_dim": int(trained.head.in_features),
         } | head_metrics(trained)
+    plots.training_curves(
+        {arch: {"steps": h.steps, "epochs": h.epochs} for arch, h in histories.items()},
+        HEAD_CURVES,
+        run.plot_path("compare_depth_curves"),
+        f"{' vs '.join(histories)}, frozen backbone + head on {cfg.data.dataset}{weights_note(cfg)}",
+    )
     plots.grouped_bars(
         {"validation accuracy": [results[a]["val_acc"] for a in results]},
         list(results),
@@ -1073,4 +1185,5 @@ EXPERIMENT = Experiment(
     key_figures=KEY_FIGURES,
     flags=FLAGS,
     weights_files=weights_files,
+    non_result_keys=("train.log_every", "train.cache", "train.feature_batch_size", "confusion.pairs"),
 )
