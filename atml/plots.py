@@ -366,11 +366,18 @@ class ModalityMap:
     is_text: np.ndarray
 
 
-def modality_maps(maps: dict[str, ModalityMap], classes: Sequence[str], path: Path, title: str) -> Path:
-    """Joint maps side by side: images as dots, texts as black-edged stars, both coloured by class."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(4.6 * len(maps), 4.4), squeeze=False)
+def modality_maps(
+    maps: dict[str, ModalityMap], classes: Sequence[str], path: Path, title: str, columns: int | None = None
+) -> Path:
+    """Joint maps, `columns` to a row (default: all in one): images as dots, texts as black-edged
+    stars, both coloured by class."""
+    columns = columns or len(maps)
+    rows = -(-len(maps) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 4.4 * rows), squeeze=False)
     colours = _class_colours(len(classes))
-    for ax, (name, m) in zip(axes[0], maps.items()):
+    for ax in axes.flat[len(maps) :]:
+        ax.axis("off")
+    for ax, (name, m) in zip(axes.flat, maps.items()):
         for k, class_name in enumerate(classes):
             image, text = (m.labels == k) & ~m.is_text, (m.labels == k) & m.is_text
             ax.scatter(m.xy[image, 0], m.xy[image, 1], s=9, color=colours[k], alpha=0.7, label=class_name)
@@ -396,7 +403,7 @@ def modality_maps(maps: dict[str, ModalityMap], classes: Sequence[str], path: Pa
             markersize=11,
             color="grey",
             markeredgecolor="black",
-            label="text (class prompt)",
+            label="text",
         ),
     ]
     if len(classes) <= 20:

@@ -193,3 +193,100 @@ def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, stl_r
         tmp_path / "out",
     )
     assert code == 2 and "openai" in err and "laion2b_s34b_b79k" in err
+
+
+def test_the_original_preset_is_the_notebooks_clip():
+    """ORIGINAL_SETTINGS.md §5 and Appendix B, value by value."""
+    import random
+
+    from atml.config import resolve
+
+    _, cfg = resolve("clip", clip.Config, preset="original")
+    random.seed(42)
+    assert cfg.data.pair_indices == random.sample(range(8000), 100) and cfg.data.test_images is None
+    assert (cfg.data.dataset, cfg.model.name, cfg.model.weights, cfg.seed) == (
+        "stl10",
+        "ViT-B-32",
+        "openai",
+        42,
+    )
+    assert (cfg.model.normalise, cfg.model.interpolation) == (False, "bilinear")
+    assert cfg.zeroshot.strategies == {
+        "plain": ["{}"],
+        "template": ["a photo of a {}"],
+        "descriptive": [
+            "a photo of a {}",
+            "a picture of a {}",
+            "an image of a {}",
+            "a high quality photo of a {}",
+            "a clear image of a {}",
+        ],
+    }
+    assert not cfg.zeroshot.renormalise_ensemble
+    g = cfg.gap
+    assert (g.images, g.strategy, g.maps, g.embeddings, g.map_texts, g.unmatched) == (
+        100,
+        "template",
+        ["tsne", "umap"],
+        ["raw", "normalised"],
+        "captions",
+        "other-captions",
+    )
+    p = cfg.procrustes
+    assert (p.images, p.strategy, p.scoring, p.maps) == (None, "template", "in-sample", ["tsne", "umap"])
+
+
+def test_ensemble_without_renormalising_and_the_originals_off_diagonal():
+    from atml.analysis.modality_gap import caption_cosines
+
+    prompts = torch.tensor([[[3.0, 0.0], [0.0, 1.0]]])
+    assert torch.allclose(class_embeddings(prompts, renormalise=False), torch.tensor([[0.5, 0.5]]))
+    images = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    captions = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 3.0]])  # image 0 and 1 share a class caption
+    matched, unmatched = caption_cosines(images, captions)
+    assert matched.tolist() == [1.0, 1.0, 1.0] and sorted(unmatched.tolist()) == [0, 0, 0, 0, 1, 1]
+
+
+def test_pair_indices_pick_the_images_and_in_sample_procrustes(cli, stl_root, tmp_path):
+    indices = "[7, 3, 11, 5, 0, 9, 2, 1]"
+    base = ("run", "clip", "--smoke", "--set", "data.dataset=stl10", "--set", f"data.root={stl_root}")
+    code, _, err = cli(
+        *base,
+        "--set",
+        "data.test_images=null",
+        "--set",
+        "data.pair_indices=[0, 1, 2, 9999]",
+        "--out",
+        tmp_path / "bad",
+    )
+    assert code == 2 and "data.pair_indices" in err and "9999" in err and not (tmp_path / "bad").exists()
+    code, _, err = cli(
+        *base,
+        "--set",
+        "data.test_images=null",
+        "--set",
+        f"data.pair_indices={indices}",
+        "--set",
+        "procrustes.scoring=in-sample",
+        "--set",
+        "gap.embeddings=[raw, normalised]",
+        "--set",
+        "gap.unmatched=other-captions",
+        "--part",
+        "gap",
+        "--part",
+        "procrustes",
+        "--out",
+        tmp_path,
+    )
+    assert code == 0, err
+    (folder,) = (tmp_path / "clip").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["gap"]["n_images"] == 8 and metrics["procrustes"]["n_fit"] == 8
+    assert (
+        metrics["procrustes"]["held_out"] is None
+        and "in-sample" in metrics["procrustes"]["skipped"]["held_out"]
+    )
+    after = metrics["procrustes"]["fit_split_not_held_out"]["after"]
+    before = metrics["procrustes"]["fit_split_not_held_out"]["before"]
+    assert after["matched_cosine"] > max(0.9, before["matched_cosine"])  # in-sample: near-perfect fit

@@ -55,6 +55,14 @@ def pair_cosines(
     return cos[own], cos[~own]
 
 
+def caption_cosines(images: torch.Tensor, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines of image i with its own caption i (N values) and with every other image's caption
+    (N·(N−1) values, same-class captions included: the original's off-diagonal)."""
+    cos = cosine_matrix(images, captions)
+    own = torch.eye(len(images), dtype=torch.bool)
+    return cos[own], cos[~own]
+
+
 def similarities(images: torch.Tensor, class_texts: torch.Tensor, labels: torch.Tensor) -> Similarities:
     """Matched vs unmatched cosine similarity of images [N, d] with class texts [C, d]."""
     return Similarities.of(*pair_cosines(images, class_texts, labels))

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 
 
-def class_embeddings(prompt_embeddings: torch.Tensor) -> torch.Tensor:
-    """[classes, prompts, dim] text embeddings → [classes, dim] unit class embeddings."""
-    return F.normalize(F.normalize(prompt_embeddings.float(), dim=-1).mean(1), dim=-1)
+def class_embeddings(prompt_embeddings: torch.Tensor, renormalise: bool = True) -> torch.Tensor:
+    """[classes, prompts, dim] text embeddings → [classes, dim] class embeddings: the mean of the
+    unit prompt embeddings, made unit again when `renormalise`."""
+    mean = F.normalize(prompt_embeddings.float(), dim=-1).mean(1)
+    return F.normalize(mean, dim=-1) if renormalise else mean
 
 
 def predict(image_embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
