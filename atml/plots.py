@@ -301,14 +301,17 @@ def overlay_grid(
     title: str,
     alpha: float = 0.5,
     colour: tuple[float, float, float] = (1.0, 0.0, 0.0),
+    captions: dict[str, dict[str, str]] | None = None,
 ) -> Path:
     """A table of images, one row per outer key and one column per inner key, each optionally
     overlaid with a heat map (H × W, non-negative) in semi-transparent `colour` (red by default):
-    the colour's opacity is alpha × the map divided by its maximum within that cell."""
+    the colour's opacity is alpha × the map divided by its maximum within that cell. `captions`
+    (same keys): a line of text under a cell."""
     names = list(rows)
     cols = list(dict.fromkeys(c for r in names for c in rows[r]))
+    extra = 0.3 if captions else 0.0
     fig, axes = plt.subplots(
-        len(names), len(cols), figsize=(2.3 * len(cols), 2.45 * len(names) + 0.5), squeeze=False
+        len(names), len(cols), figsize=(2.3 * len(cols), (2.45 + extra) * len(names) + 0.5), squeeze=False
     )
     for i, r in enumerate(names):
         for j, c in enumerate(cols):
@@ -327,6 +330,9 @@ def overlay_grid(
                 rgba[..., 3] = alpha * h
                 ax.imshow(rgba)
             ax.set_title(f"{r}: {c}" if j == 0 else c, fontsize=8)
+            caption = (captions or {}).get(r, {}).get(c)
+            if caption:
+                ax.text(0.5, -0.03, caption, transform=ax.transAxes, ha="center", va="top", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

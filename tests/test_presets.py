@@ -35,9 +35,8 @@ def test_a_preset_is_merged_under_smoke_config_and_set(cli, config_dir, tmp_path
 def test_list_names_each_experiments_presets(cli, config_dir):
     code, out, _ = cli("list")
     gan = out.split("gan:")[1].split("vae:")[0]
-    assert (
-        code == 0 and "presets (--preset): original, tiny\n" in gan and "presets (--preset): none yet" in out
-    )
+    assert code == 0 and "presets (--preset): original, tiny\n" in gan
+    assert out.count("presets (--preset): original\n") == 4  # every other experiment ships its original
 
 
 @pytest.mark.parametrize(
@@ -87,3 +86,41 @@ def test_the_vae_original_preset_runs_every_part(cli, fake_root, tmp_path):
     assert "validation = the test images" in anneal["data"]
     assert anneal["delayed-linear"]["beta"] == 0.0  # two smoke epochs are inside its 50-epoch delay
     assert (folder / "plots" / "anneal_posterior_stats.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("experiment", "parts", "figures"),
+    [
+        ("resnet", ["no-residual", "features", "compare-depth"], ["compare_depth_curves", "features_maps"]),
+        ("vit", ["masking", "probe"], ["masking_photos", "probe_pca"]),
+        ("clip", ["gap", "procrustes"], ["gap_maps", "procrustes_maps"]),
+    ],
+)
+def test_each_original_preset_runs_in_smoke_form(cli, fake_root, tmp_path, experiment, parts, figures):
+    """The preset's own code paths (BatchNorm in train mode and the warm start, photo masking and the
+    split probe, in-sample Procrustes and raw maps) on FashionMNIST files with random weights."""
+    part_args = [arg for part in parts for arg in ("--part", part)]
+    code, _, err = cli(
+        "run", experiment, "--preset", "original", "--smoke", *part_args,
+        "--set", f"data.root={fake_root}", "--out", tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    (folder,) = (tmp_path / experiment).iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert all(m["random_weights"] for m in metrics.values())
+    for figure in figures:
+        assert (folder / "plots" / f"{figure}.png").stat().st_size > 10_000
+    if experiment == "resnet":
+        no_res = metrics["no-residual"]
+        assert no_res["blocks_off"] == ["layer2.2", "layer3.3"] and len(no_res["head_only"]) == 2
+    if experiment == "vit":
+        assert metrics["masking"]["source"] == "photos" and set(metrics["masking"]["photos"]) == {
+            "china",
+            "flower",
+        }
+        assert (
+            metrics["probe"]["final"]["cls"]["n_test"] == 30
+            and metrics["probe"]["final"]["cls"]["n_train"] == 70
+        )
+    if experiment == "clip":
+        assert metrics["procrustes"]["scoring"] == "in-sample" and metrics["procrustes"]["held_out"] is None

@@ -9,7 +9,7 @@ import yaml
 
 from atml.config import resolve
 from atml.data.fake import write_fake_idx_dataset
-from atml.experiments import gan, vae
+from atml.experiments import clip, gan, resnet, vae, vit
 from atml.report.original import differences
 
 
@@ -18,7 +18,16 @@ def _resolved(experiment, schema, **kwargs) -> dict:
     return raw
 
 
-@pytest.mark.parametrize("experiment, schema", [("gan", gan.Config), ("vae", vae.Config)])
+@pytest.mark.parametrize(
+    "experiment, schema",
+    [
+        ("gan", gan.Config),
+        ("vae", vae.Config),
+        ("resnet", resnet.Config),
+        ("vit", vit.Config),
+        ("clip", clip.Config),
+    ],
+)
 def test_the_original_preset_differs_in_nothing(experiment, schema):
     config = _resolved(experiment, schema, preset="original", sets=["data.root=/elsewhere", "seed=3"])
     assert differences(experiment, config) == []  # paths and the seed are no result setting
@@ -38,10 +47,40 @@ def test_atml_defaults_name_what_makes_them_other_than_the_original():
     assert gan_shown["parts.baseline.tuned"].endswith("(original: null)")  # a run the original lacks
 
 
-def test_an_experiment_without_an_original_preset_is_not_compared():
-    from atml.experiments import clip
+def test_resnet_vit_and_clip_defaults_name_what_makes_them_other_than_the_original():
+    shown = {d.key: str(d) for d in differences("resnet", _resolved("resnet", resnet.Config))}
+    assert shown["train.backbone_bn"] == "train.backbone_bn = eval (original: train)"
+    assert "no_residual.start" in shown and "features.pca_before_tsne" in shown
+    assert shown["transfer.lr.scratch"] == "transfer.lr.scratch = 0.001 (original: 0.01)"
+    assert "transfer.settings" not in shown
+    assert "no_residual.blocks" not in shown  # atml's default blocks are the original's now
+    shown = {d.key for d in differences("vit", _resolved("vit", vit.Config))}
+    assert {"model.name", "masking.centre", "masking.source", "probe.split", "probe.standardise"} <= shown
+    assert "model.cache" not in shown  # declared: changes no result
+    shown = {d.key for d in differences("clip", _resolved("clip", clip.Config))}
+    assert {
+        "model.normalise",
+        "zeroshot.renormalise_ensemble",
+        "procrustes.scoring",
+        "data.pair_indices",
+    } <= shown
 
-    assert differences("clip", _resolved("clip", clip.Config)) is None
+
+def test_an_experiment_without_an_original_preset_is_not_compared(tmp_path, monkeypatch):
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    (tmp_path / "configs" / "clip.original.yaml").unlink()
+    monkeypatch.setenv("ATML_CONFIG_DIR", str(tmp_path / "configs"))
+    from atml.report import original
+
+    original._original.cache_clear()  # read per process: an earlier test may have read clip's
+    try:
+        assert differences("clip", _resolved("clip", clip.Config)) is None
+    finally:
+        original._original.cache_clear()
 
 
 @pytest.fixture(scope="module")

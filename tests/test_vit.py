@@ -238,3 +238,57 @@ def test_batched_outputs_keep_only_what_they_return():
     images = torch.randint(0, 255, (60, 3, 8, 8), dtype=torch.uint8)
     out = batched_outputs(forward, images, Preprocess(size=8), torch.device("cpu"), batch_size=10)
     assert out["first"].shape == (60, 3) and max(alive) <= 1  # at most the loop's last view
+
+
+def test_the_original_preset_is_the_notebooks_vit():
+    """ORIGINAL_SETTINGS.md §2, value by value."""
+    from atml.config import resolve
+
+    _, cfg = resolve("vit", vit.Config, preset="original")
+    m = cfg.model
+    assert (m.name, m.weights, m.crop_pct, m.interpolation) == (
+        "vit_base_patch16_224.orig_in21k_ft_in1k",
+        "pretrained",
+        1.0,
+        "bilinear",
+    )
+    k = cfg.masking
+    assert (k.source, k.ratios, k.schemes, k.fill, k.centre, k.count) == (
+        "photos",
+        [0.0, 0.1, 0.3, 0.5],
+        ["random", "centre"],
+        "zero",
+        "square",
+        "floor",
+    )
+    p = cfg.probe
+    assert (
+        cfg.data.dataset,
+        cfg.data.test_images,
+        p.layers,
+        p.split,
+        p.standardise,
+        p.max_iter,
+        cfg.seed,
+    ) == (
+        "cifar10",
+        88,
+        [],
+        0.3,
+        False,
+        1000,
+        42,
+    )
+
+
+def test_the_originals_mask_geometry():
+    from atml.analysis.masking import masked_patches
+
+    squares = {r: masked_patches((14, 14), r, "centre", centre="square") for r in (0.1, 0.3, 0.5)}
+    assert {r: len(v) for r, v in squares.items()} == {0.1: 25, 0.3: 49, 0.5: 81}
+    assert sorted(set((squares[0.1] // 14).tolist())) == [5, 6, 7, 8, 9]  # rows 5–9, as the notebook's
+    assert sorted(set((squares[0.5] % 14).tolist())) == list(range(3, 12))
+    floors = [len(masked_patches((14, 14), r, "random", count="floor")) for r in (0.1, 0.3, 0.5)]
+    assert floors == [19, 58, 98]
+    assert [len(masked_patches((14, 14), r, "random")) for r in (0.1, 0.3, 0.5)] == [20, 59, 98]
+    assert len(masked_patches((14, 14), 0.0, "centre", centre="square")) == 0

@@ -3,20 +3,41 @@ a given ratio, either dropped from the token sequence or replaced in the pixels.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 SCHEMES = ("random", "centre")
 FILLS = ("drop", "zero", "noise")
 
 
+CENTRES = ("nearest", "square")
+COUNTS = ("round", "floor")
+
+
 def masked_patches(
-    grid: tuple[int, int], ratio: float, scheme: str, generator: torch.Generator | None = None
+    grid: tuple[int, int],
+    ratio: float,
+    scheme: str,
+    generator: torch.Generator | None = None,
+    centre: str = "nearest",
+    count: str = "round",
 ) -> torch.Tensor:
-    """Indices (row-major) of round(ratio · patches) patches: a uniform random draw, or the
-    patches whose centres are nearest the image centre (ties broken by index, so it is fixed)."""
+    """Indices (row-major) of the masked patches. `random`: a uniform draw of ratio · patches
+    (rounded, or floored as the original's int() did). `centre`, shape `nearest`: that many patches
+    whose centres are nearest the image centre (ties broken by index, so it is fixed); shape
+    `square` (the original's): a square of side 2·(s // 2) + 1 around the middle patch, with
+    s = int(sqrt(ratio · patches)), e.g. 5×5, 7×7, 9×9 on 14×14 for 0.1, 0.3, 0.5."""
     rows, cols = grid
     n = rows * cols
-    k = round(ratio * n)
+    k = round(ratio * n) if count == "round" else int(ratio * n)
+    if scheme == "centre" and centre == "square":
+        if ratio == 0:
+            return torch.zeros(0, dtype=torch.long)
+        half = int(math.sqrt(n * ratio)) // 2
+        r, c = torch.arange(rows).repeat_interleave(cols), torch.arange(cols).repeat(rows)
+        inside = ((r - rows // 2).abs() <= half) & ((c - cols // 2).abs() <= half)
+        return inside.nonzero().squeeze(1)
     if scheme == "random":
         chosen = torch.randperm(n, generator=generator)[:k]
     elif scheme == "centre":

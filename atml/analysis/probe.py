@@ -33,9 +33,16 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     )  # exact at p = 0 or 1, where rounding strays
 
 
-def fit_probe(train_x: np.ndarray, train_y: np.ndarray, c: float = 1.0, max_iter: int = 1000, seed: int = 0):
-    """A standardised multinomial logistic regression on the training features (an unconverged
-    fit is kept without a warning: its held-out score says what matters)."""
+def fit_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    c: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+    standardise: bool = True,
+):
+    """A multinomial logistic regression on the training features, standardised first unless told
+    not to (an unconverged fit is kept without a warning: its held-out score says what matters)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -45,9 +52,10 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, c: float = 1.0, max_iter
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return make_pipeline(
-            StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
-        ).fit(train_x, train_y)
+        steps = [StandardScaler()] if standardise else []
+        return make_pipeline(*steps, LogisticRegression(C=c, max_iter=max_iter, random_state=seed)).fit(
+            train_x, train_y
+        )
 
 
 def probe_accuracy(
@@ -58,9 +66,10 @@ def probe_accuracy(
     c: float = 1.0,
     max_iter: int = 1000,
     seed: int = 0,
+    standardise: bool = True,
 ) -> ProbeScore:
     """Fitted on (train_x, train_y), scored on the held-out (test_x, test_y)."""
-    probe = fit_probe(train_x, train_y, c, max_iter, seed)
+    probe = fit_probe(train_x, train_y, c, max_iter, seed, standardise)
     correct = int((probe.predict(test_x) == test_y).sum())
     low, high = wilson_interval(correct, len(test_y))
     return ProbeScore(correct / len(test_y), low, high, len(test_y), len(train_y))

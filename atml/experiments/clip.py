@@ -779,4 +779,5 @@ EXPERIMENT = Experiment(
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
     weights_files=weights_files,
+    non_result_keys=("model.cache", "model.batch_size"),
 )

@@ -11,7 +11,7 @@ Any timm ViT by name; attention is read from timm's blocks without editing timm.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +20,17 @@ from pydantic import Field
 
 from atml import plots, seeding
 from atml.analysis.attention import cls_maps, entropy, rollout, spatial_spread, uniform_entropy, upsample
-from atml.analysis.masking import FILLS, SCHEMES, fill_patches, kept_patches, masked_patches, pixel_mask
+from atml.analysis.embeddings import project_2d
+from atml.analysis.masking import (
+    CENTRES,
+    COUNTS,
+    FILLS,
+    SCHEMES,
+    fill_patches,
+    kept_patches,
+    masked_patches,
+    pixel_mask,
+)
 from atml.analysis.probe import fit_probe, probe_accuracy
 from atml.config import Precision, Seed, Strict
 from atml.data.images import NAMES, Draw, train_test_draws
@@ -61,11 +71,13 @@ HEADLINES = (
         "masking: random 50%, agreement with unmasked top-1",
         ("masking", "results", "random", "0.50", "agreement"),
         "— (one image)",
+        skipped_at=("masking", "skipped", "results"),
     ),
     Headline(
         "masking: centre 50%, agreement with unmasked top-1",
         ("masking", "results", "centre", "0.50", "agreement"),
         "—",
+        skipped_at=("masking", "skipped", "results"),
     ),
 )
 KEY_FIGURES = (
@@ -75,6 +87,7 @@ KEY_FIGURES = (
     "attention_entropy",
     "masking_agreement",
     "probe_by_layer",
+    "probe_pca",
 )
 DROPPED_COLOUR = (0.25, 0.45, 0.85)
 
@@ -113,6 +126,16 @@ class VitModelConfig(Strict):
     cache: bool = Field(
         True, description="reuse probe features across parts and runs (~/.cache/atml/features)"
     )
+    crop_pct: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="resize to size / crop_pct, then the centre crop (null: the weights' own; 1: resize "
+        "straight to the input size, as the original's image processor did)",
+    )
+    interpolation: Literal["model", "bilinear", "bicubic"] = Field(
+        "model", description="the resize: the weights' own or another"
+    )
 
 
 class PredictConfig(Strict):
@@ -128,8 +151,21 @@ class AttentionConfig(Strict):
 
 
 class MaskingConfig(Strict):
+    source: Literal["dataset", "photos"] = Field(
+        "dataset",
+        description="dataset: `images` test images of data.dataset, scored against their labels | "
+        "photos: data.images, each masked once per scheme and ratio, its top-1 shown (the original)",
+    )
     ratios: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1)
-    schemes: list[Literal[SCHEMES]] = list(SCHEMES)  # type: ignore[valid-type]
+    schemes: list[Literal[SCHEMES]] = Field(list(SCHEMES), min_length=1)  # type: ignore[valid-type]
+    centre: Literal[CENTRES] = Field(  # type: ignore[valid-type]
+        "nearest",
+        description="nearest: the ratio's share of patches nearest the centre | square: a centred square "
+        "of side 2·(s // 2) + 1, s = int(sqrt(ratio · patches)) (the original: 5×5, 7×7, 9×9 of 14×14)",
+    )
+    count: Literal[COUNTS] = Field(  # type: ignore[valid-type]
+        "round", description="random masks hide round(ratio · patches), or floor (the original's int())"
+    )
     fill: Literal[FILLS] = Field(
         "drop",
         description="drop: masked patch tokens leave the sequence; zero: their pixels become the "  # type: ignore[valid-type]
@@ -141,8 +177,18 @@ class MaskingConfig(Strict):
 
 class ProbeConfig(Strict):
     layers: list[int] | None = Field(
-        None, description="blocks probed (null: every block); the final normed output is always probed"
+        None,
+        description="blocks probed (null: every block; []: none); the final normed output is always probed",
     )
+    split: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="null: fit on the training draw, score on the test draw | a share: one draw of the "
+        "test split (data.test_images) split by train_test_split, not stratified, this share scored "
+        "(the original: 0.3 of 88 images)",
+    )
+    standardise: bool = Field(True, description="features standardised before the fit (the original: no)")
     c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
     max_iter: int = Field(1000, ge=10)
 
@@ -169,10 +215,18 @@ class VitContext(RunContext):
 
 def load_model(cfg: Config, device: torch.device) -> FrozenModel:
     m = cfg.model
-    return FrozenModel.load(
+    model = FrozenModel.load(
         "timm", m.name, m.weights, allow_download=cfg.data.download, init_seed=cfg.seed, device=device,
         precision=resolve_precision(device, m.precision), **({"img_size": m.img_size} if m.img_size else {}),
     )  # fmt: skip
+    p = model.preprocess
+    return model.with_preprocess(
+        replace(
+            p,
+            crop_pct=m.crop_pct or p.crop_pct,
+            interpolation=p.interpolation if m.interpolation == "model" else m.interpolation,
+        )
+    )
 
 
 def splits(cfg: Config) -> tuple[Draw, Draw]:
@@ -193,7 +247,8 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VitContext:
     except ValueError as exc:
         raise UserError(f"model.name: {exc}") from None
     depth = len(vit.model.blocks)
-    if {"predict", "attention"} & set(parts):
+    photos_masked = "masking" in parts and cfg.masking.source == "photos"
+    if {"predict", "attention"} & set(parts) or photos_masked:
         load_photos(cfg.data.images)
     if "attention" in parts and not -depth <= cfg.attention.layer < depth:
         raise UserError(f"attention.layer={cfg.attention.layer}: {cfg.model.name} has blocks 0…{depth - 1}")
@@ -202,11 +257,16 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VitContext:
     if "masking" in parts and any(not 0 <= r < 1 for r in cfg.masking.ratios):
         raise UserError(f"masking.ratios={cfg.masking.ratios}: each must be in [0, 1)")
     train = test = None
-    if {"masking", "probe"} & set(parts):
+    if "probe" in parts or ("masking" in parts and not photos_masked):
         train, test = splits(cfg)
-        if len(set(train.labels.tolist())) < 2:
+        fitted_on = train.labels if cfg.probe.split is None else test.labels
+        if len(set(fitted_on.tolist())) < 2:
+            raise UserError(f"the probe's fitting images of {cfg.data.dataset} hold one class; draw more")
+        scored = len(test.labels) * cfg.probe.split if cfg.probe.split else len(test.labels)
+        if cfg.probe.split and not 1 <= scored <= len(test.labels) - 2:
             raise UserError(
-                f"the probe's training draw of {cfg.data.dataset} holds one class; raise data.train_images"
+                f"probe.split={cfg.probe.split} of {len(test.labels)} test images leaves too few to fit "
+                "or to score"
             )
     return VitContext(cfg, device, tuple(parts), vit, train, test)
 
@@ -226,7 +286,11 @@ def common_metrics(ctx: VitContext) -> dict:
 def photo_batch(ctx: VitContext) -> tuple[list[Photo], torch.Tensor]:
     """The photos through timm's own eval transform (resize, centre crop, normalise)."""
     photos = load_photos(ctx.cfg.data.images)
-    data_config = timm_data_config(ctx.vit.model)
+    pp = ctx.vit.preprocess  # the weights' own, or the config's crop_pct and interpolation
+    data_config = timm_data_config(ctx.vit.model) | {
+        "crop_pct": pp.crop_pct,
+        "interpolation": pp.interpolation,
+    }
     return photos, torch.stack([photo_input(p, data_config) for p in photos])
 
 
@@ -272,14 +336,24 @@ class MaskedResult(Result):
     confidence: float
 
 
+class PhotoMasked(Result):
+    top1: str
+    probability: float
+    patches_masked: int
+    same_top1_as_unmasked: bool
+
+
 class MaskingResult(VitResult):
-    dataset: str
-    images: int
+    source: str = "dataset"
     fill: str
     grid: list[int]
-    probe_fitted_on: str
-    chance: float
-    results: dict[str, dict[str, MaskedResult]]  # scheme → masked share ("0.50") → scores
+    dataset: str | None = None  # source = dataset: the masked test images, scored against labels
+    images: int | None = None
+    probe_fitted_on: str | None = None
+    chance: float | None = None
+    results: dict[str, dict[str, MaskedResult]] = {}  # scheme → masked share ("0.50") → scores
+    photos: dict[str, dict[str, dict[str, PhotoMasked]]] = {}  # source = photos: photo → scheme → share
+    skipped: dict[str, str] = {}
 
 
 class ProbeScore(Result):
@@ -467,11 +541,41 @@ def token_features(ctx: VitContext, split: Draw, split_name: str) -> Outputs:
     )
 
 
+def probe_data(ctx: VitContext) -> tuple[dict, dict, np.ndarray, np.ndarray, str, str]:
+    """(training features, scored features, their labels, where each comes from): the training and
+    test draws, or with probe.split one test draw split by scikit-learn (not stratified)."""
+    cfg = ctx.cfg
+    if cfg.probe.split is None:
+        train_f, test_f = token_features(ctx, ctx.train, "train"), token_features(ctx, ctx.test, "test")
+        return (
+            train_f,
+            test_f,
+            ctx.train.labels.numpy(),
+            ctx.test.labels.numpy(),
+            ctx.train.source,
+            ctx.test.source,
+        )
+    from sklearn.model_selection import train_test_split
+
+    features = token_features(ctx, ctx.test, "test")
+    fit, scored = train_test_split(
+        np.arange(len(ctx.test.labels)), test_size=cfg.probe.split, random_state=cfg.seed
+    )
+    labels = ctx.test.labels.numpy()
+    where = f"{ctx.test.source}, split {len(fit)}/{len(scored)} (random_state {cfg.seed})"
+    return (
+        {k: v[fit] for k, v in features.items()},
+        {k: v[scored] for k, v in features.items()},
+        labels[fit],
+        labels[scored],
+        f"{where}: the {len(fit)}",
+        f"{where}: the {len(scored)}",
+    )
+
+
 def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
     cfg = ctx.cfg
-    train, test = ctx.train, ctx.test
-    train_f, test_f = token_features(ctx, train, "train"), token_features(ctx, test, "test")
-    y_train, y_test = train.labels.numpy(), test.labels.numpy()
+    train_f, test_f, y_train, y_test, train_source, test_source = probe_data(ctx)
     keys = [*(f"block{i}" for i in probed_layers(ctx)), "final"]
     scores = {}
     for key in keys:
@@ -484,6 +588,7 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
                 cfg.probe.c,
                 cfg.probe.max_iter,
                 cfg.seed,
+                cfg.probe.standardise,
             ).describe()
             for readout in ("cls", "mean")
         }
@@ -503,13 +608,27 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
             for r in ("cls", "mean")
         },
     )
+    plots.scatter_grid(
+        {
+            "PCA": {
+                f"{label[r]} (held-out accuracy {scores['final'][r]['accuracy']:.3f})": (
+                    project_2d(test_f[f"final/{r}"].numpy(), "pca", cfg.seed),
+                    y_test,
+                )
+                for r in ("cls", "mean")
+            }
+        },
+        ctx.test.classes,
+        run.plot_path("probe_pca"),
+        f"final features of the {len(y_test)} scored images, 2-D PCA{weights_note(cfg)}",
+    )
     return ProbeResult.model_validate(
         common_metrics(ctx)
         | {
             "dataset": cfg.data.dataset,
-            "train": train.source,
-            "test": test.source,
-            "chance": 1 / len(train.classes),
+            "train": train_source,
+            "test": test_source,
+            "chance": 1 / len(ctx.test.classes),
             "final": scores["final"],
             "by_layer": scores,
         }
@@ -556,13 +675,91 @@ def masking_figures(
     plots.overlay_grid(examples, run.plot_path("masking_examples"), f"masked inputs: {fill_note}")
 
 
+def draw_masks(
+    ctx: VitContext, scheme: str, ratio: float, n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """[n, k] indices of the patches each of n images hides (one stream: `generator`)."""
+    m, grid = ctx.cfg.masking, patch_grid(ctx.vit.model)
+    return torch.stack([masked_patches(grid, ratio, scheme, generator, m.centre, m.count) for _ in range(n)])
+
+
+def masked_forward(
+    ctx: VitContext, x: torch.Tensor, masked: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ImageNet logits, final class-token features) of inputs with `masked` patches hidden."""
+    model, fill = ctx.vit.model, ctx.cfg.masking.fill
+    grid, patch = patch_grid(model), patch_size(model)
+    with torch.no_grad(), autocast(ctx.device, ctx.vit.precision):
+        if fill == "drop":
+            keep = torch.stack([kept_patches(grid, row) for row in masked])
+            final, _ = forward_tokens(model, x, keep=keep)
+        else:
+            pixels = torch.stack([pixel_mask(grid, patch, row) for row in masked]).unsqueeze(1)
+            final, _ = forward_tokens(model, fill_patches(x, pixels, fill, generator))
+        return model.forward_head(final).float(), final[:, 0].float()
+
+
+def run_masking_photos(ctx: VitContext, run: Run) -> MaskingResult:
+    """The original's masking: each photo masked once per scheme and ratio, the ImageNet head's
+    top-1 (and its probability) per masked photo; a figure of the masked photos with their top-1."""
+    cfg, m = ctx.cfg, ctx.cfg.masking
+    photos, x = photo_batch(ctx)
+    x = x.to(ctx.device)
+    names = ctx.vit.categories or ()
+    generator = seeding.generator(cfg.seed)
+    results: dict[str, dict[str, dict[str, PhotoMasked]]] = {photo.name: {} for photo in photos}
+    examples: dict[str, dict[str, tuple[np.ndarray, None]]] = {}
+    captions: dict[str, dict[str, str]] = {}
+    unmasked = masked_forward(ctx, x, torch.zeros(len(photos), 0, dtype=torch.long), generator)[0].softmax(-1)
+    for scheme in m.schemes:
+        for ratio in m.ratios:
+            masked = draw_masks(ctx, scheme, ratio, len(photos), generator)
+            probabilities = masked_forward(ctx, x, masked, generator)[0].softmax(-1)
+            shown = masked_images(ctx, x, masked)
+            for i, photo in enumerate(photos):
+                top = int(probabilities[i].argmax())
+                name = names[top].split(",")[0] if top < len(names) else f"class {top}"
+                results[photo.name].setdefault(scheme, {})[f"{ratio:.2f}"] = PhotoMasked(
+                    top1=name,
+                    probability=float(probabilities[i, top]),
+                    patches_masked=int(masked.shape[1]),
+                    same_top1_as_unmasked=top == int(unmasked[i].argmax()),
+                )
+                row, column = f"{photo.name}, {scheme}", f"{ratio:.0%} masked"
+                examples.setdefault(row, {})[column] = (shown[i], None)
+                captions.setdefault(row, {})[column] = (
+                    f"{masked.shape[1]} patches: {name[:22]} {float(probabilities[i, top]):.3f}"
+                )
+            log.info(
+                f"  {scheme} {ratio:.1f}: "
+                + ", ".join(f"{p.name} → {results[p.name][scheme][f'{ratio:.2f}'].top1}" for p in photos)
+            )
+    plots.overlay_grid(
+        examples,
+        run.plot_path("masking_photos"),
+        f"masked photos and the top-1 of each ({m.fill} fill, {m.centre} centre){weights_note(cfg)}",
+        captions=captions,
+    )
+    return MaskingResult.model_validate(
+        common_metrics(ctx)
+        | {
+            "source": "photos",
+            "fill": m.fill,
+            "grid": list(patch_grid(ctx.vit.model)),
+            "photos": results,
+            "skipped": {"results": "masking.source = photos: no labelled dataset was masked"},
+        }
+    )
+
+
 def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
     """Every test image masked at every ratio by each scheme; the ImageNet head's top-1 compared
     with its unmasked top-1, and a probe fitted on unmasked training features scoring the masked
-    images against their labels. One piece (over 60 lines): its two closures share the generator
-    that draws every mask, so the masks of a run are one reproducible stream."""
+    images against their labels. Every mask of a run comes from one generator, one reproducible
+    stream. With masking.source = photos, the original's way instead (run_masking_photos)."""
+    if ctx.cfg.masking.source == "photos":
+        return run_masking_photos(ctx, run)
     cfg, device, p = ctx.cfg, ctx.device, ctx.vit
-    model = p.model
     m = cfg.masking
     train, test = ctx.train, ctx.test
     test = test.head(min(m.images, len(test.labels)))
@@ -570,28 +767,14 @@ def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
     probe = fit_probe(
         train_f["final/cls"].numpy(), train.labels.numpy(), cfg.probe.c, cfg.probe.max_iter, cfg.seed
     )
-    grid, patch = patch_grid(model), patch_size(model)
-    precision = p.precision
+    grid = patch_grid(p.model)
     generator = seeding.generator(cfg.seed)
-
-    def masks(scheme: str, ratio: float, n: int) -> torch.Tensor:
-        return torch.stack([masked_patches(grid, ratio, scheme, generator) for _ in range(n)])
-
-    def evaluate(x: torch.Tensor, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ImageNet logits, final class-token features) of inputs with `masked` patches hidden."""
-        with torch.no_grad(), autocast(device, precision):
-            if m.fill == "drop":
-                keep = torch.stack([kept_patches(grid, row) for row in masked])
-                final, _ = forward_tokens(model, x, keep=keep)
-            else:
-                pixels = torch.stack([pixel_mask(grid, patch, row) for row in masked]).unsqueeze(1)
-                final, _ = forward_tokens(model, fill_patches(x, pixels, m.fill, generator))
-            return model.forward_head(final).float(), final[:, 0].float()
-
     nothing = torch.zeros(0, dtype=torch.long)
     reference_top1 = torch.cat(
         [
-            evaluate(to_model_input(chunk.to(device), p.preprocess), nothing.expand(len(chunk), 0))[0]
+            masked_forward(
+                ctx, to_model_input(chunk.to(device), p.preprocess), nothing.expand(len(chunk), 0), generator
+            )[0]
             .argmax(1)
             .cpu()
             for chunk in test.images.split(cfg.model.batch_size)
@@ -607,8 +790,8 @@ def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
             for start in range(0, len(test.labels), cfg.model.batch_size):
                 chunk = test.images[start : start + cfg.model.batch_size]
                 x = to_model_input(chunk.to(device), p.preprocess)
-                masked = masks(scheme, ratio, len(chunk))
-                logits, cls = evaluate(x, masked)
+                masked = draw_masks(ctx, scheme, ratio, len(chunk), generator)
+                logits, cls = masked_forward(ctx, x, masked, generator)
                 probabilities = logits.softmax(-1)
                 top1.append(probabilities.argmax(1).cpu())
                 confidence.append(probabilities.max(1).values.cpu())
@@ -631,6 +814,7 @@ def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
     return MaskingResult.model_validate(
         common_metrics(ctx)
         | {
+            "source": "dataset",
             "dataset": cfg.data.dataset,
             "images": len(test.labels),
             "fill": m.fill,
@@ -672,6 +856,17 @@ def summary(metrics: dict) -> list[dict]:
                     "value": round(float(np.mean(m["last_layer_entropy_per_head"])), 3),
                 }
             )
+        elif part == "masking" and m.get("source") == "photos":
+            for photo, schemes in m["photos"].items():
+                for scheme, per in schemes.items():
+                    worst = max(per)
+                    rows.append(
+                        {
+                            "part": part,
+                            "what": f"{photo}, {scheme} {float(worst):.0%} masked: top-1{mark}",
+                            "value": f"{per[worst]['top1']} ({per[worst]['probability']:.3f})",
+                        }
+                    )
         elif part == "masking":
             for scheme, per in m["results"].items():
                 worst = max(per)
@@ -718,4 +913,5 @@ EXPERIMENT = Experiment(
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
     weights_files=weights_files,
+    non_result_keys=("model.cache", "model.batch_size", "masking.examples"),
 )
