@@ -1,10 +1,13 @@
 """The numbers `atml run all --smoke` gave on this project's machines, kept to prove that a
-refactor changes no result. Floating-point results depend on the torch build, the CPU's bf16
-support and the thread count, so the comparison runs only on a machine with the recorded
-signature (CI's) and skips elsewhere, saying why.
+refactor changes no result. Floating-point results depend on the torch build, the CPU and the
+thread count, so the reference holds one record per machine signature; the comparison runs against
+the record of this machine's signature and skips where there is none, saying why.
 
-Regenerate after an intended change of results:
+Regenerate after an intended change of results (replaces this signature's record, keeps the others):
     atml run all --smoke --out /tmp/smoke && python -m tests.smoke_reference /tmp/smoke
+A record of another machine then goes stale for the changed numbers: list them in its
+`unrecorded` ({"keys_containing": [...], "why": ...}) after checking that nothing else changed
+(a smoke run before and after the change, here), or drop the record.
 """
 
 from __future__ import annotations
@@ -41,8 +44,18 @@ def smoke_numbers(outputs: Path) -> dict[str, dict[str, float]]:
     return numbers
 
 
+def record_for(this: dict) -> dict | None:
+    records = json.loads(REFERENCE.read_text())["records"]
+    return next((record for record in records if record["signature"] == this), None)
+
+
+def unrecorded(record: dict, key: str) -> bool:
+    return any(part in key for part in record.get("unrecorded", {}).get("keys_containing", []))
+
+
 if __name__ == "__main__":
-    REFERENCE.write_text(
-        json.dumps({"signature": signature(), "numbers": smoke_numbers(Path(sys.argv[1]))}, indent=1)
-    )
-    print(f"wrote {REFERENCE}")
+    this = signature()
+    others = [r for r in json.loads(REFERENCE.read_text())["records"] if r["signature"] != this]
+    record = {"signature": this, "numbers": smoke_numbers(Path(sys.argv[1]))}
+    REFERENCE.write_text(json.dumps({"records": [*others, record]}, indent=1))
+    print(f"wrote this machine's record into {REFERENCE} ({len(others)} other record(s) kept)")
