@@ -242,15 +242,23 @@ def data_check(
     root: Path = typer.Option(Path("data"), help="data root to look in (torchvision layout)"),
 ) -> None:
     """Where each dataset and each pretrained weights file is found, or what is missing."""
+    from atml.data.files import is_fake
     from atml.data.images import NAMES, SPLITS, where
+    from atml.errors import DataCorruptError
 
     for name in NAMES:
         for split in SPLITS:
-            found, looked = where(name, split, root)
-            print(
-                f"{name:14s} {split:5s} "
-                + (f"found: {found}" if found else "MISSING (looked in " + ", ".join(map(str, looked)) + ")")
-            )
+            try:
+                found, looked = where(name, split, root)
+            except DataCorruptError as exc:
+                print(f"{name:14s} {split:5s} DAMAGED: {exc}")
+                continue
+            if found:
+                fake = " (FAKE data, written by `atml data fake`)" if is_fake(found) else ""
+                state = f"found: {found}{fake}"
+            else:
+                state = "MISSING (looked in " + ", ".join(map(str, looked)) + ")"
+            print(f"{name:14s} {split:5s} {state}")
     files = [row for name in experiments.EXPERIMENTS for row in experiments.get(name).weights_files()]
     for weights, path, present in files:
         print(
@@ -263,17 +271,29 @@ def data_check(
 def data_fake(
     dataset: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"),
     root: Path = typer.Option(..., help="data root to write into (torchvision layout)"),
-    n_train: int = typer.Option(2000, min=1),
-    n_test: int = typer.Option(500, min=1),
+    n_train: int = typer.Option(2000, min=10, max=100_000),
+    n_test: int = typer.Option(500, min=10, max=100_000),
     gzip: bool = typer.Option(
         False, help="IDX datasets: write .gz files, as the download mirrors serve them"
     ),
-    seed: int = 0,
+    seed: int = typer.Option(0, min=0),
+    force: bool = typer.Option(
+        False, "--force", help="replace files already in the dataset's folder (perhaps the real ones)"
+    ),
 ) -> None:
-    """Write a format-true fake dataset (the real files and layout, synthetic class-dependent images)."""
+    """Write a format-true fake dataset (the real files and layout, synthetic class-dependent images)
+    into a folder that holds no files yet, marked as fake for `atml data check` and every run."""
     from atml.data.fake import write_fake_dataset
 
-    folder = write_fake_dataset(_dataset(dataset), root, n_train, n_test, gzip=gzip, seed=seed)
+    try:
+        folder = write_fake_dataset(
+            _dataset(dataset), root, n_train, n_test, gzip=gzip, seed=seed, force=force
+        )
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputWriteError(
+            f"could not write fake {dataset} under {root}{where}: {exc.strerror or exc}"
+        ) from None
     log.info(f"wrote fake {dataset} ({n_train} train, {n_test} test) to {folder}")
 
 

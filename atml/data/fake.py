@@ -6,12 +6,15 @@ so a classifier can learn the classes and a generator has modes to find or miss.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+from atml.data.files import FAKE_MARKER
 from atml.data.idx import write_idx
 from atml.data.mnist import DATASETS, split_files
+from atml.errors import UserError
 
 
 def class_templates(n_classes: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -37,19 +40,21 @@ def fake_images(n: int, n_classes: int = 10, size: int = 28, seed: int = 0) -> t
     return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels.astype(np.uint8)
 
 
+def _write_idx(name: str, folder: Path, n_train: int, n_test: int, gzip: bool, seed: int) -> None:
+    """{train,t10k}-{images,labels}-idx*-ubyte[.gz] into `folder`."""
+    suffix = ".gz" if gzip else ""
+    for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
+        images, labels = fake_images(n, len(DATASETS[name].classes), seed=split_seed)
+        images_name, labels_name = split_files(split)
+        write_idx(folder / (images_name + suffix), images)
+        write_idx(folder / (labels_name + suffix), labels)
+
+
 def write_fake_idx_dataset(
     name: str, root: Path, n_train: int, n_test: int, gzip: bool = False, seed: int = 0
 ) -> Path:
-    """Write <root>/<Folder>/raw/{train,t10k}-{images,labels}-idx*-ubyte[.gz]; returns the raw folder."""
-    dataset = DATASETS[name]
-    raw = Path(root) / dataset.folder / "raw"
-    suffix = ".gz" if gzip else ""
-    for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
-        images, labels = fake_images(n, len(dataset.classes), seed=split_seed)
-        images_name, labels_name = split_files(split)
-        write_idx(raw / (images_name + suffix), images)
-        write_idx(raw / (labels_name + suffix), labels)
-    return raw
+    """Fake MNIST-family files under <root>/<Folder>/raw (see write_fake_dataset); returns that folder."""
+    return write_fake_dataset(name, root, n_train, n_test, gzip=gzip, seed=seed)
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -69,14 +74,10 @@ def fake_rgb_images(n: int, n_classes: int, size: int, seed: int) -> tuple[np.nd
 def _pickle(path: Path, payload: dict) -> None:
     import pickle
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(payload))
 
 
-def _write_cifar(name: str, root: Path, n_train: int, n_test: int, seed: int) -> Path:
-    from atml.data.images import DATASETS
-
-    folder = Path(root) / DATASETS[name].folder
+def _write_cifar(name: str, folder: Path, n_train: int, n_test: int, gzip: bool, seed: int) -> None:
     classes = CIFAR10_CLASSES if name == "cifar10" else CIFAR100_CLASSES
     label_key = (
         "labels" if name == "cifar10" else "fine_labels"
@@ -102,14 +103,11 @@ def _write_cifar(name: str, root: Path, n_train: int, n_test: int, seed: int) ->
         if name == "cifar100":
             payload["coarse_labels"] = [0] * len(idx)
         _pickle(folder / file, payload)
-    return folder
 
 
-def _write_stl10(root: Path, n_train: int, n_test: int, seed: int) -> Path:
-    from atml.data.images import DATASETS, STL10_CLASSES
+def _write_stl10(name: str, folder: Path, n_train: int, n_test: int, gzip: bool, seed: int) -> None:
+    from atml.data.images import STL10_CLASSES
 
-    folder = Path(root) / DATASETS["stl10"].folder
-    folder.mkdir(parents=True, exist_ok=True)
     for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
         images, labels = fake_rgb_images(n, len(STL10_CLASSES), 96, split_seed)
         images.transpose(0, 1, 3, 2).tofile(
@@ -117,16 +115,54 @@ def _write_stl10(root: Path, n_train: int, n_test: int, seed: int) -> Path:
         )  # STL-10 stores each channel column-major
         (labels + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
     (folder / "class_names.txt").write_text("\n".join(STL10_CLASSES) + "\n")
-    return folder
+
+
+def dataset_folder(name: str, root: Path) -> Path:
+    """Where atml reads (and `atml data fake` writes) a dataset's files under a data root."""
+    from atml.data import images
+
+    if name in DATASETS:
+        return Path(root).expanduser() / DATASETS[name].folder / "raw"
+    return Path(root).expanduser() / images.DATASETS[name].folder
 
 
 def write_fake_dataset(
-    name: str, root: Path, n_train: int, n_test: int, gzip: bool = False, seed: int = 0
+    name: str, root: Path, n_train: int, n_test: int, gzip: bool = False, seed: int = 0, force: bool = False
 ) -> Path:
-    """Format-true files of any dataset atml reads, under `root` in torchvision's layout; returns
-    their folder."""
-    if name in DATASETS:
-        return write_fake_idx_dataset(name, root, n_train, n_test, gzip=gzip, seed=seed)
-    if name == "stl10":
-        return _write_stl10(root, n_train, n_test, seed)
-    return _write_cifar(name, root, n_train, n_test, seed)
+    """Format-true fake files of any dataset atml reads, in torchvision's layout under `root`, with
+    a FAKE_MARKER beside them; returns their folder. A folder that already holds files (a real
+    dataset, perhaps) is refused unless `force`, which replaces the files of the same names. The
+    files are made in a scratch folder first, so a failure leaves nothing half-written."""
+    folder = dataset_folder(name, root)
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        raise UserError(f"{existing} is not a folder (a file or a broken link): give another --root")
+    held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:3]) + (", …" if len(held) > 3 else "")
+        raise UserError(
+            f"{folder} already holds {len(held)} file(s) ({shown}); "
+            "atml data fake never writes over a dataset: give another --root, or --force to replace them"
+        )
+    scratch = folder.with_name(f".{folder.name}.atml-fake-partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        scratch.mkdir(parents=True)
+        writer = _write_idx if name in DATASETS else _write_stl10 if name == "stl10" else _write_cifar
+        writer(name, scratch, n_train, n_test, gzip, seed)
+        (scratch / FAKE_MARKER).write_text(
+            f"Fake {name} written by `atml data fake` ({n_train} train, {n_test} test images, seed {seed}):\n"
+            "synthetic blob images in the real file format, not the real dataset.\n"
+        )
+        if not held:
+            if folder.is_dir():
+                folder.rmdir()
+            scratch.rename(folder)
+            return folder
+        for made in scratch.iterdir():
+            for other in (made.name.removesuffix(".gz"), made.name.removesuffix(".gz") + ".gz"):
+                (folder / other).unlink(missing_ok=True)  # no second copy of a split stays behind
+            made.replace(folder / made.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder

@@ -19,7 +19,7 @@ import torch
 
 from atml import seeding
 from atml.data import mnist
-from atml.data.files import find_split
+from atml.data.files import describe_source, find_split
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
 Decoded = tuple[np.ndarray, np.ndarray, tuple[str, ...]]  # uint8 [N, C, H, W], int64 [N], class names
@@ -175,7 +175,7 @@ def load_images(name: str, split: str, root: str | Path, allow_download: bool) -
         torch.from_numpy(images),
         torch.from_numpy(labels),
         classes,
-        f"{name} {split} split from {folder} ({len(labels)} images)",
+        describe_source(f"{name} {split} split from {folder} ({len(labels)} images)", folder),
     )
 
 

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from atml import seeding
 from atml.config import Seed, Strict
-from atml.data.files import find_split
+from atml.data.files import describe_source, find_split
 from atml.data.idx import read_idx
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
@@ -175,7 +175,9 @@ def load_split(name: str, split: str, root: str | Path, allow_download: bool) ->
     return ImageSet(
         images=torch.from_numpy(images.copy()),
         labels=torch.from_numpy(labels.astype("int64")),
-        source=f"{dataset.name} {split} split from {files[0].parent} ({len(images)} images)",
+        source=describe_source(
+            f"{dataset.name} {split} split from {files[0].parent} ({len(images)} images)", files[0].parent
+        ),
     )
 
 
