@@ -10,7 +10,14 @@ import yaml
 
 from atml import distributed, experiments, logs, runner, seed_summary
 from atml.config import presets, resolve
-from atml.errors import DamagedFileError, OutputWriteError, TrainingDivergedError, UserError
+from atml.errors import (
+    DamagedFileError,
+    OutputWriteError,
+    TrainingDivergedError,
+    UnexpectedError,
+    UserError,
+    shorten,
+)
 from atml.runs import check_output_root, check_run_name
 from atml.runtime import pick_device
 from atml.tracking import check_tracker
@@ -321,7 +328,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except UserError as exc:
-        log.error(f"atml: error: {exc}")
+        log.error(f"atml: error: {shorten(str(exc), 2000)}")
         raise SystemExit(exc.exit_code) from None
     except TrainingDivergedError as exc:
         log.error(f"atml: {exc}")
@@ -339,6 +346,8 @@ def main() -> None:
         if _is(exc, "Abort"):
             log.error("atml: interrupted")
             raise SystemExit(130) from None
-        raise
+        error = exc if isinstance(exc, UnexpectedError) else runner.unexpected(exc, "atml", None)
+        log.error(f"atml: error: {error}")
+        raise SystemExit(error.exit_code) from None
     finally:
         distributed.shutdown()

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from atml.errors import UserError
+from atml.errors import UserError, shorten
 
 # What a model's passes run in: auto = bf16 autocast where the hardware runs bf16 natively, else fp32
 # (atml.runtime.resolve_precision).
@@ -41,11 +41,35 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+MAX_CONFIG_BYTES = 1_000_000  # atml's largest config is a few kB; this only stops a runaway file
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases (*name): a few nested aliases expand to gigabytes ("billion
+    laughs"), and no atml setting needs one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"aliases (*name) are not accepted in atml configs (line {mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 — a SafeLoader subclass
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise yaml.YAMLError(shorten(str(exc))) from None
+
+
 def read_yaml(path: Path | Traversable) -> dict:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        raw = path.read_bytes()
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise UserError(f"config file {path} is {len(raw):,} bytes; atml reads configs up to 1 MB")
+        data = load_yaml(raw.decode("utf-8")) or {}
     except UnicodeDecodeError:
         raise UserError(f"config file {path} is not UTF-8 text") from None
     except OSError as exc:
@@ -72,10 +96,16 @@ def parse_set(assignment: str) -> dict:
     """'train.lr_g=1e-3' → {'train': {'lr_g': 0.001}}; the value is read as YAML."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
-        raise UserError(f"--set expects key=value with a dotted key, e.g. train.epochs=5; got '{assignment}'")
+        raise UserError(
+            f"--set expects key=value with a dotted key, e.g. train.epochs=5; got '{shorten(assignment)}'"
+        )
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise UserError(f"--set {shorten(key)}: a value of {len(raw):,} characters; at most 1 MB")
     try:
-        value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw else None
+    except yaml.YAMLError as exc:
+        if "aliases" in str(exc):
+            raise UserError(f"--set {shorten(key)}: {exc}") from None
         value = raw
     return _nest(key, value)
 
@@ -133,11 +163,10 @@ def check_keys(data: dict, schema: type[BaseModel], path: str = "") -> None:
         if field is None:
             accepted = ", ".join(schema.model_fields)
             scope = f" under '{path[:-1]}'" if path else ""
-            raise UserError(f"unknown config key '{where}'; accepted{scope}: {accepted}")
+            raise UserError(f"unknown config key '{shorten(where)}'; accepted{scope}: {accepted}")
         if _bool_for_number(value, field.annotation):
-            raise UserError(
-                f"bad config value '{where}' (got {value!r}): true/false is not a value of this key"
-            )
+            got = shorten(repr(value))
+            raise UserError(f"bad config value '{where}' (got {got}): true/false is not a value of this key")
         sub = _model_class(field.annotation)
         if sub is not None and isinstance(value, dict) and get_origin(field.annotation) is not dict:
             check_keys(value, sub, f"{where}.")
@@ -163,7 +192,7 @@ def validate(data: dict, schema: type[BaseModel], prefix: str = "") -> BaseModel
         err = exc.errors()[0]
         loc = prefix + ".".join(str(p) for p in err["loc"])
         value = err.get("input")
-        shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+        shown = f" (got {shorten(repr(value))})" if not isinstance(value, dict) else ""
         raise UserError(f"bad config value '{loc}'{shown}: {err['msg']}") from None
 
 

@@ -2,7 +2,8 @@
 
 Exit codes: 2 bad input (flag, config key or value, output folder), 3 missing or damaged data,
 weights or run files, 4 a NaN/inf loss, 5 the run folder could not be written (disk full),
-130 interrupted (Ctrl-C or SIGTERM).
+130 interrupted (Ctrl-C or SIGTERM), 1 an error atml did not foresee (a bug: its traceback is
+written to a file, never to the terminal).
 """
 
 
@@ -42,6 +43,18 @@ class TrainingDivergedError(Exception):
     exit_code = 4
 
 
+class UnexpectedError(Exception):
+    """An exception atml did not foresee, turned into one line pointing at its traceback file. Exit 1."""
+
+    exit_code = 1
+
+
 def first_line(exc: BaseException) -> str:
     """What went wrong, in one line for a one-line message: the exception's first line, or its type."""
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """User input echoed in a message, cut to `limit` characters (a 200 MB value must not become a
+    200 MB error line)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -12,7 +13,14 @@ from pathlib import Path
 
 from atml import distributed, experiments, seed_summary
 from atml.config import has_key, presets, resolve, validate
-from atml.errors import OutputWriteError, TrainingDivergedError, UserError
+from atml.errors import (
+    OutputWriteError,
+    TrainingDivergedError,
+    UnexpectedError,
+    UserError,
+    first_line,
+    shorten,
+)
 from atml.experiments import Experiment
 from atml.runs import FollowerRun, Run
 from atml.runtime import describe_device
@@ -125,23 +133,60 @@ def run_all(request: RunRequest) -> None:
     if request.preset is not None and not with_preset:
         raise UserError(f"unknown preset '{request.preset}': no experiment has it (see `atml list`)")
     failed: dict[str, int] = {}
-    for name, sets in chosen.items():
-        exp = experiments.get(name)
-        try:
-            preset = request.preset if name in with_preset else None
-            if request.preset is not None and preset is None:
-                log.info(f"atml: {name} has no preset '{request.preset}'; it runs with its own settings")
-            run_seeds(replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset))
-        except (UserError, TrainingDivergedError) as exc:
-            log.error(f"atml: {name} FAILED: {exc}")
-            failed[name] = exc.exit_code
-    done = [n for n in chosen if n not in failed]
-    log.info(
-        f"\natml run all: {len(done)} of {len(chosen)} experiments done"
-        + (f"; failed: {', '.join(failed)}" if failed else "")
-    )
+    done: list[str] = []
+    try:
+        for name, sets in chosen.items():
+            exp = experiments.get(name)
+            try:
+                preset = request.preset if name in with_preset else None
+                if request.preset is not None and preset is None:
+                    log.info(f"atml: {name} has no preset '{request.preset}'; it runs with its own settings")
+                run_seeds(replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset))
+                done.append(name)
+            except (UserError, TrainingDivergedError, UnexpectedError) as exc:
+                log.error(f"atml: {name} FAILED: {shorten(str(exc), 2000)}")
+                failed[name] = exc.exit_code
+            except SystemExit as exc:  # an interrupted experiment ends the whole run
+                failed[name] = exc.code if isinstance(exc.code, int) else 1
+                raise
+            except Exception as exc:  # noqa: BLE001 — one experiment's bug must not stop the others
+                error = unexpected(exc, name, None)
+                log.error(f"atml: {name} FAILED: {error}")
+                failed[name] = error.exit_code
+    finally:
+        log.info(
+            f"\natml run all: {len(done)} of {len(chosen)} experiments done"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+            + (
+                f"; not run: {', '.join(n for n in chosen if n not in done and n not in failed)}"
+                if len(done) + len(failed) < len(chosen)
+                else ""
+            )
+        )
     if failed:
         raise SystemExit(next(iter(failed.values())))
+
+
+def unexpected(exc: BaseException, where: str, traceback_file: Path | None) -> UnexpectedError:
+    """An exception atml did not foresee, as one line: what and where, its traceback written to
+    `traceback_file` (a run folder's error.txt) or, before any run folder exists, a temporary file."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    try:
+        if traceback_file is None:
+            fd, name = tempfile.mkstemp(prefix="atml-error-", suffix=".txt")
+            os.close(fd)
+            traceback_file = Path(name)
+        traceback_file.write_text(text)
+        pointer = f"traceback in {traceback_file}"
+    except OSError:
+        pointer = "its traceback could not be written"
+    return UnexpectedError(
+        f"{where} failed: {type(exc).__name__}: {shorten(first_line(exc))} (atml did not foresee this; "
+        f"{pointer})"
+    )
 
 
 def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> list[dict]:
@@ -151,6 +196,7 @@ def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> li
     resume_hint = f"atml run {exp.name} --resume {handle.dir}"
     where = describe_device(ctx.device)
     log.info(f"atml: {exp.name} [{', '.join(ctx.parts)}] seed {ctx.seed} on {where} → {handle.dir}")
+    p = None
     try:
         with _sigterm_as_interrupt():
             for p in ctx.parts:
@@ -172,6 +218,10 @@ def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> li
         raise TrainingDivergedError(f"training diverged: {exc}") from None
     except OutputWriteError as exc:
         raise OutputWriteError(f"{exc}; once it can be written, continue with: {resume_hint}") from None
+    except UserError:
+        raise
+    except Exception as exc:
+        raise unexpected(exc, f"{exp.name}/{p}", handle.dir / "error.txt") from None
     finally:
         if tracker:
             tracker.close()

@@ -101,10 +101,15 @@ def check_run_name(name: str) -> str:
     return name
 
 
+MAX_SAME_SECOND_RUNS = 1000
+
+
 def check_output_root(out: Path) -> None:
     """Fail before any work if run folders could not be created under `out`."""
     existing = Path(out).absolute()
     while not existing.exists():
+        if existing.is_symlink():  # exists() follows links: False for a dangling one or a loop
+            raise UserError(f"--out {out}: {existing} is a broken link or a link loop")
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"--out {out}: {existing} is a file, not a folder")
@@ -165,18 +170,23 @@ class Run:
     def create(cls, out_root: Path, experiment: str, name: str, config: dict, env: dict) -> Run:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(out_root) / experiment / f"{stamp}-{name}"
-        folder, n = base, 1
-        while True:  # a new run never reuses an existing folder
+        folder = base
+        for n in range(2, MAX_SAME_SECOND_RUNS + 2):  # a new run never reuses an existing folder
             try:
                 folder.mkdir(parents=True, exist_ok=False)
                 break
             except FileExistsError:
-                n += 1
+                if not folder.parent.is_dir():  # a file or a dangling link above it: no name will do
+                    raise OutputWriteError(
+                        f"could not create the run folder {folder}: {folder.parent} is not a folder"
+                    ) from None
                 folder = base.with_name(f"{base.name}-{n}")
             except OSError as exc:
                 raise OutputWriteError(
                     f"could not create the run folder {folder}: {exc.strerror or exc}"
                 ) from None
+        else:
+            raise OutputWriteError(f"could not create a run folder: {base}-2 … -{n} all exist")
         run = cls(folder)
         for sub in SUBDIRS:
             (folder / sub).mkdir(exist_ok=True)

@@ -3,6 +3,8 @@ palette), converted to RGB; with none named, scikit-learn's two sample photos (n
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +56,41 @@ def load_photos(paths: list[str]) -> list[Photo]:
         return [Photo(Path(f).stem, np.asarray(img)) for f, img in zip(sample.filenames, sample.images)]
     from PIL import Image, UnidentifiedImageError
 
+    files = _files(paths)
     photos = []
-    for file in _files(paths):
+    for file, name in zip(files, _names(files)):
         try:
-            with Image.open(file) as image:
-                photos.append(Photo(file.stem, _rgb(image)))
+            with warnings.catch_warnings():  # PIL's size warning: _check_size says it in one line
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(file)  # reads the header only: the size is known before decoding
+            with image:
+                _check_size(file, *image.size)
+                photos.append(Photo(name, _rgb(image)))
+        except Image.DecompressionBombError as exc:
+            raise DataCorruptError(f"{file} is too large to decode ({exc})") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise DataCorruptError(f"{file} is not a readable image ({exc})") from None
     return photos
+
+
+def _check_size(file: Path, width: int, height: int) -> None:
+    from PIL import Image
+
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        raise DataCorruptError(
+            f"{file} is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); atml decodes photos "
+            f"up to {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: downscale it first"
+        )
+
+
+def _names(files: list[Path]) -> list[str]:
+    """Each photo's name in figures and metrics: its file name without suffix, or, where two files
+    share one, its path below their common folder (a/parrot, b/parrot), so no result replaces another."""
+    stems = [f.stem for f in files]
+    if len(set(stems)) == len(stems):
+        return stems
+    common = Path(os.path.commonpath([f.resolve().parent for f in files]))
+    return [f.resolve().relative_to(common).with_suffix("").as_posix() for f in files]
 
 
 def to_model_input(photo: Photo, data_config: dict):

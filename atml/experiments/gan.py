@@ -136,8 +136,8 @@ class GanTrainConfig(Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     drop_last: bool = Field(True, description="drop an epoch's last, smaller batch")
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
+    lr_g: float = Field(2e-4, gt=0, le=10)
+    lr_d: float = Field(2e-4, gt=0, le=10)
     betas: tuple[Beta, Beta] = (0.5, 0.999)
     loss: Literal["logits", "sigmoid-bce"] = Field(
         "logits",

@@ -127,8 +127,15 @@ class ResnetDataConfig(Strict):
     subset_seed: Seed = 0
 
 
+# torchvision's ResNet family: the parts hook layer1…layer4 and its residual blocks
+ResnetArch = Literal[
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+    "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+]  # fmt: skip
+
+
 class ResnetModelConfig(Strict):
-    arch: str = "resnet152"
+    arch: ResnetArch = "resnet152"
     weights: str = Field(
         "imagenet", description="imagenet (= IMAGENET1K_V1) | IMAGENET1K_V2 | a state-dict file | none"
     )
@@ -147,7 +154,7 @@ class FinetuneConfig(Strict):
     batch_size: int = Field(
         32, ge=1, description="the global batch: under torchrun each of N ranks takes batch_size / N"
     )
-    lr: float = Field(1e-4, gt=0, description="Adam")
+    lr: float = Field(1e-4, gt=0, le=10, description="Adam")
 
 
 class NoResidualConfig(Strict):
@@ -209,7 +216,7 @@ class TransferConfig(Strict):
 class HeadTrainConfig(Strict):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, le=10)
     flip: bool = Field(True, description="random horizontal flips (both views of every image are cached)")
     backbone_bn: Literal["eval", "train"] = Field(
         "eval",
@@ -250,7 +257,7 @@ class ConfusionConfig(Strict):
 
 
 class CompareDepthConfig(Strict):
-    archs: list[str] = Field(["resnet18", "resnet152"], min_length=1)
+    archs: list[ResnetArch] = Field(["resnet18", "resnet152"], min_length=1)
 
 
 class Config(Strict):
@@ -362,7 +369,10 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContex
                 f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with "
                 f"k={cfg.features.knn_k}"
             )
-        hooks = PooledFeatures(models[(cfg.model.arch, cfg.model.weights)].model, cfg.features.layers)
+        try:
+            hooks = PooledFeatures(models[(cfg.model.arch, cfg.model.weights)].model, cfg.features.layers)
+        except ValueError as exc:
+            raise UserError(f"features.layers: {exc}") from None
         hooks.remove()  # the layer names are checked by hooking them
     if "no-residual" in parts or cfg.model.no_residual:
         try:

@@ -79,7 +79,7 @@ CLASSES = DATASETS[DATASET].classes
 class VaeTrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, le=10)
     log_every: int = Field(50, ge=1)
     precision: Precision = Field("auto", description="training forward passes; evaluation is always fp32")
     beta_schedule: BetaSchedule = BetaSchedule()

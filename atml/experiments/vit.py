@@ -44,6 +44,7 @@ from atml.models.frozen import FrozenModel
 from atml.models.vit import (
     AttentionMaps,
     check_is_vit,
+    check_vit_name,
     forward_tokens,
     patch_grid,
     patch_size,
@@ -241,6 +242,10 @@ def probed_layers(ctx: VitContext) -> list[int]:
 
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VitContext:
     """Weights, photos, data and every index checked before a run folder exists."""
+    try:
+        check_vit_name(cfg.model.name)
+    except ValueError as exc:
+        raise UserError(f"model.name: {exc}") from None
     vit = load_model(cfg, device)
     try:
         check_is_vit(vit.model)

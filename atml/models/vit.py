@@ -25,6 +25,24 @@ def patch_size(model: nn.Module) -> tuple[int, int]:
     return tuple(int(p) for p in model.patch_embed.patch_size)  # type: ignore[return-value]
 
 
+VIT_FAMILIES = ("vision_transformer", "deit")  # timm modules whose models these readers are tested on
+
+
+def check_vit_name(name: str) -> None:
+    """Before anything is loaded (weights downloaded, a constructor given ViT-only arguments): a
+    ViT, not another timm model. Unknown names are left to the weights loader, which names them."""
+    import timm.models
+
+    arch = name.split(".")[0]
+    if timm.models.is_model(arch):
+        family = timm.models.model_entrypoint(arch).__module__.rsplit(".", 1)[-1]
+        if family not in VIT_FAMILIES:
+            raise ValueError(
+                f"{name} is a timm '{family}' model, not a Vision Transformer; atml reads the "
+                f"{' and '.join(VIT_FAMILIES)} families (e.g. vit_base_patch16_224, deit_small_patch16_224)"
+            )
+
+
 def check_is_vit(model: nn.Module) -> None:
     missing = [
         a for a in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head") if not hasattr(model, a)
