@@ -80,6 +80,7 @@ def run(
         None, "--preset", help="a shipped settings preset, e.g. original (see `atml list`)"
     ),
     smoke: bool = typer.Option(False, "--smoke", help="tiny data and epochs: seconds on a CPU"),
+    force: bool = typer.Option(False, "--force", help=f"allow --seeds above {seed_summary.MAX_SEEDS}"),
     out: Path | None = typer.Option(None, "--out", help="root folder of run folders  [default: outputs]"),
     name: str | None = typer.Option(None, "--name", help="run folder suffix"),
     resume: Path | None = typer.Option(
@@ -139,7 +140,7 @@ def run(
         sets=set_ or [],
         config_file=config,
         smoke=smoke,
-        seeds=seed_summary.parse_seeds(seeds) if seeds is not None else [seed],
+        seeds=seed_summary.parse_seeds(seeds, force) if seeds is not None else [seed],
         summarise=seeds is not None,
         out=out,
         label=label,

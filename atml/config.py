@@ -92,8 +92,8 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def parse_set(assignment: str) -> dict:
-    """'train.lr_g=1e-3' → {'train': {'lr_g': 0.001}}; the value is read as YAML."""
+def split_set(assignment: str) -> tuple[str, Any]:
+    """'train.lr_g=1e-3' → ('train.lr_g', 0.001); the value is read as YAML."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(
@@ -107,7 +107,7 @@ def parse_set(assignment: str) -> dict:
         if "aliases" in str(exc):
             raise UserError(f"--set {shorten(key)}: {exc}") from None
         value = raw
-    return _nest(key, value)
+    return key, value
 
 
 def _nest(dotted_key: str, value: Any) -> dict:
@@ -236,7 +236,20 @@ def resolve(
     if config_file is not None:
         layers.append(read_yaml(Path(config_file)))
     layers.extend(_nest(key, value) for key, value in (flags or {}).items())
-    layers.extend(parse_set(s) for s in sets)
     for layer in layers:
         data = deep_merge(data, layer)
+    for assignment in sets:  # --set replaces the value at its key whole: key={} empties a mapping
+        data = _put(data, *split_set(assignment))
     return data, validate(data, schema)
+
+
+def _put(data: dict, dotted_key: str, value: Any) -> dict:
+    """A copy of `data` with `value` in place of whatever was at `dotted_key`."""
+    head, _, rest = dotted_key.partition(".")
+    out = dict(data)
+    if rest:
+        inner = out.get(head)
+        out[head] = _put(inner if isinstance(inner, dict) else {}, rest, value)
+    else:
+        out[head] = copy.deepcopy(value)
+    return out

@@ -20,6 +20,7 @@ import torch
 
 from atml.cache import cache_dir
 from atml.data.preprocess import Preprocess, to_model_input
+from atml.errors import OutputWriteError
 from atml.logs import Counter
 from atml.runs import atomic_write_bytes, remove_stale_temps
 from atml.runtime import autocast
@@ -63,6 +64,9 @@ def checksum(tensors: Outputs) -> str:
     return digest.hexdigest()
 
 
+_UNWRITABLE: set[Path] = set()  # cache folders a write failed in, this process: warned about once
+
+
 @dataclass
 class FeatureCache:
     root: Path
@@ -87,7 +91,10 @@ class FeatureCache:
                 log.info(f"  feature cache hit: {label} ({path})")
                 return cached
         elif self.root.is_dir():
-            remove_stale_temps(self.root)
+            try:
+                remove_stale_temps(self.root)
+            except OSError:
+                pass  # a read-only cache: the write below says so
         started = time.perf_counter()
         outputs = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
         seconds = time.perf_counter() - started
@@ -101,7 +108,13 @@ class FeatureCache:
             },
             buffer,
         )
-        atomic_write_bytes(path, buffer.getvalue())
+        if self.root in _UNWRITABLE:
+            return Outputs.timed(outputs, seconds)
+        try:
+            atomic_write_bytes(path, buffer.getvalue())
+        except OutputWriteError as exc:  # the cache only saves time: say so once and go on without it
+            log.warning(f"  feature cache not written: {exc}; going on without it (folder: ATML_CACHE_DIR)")
+            _UNWRITABLE.add(self.root)
         return Outputs.timed(outputs, seconds)
 
     @staticmethod

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line
+from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line, shorten
 
 log = logging.getLogger("atml")
 
@@ -55,6 +55,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would ignore the user's umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -65,6 +66,12 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temps(folder: Path) -> int:
@@ -91,13 +98,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+MAX_RUN_NAME = 100  # a folder name holds 255 bytes; the time stamp and "-seedN" go around it
+
+
 def check_run_name(name: str) -> str:
     """A run folder suffix: one path component of letters, digits, '.', '_' and '-'."""
     if not RUN_NAME.fullmatch(name) or name in (".", ".."):
         raise UserError(
-            f"--name '{name}' must be letters, digits, '.', '_' or '-' (no '/', no leading '.'): it names a "
-            "folder inside --out"
+            f"--name '{shorten(name, 80)}' must be letters, digits, '.', '_' or '-' (no '/', no leading "
+            "'.'): it names a folder inside --out"
         )
+    if len(name) > MAX_RUN_NAME:
+        raise UserError(f"--name is {len(name)} characters; at most {MAX_RUN_NAME} (it names a folder)")
     return name
 
 

@@ -40,20 +40,26 @@ def aggregate(per_seed: dict[int, dict]) -> dict[str, dict]:
     return out
 
 
-def parse_seeds(text: str) -> list[int]:
-    """`0,1,2` → those seeds; `3` → seeds 0, 1, 2."""
-    from atml.errors import UserError
+MAX_SEEDS = 100  # each seed is a whole run; more is a typo far more often than a plan
+
+
+def parse_seeds(text: str, force: bool = False) -> list[int]:
+    """`0,1,2` → those seeds; `3` → seeds 0, 1, 2. More than MAX_SEEDS only with `force`."""
+    from atml.errors import UserError, shorten
 
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--seeds expects a count (3) or a list (0,1,2), got '{text}'") from None
+        raise UserError(f"--seeds expects a count (3) or a list (0,1,2), got '{shorten(text)}'") from None
+    count = len(seeds) if "," in text else seeds[0] if len(seeds) == 1 else 0
+    if "," not in text and count < 1:
+        raise UserError(f"--seeds {shorten(text)}: a count must be at least 1")
+    if count > MAX_SEEDS and not force:
+        raise UserError(f"--seeds asks for {count:,} runs; at most {MAX_SEEDS} without --force")
     if "," not in text:
-        if len(seeds) != 1 or seeds[0] < 1:
-            raise UserError(f"--seeds {text}: a count must be at least 1")
-        seeds = list(range(seeds[0]))
-    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise UserError(f"--seeds {text}: seeds must be distinct and non-negative")
+        seeds = list(range(count))
+    if len(set(seeds)) != len(seeds) or any(not 0 <= s < 2**32 for s in seeds):
+        raise UserError(f"--seeds {shorten(text)}: seeds must be distinct, from 0 to 2**32 - 1")
     return seeds
 
 

@@ -129,3 +129,45 @@ def test_run_all_goes_on_after_an_unforeseen_error_and_names_it(
     assert code == 1 and "Traceback" not in err
     assert "gan FAILED: gan/" in err and "atml run all: 1 of 2 experiments done; failed: gan" in out + err
     assert (next((tmp_path / "o" / "vae").iterdir()) / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "x" * 300], "--name is 300 characters; at most 100"),
+        (["--seeds", "1000000"], "--seeds asks for 1,000,000 runs; at most 100 without --force"),
+        (["--seeds", "0," + str(2**32)], "from 0 to 2**32 - 1"),
+    ],
+)
+def test_run_names_and_seed_counts_are_bounded_before_any_folder(cli, tmp_path, args, message):
+    code, _, err = cli("run", "gan", "--smoke", *args, "--out", tmp_path / "o")
+    assert code == 2 and message in err and one_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unwritable_feature_cache_is_skipped_with_one_warning(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from atml import feature_cache
+
+    monkeypatch.setattr(feature_cache, "_UNWRITABLE", set())
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    cache = feature_cache.FeatureCache(tmp_path / "cache")
+    for i in range(3):
+        outputs = cache.get_or_compute({"i": i}, lambda: {"x": torch.ones(2)}, "test")
+        assert torch.equal(outputs["x"], torch.ones(2))
+    err = capsys.readouterr().err
+    assert err.count("feature cache not written") == 1 and "going on without it" in err
+
+
+def test_files_atml_writes_follow_the_umask(tmp_path):
+    import os
+
+    from atml.runs import atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644

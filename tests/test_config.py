@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from atml.config import deep_merge, parse_set, resolve
+from atml.config import deep_merge, resolve, split_set
 from atml.errors import UserError
 from atml.experiments import gan
 
@@ -14,16 +14,16 @@ def test_deep_merge_keeps_siblings_and_does_not_mutate():
     assert base["train"]["epochs"] == 20
 
 
-def test_parse_set_reads_yaml_values():
-    assert parse_set("train.epochs=5") == {"train": {"epochs": 5}}
-    assert parse_set("model.g_hidden=[8, 16]") == {"model": {"g_hidden": [8, 16]}}
-    assert parse_set("train.g_loss=saturating") == {"train": {"g_loss": "saturating"}}
+def test_split_set_reads_yaml_values():
+    assert split_set("train.epochs=5") == ("train.epochs", 5)
+    assert split_set("model.g_hidden=[8, 16]") == ("model.g_hidden", [8, 16])
+    assert split_set("train.g_loss=saturating") == ("train.g_loss", "saturating")
 
 
 @pytest.mark.parametrize("bad", ["train.epochs", "=3", "train..epochs=3"])
-def test_parse_set_rejects_malformed(bad):
+def test_split_set_rejects_malformed(bad):
     with pytest.raises(UserError, match="key=value"):
-        parse_set(bad)
+        split_set(bad)
 
 
 def test_layers_apply_in_order(tmp_path):
@@ -130,3 +130,14 @@ def test_the_shipped_defaults_list_every_setting():
         full = experiments.get(name).config.model_validate(raw).model_dump(mode="json")
         missing = {k for k in keys(full) if not k.startswith("parts.")} - set(keys(raw))
         assert not missing, f"configs/{name}.yaml lacks {sorted(missing)}"
+
+
+def test_set_replaces_a_mapping_or_list_whole():
+    from atml.experiments import clip
+
+    raw, _ = resolve("clip", clip.Config, sets=["zeroshot.strategies={mine: ['a {}']}"])
+    assert raw["zeroshot"]["strategies"] == {"mine": ["a {}"]}  # the defaults are gone, not merged
+    raw, _ = resolve("clip", clip.Config, sets=["zeroshot.class_names={}"])
+    assert raw["zeroshot"]["class_names"] == {}
+    raw, _ = resolve("gan", gan.Config, sets=["train.epochs=3", "train={epochs: 4}"])
+    assert raw["train"] == {"epochs": 4}  # a later --set of the section replaces it too

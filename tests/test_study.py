@@ -162,6 +162,22 @@ def test_a_missing_or_broken_run_folder_is_named_in_the_report_and_the_exit_code
     assert "BROKEN run folder" in text and "nowhere" in text and str(broken) in text
 
 
+def test_a_seed_summary_whose_seed_folder_is_gone_names_it(cli, seeded_gan, tmp_path):
+    out, _ = seeded_gan
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    summary_dir = next(p for p in (copy / "gan").iterdir() if p.name.endswith("-seeds"))
+    summary = json.loads((summary_dir / "summary.json").read_text())
+    summary["runs"] = {seed: str(copy / "gan" / Path(run).name) for seed, run in summary["runs"].items()}
+    (summary_dir / "summary.json").write_text(json.dumps(summary))
+    gone = copy / "gan" / Path(summary["runs"]["1"]).name
+    shutil.rmtree(gone)
+    code, _, err = cli("report", str(summary_dir), "--to", tmp_path / "r")
+    assert code == 3 and str(gone) in err
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "MISSING seed folders" in text and "(n = 2)" in text  # the summary's numbers still shown
+
+
 def test_compare_lists_the_differing_config_keys_first(cli, seeded_gan, tmp_path):
     out, _ = seeded_gan
     a, b = sorted(p for p in (out / "gan").iterdir() if "seed" in p.name and not p.name.endswith("-seeds"))

@@ -172,6 +172,14 @@ def study_report(
         for reason in broken:
             problems.append(reason)
             blocks.append(Paragraph(f"BROKEN run folder: {reason}", warning=True))
+        for source in readable:
+            if source.missing_runs:
+                reason = (
+                    f"{source.folder}: seed folder(s) {', '.join(map(str, source.missing_runs))} are gone; "
+                    "its mean ± std stand as summary.json recorded them, its figures are another seed's"
+                )
+                problems.append(reason)
+                blocks.append(Paragraph(f"MISSING seed folders: {reason}", warning=True))
     for reason in unreadable:
         problems.append(reason)
         blocks.append(Paragraph(f"BROKEN run folder: {reason}", warning=True))

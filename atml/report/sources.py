@@ -34,6 +34,7 @@ class Source:
     rows: list[dict]  # the experiment's summary table (across seeds for a summary)
     numbers: dict[str, dict] | None = None  # a seed summary's {path: mean, std, n, values}
     plots: Path = field(default_factory=Path)
+    missing_runs: list[Path] = field(default_factory=list)  # a seed summary's seed folders that are gone
 
     @property
     def seeds(self) -> list[int]:
@@ -125,9 +126,13 @@ def load(folder: Path) -> Source:
     if env.get("kind") == "seed-summary":
         summary = _read(folder / "summary.json", json.loads, "seed summary")
         runs = [Path(p) for p in summary.get("runs", {}).values()]
-        first = load(runs[0]) if runs else None
-        if first is None:
+        if not runs:
             raise BrokenSource(f"{folder}/summary.json lists no runs")
+        present = [run for run in runs if run.is_dir()]
+        if not present:
+            gone = ", ".join(map(str, runs))
+            raise BrokenSource(f"{folder}: every seed folder it summarises is gone ({gone})")
+        first = load(present[0])
         env = {k: first.env[k] for k in RUN_SETTINGS if k in first.env} | env  # older summaries lack them
         return Source(
             name,
@@ -138,6 +143,7 @@ def load(folder: Path) -> Source:
             summary.get("rows", []),
             summary.get("numbers", {}),
             first.plots,
+            [run for run in runs if not run.is_dir()],
         )
     metrics = _read(folder / "metrics.json", json.loads, "run (no part finished)")
     try:
