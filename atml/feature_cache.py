@@ -23,7 +23,7 @@ from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import OutputWriteError
 from atml.logs import Counter
 from atml.runs import atomic_write_bytes, remove_stale_temps
-from atml.runtime import autocast
+from atml.runtime import autocast, load_tensors
 
 log = logging.getLogger("atml")
 
@@ -120,7 +120,7 @@ class FeatureCache:
     @staticmethod
     def _read(path: Path, determinants: dict) -> Outputs | None:
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = load_tensors(path)
             tensors = payload["tensors"]
             same_key = payload["determinants"] == _canonical(determinants)
             if same_key and payload["checksum"] == checksum(tensors):

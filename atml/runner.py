@@ -14,6 +14,7 @@ from pathlib import Path
 from atml import distributed, experiments, seed_summary
 from atml.config import has_key, presets, resolve, validate
 from atml.errors import (
+    DamagedFileError,
     OutputWriteError,
     TrainingDivergedError,
     UnexpectedError,
@@ -114,6 +115,9 @@ def resume(exp: Experiment, folder: Path, device, tracker: str) -> None:
     handle = Run.open(folder) if distributed.is_main() else FollowerRun(folder)
     if handle.env.get("experiment") != exp.name:
         raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
+    problem = exp.metrics_problem(handle.metrics)
+    if problem:
+        raise DamagedFileError(f"{folder / 'metrics.json'} is damaged: {problem}; this run cannot be resumed")
     cfg = validate(handle.config, exp.config)
     ctx = exp.prepare(cfg, device, select_parts(exp, handle.env.get("parts")))
     execute(exp, ctx, handle, tracker)
@@ -192,12 +196,13 @@ def unexpected(exc: BaseException, where: str, traceback_file: Path | None) -> U
 def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> list[dict]:
     """The parts of one run, in order, into its folder; returns its summary rows. Every part
     starts from the run's seed, so its numbers do not depend on which parts ran before it."""
-    tracker = make_tracker(tracker_kind, handle.dir, handle.config) if distributed.is_main() else None
     resume_hint = f"atml run {exp.name} --resume {handle.dir}"
     where = describe_device(ctx.device)
     log.info(f"atml: {exp.name} [{', '.join(ctx.parts)}] seed {ctx.seed} on {where} → {handle.dir}")
-    p = None
+    p, tracker = None, None
     try:
+        if distributed.is_main():
+            tracker = make_tracker(tracker_kind, handle.dir, handle.config)
         with _sigterm_as_interrupt():
             for p in ctx.parts:
                 if p in handle.metrics:

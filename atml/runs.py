@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line, shorten
+from atml.runtime import load_tensors
 
 log = logging.getLogger("atml")
 
@@ -288,7 +289,7 @@ class Run:
         if not path.is_file():
             return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return load_tensors(path)
         except Exception as exc:  # torch raises EOFError, RuntimeError or UnpicklingError by damage
             raise self.damaged_checkpoint(key, exc) from None
 

@@ -13,6 +13,16 @@ from atml.errors import UserError
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def load_tensors(path: Path, map_location: str | torch.device = "cpu"):
+    """torch.load of a file atml or a user gave, weights only (no code runs), without torch's
+    warnings about the file's pickle protocol: whoever calls this turns a bad file into one line."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def pick_device(requested: str) -> torch.device:
     if requested not in DEVICES:
         raise UserError(f"unknown device '{requested}'; accepted: {', '.join(DEVICES)}")

@@ -4,16 +4,20 @@ the run folder stays the one source of truth. Needs the optional extra: pip inst
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from atml.errors import UserError
+from atml.errors import OutputWriteError, UserError
 from atml.seed_summary import numeric_leaves
 
 TRACKERS = ("none", "tensorboard")
+log = logging.getLogger("atml")
 
 
 def _number(text: str) -> float | None:
@@ -23,18 +27,41 @@ def _number(text: str) -> float | None:
         return None
 
 
+@contextlib.contextmanager
+def _writing(folder: Path):
+    """An OSError of TensorBoard's writer (a full disk) as atml's one-line write error (exit 5)."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise OutputWriteError(f"could not write TensorBoard events in {folder}: {reason}") from None
+
+
 class TensorBoardTracker:
     def __init__(self, run_dir: Path, config: dict):
         from torch.utils.tensorboard import SummaryWriter  # its package checked by check_tracker
 
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        # TensorBoard's writer thread prints its OSError's traceback, then hands the error to the
+        # next write, where _writing reports it: the printed copy is muted while the tracker lives
+        self._previous_hook = threading.excepthook
+        threading.excepthook = self._writer_thread_error
+        with _writing(self.run_dir / "tensorboard"):
+            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+            self.writer.add_text(
+                "config", "```\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "\n```"
+            )
         self.logged: set[Path] = set()
-        self.writer.add_text(
-            "config", "```\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "\n```"
-        )
+
+    def _writer_thread_error(self, args) -> None:
+        if not issubclass(args.exc_type, OSError):
+            self._previous_hook(args)
 
     def log_part(self, part: str, metrics: dict) -> None:
+        with _writing(self.run_dir / "tensorboard"):
+            self._log_part(part, metrics)
+
+    def _log_part(self, part: str, metrics: dict) -> None:
         """The part's numbers (step 0), then every history CSV and figure not logged before."""
         for path, value in numeric_leaves(metrics).items():
             self.writer.add_scalar(f"{part}/{path}", value, 0)
@@ -67,7 +94,13 @@ class TensorBoardTracker:
         self.logged.add(table)
 
     def close(self) -> None:
-        self.writer.close()
+        """Flush and close; the last events failing to write is a warning (the run's own files hold them)."""
+        try:
+            self.writer.close()
+        except OSError as exc:
+            log.warning(f"atml: the last TensorBoard events were not written: {exc.strerror or exc}")
+        finally:
+            threading.excepthook = self._previous_hook
 
 
 def check_tracker(kind: str) -> None:

@@ -8,6 +8,14 @@ from atml.data.fake import write_fake_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("ATML_REAL_DATA", REPO.parent / "shared" / "datasets"))
+# ATML_NO_SYSTEM_DATA=1: atml looks in no machine-wide data folder, as on a user's machine without
+# them (.ci/run's second pass); tests that need real data skip, the rest use fake data
+SYSTEM_DATA_HIDDEN = os.environ.get("ATML_NO_SYSTEM_DATA") == "1"
+
+
+def error_lines(err: str) -> list[str]:
+    """stderr's lines but the warning that a run reads fake data (the fake_root fixture's)."""
+    return [line for line in err.strip().splitlines() if not line.startswith("atml: FAKE data in ")]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -13,6 +13,7 @@ from atml import experiments
 from atml.data.photos import load_photos
 from atml.errors import DataCorruptError, OutputWriteError
 from atml.runs import Run
+from tests.conftest import error_lines
 
 ALIASES = """\
 a: &a [x, x, x, x, x, x, x, x, x]
@@ -23,7 +24,7 @@ train: {epochs: *c}
 
 
 def one_line(err: str) -> bool:
-    return len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return len(error_lines(err)) == 1 and "Traceback" not in err
 
 
 @pytest.mark.parametrize("kind", ["dangling", "loop"])
@@ -111,7 +112,6 @@ def test_an_unforeseen_error_in_a_part_is_one_line_exit_1_with_its_traceback_in_
         "run", "gan", "--smoke", "--part", crashing_gan.parts[0], "--set", f"data.root={fake_root}",
         "--out", tmp_path / "o",
     )  # fmt: skip
-    err = "\n".join(line for line in err.splitlines() if "FAKE data" not in line)  # fake_root's warning
     assert code == 1 and one_line(err)
     assert f"gan/{crashing_gan.parts[0]} failed: RuntimeError: a bug atml did not foresee" in err
     (folder,) = (tmp_path / "o" / "gan").iterdir()
@@ -171,3 +171,16 @@ def test_files_atml_writes_follow_the_umask(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_plain_pickle_weights_file_is_one_reason_without_torch_warnings(tmp_path, capsys):
+    import pickle
+
+    from torch import nn
+
+    from atml.models.weights import load_state_dict
+
+    (tmp_path / "w.pkl").write_bytes(pickle.dumps({"weight": [1.0]}, protocol=4))
+    with pytest.raises(DataCorruptError, match="runs no pickled code"):
+        load_state_dict(nn.Linear(1, 1), tmp_path / "w.pkl")
+    assert capsys.readouterr().err == ""

@@ -11,6 +11,7 @@ from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predic
 from atml.data.fake import write_fake_dataset
 from atml.data.prompts import class_prompt_names, published_templates
 from atml.experiments import clip
+from tests.conftest import error_lines
 
 
 def separable(n_per_class=50, classes=5, dim=32, seed=0):
@@ -181,7 +182,7 @@ def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, stl_r
             and "open_clip_model.safetensors" in err
             and "models--timm--vit_base_patch32_clip_224.openai" in err
         ), err
-        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+        assert len(error_lines(err)) == 1 and not (tmp_path / "out").exists()
     code, _, err = cli(
         "run",
         "clip",

@@ -16,7 +16,7 @@ from atml.cli import main
 from atml.experiments import gan
 from atml.models.modes import evaluating
 from atml.models.sample_classifier import ClassifierConfig, get_classifier
-from tests.conftest import REPO
+from tests.conftest import REPO, error_lines
 
 CHECKPOINT = "checkpoints/baseline-assignment.pt"
 
@@ -117,7 +117,7 @@ def test_resume_of_a_damaged_run_folder_names_the_file(cli, interrupted, tmp_pat
     code, _, err = cli("run", "gan", "--resume", folder)
     assert code == 3, err
     assert str(folder / damaged) in err and "damaged" in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert len(error_lines(err)) == 1 and "Traceback" not in err
 
 
 def test_resume_checks_the_data_before_continuing(cli, interrupted, tmp_path, monkeypatch):
@@ -145,7 +145,7 @@ def test_disk_full_while_checkpointing_says_how_to_resume(cli, fake_root, tmp_pa
     )
     (folder,) = (tmp_path / "gan").iterdir()
     assert code == 5 and "No space left on device" in err and f"atml run gan --resume {folder}" in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(error_lines(err)) == 1
     assert list((folder / "checkpoints").iterdir()) == []  # no half-written or temporary file left
 
 

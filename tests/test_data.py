@@ -58,7 +58,8 @@ def test_missing_dataset_names_files_and_place(tmp_path):
     assert "train-images-idx3-ubyte" in message and str(tmp_path / "MNIST" / "raw") in message
 
 
-def test_system_location_is_searched_after_the_root(tmp_path):
+def test_system_location_is_searched_after_the_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("ATML_NO_SYSTEM_DATA", raising=False)  # this test's own "system" folder
     system = tmp_path / "system"
     images, labels = fake_images(20)
     write_idx(system / "train-images-idx3-ubyte.gz", images)

@@ -13,6 +13,7 @@ from atml.data import images
 from atml.data.fake import write_fake_dataset
 from atml.data.files import FAKE_MARKER
 from atml.errors import DataCorruptError
+from tests.conftest import error_lines
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -33,7 +34,7 @@ def test_fake_refuses_a_folder_that_holds_a_dataset_and_changes_nothing(cli, rea
     before = digest(raw)
     code, _, err = cli("data", "fake", "fashion-mnist", "--root", real_looking, *gzip)
     assert code == 2 and "already holds 4 file(s)" in err and "--force" in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(error_lines(err)) == 1
     assert digest(raw) == before
     assert [p.name for p in raw.parent.iterdir()] == ["raw"]  # no scratch folder left
 
@@ -98,7 +99,7 @@ def test_fake_into_a_file_or_broken_link_is_one_line(cli, tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     for root in ("file", "link"):
         code, _, err = cli("data", "fake", "mnist", "--root", tmp_path / root)
-        assert code == 2 and "is not a folder" in err and len(err.strip().splitlines()) == 1
+        assert code == 2 and "is not a folder" in err and len(error_lines(err)) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "link"]
 
 
@@ -110,5 +111,5 @@ def test_fake_that_cannot_be_written_leaves_nothing_behind(cli, tmp_path, monkey
 
     monkeypatch.setattr(fake, "write_idx", full_disk)
     code, _, err = cli("data", "fake", "mnist", "--root", tmp_path)
-    assert code == 5 and "No space left on device" in err and len(err.strip().splitlines()) == 1
+    assert code == 5 and "No space left on device" in err and len(error_lines(err)) == 1
     assert [p.name for p in (tmp_path / "MNIST").iterdir()] == []

@@ -7,6 +7,7 @@ import torch
 from atml.config import resolve
 from atml.data.fake import write_fake_dataset
 from atml.experiments import resnet
+from tests.conftest import error_lines
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_offline_named_weights_fail_before_a_run_folder(cli, cifar_root, tmp_pat
         tmp_path / "out",
     )
     assert code == 3 and "resnet152-394f9c45.pth" in err and str(tmp_path / "hub" / "checkpoints") in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    assert len(error_lines(err)) == 1 and not (tmp_path / "out").exists()
 
 
 def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeypatch):

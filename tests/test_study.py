@@ -13,7 +13,7 @@ import pytest
 
 from atml import experiments
 from atml.seed_summary import aggregate, numeric_leaves, parse_seeds, summary_rows
-from tests.conftest import REAL_DATA, REPO
+from tests.conftest import REAL_DATA, REPO, SYSTEM_DATA_HIDDEN, error_lines
 
 ATML = (sys.executable, "-m", "atml")  # the installed package, as its console script runs it
 
@@ -28,8 +28,11 @@ def isolated(tmp_path_factory) -> dict:
 
 
 needs_real_data = pytest.mark.skipif(
-    not (REAL_DATA / "MNIST" / "raw").is_dir() or not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-    reason="needs MNIST's test split in ../shared/datasets and Debian's dataset-fashion-mnist (CI has both)",
+    SYSTEM_DATA_HIDDEN
+    or not (REAL_DATA / "MNIST" / "raw").is_dir()
+    or not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="needs MNIST's test split in ../shared/datasets and Debian's dataset-fashion-mnist (CI has both; "
+    "ATML_NO_SYSTEM_DATA=1 hides them)",
 )
 
 
@@ -176,6 +179,21 @@ def test_a_seed_summary_whose_seed_folder_is_gone_names_it(cli, seeded_gan, tmp_
     assert code == 3 and str(gone) in err
     text = (tmp_path / "r" / "report.md").read_text()
     assert "MISSING seed folders" in text and "(n = 2)" in text  # the summary's numbers still shown
+
+
+@pytest.mark.parametrize(
+    "metrics", [{"mode-collapse": 5}, {"mode-collapse": {"pathology": "x"}}, {"nope": {}}]
+)
+def test_a_metrics_json_of_the_wrong_shape_is_named_by_report_and_resume(cli, seeded_gan, tmp_path, metrics):
+    out, _ = seeded_gan
+    good = next(p for p in (out / "gan").iterdir() if p.name.endswith("seed0"))
+    damaged = tmp_path / "damaged"
+    shutil.copytree(good, damaged)
+    (damaged / "metrics.json").write_text(json.dumps(metrics))
+    code, _, err = cli("report", str(damaged), "--to", tmp_path / "r")
+    assert code == 3 and "metrics.json is damaged" in err and "Traceback" not in err
+    code, _, err = cli("run", "gan", "--resume", damaged)
+    assert code == 3 and "metrics.json is damaged" in err and len(error_lines(err)) == 1
 
 
 def test_compare_lists_the_differing_config_keys_first(cli, seeded_gan, tmp_path):
@@ -336,6 +354,22 @@ def test_tensorboard_event_files_read_back_the_values_the_run_logged(cli, fake_r
     logged = [c for c in tags["scalars"] if c.startswith(f"history/{table.stem}/")]
     assert logged and len(events.Scalars(logged[0])) == len(rows)
     assert any(t.startswith("plots/") for t in tags["images"]) and "config/text_summary" in tags["tensors"]
+
+
+def test_tensorboard_on_a_full_disk_is_one_line_exit_5(cli, fake_root, tmp_path, monkeypatch):
+    from tensorboard.summary.writer import record_writer
+
+    def full_disk(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full_disk)
+    code, _, err = cli(
+        "run", "vae", "--part", "train", "--smoke", "--set", f"data.root={fake_root}",
+        "--tracker", "tensorboard", "--out", tmp_path,
+    )  # fmt: skip
+    assert code == 5 and "Traceback" not in err and len(error_lines(err)) == 1
+    assert "could not write TensorBoard events" in err and "No space left on device" in err
+    assert "--resume" in err
 
 
 def test_unknown_tracker_is_refused_before_a_run_folder(cli, tmp_path):

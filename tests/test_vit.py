@@ -12,6 +12,7 @@ from atml.data.photos import load_photos
 from atml.errors import DataCorruptError, DataNotFoundError
 from atml.experiments import vit
 from atml.models.vit import AttentionMaps, forward_tokens, patch_grid, prefix_tokens
+from tests.conftest import error_lines
 
 
 def tiny_vit(**kwargs):
@@ -214,7 +215,7 @@ def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, cifar
             tmp_path / "out",
         )
         assert code == 3 and "model.safetensors" in err and "models--timm--vit_tiny_patch16_224" in err, err
-        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+        assert len(error_lines(err)) == 1 and not (tmp_path / "out").exists()
     code, _, err = cli("run", "vit", "--smoke", "--set", "attention.layer=12", "--out", tmp_path / "out")
     assert code == 2 and "attention.layer=12" in err
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -11,6 +12,12 @@ from atml.errors import DataCorruptError
 log = logging.getLogger("atml")
 
 FAKE_MARKER = "ATML_FAKE_DATA.txt"  # written by `atml data fake` beside the files it makes
+
+
+def system_dirs(dirs: Iterable[str]) -> list[Path]:
+    """The machine-wide folders a dataset may sit in (Debian's packages, the project's shared
+    folder), unless ATML_NO_SYSTEM_DATA=1 hides them: how a test proves it needs none."""
+    return [] if os.environ.get("ATML_NO_SYSTEM_DATA") == "1" else [Path(d) for d in dirs]
 
 
 def find_split(

@@ -19,7 +19,7 @@ import torch
 
 from atml import seeding
 from atml.data import mnist
-from atml.data.files import describe_source, find_split
+from atml.data.files import describe_source, find_split, system_dirs
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
 Decoded = tuple[np.ndarray, np.ndarray, tuple[str, ...]]  # uint8 [N, C, H, W], int64 [N], class names
@@ -36,7 +36,7 @@ class ImageDataset:
     system_dirs: tuple[str, ...] = ()
 
     def candidate_dirs(self, root: str | Path) -> list[Path]:
-        return [Path(root).expanduser() / self.folder, *(Path(d) for d in self.system_dirs)]
+        return [Path(root).expanduser() / self.folder, *system_dirs(self.system_dirs)]
 
     def locate(self, split: str, root: str | Path) -> Path | None:
         found = find_split(self.candidate_dirs(root), self.files[split])

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from atml import seeding
 from atml.config import Seed, Strict
-from atml.data.files import describe_source, find_split
+from atml.data.files import describe_source, find_split, system_dirs
 from atml.data.idx import read_idx
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 
@@ -115,7 +115,7 @@ def split_files(split: str) -> tuple[str, str]:
 
 
 def candidate_dirs(dataset: IdxDataset, root: str | Path) -> list[Path]:
-    return [Path(root).expanduser() / dataset.folder / "raw", *(Path(d) for d in dataset.system_dirs)]
+    return [Path(root).expanduser() / dataset.folder / "raw", *system_dirs(dataset.system_dirs)]
 
 
 def locate(dataset: IdxDataset, split: str, root: str | Path) -> tuple[Path, Path] | None:

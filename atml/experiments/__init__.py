@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from atml.config import has_key
-from atml.errors import UserError
+from atml.errors import UserError, shorten
 from atml.results import Result, key_matches, path_problem
 
 EXPERIMENTS = {
@@ -153,6 +153,22 @@ class Experiment:
 
     def parts_matching(self, pattern: str) -> list[str]:
         return [p for p in self.parts if key_matches(p, pattern)]
+
+    def metrics_problem(self, metrics: dict) -> str | None:
+        """Why a run's metrics.json is not what this experiment writes (a hand-edited or foreign
+        file), or None: checked against the parts' result types before anything reads it. A key
+        missing is no problem: runs made before a number existed stay readable."""
+        for part, value in metrics.items():
+            if part not in self.results:
+                return f"it records '{shorten(str(part), 60)}', not a part of {self.name}"
+            try:
+                self.results[part].model_validate(value)
+            except ValidationError as exc:
+                wrong = [e for e in exc.errors() if e["type"] != "missing"]
+                if wrong:
+                    where = ".".join(str(p) for p in (part, *wrong[0]["loc"]))
+                    return f"'{shorten(where, 100)}' is not what {self.name} writes ({wrong[0]['msg']})"
+        return None
 
     def run_part(self, part: str, ctx: RunContext, run) -> dict:
         """The part's result as metrics.json holds it; a result of another type is a bug."""

@@ -337,6 +337,17 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContex
     archs = dict.fromkeys([cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())])
     # weights first: offline, a missing file is named at once
     models = {(arch, cfg.model.weights): load_model(cfg, arch, cfg.model.weights, device) for arch in archs}
+    if "no-residual" in parts or cfg.model.no_residual:  # every setting checked before data is read
+        try:
+            backbone(models[(cfg.model.arch, cfg.model.weights)], tuple(cfg.no_residual.blocks))
+        except ValueError as exc:
+            raise UserError(f"no_residual.blocks: {exc}") from None
+    if "features" in parts:
+        try:
+            hooks = PooledFeatures(models[(cfg.model.arch, cfg.model.weights)].model, cfg.features.layers)
+        except ValueError as exc:
+            raise UserError(f"features.layers: {exc}") from None
+        hooks.remove()  # the layer names are checked by hooking them
     draws = {cfg.data.dataset: splits(cfg)}
     train, val = draws[cfg.data.dataset]
     if len(train.labels) < cfg.train.batch_size:
@@ -369,16 +380,6 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContex
                 f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with "
                 f"k={cfg.features.knn_k}"
             )
-        try:
-            hooks = PooledFeatures(models[(cfg.model.arch, cfg.model.weights)].model, cfg.features.layers)
-        except ValueError as exc:
-            raise UserError(f"features.layers: {exc}") from None
-        hooks.remove()  # the layer names are checked by hooking them
-    if "no-residual" in parts or cfg.model.no_residual:
-        try:
-            backbone(models[(cfg.model.arch, cfg.model.weights)], tuple(cfg.no_residual.blocks))
-        except ValueError as exc:
-            raise UserError(f"no_residual.blocks: {exc}") from None
     return ResnetContext(cfg, device, tuple(parts), models, draws)
 
 

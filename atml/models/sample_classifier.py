@@ -20,6 +20,7 @@ from atml.data.batching import TensorBatches
 from atml.models.mnist_classifier import DigitClassifier
 from atml.models.modes import evaluating
 from atml.runs import atomic_write_bytes, remove_stale_temps
+from atml.runtime import load_tensors
 from atml.training import fit
 
 log = logging.getLogger("atml")
@@ -87,7 +88,7 @@ def get_classifier(
         remove_stale_temps(path.parent)
     if path.is_file():
         try:
-            saved = torch.load(path, map_location=train_x.device, weights_only=True)
+            saved = load_tensors(path, train_x.device)
             model.load_state_dict(saved["state"])
             return JudgedClassifier(model, float(saved["heldout_accuracy"]), path, True)
         except Exception as exc:  # a damaged or foreign file: the cache is rebuilt, not trusted

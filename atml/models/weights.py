@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -27,6 +28,7 @@ from torch import nn
 from atml import seeding
 from atml.data.preprocess import Preprocess
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
+from atml.runtime import load_tensors
 
 ALIASES = {"imagenet": "IMAGENET1K_V1"}  # torchvision's `pretrained=True`, as the original report used
 
@@ -54,6 +56,8 @@ class Pretrained:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc):
+        return "it holds Python objects besides tensors; atml loads tensors only and runs no pickled code"
     return first_line(exc)[:200]
 
 
@@ -107,7 +111,7 @@ def resolve_weights(spec: str, named: Callable[[str], tuple[Path, str]], kinds: 
 def load_state_dict(model: nn.Module, path: Path) -> None:
     """A local state dict (weights_only), or a DataCorruptError naming the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         model.load_state_dict(state)

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from atml import experiments
-from atml.errors import DamagedFileError
+from atml.errors import DamagedFileError, first_line
 from atml.experiments import Headline
 from atml.report import original
 from atml.runs import read_record
@@ -146,12 +146,14 @@ def load(folder: Path) -> Source:
             [run for run in runs if not run.is_dir()],
         )
     metrics = _read(folder / "metrics.json", json.loads, "run (no part finished)")
+    problem = experiments.get(name).metrics_problem(metrics)
+    if problem:
+        raise BrokenSource(f"{folder}/metrics.json is damaged: {problem}")
     try:
         rows = experiments.get(name).summary(metrics)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BrokenSource(
-            f"{folder}/metrics.json is not what {name} writes ({type(exc).__name__}: {exc})"
-        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # an older run's missing keys
+        reason = first_line(exc)
+        raise BrokenSource(f"{folder}/metrics.json lacks what {name}'s summary needs ({reason})") from None
     return Source(name, folder, config, env, metrics, rows, None, folder / "plots")
 
 
