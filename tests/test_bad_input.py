@@ -184,3 +184,9 @@ def test_a_plain_pickle_weights_file_is_one_reason_without_torch_warnings(tmp_pa
     with pytest.raises(DataCorruptError, match="runs no pickled code"):
         load_state_dict(nn.Linear(1, 1), tmp_path / "w.pkl")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("setting", ["train.lr_g=1e300", "model.init_std=1e30", "train.lr_d=.inf"])
+def test_floats_that_would_overflow_training_are_refused(cli, setting):
+    code, _, err = cli("config", "gan", "--set", setting)
+    assert code == 2 and setting.split("=")[0] in err and one_line(err)

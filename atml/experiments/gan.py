@@ -129,7 +129,7 @@ class GanModelConfig(Strict):
     g_hidden: list[Width] = [256, 512]
     d_hidden: list[Width] = [256, 256]
     d_dropout: float = Field(0.0, ge=0, lt=1)
-    init_std: float = Field(0.02, gt=0)
+    init_std: float = Field(0.02, gt=0, le=10)
 
 
 class GanTrainConfig(Strict):
