@@ -11,7 +11,9 @@ import yaml
 from atml import distributed, experiments, logs, runner, seed_summary
 from atml.config import presets, resolve
 from atml.errors import (
+    MESSAGE_LIMIT,
     DamagedFileError,
+    DataCorruptError,
     OutputWriteError,
     TrainingDivergedError,
     UnexpectedError,
@@ -252,7 +254,6 @@ def data_check(
     """Where each dataset and each pretrained weights file is found, or what is missing."""
     from atml.data.files import is_fake
     from atml.data.images import NAMES, SPLITS, where
-    from atml.errors import DataCorruptError
 
     for name in NAMES:
         for split in SPLITS:
@@ -329,7 +330,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except UserError as exc:
-        log.error(f"atml: error: {shorten(str(exc), 2000)}")
+        log.error(f"atml: error: {shorten(str(exc), MESSAGE_LIMIT)}")
         raise SystemExit(exc.exit_code) from None
     except TrainingDivergedError as exc:
         log.error(f"atml: {exc}")

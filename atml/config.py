@@ -44,6 +44,10 @@ class Strict(BaseModel):
 MAX_CONFIG_BYTES = 1_000_000  # atml's largest config is a few kB; this only stops a runaway file
 
 
+class AliasRefused(yaml.YAMLError):
+    """A YAML alias (*name) in a config: refused, never expanded."""
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """YAML without anchors' aliases (*name): a few nested aliases expand to gigabytes ("billion
     laughs"), and no atml setting needs one."""
@@ -51,7 +55,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
-            raise yaml.YAMLError(f"aliases (*name) are not accepted in atml configs (line {mark.line + 1})")
+            raise AliasRefused(f"aliases (*name) are not accepted in atml configs (line {mark.line + 1})")
         return super().compose_node(parent, index)
 
 
@@ -103,9 +107,9 @@ def split_set(assignment: str) -> tuple[str, Any]:
         raise UserError(f"--set {shorten(key)}: a value of {len(raw):,} characters; at most 1 MB")
     try:
         value = load_yaml(raw) if raw else None
-    except yaml.YAMLError as exc:
-        if "aliases" in str(exc):
-            raise UserError(f"--set {shorten(key)}: {exc}") from None
+    except AliasRefused as exc:
+        raise UserError(f"--set {shorten(key)}: {exc}") from None
+    except yaml.YAMLError:
         value = raw
     return key, value
 

@@ -54,6 +54,9 @@ def first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+MESSAGE_LIMIT = 2000  # characters of one error line, whatever it quotes
+
+
 def shorten(text: str, limit: int = 200) -> str:
     """User input echoed in a message, cut to `limit` characters (a 200 MB value must not become a
     200 MB error line)."""

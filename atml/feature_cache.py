@@ -98,6 +98,8 @@ class FeatureCache:
         started = time.perf_counter()
         outputs = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
         seconds = time.perf_counter() - started
+        if self.root in _UNWRITABLE:
+            return Outputs.timed(outputs, seconds)
         buffer = io.BytesIO()
         torch.save(
             {
@@ -108,8 +110,6 @@ class FeatureCache:
             },
             buffer,
         )
-        if self.root in _UNWRITABLE:
-            return Outputs.timed(outputs, seconds)
         try:
             atomic_write_bytes(path, buffer.getvalue())
         except OutputWriteError as exc:  # the cache only saves time: say so once and go on without it

@@ -14,6 +14,7 @@ from pathlib import Path
 from atml import distributed, experiments, seed_summary
 from atml.config import has_key, presets, resolve, validate
 from atml.errors import (
+    MESSAGE_LIMIT,
     DamagedFileError,
     OutputWriteError,
     TrainingDivergedError,
@@ -148,7 +149,7 @@ def run_all(request: RunRequest) -> None:
                 run_seeds(replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset))
                 done.append(name)
             except (UserError, TrainingDivergedError, UnexpectedError) as exc:
-                log.error(f"atml: {name} FAILED: {shorten(str(exc), 2000)}")
+                log.error(f"atml: {name} FAILED: {shorten(str(exc), MESSAGE_LIMIT)}")
                 failed[name] = exc.exit_code
             except SystemExit as exc:  # an interrupted experiment ends the whole run
                 failed[name] = exc.code if isinstance(exc.code, int) else 1

@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -55,8 +56,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would ignore the user's umask
+        name = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies (mkstemp: 0600)
+        tmp = name
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -66,13 +68,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise OutputWriteError(f"could not write {path}: {exc.strerror or exc}") from None
     finally:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+            tmp.unlink(missing_ok=True)
 
 
 def remove_stale_temps(folder: Path) -> int:

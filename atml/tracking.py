@@ -42,15 +42,20 @@ class TensorBoardTracker:
         from torch.utils.tensorboard import SummaryWriter  # its package checked by check_tracker
 
         self.run_dir = Path(run_dir)
+        self.folder = self.run_dir / "tensorboard"
         # TensorBoard's writer thread prints its OSError's traceback, then hands the error to the
         # next write, where _writing reports it: the printed copy is muted while the tracker lives
         self._previous_hook = threading.excepthook
         threading.excepthook = self._writer_thread_error
-        with _writing(self.run_dir / "tensorboard"):
-            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
-            self.writer.add_text(
-                "config", "```\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "\n```"
-            )
+        try:
+            with _writing(self.folder):
+                self.writer = SummaryWriter(log_dir=str(self.folder))
+                self.writer.add_text(
+                    "config", "```\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + "\n```"
+                )
+        except BaseException:
+            threading.excepthook = self._previous_hook  # no tracker to close() it
+            raise
         self.logged: set[Path] = set()
 
     def _writer_thread_error(self, args) -> None:
@@ -58,7 +63,7 @@ class TensorBoardTracker:
             self._previous_hook(args)
 
     def log_part(self, part: str, metrics: dict) -> None:
-        with _writing(self.run_dir / "tensorboard"):
+        with _writing(self.folder):
             self._log_part(part, metrics)
 
     def _log_part(self, part: str, metrics: dict) -> None:

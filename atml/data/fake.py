@@ -118,12 +118,13 @@ def _write_stl10(name: str, folder: Path, n_train: int, n_test: int, gzip: bool,
 
 
 def dataset_folder(name: str, root: Path) -> Path:
-    """Where atml reads (and `atml data fake` writes) a dataset's files under a data root."""
-    from atml.data import images
+    """Where atml reads (and `atml data fake` writes) a dataset's files under a data root: the
+    first folder its reader looks in."""
+    from atml.data import images, mnist
 
     if name in DATASETS:
-        return Path(root).expanduser() / DATASETS[name].folder / "raw"
-    return Path(root).expanduser() / images.DATASETS[name].folder
+        return mnist.candidate_dirs(DATASETS[name], root)[0]
+    return images.DATASETS[name].candidate_dirs(root)[0]
 
 
 def write_fake_dataset(

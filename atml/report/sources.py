@@ -128,11 +128,11 @@ def load(folder: Path) -> Source:
         runs = [Path(p) for p in summary.get("runs", {}).values()]
         if not runs:
             raise BrokenSource(f"{folder}/summary.json lists no runs")
-        present = [run for run in runs if run.is_dir()]
-        if not present:
+        missing = [run for run in runs if not run.is_dir()]
+        if len(missing) == len(runs):
             gone = ", ".join(map(str, runs))
             raise BrokenSource(f"{folder}: every seed folder it summarises is gone ({gone})")
-        first = load(present[0])
+        first = load(next(run for run in runs if run not in missing))
         env = {k: first.env[k] for k in RUN_SETTINGS if k in first.env} | env  # older summaries lack them
         return Source(
             name,
@@ -143,7 +143,7 @@ def load(folder: Path) -> Source:
             summary.get("rows", []),
             summary.get("numbers", {}),
             first.plots,
-            [run for run in runs if not run.is_dir()],
+            missing,
         )
     metrics = _read(folder / "metrics.json", json.loads, "run (no part finished)")
     problem = experiments.get(name).metrics_problem(metrics)
