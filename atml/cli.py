@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from atml import distributed, experiments, logs, runner, seed_summary
+from atml import experiments, logs, plan, seed_summary
 from atml.config import presets, resolve
 from atml.errors import (
     MESSAGE_LIMIT,
@@ -19,9 +19,9 @@ from atml.errors import (
     UnexpectedError,
     UserError,
     shorten,
+    unexpected,
 )
 from atml.runs import check_output_root, check_run_name
-from atml.runtime import pick_device
 from atml.tracking import check_tracker
 
 app = typer.Typer(
@@ -96,11 +96,10 @@ def run(
     ),
 ) -> None:
     """`atml run` (its help text is in the decorator). Over 60 lines only by its typer option
-    declarations; the body parses them into a RunRequest for atml.runner."""
+    declarations; the body parses them into a RunRequest, resolved by atml.plan before atml.runner
+    (and with it torch) is imported."""
     check_tracker(tracker)
-    torch_device = distributed.init(pick_device(device))
-    if not distributed.is_main():
-        logs.setup(main_rank=False)  # rank 0 speaks for all ranks
+    plan.check_device(device)
     if resume is not None:
         given = [
             flag
@@ -121,7 +120,10 @@ def run(
             raise UserError(
                 f"--resume continues a run with its own config, parts and folder; drop {' '.join(given)}"
             )
-        runner.resume(experiments.get(experiment), resume, torch_device, tracker)
+        exp = experiments.get(experiment)
+        from atml import runner
+
+        runner.resume(exp, resume, device, tracker)
         return
     if seed is not None and seeds is not None:
         raise UserError("give --seed or --seeds, not both")
@@ -135,9 +137,9 @@ def run(
                 f"`atml run all` runs every experiment with its own parts and config; drop {' '.join(given)}"
             )
     exp = experiments.get(experiment if experiment != ALL else next(iter(experiments.EXPERIMENTS)))
-    request = runner.RunRequest(
+    request = plan.RunRequest(
         experiment=exp,
-        parts=runner.select_parts(exp, part),
+        parts=plan.select_parts(exp, part),
         flags=experiments.parse_flags(exp, ctx.args),
         sets=set_ or [],
         config_file=config,
@@ -146,11 +148,20 @@ def run(
         summarise=seeds is not None,
         out=out,
         label=label,
-        device=torch_device,
+        device=device,
         tracker=tracker,
         preset=preset,
     )
-    (runner.run_all if experiment == ALL else runner.run_seeds)(request)
+    if experiment == ALL:
+        plans = plan.plan_all(request)
+        from atml import runner
+
+        runner.run_all(plans)
+    else:
+        request = plan.resolved(request)
+        from atml import runner
+
+        runner.run(request)
 
 
 @app.command("report")
@@ -348,8 +359,6 @@ def main() -> None:
         if _is(exc, "Abort"):
             log.error("atml: interrupted")
             raise SystemExit(130) from None
-        error = exc if isinstance(exc, UnexpectedError) else runner.unexpected(exc, "atml", None)
+        error = exc if isinstance(exc, UnexpectedError) else unexpected(exc, "atml", None)
         log.error(f"atml: error: {error}")
         raise SystemExit(error.exit_code) from None
-    finally:
-        distributed.shutdown()

@@ -257,3 +257,12 @@ def _put(data: dict, dotted_key: str, value: Any) -> dict:
     else:
         out[head] = copy.deepcopy(value)
     return out
+
+
+class ClassifierConfig(Strict):
+    """The digit classifier that judges generated samples (GAN, VAE): atml.models.sample_classifier."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    seed: Seed = 0

@@ -6,6 +6,13 @@ weights or run files, 4 a NaN/inf loss, 5 the run folder could not be written (d
 written to a file, never to the terminal).
 """
 
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input from the user: flag, config key or value. Exit code 2."""
@@ -61,3 +68,22 @@ def shorten(text: str, limit: int = 200) -> str:
     """User input echoed in a message, cut to `limit` characters (a 200 MB value must not become a
     200 MB error line)."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def unexpected(exc: BaseException, where: str, traceback_file: Path | None) -> UnexpectedError:
+    """An exception atml did not foresee, as one line: what and where, its traceback written to
+    `traceback_file` (a run folder's error.txt) or, before any run folder exists, a temporary file."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        if traceback_file is None:
+            fd, name = tempfile.mkstemp(prefix="atml-error-", suffix=".txt")
+            os.close(fd)
+            traceback_file = Path(name)
+        traceback_file.write_text(text)
+        pointer = f"traceback in {traceback_file}"
+    except OSError:
+        pointer = "its traceback could not be written"
+    return UnexpectedError(
+        f"{where} failed: {type(exc).__name__}: {shorten(first_line(exc))} (atml did not foresee this; "
+        f"{pointer})"
+    )

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from atml import distributed, experiments, seed_summary
-from atml.config import has_key, presets, resolve, validate
+from atml import distributed, logs, seed_summary
+from atml.config import validate
 from atml.errors import (
     MESSAGE_LIMIT,
     DamagedFileError,
@@ -20,43 +18,18 @@ from atml.errors import (
     TrainingDivergedError,
     UnexpectedError,
     UserError,
-    first_line,
     shorten,
+    unexpected,
 )
 from atml.experiments import Experiment
+from atml.plan import RunRequest, select_parts
 from atml.runs import FollowerRun, Run
-from atml.runtime import describe_device
+from atml.runtime import describe_device, pick_device
 from atml.seeding import seed_everything
 from atml.tables import text_table
 from atml.tracking import make_tracker
 
 log = logging.getLogger("atml")
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What `atml run EXP` was asked for, parsed and checked."""
-
-    experiment: Experiment
-    parts: list[str]
-    flags: dict
-    sets: list[str]
-    config_file: Path | None
-    smoke: bool
-    seeds: list[int | None]  # None: the config's own seed
-    summarise: bool  # --seeds: a summary folder beside the seeds' folders
-    out: Path
-    label: str
-    device: object
-    tracker: str = "none"
-    preset: str | None = None  # configs/EXP.PRESET.yaml over the defaults
-
-
-def select_parts(exp: Experiment, requested: list[str] | None) -> list[str]:
-    for part in requested or ():
-        if part not in exp.parts:
-            raise UserError(f"unknown part '{part}' of {exp.name}; accepted: {', '.join(exp.parts)}")
-    return [p for p in exp.parts if p in requested] if requested else list(exp.parts)
 
 
 @contextlib.contextmanager
@@ -73,125 +46,108 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_seeds(request: RunRequest) -> None:
+@contextlib.contextmanager
+def _session(device: str):
+    """The device a run uses (under torchrun, this rank's), and the process group closed after."""
+    try:
+        torch_device = distributed.init(pick_device(device))
+        if not distributed.is_main():
+            logs.setup(main_rank=False)  # rank 0 speaks for all ranks
+        yield torch_device
+    finally:
+        distributed.shutdown()
+
+
+def run(request: RunRequest) -> None:
+    """`atml run EXP`: a request resolved by atml.plan."""
+    with _session(request.device) as device:
+        run_seeds(request, device)
+
+
+def run_seeds(request: RunRequest, device) -> None:
     """One experiment under each seed, each into its own run folder; with several, a summary
     folder of mean ± std beside them."""
     exp = request.experiment
-    runs, rows, first_config = {}, {}, None
-    for s in request.seeds:
-        raw, cfg = resolve(
-            exp.name,
-            exp.config,
-            preset=request.preset,
-            config_file=request.config_file,
-            smoke=request.smoke,
-            flags=request.flags | ({"seed": s} if s is not None else {}),
-            sets=request.sets,
-        )
-        ctx = exp.prepare(cfg, request.device, request.parts)
+    runs, rows = {}, {}
+    for one in request.configs:
+        ctx = exp.prepare(one.cfg, device, request.parts)
         env = {
             "experiment": exp.name,
             "parts": request.parts,
-            "seed": cfg.seed,
+            "seed": one.seed,
             "smoke": request.smoke,
             "preset": request.preset,
-            "device": str(request.device),
-            "device_name": describe_device(request.device),
+            "device": str(device),
+            "device_name": describe_device(device),
             "world_size": distributed.world_size(),
         }
-        label = f"{request.label}-seed{cfg.seed}" if request.summarise else request.label
-        handle = _create_run(request.out, exp.name, label, raw, env)
-        rows[cfg.seed] = execute(exp, ctx, handle, request.tracker)
-        runs[cfg.seed] = handle
-        first_config = first_config or raw
+        label = f"{request.label}-seed{one.seed}" if request.summarise else request.label
+        handle = _create_run(request.out, exp.name, label, one.raw, env)
+        rows[one.seed] = execute(exp, ctx, handle, request.tracker)
+        runs[one.seed] = handle
     if request.summarise and distributed.is_main():
         summary_rows = seed_summary.summary_rows(rows)
+        first_config = request.configs[0].raw
         folder = seed_summary.write(request.out, exp.name, request.label, first_config, runs, summary_rows)
         log.info(f"\n{exp.name} over seeds {', '.join(map(str, runs))}:\n{text_table(summary_rows)}")
         log.info(f"\natml: seed summary: {folder.dir / 'summary.md'}")
 
 
-def resume(exp: Experiment, folder: Path, device, tracker: str) -> None:
+def resume(exp: Experiment, folder: Path, device: str, tracker: str) -> None:
     """Continue a run folder with its own config and parts; finished parts are kept."""
-    handle = Run.open(folder) if distributed.is_main() else FollowerRun(folder)
-    if handle.env.get("experiment") != exp.name:
-        raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
-    problem = exp.metrics_problem(handle.metrics)
-    if problem:
-        raise DamagedFileError(f"{folder / 'metrics.json'} is damaged: {problem}; this run cannot be resumed")
-    cfg = validate(handle.config, exp.config)
-    ctx = exp.prepare(cfg, device, select_parts(exp, handle.env.get("parts")))
-    execute(exp, ctx, handle, tracker)
+    with _session(device) as torch_device:
+        handle = Run.open(folder) if distributed.is_main() else FollowerRun(folder)
+        if handle.env.get("experiment") != exp.name:
+            raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
+        problem = exp.metrics_problem(handle.metrics)
+        if problem:
+            raise DamagedFileError(
+                f"{folder / 'metrics.json'} is damaged: {problem}; this run cannot be resumed"
+            )
+        cfg = validate(handle.config, exp.config)
+        ctx = exp.prepare(cfg, torch_device, select_parts(exp, handle.env.get("parts")))
+        execute(exp, ctx, handle, tracker)
 
 
-def run_all(request: RunRequest) -> None:
-    """Every experiment in turn, each with the --set keys its schema has; one that fails is
+def run_all(plans: list[RunRequest]) -> None:
+    """Every experiment in turn (atml.plan.plan_all checked their configs); one that fails is
     reported and the others still run; the exit code is the first failure's."""
-    chosen = {
-        name: [s for s in request.sets if has_key(exp.config, s.partition("=")[0].strip())]
-        for name, exp in ((n, experiments.get(n)) for n in experiments.EXPERIMENTS)
-    }
-    unused = [s for s in request.sets if not any(s in sets for sets in chosen.values())]
-    if unused:
-        raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
-    with_preset = {name for name in chosen if request.preset in presets(name)}
-    if request.preset is not None and not with_preset:
-        raise UserError(f"unknown preset '{request.preset}': no experiment has it (see `atml list`)")
     failed: dict[str, int] = {}
     done: list[str] = []
-    try:
-        for name, sets in chosen.items():
-            exp = experiments.get(name)
-            try:
-                preset = request.preset if name in with_preset else None
-                if request.preset is not None and preset is None:
-                    log.info(f"atml: {name} has no preset '{request.preset}'; it runs with its own settings")
-                run_seeds(replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset))
-                done.append(name)
-            except (UserError, TrainingDivergedError, UnexpectedError) as exc:
-                log.error(f"atml: {name} FAILED: {shorten(str(exc), MESSAGE_LIMIT)}")
-                failed[name] = exc.exit_code
-            except SystemExit as exc:  # an interrupted experiment ends the whole run
-                failed[name] = exc.code if isinstance(exc.code, int) else 1
-                raise
-            except Exception as exc:  # noqa: BLE001 — one experiment's bug must not stop the others
-                error = unexpected(exc, name, None)
-                log.error(f"atml: {name} FAILED: {error}")
-                failed[name] = error.exit_code
-    finally:
-        log.info(
-            f"\natml run all: {len(done)} of {len(chosen)} experiments done"
-            + (f"; failed: {', '.join(failed)}" if failed else "")
-            + (
-                f"; not run: {', '.join(n for n in chosen if n not in done and n not in failed)}"
-                if len(done) + len(failed) < len(chosen)
-                else ""
+    names = [p.experiment.name for p in plans]
+    with _session(plans[0].device) as device:
+        try:
+            for request in plans:
+                name = request.experiment.name
+                try:
+                    if plans[0].preset is not None and request.preset is None:
+                        log.info(
+                            f"atml: {name} has no preset '{plans[0].preset}'; it runs with its own settings"
+                        )
+                    run_seeds(request, device)
+                    done.append(name)
+                except (UserError, TrainingDivergedError, UnexpectedError) as exc:
+                    log.error(f"atml: {name} FAILED: {shorten(str(exc), MESSAGE_LIMIT)}")
+                    failed[name] = exc.exit_code
+                except SystemExit as exc:  # an interrupted experiment ends the whole run
+                    failed[name] = exc.code if isinstance(exc.code, int) else 1
+                    raise
+                except Exception as exc:  # noqa: BLE001 — one experiment's bug must not stop the others
+                    error = unexpected(exc, name, None)
+                    log.error(f"atml: {name} FAILED: {error}")
+                    failed[name] = error.exit_code
+        finally:
+            log.info(
+                f"\natml run all: {len(done)} of {len(names)} experiments done"
+                + (f"; failed: {', '.join(failed)}" if failed else "")
+                + (
+                    f"; not run: {', '.join(n for n in names if n not in done and n not in failed)}"
+                    if len(done) + len(failed) < len(names)
+                    else ""
+                )
             )
-        )
     if failed:
         raise SystemExit(next(iter(failed.values())))
-
-
-def unexpected(exc: BaseException, where: str, traceback_file: Path | None) -> UnexpectedError:
-    """An exception atml did not foresee, as one line: what and where, its traceback written to
-    `traceback_file` (a run folder's error.txt) or, before any run folder exists, a temporary file."""
-    import tempfile
-    import traceback
-
-    text = "".join(traceback.format_exception(exc))
-    try:
-        if traceback_file is None:
-            fd, name = tempfile.mkstemp(prefix="atml-error-", suffix=".txt")
-            os.close(fd)
-            traceback_file = Path(name)
-        traceback_file.write_text(text)
-        pointer = f"traceback in {traceback_file}"
-    except OSError:
-        pointer = "its traceback could not be written"
-    return UnexpectedError(
-        f"{where} failed: {type(exc).__name__}: {shorten(first_line(exc))} (atml did not foresee this; "
-        f"{pointer})"
-    )
 
 
 def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> list[dict]:

@@ -22,11 +22,9 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
-import torch
 import yaml
 
 from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line, shorten
-from atml.runtime import load_tensors
 
 log = logging.getLogger("atml")
 
@@ -275,12 +273,18 @@ class Run:
     def checkpoint_path(self, key: str) -> Path:
         return self.dir / "checkpoints" / f"{key}.pt"
 
+    # torch is imported by the two methods below, not at the top: commands that never train read
+    # run folders too, and answer without it
     def save_checkpoint(self, key: str, state: dict) -> None:
+        import torch
+
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(self.checkpoint_path(key), buffer.getvalue())
 
     def load_checkpoint(self, key: str) -> dict | None:
+        from atml.runtime import load_tensors
+
         path = self.checkpoint_path(key)
         if not path.is_file():
             return None

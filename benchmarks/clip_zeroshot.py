@@ -26,14 +26,16 @@ from atml.analysis.zero_shot import predict
 from atml.config import resolve
 from atml.data.images import NAMES
 from atml.experiments import clip
+from atml.experiments.clip import parts as clip_parts
 from atml.runtime import resolve_precision
+from benchmarks.common import Comparison
 
 
 def strategies(cfg: clip.Config) -> list[str]:
-    return [s for s in cfg.zeroshot.strategies if clip.strategy_templates(cfg, s) is not None]
+    return [s for s in cfg.zeroshot.strategies if clip_parts.strategy_templates(cfg, s) is not None]
 
 
-def original_way(ctx: clip.ClipContext) -> tuple[float, dict[str, torch.Tensor]]:
+def original_way(ctx: clip_parts.ClipContext) -> tuple[float, dict[str, torch.Tensor]]:
     import open_clip.transform
 
     cfg, device, model = ctx.cfg, ctx.device, ctx.clip.model
@@ -44,7 +46,7 @@ def original_way(ctx: clip.ClipContext) -> tuple[float, dict[str, torch.Tensor]]
     predictions = {}
     started = time.perf_counter()
     for strategy in strategies(cfg):
-        texts = clip.class_texts(ctx, strategy)
+        texts = clip_parts.class_texts(ctx, strategy)
         embeddings = []
         for start in range(0, len(images), 32):
             batch = []
@@ -61,16 +63,16 @@ def original_way(ctx: clip.ClipContext) -> tuple[float, dict[str, torch.Tensor]]
     return time.perf_counter() - started, predictions
 
 
-def atml_way(ctx: clip.ClipContext) -> tuple[float, dict[str, torch.Tensor]]:
+def atml_way(ctx: clip_parts.ClipContext) -> tuple[float, dict[str, torch.Tensor]]:
     started = time.perf_counter()
-    images = clip.image_embeddings(ctx)
+    images = clip_parts.image_embeddings(ctx)
     predictions = {
-        strategy: predict(images, clip.class_texts(ctx, strategy)) for strategy in strategies(ctx.cfg)
+        strategy: predict(images, clip_parts.class_texts(ctx, strategy)) for strategy in strategies(ctx.cfg)
     }
     return time.perf_counter() - started, predictions
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Comparison:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -84,7 +86,7 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     _, cfg = resolve(
         "clip",
@@ -100,7 +102,7 @@ def main() -> None:
             f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    ctx = clip.prepare(cfg, device, ["zeroshot"])  # weights and data loaded before either clock starts
+    ctx = clip_parts.prepare(cfg, device, ["zeroshot"])  # weights and data loaded before either clock starts
     names = strategies(cfg)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {args.model} "
@@ -121,7 +123,18 @@ def main() -> None:
         f"{ours:6.1f} s"
     )
     print(f"same predictions on {agreement:.1%} of images (worst strategy; bf16 vs fp32 can flip near-ties)")
-    print(f"speed-up: {original / ours:.1f}x")
+    result = Comparison(
+        "clip_zeroshot",
+        f"zero-shot with {len(names)} prompt strategies on {args.images} {args.dataset} images, {args.model} "
+        f"({args.weights} weights); same predictions on {agreement:.1%}",
+        "per strategy: per-image PIL preprocessing, batches of 32, fp32",
+        f"one pass, batches of 256, {cfg.model.precision}, reused by every strategy",
+        original,
+        ours,
+        str(device),
+    )
+    result.print_ratio()
+    return result
 
 
 if __name__ == "__main__":

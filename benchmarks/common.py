@@ -1,16 +1,38 @@
-"""Shared pieces of the benchmarks: a matmul peak, FLOP counting, timing, the report line."""
+"""Shared pieces of the benchmarks: a matmul peak, FLOP counting, timing, and the one result every
+benchmark returns (`Comparison`), which `python -m benchmarks` gathers into RESULTS.md."""
 
 from __future__ import annotations
 
 import itertools
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The same work done two ways in one process: what was compared and each side's seconds."""
+
+    benchmark: str
+    work: str  # the work both sides did
+    reference: str  # the naive way
+    ours: str  # atml's way
+    reference_s: float
+    ours_s: float
+    device: str = "cpu"
+
+    @property
+    def ratio(self) -> float:
+        return self.reference_s / self.ours_s
+
+    def print_ratio(self) -> None:
+        print(f"speed-up: {self.ratio:.2f}x  ({self.work})", flush=True)
 
 
 class PerItemDataset(Dataset):
@@ -64,16 +86,19 @@ def seconds_for(step: Callable, batches: Iterable, count: int) -> float:
 
 
 def compare(
+    benchmark: str,
     reference: tuple[str, Callable, Iterable],
     ours: tuple[str, Callable, Iterable],
     batches: int,
     batch_size: int,
     warmup: int = 10,
     rounds: int = 4,
-) -> None:
+    device: str = "cpu",
+) -> Comparison:
     """Time two (name, step, batches) training loops on the same number of batches and print
     images/s, executed FLOP/s as a share of the matmul peak, and the speed-up. The loops take
     turns in `rounds` slices, so drift in the machine's speed falls on both alike."""
+    warmup = min(warmup, batches)
     peak = matmul_peak_flops()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s"
@@ -93,7 +118,14 @@ def compare(
             f"{name:>34s}: {rate:8.0f} images/s  {f / 1e6:7.2f} MFLOP/image executed  "
             f"{rate * f / 1e9:6.1f} GFLOP/s = {rate * f / peak:5.1%} of matmul peak"
         )
-    print(
-        f"speed-up: {rates[1] / rates[0]:.2f}x  ({per_round * rounds} batches of {batch_size} each, same "
-        "model, same optimiser)"
+    result = Comparison(
+        benchmark,
+        f"{per_round * rounds} training batches of {batch_size}, same model, same optimiser",
+        reference[0],
+        ours[0],
+        seconds[0],
+        seconds[1],
+        device,
     )
+    result.print_ratio()
+    return result

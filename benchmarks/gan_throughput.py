@@ -23,10 +23,11 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from atml.data.batching import TensorBatches
-from atml.data.mnist import load_split, to_signed_range
-from atml.experiments.gan import GanStep, GanTrainConfig
+from atml.data.mnist_sets import load_split, to_signed_range
+from atml.experiments.gan import GanTrainConfig
+from atml.experiments.gan.parts import GanStep
 from atml.models.mlp_gan import Discriminator, Generator
-from benchmarks.common import PerItemDataset, compare
+from benchmarks.common import Comparison, PerItemDataset, compare
 
 LATENT, BATCH = 100, 64
 
@@ -42,13 +43,13 @@ class SigmoidOutput(nn.Module):
         return torch.sigmoid(self.D(x)).unsqueeze(1)
 
 
-def reference_step(G, D_prob, opt_g, opt_d, bce):
+def reference_step(G, D_prob, opt_g, opt_d, bce, device: torch.device):
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        real, _ = batch
-        valid = torch.ones(len(real), 1)
-        fake = torch.zeros(len(real), 1)
+        real = batch[0].to(device)
+        valid = torch.ones(len(real), 1, device=device)
+        fake = torch.zeros(len(real), 1, device=device)
         opt_g.zero_grad()
-        gen = G(torch.randn(len(real), LATENT))
+        gen = G(torch.randn(len(real), LATENT, device=device))
         g_loss = bce(D_prob(gen), valid)
         g_loss.backward()
         opt_g.step()
@@ -60,15 +61,17 @@ def reference_step(G, D_prob, opt_g, opt_d, bce):
     return step
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Comparison:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--root", default="data", help="data root holding MNIST/raw (torchvision layout)")
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--batches", type=int, default=400)
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
+    device = torch.device(args.device)
 
     split = load_split("mnist", args.split, args.root, allow_download=False)
     dataset = PerItemDataset(
@@ -77,18 +80,20 @@ def main() -> None:
         transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]),
     )
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True)
-    G, D = Generator(LATENT), Discriminator()
+    G, D = Generator(LATENT).to(device), Discriminator().to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    reference = reference_step(G, SigmoidOutput(D), opt_g, opt_d, nn.BCELoss())
+    reference = reference_step(G, SigmoidOutput(D), opt_g, opt_d, nn.BCELoss(), device)
 
-    images = to_signed_range(split.images)
-    ours = GanStep(Generator(LATENT), Discriminator(), GanTrainConfig())
-    compare(
+    images = to_signed_range(split.images).to(device)
+    ours = GanStep(Generator(LATENT).to(device), Discriminator().to(device), GanTrainConfig())
+    return compare(
+        "gan_throughput",
         ("reference (DataLoader)", reference, loader),
         ("atml (in-memory + GanStep)", ours, TensorBatches(images, batch_size=BATCH)),
         args.batches,
         BATCH,
+        device=str(device),
     )
 
 

@@ -34,11 +34,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atml.config import resolve
-from atml.data.images import NAMES, Draw
+from atml.data.draws import Draw
+from atml.data.images import NAMES
 from atml.experiments import resnet
+from atml.experiments.resnet import parts as resnet_parts
 from atml.models.resnet import apply_policy, replace_head
 from atml.runs import Run
 from atml.runtime import resolve_precision
+from benchmarks.common import Comparison
 
 
 class PilImages(Dataset):
@@ -56,7 +59,7 @@ class PilImages(Dataset):
         return self.transform(pil), int(self.split.labels[i])
 
 
-def original_way(ctx: resnet.ResnetContext, workers: int) -> tuple[float, float]:
+def original_way(ctx: resnet_parts.ResnetContext, workers: int) -> tuple[float, float]:
     """The notebook's loop; returns (seconds, final validation accuracy)."""
     cfg = ctx.cfg
     started = time.perf_counter()
@@ -85,6 +88,7 @@ def original_way(ctx: resnet.ResnetContext, workers: int) -> tuple[float, float]
     optimizer = torch.optim.Adam(model.fc.parameters(), lr=cfg.train.lr)
     for epoch in range(cfg.train.epochs):
         for x, y in train_loader:
+            x, y = x.to(ctx.device), y.to(ctx.device)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -92,6 +96,7 @@ def original_way(ctx: resnet.ResnetContext, workers: int) -> tuple[float, float]
         correct = 0
         with torch.no_grad():
             for x, y in val_loader:
+                x, y = x.to(ctx.device), y.to(ctx.device)
                 correct += (model(x).argmax(1) == y).sum().item()
         print(
             f"  original epoch {epoch + 1}/{cfg.train.epochs}: val accuracy {correct / len(val.labels):.3f} "
@@ -101,15 +106,15 @@ def original_way(ctx: resnet.ResnetContext, workers: int) -> tuple[float, float]
     return time.perf_counter() - started, correct / len(val.labels)
 
 
-def atml_way(ctx: resnet.ResnetContext, cfg: resnet.Config) -> tuple[float, float]:
+def atml_way(ctx: resnet_parts.ResnetContext, cfg: resnet.Config) -> tuple[float, float]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         run = Run.create(folder, "resnet", "benchmark", cfg.model_dump(), env={})
-        trained = resnet.train_head(ctx, cfg, cfg.model.arch, run, "benchmark-head")
+        trained = resnet_parts.train_head(ctx, cfg, cfg.model.arch, run, "benchmark-head")
     return time.perf_counter() - started, trained.history.epochs[-1]["val_acc"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Comparison:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -126,9 +131,10 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="head epochs (the original: 3)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the original way")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
 
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     _, cfg = resolve(
         "resnet",
         resnet.Config,
@@ -148,7 +154,9 @@ def main() -> None:
             f"train.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    ctx = resnet.prepare(cfg, device, ["baseline"])  # data and weights loaded before either clock starts
+    ctx = resnet_parts.prepare(
+        cfg, device, ["baseline"]
+    )  # data and weights loaded before either clock starts
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} ({args.weights} "
         f"weights) on {args.dataset}: "
@@ -161,7 +169,7 @@ def main() -> None:
     ours = {cfg.train.precision: atml_way(ctx, cfg)}
     if cfg.train.precision != "fp32":  # the share of the saving that caching alone gives
         fp32 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
-        ours["fp32"] = atml_way(resnet.prepare(fp32, device, ["baseline"]), fp32)
+        ours["fp32"] = atml_way(resnet_parts.prepare(fp32, device, ["baseline"]), fp32)
     print(
         f"{'original (full forward every epoch, PIL per item, fp32)':>58s}: {original_s:7.1f} s   val "
         f"accuracy {original_acc:.3f}"
@@ -173,13 +181,21 @@ def main() -> None:
             f"{original_s / seconds:.1f}x"
         )
     print(
-        f"speed-up: {original_s / ours[cfg.train.precision][0]:.1f}x over {args.epochs} head epochs (atml's "
-        "precision for pretrained weights here)"
-    )
-    print(
         "(accuracies differ by design: atml standardises the features, which a random ResNet-152's "
         "~1e4-scale features need)"
     )
+    result = Comparison(
+        "resnet_frozen_head",
+        f"a linear head on a frozen {args.arch} ({args.weights} weights), {args.train_images} + "
+        f"{args.val_images} {args.dataset} images at {args.resolution} px, {args.epochs} epochs",
+        "full forward every epoch, PIL per item, fp32",
+        f"backbone once per view, {cfg.train.precision}",
+        original_s,
+        ours[cfg.train.precision][0],
+        str(device),
+    )
+    result.print_ratio()
+    return result
 
 
 if __name__ == "__main__":

@@ -21,18 +21,19 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from atml.data.batching import TensorBatches
-from atml.data.mnist import load_split, to_unit_range
-from atml.experiments.vae import VaeStep, VaeTrainConfig
+from atml.data.mnist_sets import load_split, to_unit_range
+from atml.experiments.vae import VaeTrainConfig
+from atml.experiments.vae.parts import VaeStep
 from atml.models.vae import ConvVAE
 from atml.schedules import BetaSchedule
-from benchmarks.common import PerItemDataset, compare
+from benchmarks.common import Comparison, PerItemDataset, compare
 
 BATCH = 128
 
 
-def reference_step(model: ConvVAE, optimizer: torch.optim.Optimizer):
+def reference_step(model: ConvVAE, optimizer: torch.optim.Optimizer, device: torch.device):
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        x, _ = batch
+        x = batch[0].to(device)
         recon, mu, logvar = model(x)
         loss = (
             F.mse_loss(recon, x, reduction="sum") - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
@@ -44,29 +45,33 @@ def reference_step(model: ConvVAE, optimizer: torch.optim.Optimizer):
     return step
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Comparison:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--root", default="data")
     parser.add_argument("--batches", type=int, default=0, help="batches per loop (0: one epoch, 468 batches)")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
+    device = torch.device(args.device)
 
     split = load_split("fashion-mnist", "train", args.root, allow_download=False)
     dataset = PerItemDataset(split.images, split.labels, transforms.ToTensor())
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True)
-    model = ConvVAE()
-    reference = reference_step(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    model = ConvVAE().to(device)
+    reference = reference_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), device)
 
-    images = to_unit_range(split.images)
+    images = to_unit_range(split.images).to(device)
     n = args.batches or len(loader)
-    ours = VaeStep(ConvVAE(), VaeTrainConfig(), BetaSchedule(), total_steps=n, device=torch.device("cpu"))
-    compare(
+    ours = VaeStep(ConvVAE().to(device), VaeTrainConfig(), BetaSchedule(), total_steps=n, device=device)
+    return compare(
+        "vae_throughput",
         ("reference (DataLoader, fp32)", reference, loader),
         (f"atml (in-memory + VaeStep, {ours.precision})", ours, TensorBatches(images, batch_size=BATCH)),
         n,
         BATCH,
+        device=str(device),
     )
 
 

@@ -27,12 +27,14 @@ from PIL import Image
 from atml.config import resolve
 from atml.data.images import NAMES
 from atml.experiments import vit
+from atml.experiments.vit import parts as vit_parts
 from atml.models.vit import prefix_tokens
 from atml.models.weights import timm_data_config
 from atml.runtime import resolve_precision
+from benchmarks.common import Comparison
 
 
-def original_way(ctx: vit.VitContext, n: int) -> float:
+def original_way(ctx: vit_parts.VitContext, n: int) -> float:
     import timm.data
 
     model = ctx.vit.model
@@ -49,19 +51,19 @@ def original_way(ctx: vit.VitContext, n: int) -> float:
                 rgb = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
                 batch.append(processor(rgb))
             with torch.no_grad():
-                tokens = model.forward_features(torch.stack(batch))
+                tokens = model.forward_features(torch.stack(batch).to(ctx.device))
             features.append(tokens[:, 0] if pooling == "cls" else tokens[:, prefix_tokens(model) :].mean(1))
         torch.cat(features)
     return time.perf_counter() - started
 
 
-def atml_way(ctx: vit.VitContext, n: int) -> float:
+def atml_way(ctx: vit_parts.VitContext, n: int) -> float:
     started = time.perf_counter()
-    vit.token_features(ctx, ctx.test.head(n), f"test[:{n}]")
+    vit_parts.token_features(ctx, ctx.test.head(n), f"test[:{n}]")
     return time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Comparison:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -74,8 +76,9 @@ def main() -> None:
         help="none (random init: no download; same cost) | pretrained | a tag | a file",
     )
     parser.add_argument("--images", type=int, default=256)
-    args = parser.parse_args()
-    device = torch.device("cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
     _, cfg = resolve(
         "vit",
         vit.Config,
@@ -90,7 +93,7 @@ def main() -> None:
             f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    ctx = vit.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
+    ctx = vit_parts.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
     depth = len(ctx.vit.model.blocks)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} "
@@ -114,7 +117,17 @@ def main() -> None:
             f"{seconds:6.1f} s   "
             f"speed-up {original / seconds:.1f}x"
         )
-    print(f"speed-up: {original / ours[cfg.model.precision]:.1f}x")
+    result = Comparison(
+        "vit_probe_features",
+        f"probe features of {args.images} {args.dataset} images, {args.model} ({args.weights} weights)",
+        "batch 8, per-image processor, a pass per pooling, final layer, fp32",
+        f"one pass, batch 64, both poolings of every block, {cfg.model.precision}",
+        original,
+        ours[cfg.model.precision],
+        str(device),
+    )
+    result.print_ratio()
+    return result
 
 
 if __name__ == "__main__":

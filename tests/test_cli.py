@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from atml.experiments import gan
+from atml.experiments.gan import parts as gan_parts
 from tests.conftest import error_lines
 
 
@@ -150,7 +151,7 @@ def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
 
 def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_d_logits = gan.d_logits
+    real_d_logits = gan_parts.d_logits
 
     def interrupt_in_second_epoch(D, images):
         calls["n"] += 1
@@ -158,7 +159,7 @@ def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monke
             raise KeyboardInterrupt
         return real_d_logits(D, images)
 
-    monkeypatch.setattr(gan, "d_logits", interrupt_in_second_epoch)
+    monkeypatch.setattr(gan_parts, "d_logits", interrupt_in_second_epoch)
     args = [
         "run",
         "gan",
@@ -177,7 +178,7 @@ def test_interrupt_then_resume_completes_the_run(cli, fake_root, tmp_path, monke
 
     stale = folder / "checkpoints" / ".baseline-tuned.pt.99999999.x1y2.tmp"  # a killed process's half write
     stale.write_bytes(b"partial")
-    monkeypatch.setattr(gan, "d_logits", real_d_logits)
+    monkeypatch.setattr(gan_parts, "d_logits", real_d_logits)
     code, out, err = cli("run", "gan", "--resume", folder)
     assert code == 0, err
     assert "resuming after epoch 1/2" in out and not stale.exists()
@@ -207,7 +208,7 @@ def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_pat
         nan = torch.tensor(float("nan"))
         return {"d_loss": nan, "g_loss": nan, "d_real": nan, "d_fake": nan, "g_grad_norm": nan}
 
-    monkeypatch.setattr(gan.GanStep, "__call__", diverged)
+    monkeypatch.setattr(gan_parts.GanStep, "__call__", diverged)
     code, _, err = cli(
         "run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}", "--out", tmp_path
     )

@@ -13,9 +13,10 @@ import torch
 import yaml
 
 from atml.cli import main
-from atml.experiments import gan
+from atml.config import ClassifierConfig
+from atml.experiments.gan import parts as gan_parts
 from atml.models.modes import evaluating
-from atml.models.sample_classifier import ClassifierConfig, get_classifier
+from atml.models.sample_classifier import get_classifier
 from tests.conftest import REPO, error_lines
 
 CHECKPOINT = "checkpoints/baseline-assignment.pt"
@@ -26,7 +27,7 @@ def interrupted(tmp_path_factory, fake_root):
     """A GAN smoke run of `baseline` stopped in its second epoch: one checkpoint, no metrics."""
     out = tmp_path_factory.mktemp("interrupted")
     calls = {"n": 0}
-    real_d_logits = gan.d_logits
+    real_d_logits = gan_parts.d_logits
 
     def interrupt_in_second_epoch(D, images):
         calls["n"] += 1
@@ -36,7 +37,7 @@ def interrupted(tmp_path_factory, fake_root):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ATML_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        mp.setattr(gan, "d_logits", interrupt_in_second_epoch)
+        mp.setattr(gan_parts, "d_logits", interrupt_in_second_epoch)
         mp.setattr(
             sys,
             "argv",
@@ -205,7 +206,7 @@ def test_evaluation_restores_every_submodule_mode():
     backbone.eval()  # a frozen backbone: its BatchNorm statistics must not move
     model(torch.randn(2, 1, 6, 6))
     before = backbone[1].running_mean.clone()
-    assert gan.in_eval_mode(model, torch.randn(5, 1, 6, 6)).shape == (5, 3)
+    assert gan_parts.in_eval_mode(model, torch.randn(5, 1, 6, 6)).shape == (5, 3)
     with evaluating(model):
         assert not any(m.training for m in model.modules())
     assert model.training and model[1].training and not backbone.training and not backbone[1].training

@@ -7,7 +7,8 @@ import torch
 from atml.data.batching import TensorBatches
 from atml.data.fake import fake_images
 from atml.data.idx import read_idx, write_idx
-from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, locate, to_signed_range
+from atml.data.mnist import DATASETS, ImageDataConfig, locate
+from atml.data.mnist_sets import load_split, load_train_heldout, to_signed_range
 from atml.errors import DataCorruptError, DataNotFoundError, UserError
 
 

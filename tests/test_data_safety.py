@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from atml.data import images
+from atml.data import draws
 from atml.data.fake import write_fake_dataset
 from atml.data.files import FAKE_MARKER
 from atml.errors import DataCorruptError
@@ -47,7 +47,7 @@ def test_force_replaces_the_files_and_leaves_one_copy_of_each(cli, real_looking)
         [FAKE_MARKER, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
         + ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
     )  # the .gz copies went: a reader must never choose between two
-    assert len(images.load_images("fashion-mnist", "train", real_looking, False).labels) == 12
+    assert len(draws.load_images("fashion-mnist", "train", real_looking, False).labels) == 12
 
 
 def test_a_fake_dataset_is_named_fake_by_data_check_and_by_every_reader(cli, tmp_path, capsys):
@@ -56,12 +56,12 @@ def test_a_fake_dataset_is_named_fake_by_data_check_and_by_every_reader(cli, tmp
     code, out, _ = cli("data", "check", "--root", tmp_path)
     cifar = [line for line in out.splitlines() if line.startswith("cifar10 ")]
     assert code == 0 and len(cifar) == 2 and all("FAKE data" in line for line in cifar)
-    loaded = images.load_images("cifar10", "test", tmp_path, False)
+    loaded = draws.load_images("cifar10", "test", tmp_path, False)
     assert loaded.source.startswith("FAKE data: ") and "FAKE data" in capsys.readouterr().err
 
 
 def test_real_data_is_not_called_fake(real_looking):
-    loaded = images.load_images("fashion-mnist", "test", real_looking, False)
+    loaded = draws.load_images("fashion-mnist", "test", real_looking, False)
     assert "FAKE" not in loaded.source
 
 
@@ -69,7 +69,7 @@ def test_two_copies_of_a_split_are_exit_3_naming_both(cli, real_looking, tmp_pat
     raw = real_looking / "FashionMNIST" / "raw"
     shutil.copy(raw / "t10k-images-idx3-ubyte.gz", raw / "t10k-images-idx3-ubyte")
     with pytest.raises(DataCorruptError, match="two copies of one file"):
-        images.load_images("fashion-mnist", "test", real_looking, False)
+        draws.load_images("fashion-mnist", "test", real_looking, False)
     code, out, _ = cli("data", "check", "--root", real_looking)
     assert code == 0 and "DAMAGED: two copies" in out
     code, _, err = cli(
@@ -84,7 +84,7 @@ def test_two_copies_of_a_split_are_exit_3_naming_both(cli, real_looking, tmp_pat
 def test_the_smallest_fake_of_each_dataset_reads_back(cli, tmp_path, dataset):
     code, _, err = cli("data", "fake", dataset, "--root", tmp_path, "--n-train", 10, "--n-test", 10)
     assert code == 0, err
-    assert len(images.load_images(dataset, "train", tmp_path, False).labels) == 10
+    assert len(draws.load_images(dataset, "train", tmp_path, False).labels) == 10
 
 
 @pytest.mark.parametrize("size", [["--n-train", "0"], ["--n-test", "3"], ["--n-train", "10000000"]])

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from atml.experiments.gan import GanStep, GanTrainConfig
+from atml.experiments.gan import GanTrainConfig
+from atml.experiments.gan.parts import GanStep
 from atml.models.mlp_gan import Discriminator, Generator
 
 

@@ -1,8 +1,8 @@
-"""The package a user installs: every module shipped, every import declared, light start-up."""
+"""The package a user installs: every module shipped, every import declared (and a light
+start-up: tests/test_light_commands.py)."""
 
 import ast
 import re
-import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
@@ -67,16 +67,3 @@ def test_no_private_modules_of_other_libraries_are_imported():
                     assert not any(part.startswith("_") for part in module.split(".")), (
                         f"{path.name} imports {module}"
                     )
-
-
-def test_listing_experiments_imports_no_heavy_library():
-    code = (
-        "import sys; from atml.cli import main; sys.argv = ['atml', 'list']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted({'timm', 'open_clip', 'umap', 'numba'} & set(sys.modules)))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from atml.data.draws import load_images
 from atml.data.fake import write_fake_dataset
-from atml.data.images import load_images
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import DataCorruptError, DataNotFoundError, UserError
 from atml.feature_cache import FeatureCache, batched_outputs

@@ -7,17 +7,13 @@ import pytest
 import torch
 
 from atml.analysis.sample_stats import frechet_distance
-from atml.data.mnist import DATASETS, ImageDataConfig, load_split, load_train_heldout, locate, to_signed_range
-from atml.experiments.gan import (
-    GanEvalConfig,
-    GanModelConfig,
-    GanRunSettings,
-    GanTrainConfig,
-    generate,
-    train_one,
-)
+from atml.config import ClassifierConfig
+from atml.data.mnist import DATASETS, ImageDataConfig, locate
+from atml.data.mnist_sets import load_split, load_train_heldout, to_signed_range
+from atml.experiments.gan import GanEvalConfig, GanModelConfig, GanRunSettings, GanTrainConfig
+from atml.experiments.gan.parts import generate, train_one
 from atml.models.mlp_gan import Generator
-from atml.models.sample_classifier import ClassifierConfig, get_classifier
+from atml.models.sample_classifier import get_classifier
 from atml.runs import Run
 from tests.conftest import REAL_DATA
 

@@ -7,6 +7,7 @@ import torch
 from atml.config import resolve
 from atml.data.fake import write_fake_dataset
 from atml.experiments import resnet
+from atml.experiments.resnet import parts as resnet_parts
 from tests.conftest import error_lines
 
 
@@ -118,16 +119,16 @@ def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeyp
         ],
     )
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"arch": "resnet18"})})
-    ctx = resnet.prepare(cfg, torch.device("cpu"), ["baseline"])
+    ctx = resnet_parts.prepare(cfg, torch.device("cpu"), ["baseline"])
     train, _ = ctx.splits()
-    computed = resnet.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
-    cached = resnet.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
+    computed = resnet_parts.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
+    cached = resnet_parts.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
     uncached_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"cache": False})})
-    direct = resnet.frozen_features(ctx, uncached_cfg, "resnet18", train, "train", ["layer4"], False)
+    direct = resnet_parts.frozen_features(ctx, uncached_cfg, "resnet18", train, "train", ["layer4"], False)
     assert torch.equal(computed["layer4"], cached["layer4"]) and torch.equal(
         computed["layer4"], direct["layer4"]
     )
-    flipped = resnet.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], True)
+    flipped = resnet_parts.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], True)
     assert not torch.equal(flipped["layer4"], computed["layer4"])
 
 
@@ -284,7 +285,7 @@ def bn_train_context(cifar_root, *sets):
             *sets,
         ],
     )
-    return resnet.prepare(cfg, torch.device("cpu"), ["baseline"])
+    return resnet_parts.prepare(cfg, torch.device("cpu"), ["baseline"])
 
 
 def test_backbone_bn_train_moves_statistics_but_only_the_head_learns(cifar_root, tmp_path):
@@ -293,7 +294,7 @@ def test_backbone_bn_train_moves_statistics_but_only_the_head_learns(cifar_root,
     ctx = bn_train_context(cifar_root, "train.backbone_bn=train")
     before = ctx.frozen("resnet18").model.state_dict()
     run = Run.create(tmp_path, "resnet", "t", ctx.cfg.model_dump(), {})
-    trained = resnet.train_head(ctx, ctx.cfg, "resnet18", run, "head")
+    trained = resnet_parts.train_head(ctx, ctx.cfg, "resnet18", run, "head")
     after = trained.model.state_dict()
     assert not torch.equal(after["bn1.running_mean"], before["bn1.running_mean"])  # statistics drifted
     assert torch.equal(after["layer1.0.conv1.weight"], before["layer1.0.conv1.weight"])
@@ -301,10 +302,10 @@ def test_backbone_bn_train_moves_statistics_but_only_the_head_learns(cifar_root,
     assert trained.val_logits.shape == (16, 10) and trained.val_features.shape == (16, 512)
 
     # the original's warm start: the shortcuts-off run continues from the trained baseline network
-    warm = resnet.train_head(
+    warm = resnet_parts.train_head(
         ctx, ctx.cfg, "resnet18", run, "head-no-residual-from-baseline", ("layer2.1",), trained
     )
-    fresh = resnet.train_head(ctx, ctx.cfg, "resnet18", run, "head-no-residual", ("layer2.1",))
+    fresh = resnet_parts.train_head(ctx, ctx.cfg, "resnet18", run, "head-no-residual", ("layer2.1",))
     head = trained.model.state_dict()
     assert not torch.equal(warm.model.state_dict()["fc.weight"], head["fc.weight"])  # trained further
     start = (warm.model.state_dict()["fc.weight"] - head["fc.weight"]).abs().max()

@@ -70,14 +70,14 @@ def test_run_all_refuses_a_key_no_experiment_has(cli, tmp_path):
 def test_run_all_reports_a_failing_experiment_and_runs_the_others(cli, tmp_path, fake_root, monkeypatch):
     """The study cut to GAN and VAE (the others are slow); the GAN's data is made to go missing."""
     from atml.errors import DataNotFoundError
-    from atml.experiments import gan
+    from atml.experiments.gan import parts as gan_parts
 
     monkeypatch.setattr(experiments, "EXPERIMENTS", {k: experiments.EXPERIMENTS[k] for k in ("gan", "vae")})
 
     def missing(*args):
         raise DataNotFoundError("MNIST went missing")
 
-    monkeypatch.setattr(gan, "EXPERIMENT", dataclasses.replace(gan.EXPERIMENT, prepare=missing))
+    monkeypatch.setattr(gan_parts, "prepare", missing)
     code, out, err = cli(
         "run",
         "all",
@@ -401,8 +401,8 @@ def test_an_experiment_missing_a_piece_fails_when_it_is_built():
     from atml.experiments import Experiment, Headline, gan
 
     e = gan.EXPERIMENT
-    with pytest.raises(TypeError, match="runners .* do not match parts"):
-        dataclasses.replace(e, runners={p: r for p, r in e.runners.items() if p != "vanishing"})
+    with pytest.raises(TypeError, match="no parts"):
+        dataclasses.replace(e, parts=())
     with pytest.raises(TypeError, match="does not start with a part"):
         dataclasses.replace(e, headlines=(Headline("x", ("no-such-part", "v"), "1"),))
     with pytest.raises(TypeError, match="not callable"):
@@ -416,11 +416,25 @@ def test_an_experiment_missing_a_piece_fails_when_it_is_built():
     assert isinstance(e, Experiment)
 
 
-def test_a_part_that_returns_an_untyped_dict_is_refused():
+def test_an_experiment_whose_code_lacks_a_runner_fails_at_first_use(monkeypatch):
     from atml.experiments import gan
+    from atml.experiments.gan import parts as gan_parts
 
-    untyped = dataclasses.replace(
-        gan.EXPERIMENT, runners=dict.fromkeys(gan.PARTS, lambda ctx, run: {"x": 1.0})
+    monkeypatch.setattr(
+        gan_parts, "RUNNERS", {p: r for p, r in gan_parts.RUNNERS.items() if p != "vanishing"}
     )
+    with pytest.raises(TypeError, match="RUNNERS .* do not match parts"):
+        _ = dataclasses.replace(gan.EXPERIMENT).prepare
+    monkeypatch.setattr(gan_parts, "prepare", None)
+    with pytest.raises(TypeError, match="prepare is missing"):
+        _ = dataclasses.replace(gan.EXPERIMENT).runners
+
+
+def test_a_part_that_returns_an_untyped_dict_is_refused(monkeypatch):
+    from atml.experiments import gan
+    from atml.experiments.gan import parts as gan_parts
+
+    untyped = dataclasses.replace(gan.EXPERIMENT)
+    monkeypatch.setattr(gan_parts, "RUNNERS", dict.fromkeys(gan.PARTS, lambda ctx, run: {"x": 1.0}))
     with pytest.raises(TypeError, match="returned dict, not GanPartResult"):
         untyped.run_part("baseline", None, None)

@@ -8,11 +8,6 @@ import math
 import torch
 
 SCHEMES = ("random", "centre")
-FILLS = ("drop", "zero", "noise")
-
-
-CENTRES = ("nearest", "square")
-COUNTS = ("round", "floor")
 
 
 def masked_patches(

@@ -1,13 +1,16 @@
-"""The experiment registry. Each experiment module defines one `EXPERIMENT = Experiment(...)`:
-its name, parts (in run order), config schema, `prepare` (loads the data and the frozen models,
-checks every setting against them before any run folder exists, and returns the run's context),
-one runner per part (`runner(ctx, run) -> Result`, a typed result: atml/results.py), `summary(metrics)
--> table rows`, and
-what `atml report` shows: headlines (a checked path into metrics.json beside the original's
-number) and key figures. `get(name)` imports the module and checks that it holds an Experiment.
+"""The experiment registry. Each experiment is a package of two modules:
 
-Experiment modules import heavy libraries (timm, open_clip, umap) inside the functions that use
-them: `atml list` and `atml run --help` import every module here.
+- `atml/experiments/NAME/__init__.py` defines `EXPERIMENT = Experiment(...)`: its name, parts (in run
+  order), config schema, the typed result of each part (atml/results.py), `summary(metrics) -> table
+  rows`, what `atml report` shows (headlines: a checked path into metrics.json beside the original's
+  number; key figures) and its flags. It imports no torch, torchvision or matplotlib: `atml list`,
+  `atml config` and every mistake in a command line are answered from it alone, at once.
+- `atml/experiments/NAME/parts.py` (its `code`) holds `prepare(cfg, device, parts)` (loads the data
+  and the models, checks every setting against them before any run folder exists, and returns the
+  run's context) and `RUNNERS`, one per part (`runner(ctx, run) -> Result`). It is imported the
+  first time a run needs it, once its config is known to be valid.
+
+`get(name)` imports the package and checks that it holds an Experiment.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -111,8 +116,7 @@ class Experiment:
     title: str
     parts: tuple[str, ...]
     config: type[BaseModel]
-    prepare: Callable[[Any, Any, list[str]], RunContext]
-    runners: Mapping[str, Runner]
+    code: str  # the module of `prepare` and `RUNNERS`, imported when a run needs it
     results: Mapping[str, type[Result]]  # part → the type its runner returns
     summary: Callable[[dict], list[dict]]
     headlines: tuple[Headline, ...] = ()
@@ -126,16 +130,12 @@ class Experiment:
 
     def __post_init__(self):
         where = f"experiment '{self.name}'"
-        if not self.parts or set(self.runners) != set(self.parts):
-            raise TypeError(f"{where}: runners {sorted(self.runners)} do not match parts {list(self.parts)}")
+        if not self.parts:
+            raise TypeError(f"{where}: no parts")
         if not (isinstance(self.config, type) and issubclass(self.config, BaseModel)):
             raise TypeError(f"{where}: config must be a pydantic model class")
-        pieces = {"prepare": self.prepare, "summary": self.summary} | {
-            f"runner of {p}": r for p, r in self.runners.items()
-        }
-        for piece, value in pieces.items():
-            if not callable(value):
-                raise TypeError(f"{where}: {piece} is not callable")
+        if not callable(self.summary):
+            raise TypeError(f"{where}: summary is not callable")
         if set(self.results) != set(self.parts) or not all(
             issubclass(r, Result) for r in self.results.values()
         ):
@@ -150,6 +150,31 @@ class Experiment:
         for flag in self.flags:
             if not has_key(self.config, flag.key):
                 raise TypeError(f"{where}: flag {flag.name} sets unknown config key {flag.key}")
+
+    @cached_property
+    def _checked_code(self) -> ModuleType:
+        """The `code` module, checked at first use as the rest is at build: `prepare` and one
+        runner per part."""
+        module = importlib.import_module(self.code)
+        prepare, runners = getattr(module, "prepare", None), getattr(module, "RUNNERS", None)
+        where = f"experiment '{self.name}' ({self.code})"
+        if not callable(prepare):
+            raise TypeError(f"{where}: prepare is missing or not callable")
+        if not isinstance(runners, Mapping) or set(runners) != set(self.parts):
+            found = sorted(runners) if isinstance(runners, Mapping) else runners
+            raise TypeError(f"{where}: RUNNERS {found} do not match parts {list(self.parts)}")
+        for part, runner in runners.items():
+            if not callable(runner):
+                raise TypeError(f"{where}: the runner of {part} is not callable")
+        return module
+
+    @property
+    def prepare(self) -> Callable[..., RunContext]:
+        return self._checked_code.prepare
+
+    @property
+    def runners(self) -> Mapping[str, Runner]:
+        return self._checked_code.RUNNERS
 
     def parts_matching(self, pattern: str) -> list[str]:
         return [p for p in self.parts if key_matches(p, pattern)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from atml.data.images import Draw
+from atml.data.draws import Draw
 from atml.data.preprocess import Preprocess
 from atml.feature_cache import FeatureCache, Outputs, batched_outputs, cache_root, fingerprint
 from atml.models.weights import frozen

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from atml import seeding
 from atml.cache import cache_dir
-from atml.config import Seed, Strict
+from atml.config import ClassifierConfig
 from atml.data.batching import TensorBatches
 from atml.models.mnist_classifier import DigitClassifier
 from atml.models.modes import evaluating
@@ -24,13 +23,6 @@ from atml.runtime import load_tensors
 from atml.training import fit
 
 log = logging.getLogger("atml")
-
-
-class ClassifierConfig(Strict):
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    seed: Seed = 0
 
 
 @dataclass

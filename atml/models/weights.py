@@ -28,6 +28,7 @@ from torch import nn
 from atml import seeding
 from atml.data.preprocess import Preprocess
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
+from atml.models.weight_files import OPEN_CLIP_FILES, hub_cache_folder
 from atml.runtime import load_tensors
 
 ALIASES = {"imagenet": "IMAGENET1K_V1"}  # torchvision's `pretrained=True`, as the original report used
@@ -188,18 +189,6 @@ def fetch_url(url: str, allow_download: bool, what: str) -> Path:
     return path
 
 
-def cached_torchvision_weights(archs: tuple[str, ...]) -> list[tuple[str, Path, bool]]:
-    """(weights name, cache file, present?) for every named weights of `archs`."""
-    import torchvision.models as tvm
-
-    rows = []
-    for arch in archs:
-        for weights in tvm.get_model_weights(arch):
-            path = torch_hub_checkpoints() / os.path.basename(urlparse(weights.url).path)
-            rows.append((f"{arch} {weights.name}", path, path.is_file()))
-    return rows
-
-
 # --- timm ---------------------------------------------------------------------------------------
 
 TIMM_PRETRAINED = "pretrained"  # the model name's default pretrained tag
@@ -240,12 +229,6 @@ def _hub_reachable(host: str = "huggingface.co") -> bool:
         return True
     except OSError:
         return False
-
-
-def hub_cache_folder(repo: str) -> Path:
-    import huggingface_hub
-
-    return Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
 
 
 def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -> Path:
@@ -352,25 +335,7 @@ def imagenet_class_names(model: nn.Module) -> tuple[str, ...] | None:
     return tuple(names.index_to_description(i) for i in range(names.num_classes())) if names else None
 
 
-def cached_timm_weights(names: tuple[str, ...]) -> list[tuple[str, Path, bool]]:
-    """(model name, cache file or the folder it goes in, present?) for timm pretrained models."""
-    import timm
-
-    rows = []
-    for name in names:
-        try:
-            rows.append((name, timm_weights_file(name, allow_download=False), True))
-        except DataNotFoundError:
-            rows.append((name, hub_cache_folder(timm.models.get_pretrained_cfg(name).hf_hub_id), False))
-    return rows
-
-
 # --- open_clip ----------------------------------------------------------------------------------
-
-OPEN_CLIP_FILES = (
-    "open_clip_model.safetensors",
-    "open_clip_pytorch_model.bin",
-)  # what open_clip's hub repos hold
 
 
 def check_open_clip_name(name: str) -> None:
@@ -460,26 +425,6 @@ def open_clip_tokenizer(name: str):
         raise DataNotFoundError(
             f"the tokenizer of open_clip {name} is not available offline ({_reason(exc)})"
         ) from None
-
-
-def cached_open_clip_weights(models: tuple[tuple[str, str], ...]) -> list[tuple[str, Path, bool]]:
-    """(model tag, cache file or the folder it goes in, present?) for open_clip pretrained tags."""
-    rows = []
-    for name, tag in models:
-        try:
-            rows.append((f"{name} {tag}", open_clip_weights_file(name, tag, allow_download=False), True))
-        except DataNotFoundError:
-            cfg = _open_clip_tag_cfg(name, tag)
-            rows.append(
-                (
-                    f"{name} {tag}",
-                    hub_cache_folder(cfg["hf_hub"].rstrip("/"))
-                    if cfg.get("hf_hub")
-                    else torch_hub_checkpoints(),
-                    False,
-                )
-            )
-    return rows
 
 
 # --- a frozen model --------------------------------------------------------------------------------

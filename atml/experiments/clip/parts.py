@@ -1,21 +1,13 @@
-"""Experiment 5: CLIP's modality gap — zero-shot classification, the gap, Procrustes alignment.
-
-Parts: `zeroshot` (accuracy and per-class accuracy of every prompt strategy in the config, CLIP's
-published ensemble among them), `gap` (joint t-SNE/UMAP of image and text embeddings, norms,
-matched vs unmatched similarity, the gap as a number and the share of pair distance it explains),
-`procrustes` (an orthogonal map from image to text embeddings fitted on one split and measured on
-another). Image embeddings come from one cached pass and serve every part.
-"""
+"""clip: the parts' code — `prepare` and one runner per part (imports torch; the
+experiment's settings and results are in its __init__)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
 
 from atml import plots, seeding
 from atml.analysis.embeddings import project_2d
@@ -31,195 +23,20 @@ from atml.analysis.modality_gap import (
 from atml.analysis.probe import wilson_interval
 from atml.analysis.procrustes import apply_rotation, fit_rotation
 from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predict
-from atml.config import Precision, Seed, Strict
-from atml.data.images import NAMES, Draw, draw
+from atml.data.draws import Draw, draw
 from atml.data.prompts import PUBLISHED, class_prompt_names, fill, published_templates
 from atml.errors import UserError
-from atml.experiments import Experiment, Headline, RunContext
+from atml.experiments import RunContext
+from atml.experiments.clip import Config, GapResult, ProcrustesResult, ZeroshotResult
 from atml.models.frozen import FrozenModel
 from atml.models.weights import open_clip_tokenizer
-from atml.results import Result
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 
 log = logging.getLogger("atml")
 
-PARTS = ("zeroshot", "gap", "procrustes")
-HEADLINES = (
-    Headline("zero-shot: plain label", ("zeroshot", "strategies", "plain", "accuracy"), "0.9389 (STL-10)"),
-    Headline("zero-shot: one template", ("zeroshot", "strategies", "template", "accuracy"), "0.9485"),
-    Headline("zero-shot: descriptive", ("zeroshot", "strategies", "descriptive", "accuracy"), "0.9483"),
-    Headline(
-        "zero-shot: CLIP's published ensemble",
-        ("zeroshot", "strategies", "clip-published", "accuracy"),
-        "— (published: 0.972)",
-        skipped_at=("zeroshot", "skipped", "clip-published"),
-    ),
-    Headline("cosine, matched pairs", ("gap", "matched_cosine"), "0.2791"),
-    Headline("cosine, unmatched pairs", ("gap", "unmatched_cosine"), "0.2175"),
-    Headline("modality gap ‖mean x̂ − mean ŷ‖", ("gap", "gap"), "— (Liang et al., MSCOCO: 0.82)"),
-    Headline(
-        "Procrustes, held out: matched cosine after",
-        ("procrustes", "held_out", "after", "matched_cosine"),
-        "— (the original scored in-sample only: 0.8903)",
-        skipped_at=("procrustes", "skipped", "held_out"),
-    ),
-    Headline(
-        "Procrustes, held out: accuracy after",
-        ("procrustes", "held_out", "after", "accuracy"),
-        "— (the original scored in-sample only: 1.0000)",
-        skipped_at=("procrustes", "skipped", "held_out"),
-    ),
-    Headline(
-        "Procrustes, fit split: matched cosine after",
-        ("procrustes", "fit_split_not_held_out", "after", "matched_cosine"),
-        "0.8903",
-    ),
-    Headline(
-        "Procrustes, fit split: accuracy after",
-        ("procrustes", "fit_split_not_held_out", "after", "accuracy"),
-        "1.0000",
-    ),
-)
-KEY_FIGURES = (
-    "zeroshot_per_class",
-    "gap_maps",
-    "gap_norms_similarity",
-    "procrustes_maps",
-    "procrustes_before_after",
-)
+
 LIANG_MSCOCO_GAP = 0.82
-
-
-class ClipDataConfig(Strict):
-    dataset: Literal[NAMES] = "stl10"  # type: ignore[valid-type]
-    root: str = "data"
-    download: bool = True
-    test_images: int | None = Field(
-        None, ge=2, description="a fixed random draw of the test split (null: all of it; STL-10: 8,000)"
-    )
-    subset_seed: Seed = 0
-    pair_indices: list[int] | None = Field(
-        None,
-        min_length=4,
-        description="test-split indices of the images the gap and procrustes parts use, in this order "
-        "(the original's 100; null: the whole draw); zeroshot always uses the whole draw",
-    )
-
-    @field_validator("pair_indices")
-    @classmethod
-    def _distinct_indices(cls, indices: list[int] | None) -> list[int] | None:
-        if indices is not None and (min(indices) < 0 or len(set(indices)) != len(indices)):
-            raise ValueError("indices must be distinct and non-negative")
-        return indices
-
-
-class ClipModelConfig(Strict):
-    name: str = Field("ViT-B-32", description="any open_clip model")
-    weights: str = Field("openai", description="an open_clip pretrained tag | a local checkpoint | none")
-    batch_size: int = Field(256, ge=1, description="images per no-grad forward")
-    precision: Precision = "auto"
-    cache: bool = Field(
-        True, description="reuse image embeddings across parts and runs (~/.cache/atml/features)"
-    )
-    normalise: bool = Field(
-        True, description="the model's mean/std on the input (false: [0, 1] pixels, as the original fed them)"
-    )
-    interpolation: Literal["model", "bilinear", "bicubic"] = Field(
-        "model", description="the resize: the model's own (CLIP: bicubic) or another"
-    )
-
-
-Templates = list[str] | Literal["published"] | None
-
-
-class ZeroShotConfig(Strict):
-    strategies: dict[str, Templates] = Field(
-        {
-            "plain": ["{}"],
-            "template": ["a photo of a {}."],
-            "descriptive": [
-                "a good photo of a {}, a kind of object.",
-                "a close-up photo of the {}.",
-                "a centered photo of a {}.",
-            ],
-            "clip-published": PUBLISHED,
-        },
-        min_length=1,
-        description="name → prompt templates ({} is the class name), "
-        "or `published`: CLIP's own ensemble for the dataset, or null: no such strategy",
-    )
-    renormalise_ensemble: bool = Field(
-        True,
-        description="a class's mean of unit prompt embeddings is made unit again (false: the original's "
-        "plain mean, whose norm then weighs the class)",
-    )
-    class_names: dict[str, str] = Field({}, description="dataset class name → the text a prompt uses instead")
-
-    @field_validator("strategies")
-    @classmethod
-    def _templates_name_the_class(cls, strategies: dict) -> dict:
-        strategies = {name: t for name, t in strategies.items() if t is not None}
-        if not strategies:
-            raise ValueError("at least one strategy")
-        for name, templates in strategies.items():
-            if templates != PUBLISHED and (not templates or any(t.count("{}") != 1 for t in templates)):
-                raise ValueError(
-                    f"strategy '{name}': each template needs exactly one {{}} where the class name goes"
-                )
-        return strategies
-
-
-class GapConfig(Strict):
-    images: int = Field(
-        100, ge=2, description="test images in the t-SNE/UMAP maps (the numbers use the whole draw)"
-    )
-    strategy: str = Field(
-        "template", description="the zero-shot strategy whose class texts pair with the images"
-    )
-    maps: list[Literal["tsne", "umap", "pca"]] = Field(["tsne", "umap"], min_length=1)
-    embeddings: list[Literal["normalised", "raw"]] = Field(
-        ["normalised"], min_length=1, description="mapped as unit vectors, as the model outputs them, or both"
-    )
-    map_texts: Literal["classes", "captions"] = Field(
-        "classes",
-        description="texts in the maps: one per class, or the caption of every image (the original)",
-    )
-    unmatched: Literal["other-classes", "other-captions"] = Field(
-        "other-classes",
-        description="unmatched cosine: each image against the other classes' texts, or against every "
-        "other image's caption, same-class captions included (the original's off-diagonal)",
-    )
-
-
-class ProcrustesConfig(Strict):
-    images: int | None = Field(
-        2000, ge=4, description="test images aligned (null: the whole draw), split into fit and held-out"
-    )
-    fit_fraction: float = Field(
-        0.5, gt=0, lt=1, description="share of them the rotation is fitted on; the rest are held out"
-    )
-    strategy: str = Field(
-        "template", description="the zero-shot strategy whose class texts the images are aligned to"
-    )
-    scoring: Literal["held-out", "in-sample"] = Field(
-        "held-out",
-        description="held-out: fitted on fit_fraction, scored on the rest | in-sample: fitted and scored "
-        "on every image (the original's; optimistic)",
-    )
-    maps: list[Literal["tsne", "umap", "pca"]] = Field(["tsne"], min_length=1)
-
-
-class Config(Strict):
-    seed: Seed = 0
-    data: ClipDataConfig = ClipDataConfig()
-    model: ClipModelConfig = ClipModelConfig()
-    zeroshot: ZeroShotConfig = ZeroShotConfig()
-    gap: GapConfig = GapConfig()
-    procrustes: ProcrustesConfig = ProcrustesConfig()
-
-
-# --- model, data, embeddings ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -361,75 +178,6 @@ def class_texts(ctx: ClipContext, strategy: str) -> torch.Tensor:
     again unless zeroshot.renormalise_ensemble is off)."""
     prompts = prompt_embeddings(ctx, strategy_templates(ctx.cfg, strategy))
     return class_embeddings(prompts, renormalise=ctx.cfg.zeroshot.renormalise_ensemble)
-
-
-# --- results ------------------------------------------------------------------------------------
-
-
-class ClipResult(Result):
-    """What every CLIP part records about its model and images."""
-
-    model: str
-    weights: dict[str, Any]
-    random_weights: bool
-    precision: str
-    dataset: str
-    images: str
-
-
-class StrategyScores(Result):
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    templates: list[str]
-    per_class: dict[str, float]
-
-
-class ZeroshotResult(ClipResult):
-    n_images: int
-    chance: float
-    strategies: dict[str, StrategyScores]
-    skipped: dict[str, str]  # strategy → why it has no number
-
-
-class GapResult(ClipResult):
-    n_images: int
-    strategy: str
-    gap: float
-    gap_share_of_pair_distance: float
-    liang_mscoco_gap: float
-    matched_cosine: float
-    unmatched_cosine: float
-    norms_before: dict[str, dict[str, float]]
-    norms_after: dict[str, dict[str, float]]
-    map_images: int
-
-
-class Alignment(Result):
-    matched_cosine: float
-    unmatched_cosine: float
-    gap: float
-    accuracy: float
-
-
-class BeforeAfter(Result):
-    before: Alignment
-    after: Alignment
-
-
-class ProcrustesResult(ClipResult):
-    strategy: str
-    scoring: str = "held-out"
-    n_fit: int
-    n_held_out: int
-    dim: int
-    held_out: BeforeAfter | None
-    fit_split_not_held_out: BeforeAfter
-    skipped: dict[str, str] = {}  # what has no number, and why
-    note: str
-
-
-# --- parts -----------------------------------------------------------------------------------------
 
 
 def run_zeroshot(ctx: ClipContext, run: Run) -> ZeroshotResult:
@@ -677,107 +425,3 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
 
 
 RUNNERS = {"zeroshot": run_zeroshot, "gap": run_gap, "procrustes": run_procrustes}
-
-
-def _mark(m: dict) -> str:
-    return " (random weights)" if m.get("random_weights") else ""
-
-
-def summary(metrics: dict) -> list[dict]:
-    """Held-out Procrustes numbers first, then the gap, then zero-shot accuracy. Over 60 lines only
-    by its row literals (one per number the table shows)."""
-    rows = []
-    if "procrustes" in metrics and metrics["procrustes"]["held_out"] is None:
-        m, f = metrics["procrustes"], metrics["procrustes"]["fit_split_not_held_out"]
-        rows.append(
-            {
-                "part": "procrustes",
-                "what": f"in-sample ({m['n_fit']}, fitted and scored on them) matched cosine / accuracy, "
-                f"before → after{_mark(m)}",
-                "value": f"{f['before']['matched_cosine']:.4f} / {f['before']['accuracy']:.4f} → "
-                f"{f['after']['matched_cosine']:.4f} / {f['after']['accuracy']:.4f}",
-            }
-        )
-    elif "procrustes" in metrics:
-        m = metrics["procrustes"]
-        h, f = m["held_out"], m["fit_split_not_held_out"]
-        rows += [
-            {
-                "part": "procrustes",
-                "what": f"held-out ({m['n_held_out']}) cosine matched / unmatched, before → after{_mark(m)}",
-                "value": f"{h['before']['matched_cosine']:.4f} / {h['before']['unmatched_cosine']:.4f} → "
-                f"{h['after']['matched_cosine']:.4f} / {h['after']['unmatched_cosine']:.4f}",
-            },
-            {
-                "part": "procrustes",
-                "what": f"held-out gap, before → after{_mark(m)}",
-                "value": f"{h['before']['gap']:.4f} → {h['after']['gap']:.4f}",
-            },
-            {
-                "part": "procrustes",
-                "what": f"held-out accuracy, before → after (after: uses fit labels){_mark(m)}",
-                "value": f"{h['before']['accuracy']:.4f} → {h['after']['accuracy']:.4f}",
-            },
-            {
-                "part": "procrustes",
-                "what": f"fit split ({m['n_fit']}, NOT held out) matched cosine / accuracy after{_mark(m)}",
-                "value": f"{f['after']['matched_cosine']:.4f} / {f['after']['accuracy']:.4f}",
-            },
-        ]
-    if "gap" in metrics:
-        m = metrics["gap"]
-        rows += [
-            {
-                "part": "gap",
-                "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m['liang_mscoco_gap']}){_mark(m)}",
-                "value": f"{m['gap']:.4f}",
-            },
-            {
-                "part": "gap",
-                "what": f"share of matched-pair distance the gap explains{_mark(m)}",
-                "value": f"{m['gap_share_of_pair_distance']:.3f}",
-            },
-            {
-                "part": "gap",
-                "what": f"cosine matched / unmatched{_mark(m)}",
-                "value": f"{m['matched_cosine']:.4f} / {m['unmatched_cosine']:.4f}",
-            },
-        ]
-    if "zeroshot" in metrics:
-        m = metrics["zeroshot"]
-        rows += [
-            {
-                "part": "zeroshot",
-                "what": f"{name} accuracy, {m['n_images']} images (95% CI){_mark(m)}",
-                "value": f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
-            }
-            for name, r in m["strategies"].items()
-        ]
-        rows += [
-            {"part": "zeroshot", "what": f"{name}", "value": f"skipped: {why}"}
-            for name, why in m["skipped"].items()
-        ]
-    return rows
-
-
-def weights_files() -> list:
-    from atml.models.weights import cached_open_clip_weights
-
-    default = ClipModelConfig()
-    return cached_open_clip_weights(((default.name, default.weights),))
-
-
-EXPERIMENT = Experiment(
-    name="clip",
-    title=__doc__.strip().splitlines()[0],
-    parts=PARTS,
-    config=Config,
-    prepare=prepare,
-    runners=RUNNERS,
-    results={"zeroshot": ZeroshotResult, "gap": GapResult, "procrustes": ProcrustesResult},
-    summary=summary,
-    headlines=HEADLINES,
-    key_figures=KEY_FIGURES,
-    weights_files=weights_files,
-    non_result_keys=("model.cache", "model.batch_size"),
-)

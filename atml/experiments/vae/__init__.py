@@ -1,0 +1,173 @@
+"""Experiment 4: posterior collapse in the assignment's convolutional VAE on FashionMNIST.
+
+Parts: `train` (the configured β schedule), `samples` (reconstructions, generations from N(0, I)
+and a Laplace prior), `collapse` (posterior statistics of that model), `anneal` (every β schedule
+compared). A model trained for one schedule is checkpointed in the run folder and shared by the
+parts that need it, so `atml run vae` trains each schedule once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from atml.config import Precision, Seed, Strict
+from atml.data.mnist import ImageDataConfig
+from atml.experiments import Experiment, Flag, Headline
+from atml.results import KeyedResult, Result
+from atml.schedules import SCHEDULES, BetaSchedule, Schedule
+
+PARTS = ("train", "samples", "collapse", "anneal")
+
+
+FLAGS = (
+    Flag(
+        "--beta-schedule",
+        "train.beta_schedule.kind",
+        "constant | linear | cyclical | delayed-linear | decreasing-cosine: the β schedule of "
+        "train/samples/collapse",
+    ),
+)
+
+
+HEADLINES = (
+    Headline(
+        "constant β: train reconstruction (per image)",
+        ("*", "constant", "recon"),
+        "14.1 (32.0 → 14.1, 100 epochs)",
+    ),
+    Headline("constant β: train KL (per image)", ("*", "constant", "kl"), "8.1 (5.8 → 8.1)"),
+    Headline("constant β: collapse ratio", ("*", "constant", "collapse_ratio"), "0.705"),
+    Headline(
+        "β-annealing (atml: linear; --preset original: delayed-linear): collapse ratio",
+        ("*", "linear|delayed-linear", "collapse_ratio"),
+        "0.505 (delayed-linear)",
+    ),
+    Headline(
+        "cyclical β (atml: cyclical; --preset original: decreasing-cosine): collapse ratio",
+        ("*", "cyclical|decreasing-cosine", "collapse_ratio"),
+        "— ('improvement similar'; its notebook computed none)",
+    ),
+    Headline("constant β: active units (of 20)", ("*", "constant", "active_units"), "— (not measured)"),
+)
+
+
+KEY_FIGURES = (
+    "train_curves",
+    "samples_reconstructions",
+    "samples_generations",
+    "collapse_kl_per_dim",
+    "anneal_curves",
+    "anneal_reconstructions",
+    "anneal_generations",
+    "anneal_kl_per_dim",
+)
+
+
+class VaeTrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0, le=10)
+    log_every: int = Field(50, ge=1)
+    precision: Precision = Field("auto", description="training forward passes; evaluation is always fp32")
+    beta_schedule: BetaSchedule = BetaSchedule()
+
+
+class VaeEvalConfig(Strict):
+    validation: Literal["heldout", "test"] = Field(
+        "heldout",
+        description="heldout: data.heldout training images kept out of training (atml's); test: train on "
+        "every training image and validate on the test split (the original's)",
+    )
+    test_images: int = Field(10000, ge=2, description="test images the posterior statistics are computed on")
+    mi_batch: int = Field(1000, ge=2, description="images per batch of the aggregate-posterior estimate")
+    active_threshold: float = Field(0.01, gt=0)
+    collapse_tolerance: float = Field(0.1, gt=0)
+    latent_map: Literal["pca", "tsne"] = "tsne"
+    latent_map_images: int = Field(2000, ge=10)
+    laplace_scale: float = Field(1.0, gt=0)
+    n_show: int = Field(10, ge=1, description="images per row in reconstruction and sample figures")
+
+
+class Config(Strict):
+    seed: Seed = 0
+    data: ImageDataConfig = ImageDataConfig(heldout=5000)
+    train: VaeTrainConfig = VaeTrainConfig()
+    eval: VaeEvalConfig = VaeEvalConfig()
+    anneal_schedules: list[Schedule] = Field(["constant", "linear", "cyclical"], min_length=1)
+
+
+class ScheduleResult(Result):
+    """One β schedule's model; each part fills the keys it measures."""
+
+    recon: float | None = None
+    kl: float | None = None
+    loss: float | None = None
+    val_recon: float | None = None
+    val_kl: float | None = None
+    val_loss: float | None = None
+    beta: float | None = None
+    epochs: int | None = None
+    shown_recon_mse_per_image: float | None = None
+    test_images: int | None = None
+    collapse_ratio: float | None = None
+    active_units: int | None = None
+    mean_abs_mu: float | None = None
+    mean_mu: float | None = None
+    mean_sigma: float | None = None
+    mutual_information: float | None = None
+    mutual_information_bound: float | None = None
+    kl_per_dim: list[float] | None = None
+    activity_per_dim: list[float] | None = None
+    test_recon: float | None = None
+    test_kl: float | None = None
+    test_negative_elbo: float | None = None
+
+
+class VaePartResult(KeyedResult):
+    """A part: its data and settings, and one key per β schedule trained."""
+
+    data: str
+    beta_schedule: dict[str, Any]
+    training_precision: str
+    __pydantic_extra__: dict[str, ScheduleResult] = Field(init=False)
+
+
+def summary(metrics: dict) -> list[dict]:
+    rows = []
+    for part, values in metrics.items():
+        for kind, m in values.items():
+            if kind in SCHEDULES and isinstance(m, dict):
+                row = {"part": part, "β schedule": kind}
+                for key, label in (
+                    ("recon", "train recon"),
+                    ("kl", "train KL"),
+                    ("test_negative_elbo", "test −ELBO"),
+                    ("collapse_ratio", "collapse ratio"),
+                    ("active_units", "active units"),
+                    ("mutual_information", "MI"),
+                    ("mean_abs_mu", "mean |mu|"),
+                    ("mean_mu", "mean mu"),
+                    ("mean_sigma", "mean σ"),
+                    ("shown_recon_mse_per_image", "shown recon"),
+                ):
+                    if key in m:
+                        row[label] = m[key]
+                rows.append(row)
+    return rows
+
+
+EXPERIMENT = Experiment(
+    name="vae",
+    title=__doc__.strip().splitlines()[0],
+    parts=PARTS,
+    config=Config,
+    code=f"{__name__}.parts",
+    results=dict.fromkeys(PARTS, VaePartResult),
+    summary=summary,
+    headlines=HEADLINES,
+    key_figures=KEY_FIGURES,
+    flags=FLAGS,
+    non_result_keys=("train.log_every", "eval.n_show", "eval.latent_map", "eval.latent_map_images"),
+)

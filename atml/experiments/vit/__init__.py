@@ -1,0 +1,325 @@
+"""Experiment 2: a pretrained Vision Transformer — predictions, attention, masking, probes.
+
+Parts: `predict` (top-k ImageNet classes of the photos), `attention` (the class token's
+last-layer attention over the photo, per head, and rolled out over all layers; per-head entropy
+and spatial spread), `masking` (random vs centre patches hidden at rising ratios over a labelled
+set: agreement with the unmasked prediction, accuracy and confidence), `probe` (logistic
+regression on class-token vs mean-patch features of every layer, scored on held-out images).
+Any timm ViT by name; attention is read from timm's blocks without editing timm.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from atml.config import Precision, Seed, Strict
+from atml.data.images import NAMES
+from atml.experiments import Experiment, Headline
+from atml.models.weight_files import timm_rows
+from atml.results import Result
+
+# the masking choices atml.analysis.masking implements
+SCHEMES = ("random", "centre")
+FILLS = ("drop", "zero", "noise")
+CENTRES = ("nearest", "square")
+COUNTS = ("round", "floor")
+PARTS = ("predict", "attention", "masking", "probe")
+
+
+HEADLINES = (
+    Headline(
+        "probe: class token, held-out accuracy",
+        ("probe", "final", "cls", "accuracy"),
+        "0.9630 (88 images, 27 tested)",
+    ),
+    Headline(
+        "probe: mean of patch tokens, held-out accuracy", ("probe", "final", "mean", "accuracy"), "0.9259"
+    ),
+    Headline(
+        "masking: random 50%, agreement with unmasked top-1",
+        ("masking", "results", "random", "0.50", "agreement"),
+        "— (one image)",
+        skipped_at=("masking", "skipped", "results"),
+    ),
+    Headline(
+        "masking: centre 50%, agreement with unmasked top-1",
+        ("masking", "results", "centre", "0.50", "agreement"),
+        "—",
+        skipped_at=("masking", "skipped", "results"),
+    ),
+)
+
+
+KEY_FIGURES = (
+    "predict_topk",
+    "attention_overlay",
+    "attention_heads",
+    "attention_entropy",
+    "masking_agreement",
+    "probe_by_layer",
+    "probe_pca",
+)
+
+
+class VitDataConfig(Strict):
+    images: list[str] = Field(
+        [],
+        description="photos (files or folders) for predict and attention; "
+        "empty: scikit-learn's two sample photos",
+    )
+    dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
+    root: str = "data"
+    download: bool = True
+    train_images: int | None = Field(
+        5000, ge=2, description="a fixed random draw of the training split the probes fit on (null: all)"
+    )
+    test_images: int | None = Field(
+        2000, ge=2, description="a fixed random draw of the test split they are scored on (null: all)"
+    )
+    subset_seed: Seed = 0
+
+
+class VitModelConfig(Strict):
+    name: str = Field(
+        "vit_small_patch16_224.augreg_in21k_ft_in1k",
+        description="any timm ViT (the original: vit_base_patch16_224)",
+    )
+    weights: str = Field(
+        "pretrained", description="pretrained (the name's tag) | another tag | a local file | none"
+    )
+    img_size: int | None = Field(
+        None, ge=16, description="input side; null: the weights' own (position embeddings are resampled)"
+    )
+    batch_size: int = Field(64, ge=1, description="images per no-grad forward")
+    precision: Precision = "auto"
+    cache: bool = Field(
+        True, description="reuse probe features across parts and runs (~/.cache/atml/features)"
+    )
+    crop_pct: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="resize to size / crop_pct, then the centre crop (null: the weights' own; 1: resize "
+        "straight to the input size, as the original's image processor did)",
+    )
+    interpolation: Literal["model", "bilinear", "bicubic"] = Field(
+        "model", description="the resize: the weights' own or another"
+    )
+
+
+class PredictConfig(Strict):
+    top_k: int = Field(5, ge=1)
+
+
+class AttentionConfig(Strict):
+    layer: int = Field(-1, description="the block whose attention is mapped (negative counts from the end)")
+    alpha: float = Field(0.5, gt=0, le=1, description="opacity of the red overlay at the map's maximum")
+    rollout_residual: float = Field(
+        0.5, ge=0, le=1, description="weight of the identity (residual path) in each rollout layer"
+    )
+
+
+class MaskingConfig(Strict):
+    source: Literal["dataset", "photos"] = Field(
+        "dataset",
+        description="dataset: `images` test images of data.dataset, scored against their labels | "
+        "photos: data.images, each masked once per scheme and ratio, its top-1 shown (the original)",
+    )
+    ratios: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1)
+    schemes: list[Literal[SCHEMES]] = Field(list(SCHEMES), min_length=1)  # type: ignore[valid-type]
+    centre: Literal[CENTRES] = Field(  # type: ignore[valid-type]
+        "nearest",
+        description="nearest: the ratio's share of patches nearest the centre | square: a centred square "
+        "of side 2·(s // 2) + 1, s = int(sqrt(ratio · patches)) (the original: 5×5, 7×7, 9×9 of 14×14)",
+    )
+    count: Literal[COUNTS] = Field(  # type: ignore[valid-type]
+        "round", description="random masks hide round(ratio · patches), or floor (the original's int())"
+    )
+    fill: Literal[FILLS] = Field(
+        "drop",
+        description="drop: masked patch tokens leave the sequence; zero: their pixels become the "  # type: ignore[valid-type]
+        "normalisation mean; noise: a standard normal draw",
+    )
+    images: int = Field(500, ge=1, description="test images of data.dataset masked")
+    examples: int = Field(2, ge=1, description="images shown masked in the figure")
+
+
+class ProbeConfig(Strict):
+    layers: list[int] | None = Field(
+        None,
+        description="blocks probed (null: every block; []: none); the final normed output is always probed",
+    )
+    split: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="null: fit on the training draw, score on the test draw | a share: one draw of the "
+        "test split (data.test_images) split by train_test_split, not stratified, this share scored "
+        "(the original: 0.3 of 88 images)",
+    )
+    standardise: bool = Field(True, description="features standardised before the fit (the original: no)")
+    c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
+    max_iter: int = Field(1000, ge=10)
+
+
+class Config(Strict):
+    seed: Seed = 0
+    data: VitDataConfig = VitDataConfig()
+    model: VitModelConfig = VitModelConfig()
+    predict: PredictConfig = PredictConfig()
+    attention: AttentionConfig = AttentionConfig()
+    masking: MaskingConfig = MaskingConfig()
+    probe: ProbeConfig = ProbeConfig()
+
+
+class VitResult(Result):
+    """What every ViT part records about its model."""
+
+    model: str
+    weights: dict[str, Any]
+    random_weights: bool
+    precision: str
+    input_size: int
+
+
+class PredictResult(VitResult):
+    photos: dict[str, list[dict[str, Any]]]  # photo → its top-k classes and probabilities
+
+
+class AttentionResult(VitResult):
+    photos: list[str]
+    grid: list[int]
+    prefix_tokens: int
+    layer: int
+    uniform_entropy: float
+    last_layer_entropy_per_head: list[float]
+    last_layer_spread_per_head: list[float]
+    entropy_by_layer: list[float]
+    spread_by_layer: list[float]
+    cls_attention_on_patches_by_layer: list[float]
+
+
+class MaskedResult(Result):
+    agreement: float
+    accuracy: float
+    confidence: float
+
+
+class PhotoMasked(Result):
+    top1: str
+    probability: float
+    patches_masked: int
+    same_top1_as_unmasked: bool
+
+
+class MaskingResult(VitResult):
+    source: str = "dataset"
+    fill: str
+    grid: list[int]
+    dataset: str | None = None  # source = dataset: the masked test images, scored against labels
+    images: int | None = None
+    probe_fitted_on: str | None = None
+    chance: float | None = None
+    results: dict[str, dict[str, MaskedResult]] = {}  # scheme → masked share ("0.50") → scores
+    photos: dict[str, dict[str, dict[str, PhotoMasked]]] = {}  # source = photos: photo → scheme → share
+    skipped: dict[str, str] = {}
+
+
+class ProbeScore(Result):
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n_test: int
+    n_train: int
+
+
+class ProbeResult(VitResult):
+    dataset: str
+    train: str
+    test: str
+    chance: float
+    final: dict[str, ProbeScore]  # readout (cls, mean) → score
+    by_layer: dict[str, dict[str, ProbeScore]]
+
+
+def summary(metrics: dict) -> list[dict]:
+    rows = []
+    for part, m in metrics.items():
+        mark = " (random weights)" if m.get("random_weights") else ""
+        if part == "predict":
+            for photo, top in m["photos"].items():
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{photo}: top-1{mark}",
+                        "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})",
+                    }
+                )
+        elif part == "attention":
+            rows.append(
+                {
+                    "part": part,
+                    "what": f"block {m['layer']} class-token entropy, mean over heads "
+                    f"(uniform {m['uniform_entropy']:.2f}){mark}",
+                    "value": round(float(np.mean(m["last_layer_entropy_per_head"])), 3),
+                }
+            )
+        elif part == "masking" and m.get("source") == "photos":
+            for photo, schemes in m["photos"].items():
+                for scheme, per in schemes.items():
+                    worst = max(per)
+                    rows.append(
+                        {
+                            "part": part,
+                            "what": f"{photo}, {scheme} {float(worst):.0%} masked: top-1{mark}",
+                            "value": f"{per[worst]['top1']} ({per[worst]['probability']:.3f})",
+                        }
+                    )
+        elif part == "masking":
+            for scheme, per in m["results"].items():
+                worst = max(per)
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{scheme} {float(worst):.0%} masked: agreement / probe accuracy{mark}",
+                        "value": f"{per[worst]['agreement']:.3f} / {per[worst]['accuracy']:.3f}",
+                    }
+                )
+        elif part == "probe":
+            for readout, name in (("cls", "class token"), ("mean", "patch mean")):
+                s = m["final"][readout]
+                rows.append(
+                    {
+                        "part": part,
+                        "what": f"{m['dataset']} probe, {name} (95% CI){mark}",
+                        "value": f"{s['accuracy']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]",
+                    }
+                )
+    return rows
+
+
+def weights_files() -> list:
+    return timm_rows((VitModelConfig().name,))
+
+
+EXPERIMENT = Experiment(
+    name="vit",
+    title=__doc__.strip().splitlines()[0],
+    parts=PARTS,
+    config=Config,
+    code=f"{__name__}.parts",
+    results={
+        "predict": PredictResult,
+        "attention": AttentionResult,
+        "masking": MaskingResult,
+        "probe": ProbeResult,
+    },
+    summary=summary,
+    headlines=HEADLINES,
+    key_figures=KEY_FIGURES,
+    weights_files=weights_files,
+    non_result_keys=("model.cache", "model.batch_size", "masking.examples"),
+)

@@ -1,0 +1,107 @@
+"""What `atml run` was asked for, checked and resolved into one config per seed before anything
+heavy is imported: a mistyped key, value, part or preset is answered at once, and torch is only
+loaded (by atml.runner) for a run known to be valid."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from atml import experiments
+from atml.config import has_key, presets, resolve
+from atml.errors import UserError, shorten
+from atml.experiments import Experiment
+
+log = logging.getLogger("atml")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise UserError(f"unknown device '{shorten(device, 40)}'; accepted: {', '.join(DEVICES)}")
+
+
+@dataclass(frozen=True)
+class SeedConfig:
+    """One seed's resolved config: the YAML-able dict written to its run folder, and the typed one."""
+
+    raw: dict
+    cfg: Any
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `atml run EXP` was asked for, parsed and checked."""
+
+    experiment: Experiment
+    parts: list[str]
+    flags: dict
+    sets: list[str]
+    config_file: Path | None
+    smoke: bool
+    seeds: list[int | None]  # None: the config's own seed
+    summarise: bool  # --seeds: a summary folder beside the seeds' folders
+    out: Path
+    label: str
+    device: str  # auto | cpu | cuda, picked by the runner
+    tracker: str = "none"
+    preset: str | None = None  # configs/EXP.PRESET.yaml over the defaults
+    configs: tuple[SeedConfig, ...] = field(default=())  # filled by `resolved`
+
+
+def select_parts(exp: Experiment, requested: list[str] | None) -> list[str]:
+    for part in requested or ():
+        if part not in exp.parts:
+            raise UserError(f"unknown part '{part}' of {exp.name}; accepted: {', '.join(exp.parts)}")
+    return [p for p in exp.parts if p in requested] if requested else list(exp.parts)
+
+
+def resolved(request: RunRequest) -> RunRequest:
+    """The request with every seed's config resolved and validated (a UserError if one is not)."""
+    exp = request.experiment
+    configs = []
+    for s in request.seeds:
+        raw, cfg = resolve(
+            exp.name,
+            exp.config,
+            preset=request.preset,
+            config_file=request.config_file,
+            smoke=request.smoke,
+            flags=request.flags | ({"seed": s} if s is not None else {}),
+            sets=request.sets,
+        )
+        configs.append(SeedConfig(raw, cfg))
+    return replace(request, configs=tuple(configs))
+
+
+def plan_all(request: RunRequest) -> list[RunRequest]:
+    """`atml run all`: one resolved request per experiment, each with the --set keys its schema
+    has and the preset where it has one. Every experiment's config is checked before any runs."""
+    chosen = {
+        name: [s for s in request.sets if has_key(exp.config, s.partition("=")[0].strip())]
+        for name, exp in ((n, experiments.get(n)) for n in experiments.EXPERIMENTS)
+    }
+    unused = [s for s in request.sets if not any(s in sets for sets in chosen.values())]
+    if unused:
+        raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
+    with_preset = {name for name in chosen if request.preset in presets(name)}
+    if request.preset is not None and not with_preset:
+        raise UserError(f"unknown preset '{request.preset}': no experiment has it (see `atml list`)")
+    plans = []
+    for name, sets in chosen.items():
+        exp = experiments.get(name)
+        preset = request.preset if name in with_preset else None
+        if request.preset is not None and preset is None:
+            log.info(f"atml: {name} has no preset '{request.preset}'; it runs with its own settings")
+        one = replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset)
+        try:
+            plans.append(resolved(one))
+        except UserError as exc:
+            raise type(exc)(f"{name}: {exc}") from None
+    return plans
