@@ -85,8 +85,11 @@ def run(
     force: bool = typer.Option(False, "--force", help=f"allow --seeds above {seed_summary.MAX_SEEDS}"),
     out: Path | None = typer.Option(None, "--out", help="root folder of run folders  [default: outputs]"),
     name: str | None = typer.Option(None, "--name", help="run folder suffix"),
-    resume: Path | None = typer.Option(
-        None, "--resume", help="continue this run folder from its checkpoints"
+    resume: list[Path] | None = typer.Option(
+        None,
+        "--resume",
+        help="continue this run folder from its checkpoints (repeatable: the seed folders of one "
+        "--seeds run continue together)",
     ),
     tracker: str = typer.Option(
         "none",
@@ -100,7 +103,7 @@ def run(
     (and with it torch) is imported."""
     check_tracker(tracker)
     plan.check_device(device)
-    if resume is not None:
+    if resume:
         given = [
             flag
             for flag, value in (

@@ -66,25 +66,30 @@ def run(request: RunRequest) -> None:
 
 def run_seeds(request: RunRequest, device) -> None:
     """One experiment under each seed, each into its own run folder; with several, a summary
-    folder of mean ± std beside them."""
+    folder of mean ± std beside them. An experiment that stacks seeds trains them together (one
+    process, one data pass per step); the others run them one after another."""
     exp = request.experiment
+    groups = [request.configs] if exp.stacks_seeds else [(one,) for one in request.configs]
     runs, rows = {}, {}
-    for one in request.configs:
-        ctx = exp.prepare(one.cfg, device, request.parts)
-        env = {
-            "experiment": exp.name,
-            "parts": request.parts,
-            "seed": one.seed,
-            "smoke": request.smoke,
-            "preset": request.preset,
-            "device": str(device),
-            "device_name": describe_device(device),
-            "world_size": distributed.world_size(),
-        }
-        label = f"{request.label}-seed{one.seed}" if request.summarise else request.label
-        handle = _create_run(request.out, exp.name, label, one.raw, env)
-        rows[one.seed] = execute(exp, ctx, handle, request.tracker)
-        runs[one.seed] = handle
+    for group in groups:
+        ctxs = [exp.prepare(one.cfg, device, request.parts) for one in group]
+        handles = []
+        for one in group:
+            env = {
+                "experiment": exp.name,
+                "parts": request.parts,
+                "seed": one.seed,
+                "smoke": request.smoke,
+                "preset": request.preset,
+                "device": str(device),
+                "device_name": describe_device(device),
+                "world_size": distributed.world_size(),
+                "seeds_trained_together": [c.seed for c in group] if len(group) > 1 else None,
+            }
+            label = f"{request.label}-seed{one.seed}" if request.summarise else request.label
+            handles.append(_create_run(request.out, exp.name, label, one.raw, env))
+        for one, handle, summary_rows in zip(group, handles, execute(exp, ctxs, handles, request.tracker)):
+            rows[one.seed], runs[one.seed] = summary_rows, handle
     if request.summarise and distributed.is_main():
         summary_rows = seed_summary.summary_rows(rows)
         first_config = request.configs[0].raw
@@ -93,20 +98,27 @@ def run_seeds(request: RunRequest, device) -> None:
         log.info(f"\natml: seed summary: {folder.dir / 'summary.md'}")
 
 
-def resume(exp: Experiment, folder: Path, device: str, tracker: str) -> None:
-    """Continue a run folder with its own config and parts; finished parts are kept."""
+def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> None:
+    """Continue run folders with their own configs and parts; finished parts are kept. Several
+    folders (the seeds of one --seeds run) continue together where the experiment stacks seeds."""
     with _session(device) as torch_device:
-        handle = Run.open(folder) if distributed.is_main() else FollowerRun(folder)
-        if handle.env.get("experiment") != exp.name:
-            raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
-        problem = exp.metrics_problem(handle.metrics)
-        if problem:
-            raise DamagedFileError(
-                f"{folder / 'metrics.json'} is damaged: {problem}; this run cannot be resumed"
-            )
-        cfg = validate(handle.config, exp.config)
-        ctx = exp.prepare(cfg, torch_device, select_parts(exp, handle.env.get("parts")))
-        execute(exp, ctx, handle, tracker)
+        handles = [Run.open(f) if distributed.is_main() else FollowerRun(f) for f in folders]
+        ctxs = []
+        for folder, handle in zip(folders, handles):
+            if handle.env.get("experiment") != exp.name:
+                raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
+            problem = exp.metrics_problem(handle.metrics)
+            if problem:
+                raise DamagedFileError(
+                    f"{folder / 'metrics.json'} is damaged: {problem}; this run cannot be resumed"
+                )
+            parts = select_parts(exp, handle.env.get("parts"))
+            ctxs.append(exp.prepare(validate(handle.config, exp.config), torch_device, parts))
+        if len({tuple(c.parts) for c in ctxs}) > 1 or len({c.seed for c in ctxs}) < len(ctxs):
+            raise UserError("folders resumed together must be the seeds of one run: same parts, other seeds")
+        groups = [list(range(len(ctxs)))] if exp.stacks_seeds else [[i] for i in range(len(ctxs))]
+        for group in groups:
+            execute(exp, [ctxs[i] for i in group], [handles[i] for i in group], tracker)
 
 
 def run_all(plans: list[RunRequest]) -> None:
@@ -150,27 +162,37 @@ def run_all(plans: list[RunRequest]) -> None:
         raise SystemExit(next(iter(failed.values())))
 
 
-def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> list[dict]:
-    """The parts of one run, in order, into its folder; returns its summary rows. Every part
-    starts from the run's seed, so its numbers do not depend on which parts ran before it."""
-    resume_hint = f"atml run {exp.name} --resume {handle.dir}"
-    where = describe_device(ctx.device)
-    log.info(f"atml: {exp.name} [{', '.join(ctx.parts)}] seed {ctx.seed} on {where} → {handle.dir}")
-    p, tracker = None, None
+def execute(exp: Experiment, ctxs: list, handles: list[Run], tracker_kind: str = "none") -> list[list[dict]]:
+    """The parts of runs (one per seed: several when the experiment stacks seeds), in order, into
+    their folders; returns each run's summary rows. Every part starts from the run's seed, so its
+    numbers do not depend on which parts ran before it."""
+    folders = " ".join(f"--resume {h.dir}" for h in handles)
+    resume_hint = f"atml run {exp.name} {folders}"
+    where = describe_device(ctxs[0].device)
+    seeds = ", ".join(str(c.seed) for c in ctxs)
+    together = f"seeds {seeds} together" if len(ctxs) > 1 else f"seed {seeds}"
+    targets = ", ".join(str(h.dir) for h in handles)
+    log.info(f"atml: {exp.name} [{', '.join(ctxs[0].parts)}] {together} on {where} → {targets}")
+    p, trackers = None, []
     try:
         if distributed.is_main():
-            tracker = make_tracker(tracker_kind, handle.dir, handle.config)
+            trackers = [make_tracker(tracker_kind, h.dir, h.config) for h in handles]
         with _sigterm_as_interrupt():
-            for p in ctx.parts:
-                if p in handle.metrics:
-                    log.info(f"== {exp.name}/{p}: already complete in this run folder")
+            for p in ctxs[0].parts:
+                pending = [i for i, h in enumerate(handles) if p not in h.metrics]
+                if not pending:
+                    log.info(
+                        f"== {exp.name}/{p}: already complete in the run folder{'s' * (len(handles) > 1)}"
+                    )
                     continue
                 log.info(f"== {exp.name}/{p}")
                 started = time.perf_counter()
-                seed_everything(ctx.seed)
-                handle.record_metrics(p, exp.run_part(p, ctx, handle))
-                if tracker:
-                    tracker.log_part(p, handle.metrics[p])
+                seed_everything(ctxs[pending[0]].seed)
+                results = exp.run_part(p, [ctxs[i] for i in pending], [handles[i] for i in pending])
+                for i, result in zip(pending, results):
+                    handles[i].record_metrics(p, result)
+                    if trackers and trackers[i]:
+                        trackers[i].log_part(p, handles[i].metrics[p])
                 distributed.barrier()  # the other ranks read what rank 0 recorded
                 log.info(f"== {exp.name}/{p} done in {time.perf_counter() - started:.0f} s")
     except KeyboardInterrupt:
@@ -183,14 +205,18 @@ def execute(exp: Experiment, ctx, handle: Run, tracker_kind: str = "none") -> li
     except UserError:
         raise
     except Exception as exc:
-        raise unexpected(exc, f"{exp.name}/{p}", handle.dir / "error.txt") from None
+        raise unexpected(exc, f"{exp.name}/{p}", handles[0].dir / "error.txt") from None
     finally:
-        if tracker:
-            tracker.close()
-    rows = exp.summary({p: handle.metrics[p] for p in ctx.parts})
-    log.info(f"\n{text_table(rows)}")
-    log.info(f"\natml: done. metrics: {handle.dir / 'metrics.json'}  plots: {handle.dir / 'plots'}")
-    return rows
+        for tracker in trackers:
+            if tracker:
+                tracker.close()
+    all_rows = []
+    for h in handles:
+        rows = exp.summary({p: h.metrics[p] for p in ctxs[0].parts})
+        log.info(f"\n{text_table(rows)}")
+        log.info(f"\natml: done. metrics: {h.dir / 'metrics.json'}  plots: {h.dir / 'plots'}")
+        all_rows.append(rows)
+    return all_rows
 
 
 def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) -> Run:

@@ -1,6 +1,10 @@
 """The one training loop every part uses: epochs over in-memory batches, a step function,
 interval logging, per-epoch evaluation, NaN detection, progress with ETA, the seconds spent so
 far in each epoch's row, and checkpoints that make an interrupted part resumable.
+
+`fit` trains one model; `fit_stacked` trains N copies at once (one per seed, stacked: see
+atml.models.stacked), each with its own history and its own checkpoint in its own run folder, in
+the format a lone copy writes: a stacked seed's folder resumes alone, and a lone one joins a stack.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 
 from atml import distributed
 from atml.data.batching import TensorBatches
-from atml.errors import TrainingDivergedError
+from atml.errors import DamagedFileError, TrainingDivergedError
 from atml.logs import Counter
 from atml.runs import Run
 from atml.runtime import rng_state, set_rng_state
@@ -39,15 +43,26 @@ class History:
 
 @dataclass
 class Checkpointing:
-    """Where fit() saves after every epoch, and the objects whose state it saves and restores."""
+    """Where fit() saves after every epoch, and the objects whose state it saves and restores.
+    `generator`: the one the model's random draws come from (else torch's global generator)."""
 
     run: Run
     key: str
     states: dict[str, Stateful]
+    generator: torch.Generator | None = None
+
+    def rng(self) -> dict:
+        return rng_state() if self.generator is None else {"torch": self.generator.get_state()}
+
+    def set_rng(self, state: dict) -> None:
+        if self.generator is None:
+            set_rng_state(state)
+        else:
+            self.generator.set_state(state["torch"])
 
 
-def _means(sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
-    return {k: (v / count).item() for k, v in sums.items()}
+def _means(sums: dict[str, torch.Tensor], count: int, k: int) -> dict[str, float]:
+    return {name: (v[k] / count).item() for name, v in sums.items()}
 
 
 def _check_finite(
@@ -103,7 +118,7 @@ def _restore(saved: object, checkpointing: Checkpointing) -> tuple[History, int]
     try:
         for name, obj in checkpointing.states.items():
             obj.load_state_dict(saved["states"][name])
-        set_rng_state(saved["rng"])
+        checkpointing.set_rng(saved["rng"])
         return History(list(saved["history"]["steps"]), list(saved["history"]["epochs"])), int(
             saved["epoch"]
         ) + 1
@@ -122,22 +137,67 @@ def fit(
     on_epoch_end: Callable[[int], None] | None = None,
     checkpointing: Checkpointing | None = None,
 ) -> History:
-    """Run `step` on every batch for `epochs` epochs. With `checkpointing`, resume from the last
-    completed epoch if a checkpoint exists (a finished run returns its stored history at once).
+    """Run `step` on every batch for `epochs` epochs: `fit_stacked` with one copy."""
+    (history,) = fit_stacked(
+        lambda batch: {name: value.reshape(1) for name, value in step(batch).items()},
+        batches,
+        epochs,
+        label=label,
+        log_every=log_every,
+        evaluate=None if evaluate is None else (lambda epoch: [evaluate(epoch)]),
+        on_epoch_end=on_epoch_end,
+        checkpointing=None if checkpointing is None else [checkpointing],
+    )
+    return history
+
+
+def _resume(checkpointing: list[Checkpointing], label: str, epochs: int) -> tuple[list[History], int]:
+    """Every copy's history and the epoch to start from: all from their checkpoints, or none."""
+    distributed.barrier()  # under torchrun: every rank sees the checkpoint rank 0 last wrote
+    saved = [c.run.load_checkpoint(c.key) for c in checkpointing]
+    if all(s is None for s in saved):
+        return [History() for _ in checkpointing], 0
+    restored = [_restore(s, c) if s is not None else (None, 0) for s, c in zip(saved, checkpointing)]
+    starts = {first for _, first in restored}
+    if len(starts) > 1 or any(h is None for h, _ in restored):
+        where = ", ".join(f"{c.run.dir.name}: {first}" for c, (_, first) in zip(checkpointing, restored))
+        raise DamagedFileError(
+            f"{label}: the seeds' checkpoints stopped after different epochs ({where}); resume each "
+            "run folder alone (atml run EXP --resume FOLDER): a seed gives the same numbers alone"
+        )
+    first_epoch = starts.pop()
+    if first_epoch < epochs:
+        log.info(f"  {label}: resuming after epoch {first_epoch}/{epochs}")
+    return [h for h, _ in restored], first_epoch
+
+
+def fit_stacked(
+    step: StepFn,
+    batches,
+    epochs: int,
+    *,
+    label: str,
+    log_every: int = 50,
+    evaluate: Callable[[int], list[dict]] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+    checkpointing: list[Checkpointing] | None = None,
+    copies: list[str] | None = None,
+) -> list[History]:
+    """Run `step` on every batch for `epochs` epochs for N stacked copies: `step` returns each
+    logged value as an [N] tensor, `evaluate` one row per copy, `checkpointing` one per copy (all
+    resume, or none). With checkpoints, a finished run returns its stored histories at once.
+    `copies`: the copies' names in messages (e.g. seed 0, seed 1).
     Kept in one piece (over 60 lines): the order of step, interval logging, NaN check,
     evaluation, checkpoint and progress is the loop's contract and reads best top to bottom."""
-    history, first_epoch = History(), 0
+    n = len(checkpointing) if checkpointing else len(copies or [None])
+    named = [f"{label} ({c})" for c in copies] if copies and n > 1 else [label] * n
+    histories, first_epoch = [History() for _ in range(n)], 0
     if checkpointing is not None:
-        distributed.barrier()  # under torchrun: every rank sees the checkpoint rank 0 last wrote
-        saved = checkpointing.run.load_checkpoint(checkpointing.key)
-        if saved is not None:
-            history, first_epoch = _restore(saved, checkpointing)
-            if first_epoch < epochs:
-                log.info(f"  {label}: resuming after epoch {first_epoch}/{epochs}")
+        histories, first_epoch = _resume(checkpointing, label, epochs)
     steps_per_epoch = len(batches)
-    progress = Progress(label, epochs, steps_per_epoch)
+    progress = Progress(label if n == 1 else f"{label} ×{n}", epochs, steps_per_epoch)
     global_step = first_epoch * steps_per_epoch
-    trained_seconds = history.epochs[-1].get("time_s", 0.0) if history.epochs else 0.0
+    trained_seconds = histories[0].epochs[-1].get("time_s", 0.0) if histories[0].epochs else 0.0
     for epoch in range(first_epoch, epochs):
         epoch_started = time.perf_counter()
         interval: dict[str, torch.Tensor] = {}
@@ -145,35 +205,37 @@ def fit(
         in_interval = 0
         for i, batch in enumerate(batches, start=1):
             values = step(batch)
-            for k, v in values.items():
+            for name, v in values.items():
                 v = v.detach().float()
-                interval[k] = interval[k] + v if k in interval else v.clone()
-                epoch_sums[k] = epoch_sums[k] + v if k in epoch_sums else v.clone()
+                interval[name] = interval[name] + v if name in interval else v.clone()
+                epoch_sums[name] = epoch_sums[name] + v if name in epoch_sums else v.clone()
             in_interval += 1
             global_step += 1
             if in_interval == log_every or i == steps_per_epoch:
-                means = _means(interval, in_interval)
-                _check_finite(means, label, global_step, checkpointing)
-                history.steps.append({"step": global_step, "epoch": epoch + i / steps_per_epoch, **means})
+                for k, history in enumerate(histories):
+                    means = _means(interval, in_interval, k)
+                    _check_finite(means, named[k], global_step, checkpointing[k] if checkpointing else None)
+                    history.steps.append({"step": global_step, "epoch": epoch + i / steps_per_epoch, **means})
                 interval, in_interval = {}, 0
             progress.step(epoch, i)
-        row = {"epoch": epoch + 1, "step": global_step, **_means(epoch_sums, steps_per_epoch)}
-        if evaluate is not None:
-            row.update(evaluate(epoch))
+        evaluated = evaluate(epoch) if evaluate is not None else [{}] * n
         trained_seconds += time.perf_counter() - epoch_started
-        row["time_s"] = trained_seconds  # training + evaluation so far, across resumes
-        history.epochs.append(row)
+        for k, history in enumerate(histories):
+            row = {"epoch": epoch + 1, "step": global_step, **_means(epoch_sums, steps_per_epoch, k)}
+            row.update(evaluated[k])
+            row["time_s"] = trained_seconds  # training + evaluation so far, across resumes
+            history.epochs.append(row)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
-        if checkpointing is not None:
-            checkpointing.run.save_checkpoint(
-                checkpointing.key,
+        for c, history in zip(checkpointing or (), histories):
+            c.run.save_checkpoint(
+                c.key,
                 {
                     "epoch": epoch,
-                    "rng": rng_state(),
+                    "rng": c.rng(),
                     "history": {"steps": history.steps, "epochs": history.epochs},
-                    "states": {name: obj.state_dict() for name, obj in checkpointing.states.items()},
+                    "states": {name: obj.state_dict() for name, obj in c.states.items()},
                 },
             )
-        progress.epoch(epoch, first_epoch, row)
-    return history
+        progress.epoch(epoch, first_epoch, histories[0].epochs[-1])
+    return histories

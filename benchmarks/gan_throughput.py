@@ -22,11 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from atml.data.batching import TensorBatches
+from atml.data.batching import StackedBatches, TensorBatches
 from atml.data.mnist_sets import load_split, to_signed_range
 from atml.experiments.gan import GanTrainConfig
 from atml.experiments.gan.parts import GanStep
 from atml.models.mlp_gan import Discriminator, Generator
+from atml.models.stacked import StackedMLP, fork_global_generator
 from benchmarks.common import Comparison, PerItemDataset, compare
 
 LATENT, BATCH = 100, 64
@@ -86,11 +87,12 @@ def main(argv: list[str] | None = None) -> Comparison:
     reference = reference_step(G, SigmoidOutput(D), opt_g, opt_d, nn.BCELoss(), device)
 
     images = to_signed_range(split.images).to(device)
-    ours = GanStep(Generator(LATENT).to(device), Discriminator().to(device), GanTrainConfig())
+    stacked = (StackedMLP([Generator(LATENT).to(device)]), StackedMLP([Discriminator().to(device)]))
+    ours = GanStep(*stacked, GanTrainConfig(), [fork_global_generator(device)])
     return compare(
         "gan_throughput",
         ("reference (DataLoader)", reference, loader),
-        ("atml (in-memory + GanStep)", ours, TensorBatches(images, batch_size=BATCH)),
+        ("atml (in-memory + GanStep)", ours, StackedBatches([TensorBatches(images, batch_size=BATCH)])),
         args.batches,
         BATCH,
         device=str(device),

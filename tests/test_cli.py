@@ -205,7 +205,7 @@ def test_nan_loss_stops_with_exit_4_and_keeps_the_folder(cli, fake_root, tmp_pat
     import torch
 
     def diverged(self, batch):
-        nan = torch.tensor(float("nan"))
+        nan = torch.full((1,), float("nan"))  # one value per seed
         return {"d_loss": nan, "g_loss": nan, "d_real": nan, "d_fake": nan, "g_grad_norm": nan}
 
     monkeypatch.setattr(gan_parts.GanStep, "__call__", diverged)

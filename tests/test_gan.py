@@ -5,12 +5,15 @@ import torch
 from atml.experiments.gan import GanTrainConfig
 from atml.experiments.gan.parts import GanStep
 from atml.models.mlp_gan import Discriminator, Generator
+from atml.models.stacked import StackedMLP
 
 
 def make(**train):
+    """One seed's G and D as the GAN trains them: stacked, one copy."""
     torch.manual_seed(0)
-    G, D = Generator(latent_dim=8, hidden=(16,)), Discriminator(hidden=(16,))
-    return G, D, GanStep(G, D, GanTrainConfig(batch_size=4, **train))
+    G = StackedMLP([Generator(latent_dim=8, hidden=(16,))])
+    D = StackedMLP([Discriminator(hidden=(16,))])
+    return G, D, GanStep(G, D, GanTrainConfig(batch_size=4, **train), [torch.Generator().manual_seed(1)])
 
 
 def test_shapes_and_architecture_of_the_assignment():
@@ -26,8 +29,9 @@ def test_shapes_and_architecture_of_the_assignment():
 def test_one_step_updates_both_networks_and_reports_everything():
     G, D, step = make()
     g0, d0 = [p.clone() for p in G.parameters()], [p.clone() for p in D.parameters()]
-    out = step((torch.rand(4, 1, 28, 28) * 2 - 1,))
+    out = step((torch.rand(1, 4, 1, 28, 28) * 2 - 1,))
     assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm"}
+    assert all(v.shape == (1,) for v in out.values())  # one value per seed
     assert all(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
     assert all(p.requires_grad for p in D.parameters())  # D unfrozen again after the G update
@@ -35,12 +39,12 @@ def test_one_step_updates_both_networks_and_reports_everything():
 
 def test_g_update_leaves_no_gradient_on_d():
     G, D, step = make()
-    step((torch.rand(4, 1, 28, 28) * 2 - 1,))
+    step((torch.rand(1, 4, 1, 28, 28) * 2 - 1,))
     # D's grads are those of its own update (zeroed with set_to_none before it); G's update,
     # made through a frozen D, must not have added to them.
     d_grads = [p.grad.clone() for p in D.parameters()]
     D.requires_grad_(False)
-    step.g_loss(D(G(torch.randn(4, 8)))).backward()
+    step.g_loss(D(G(torch.randn(1, 4, 8), step.generators), step.generators)[0, :, 0]).backward()
     D.requires_grad_(True)
     assert all(torch.equal(a, p.grad) for a, p in zip(d_grads, D.parameters()))
 
@@ -48,8 +52,8 @@ def test_g_update_leaves_no_gradient_on_d():
 def test_k_d_steps_use_k_real_batches():
     G, D, step = make(d_steps=3)
     calls = []
-    D.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    step((torch.rand(12, 1, 28, 28),))
+    D.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[1]))
+    step((torch.rand(1, 12, 1, 28, 28),))
     assert calls == [8, 8, 8, 4]  # three D updates on 4 real + 4 fake, then one G update on 4 fakes
 
 
@@ -69,7 +73,7 @@ def test_label_smoothing_sets_the_real_target():
     with torch.no_grad():
         for p in D.parameters():
             p.zero_()
-    out = step((torch.zeros(4, 1, 28, 28),))
+    out = step((torch.zeros(1, 4, 1, 28, 28),))
     expected = 0.5 * (
         torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(4), torch.full((4,), 0.9))
         + math.log(2)
@@ -80,10 +84,10 @@ def test_label_smoothing_sets_the_real_target():
 def test_d_steps_can_share_one_real_batch():
     G, D, step = make(d_steps=3, d_steps_reuse_real=True)
     seen = []
-    D.register_forward_hook(lambda m, i, o: seen.append(i[0][:4].clone()))
+    D.register_forward_hook(lambda m, i, o: seen.append(i[0][0, :4].clone()))
     real = torch.rand(4, 1, 28, 28)
-    step((real,))
-    assert len(seen) == 4 and all(torch.equal(x, real) for x in seen[:3])  # 3 D steps, then G's
+    step((real[None],))
+    assert len(seen) == 4 and all(torch.equal(x, real.flatten(1)) for x in seen[:3])  # 3 D steps, then G's
     assert GanTrainConfig(batch_size=4, d_steps=3, d_steps_reuse_real=True).real_per_iteration == 4
     assert GanTrainConfig(batch_size=4, d_steps=3).real_per_iteration == 12
 
@@ -93,7 +97,7 @@ def test_g_reuses_d_noise_or_draws_its_own():
         G, D, step = make(d_steps=2, g_steps=3, g_reuses_d_noise=reuse)
         calls = []
         G.register_forward_hook(lambda m, i, o, calls=calls: calls.append(1))
-        step((torch.rand(8, 1, 28, 28),))
+        step((torch.rand(1, 8, 1, 28, 28),))
         assert len(calls) == g_forwards
 
 
@@ -104,12 +108,13 @@ def test_sigmoid_bce_stalls_at_the_log_clamp_as_the_original_did():
     for loss in ("sigmoid-bce", "logits"):
         G, D, step = make(loss=loss, g_loss="saturating")
         with torch.no_grad():
-            D.net[-1].bias.fill_(40.0)
-        real = torch.rand(4, 1, 28, 28) * 2 - 1
+            D.param(f"{len(D.template.net) - 1}.bias").fill_(40.0)
+        real = torch.rand(1, 4, 784) * 2 - 1
+        gens = step.generators
         if loss == "sigmoid-bce":
-            logits = D(torch.cat([real, G(torch.randn(4, 8)).detach()]))
+            logits = D(torch.cat([real, G(torch.randn(1, 4, 8), gens).detach()], 1), gens)[0, :, 0]
             assert step.d_loss(logits, 4).item() == 100.0
-        fake_logits = D(G(torch.randn(4, 8)))
+        fake_logits = D(G(torch.randn(1, 4, 8), gens), gens)[0, :, 0]
         if loss == "sigmoid-bce":
             assert step.g_loss(fake_logits).item() == -100.0
         G.zero_grad()

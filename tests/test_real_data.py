@@ -11,7 +11,7 @@ from atml.config import ClassifierConfig
 from atml.data.mnist import DATASETS, ImageDataConfig, locate
 from atml.data.mnist_sets import load_split, load_train_heldout, to_signed_range
 from atml.experiments.gan import GanEvalConfig, GanModelConfig, GanRunSettings, GanTrainConfig
-from atml.experiments.gan.parts import generate, train_one
+from atml.experiments.gan.parts import generate, train_together
 from atml.models.mlp_gan import Generator
 from atml.models.sample_classifier import get_classifier
 from atml.runs import Run
@@ -55,8 +55,9 @@ def test_short_gan_on_real_digits_moves_towards_the_data(tmp_path):
     run = Run.create(tmp_path, "gan", "real", {}, env={})
     torch.manual_seed(0)
     untrained = generate(Generator(), torch.randn(1000, 100))
-    G, history, _ = train_one("real", "real", settings, data, 0, GanEvalConfig(), run, torch.device("cpu"))
-    trained = generate(G, torch.randn(1000, 100))
+    (one,) = train_together("real", "real", settings, data, [0], GanEvalConfig(), [run], torch.device("cpu"))
+    history = one.history
+    trained = generate(one.G, torch.randn(1000, 100))
 
     def fd(images):
         return frechet_distance(judge.predict(images)[1].double().numpy(), real_features.double().numpy())

@@ -436,5 +436,5 @@ def test_a_part_that_returns_an_untyped_dict_is_refused(monkeypatch):
 
     untyped = dataclasses.replace(gan.EXPERIMENT)
     monkeypatch.setattr(gan_parts, "RUNNERS", dict.fromkeys(gan.PARTS, lambda ctx, run: {"x": 1.0}))
-    with pytest.raises(TypeError, match="returned dict, not GanPartResult"):
-        untyped.run_part("baseline", None, None)
+    with pytest.raises(TypeError, match="returned dict, not a list of GanPartResult"):
+        untyped.run_part("baseline", [None], [None])

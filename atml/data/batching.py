@@ -69,3 +69,20 @@ class TensorBatches:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+class StackedBatches:
+    """Batches of N TensorBatches (one per seed, each with its own shuffle) stacked along a new
+    leading dimension: one data pass serves every copy of a stacked model."""
+
+    def __init__(self, members: list[TensorBatches]):
+        if len({len(m) for m in members}) != 1:
+            raise ValueError("StackedBatches needs members with the same number of batches")
+        self.members = members
+
+    def __len__(self) -> int:
+        return len(self.members[0])
+
+    def __iter__(self):
+        for batches in zip(*self.members):
+            yield tuple(torch.stack(tensors) for tensors in zip(*batches))

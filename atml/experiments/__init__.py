@@ -104,7 +104,7 @@ class RunContext:
         return self.cfg.seed
 
 
-Runner = Callable[[Any, Any], dict]
+Runner = Callable[[Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,9 @@ class Experiment:
     # config keys (fnmatch patterns) that change no result (logging, figures): left out when the
     # report lists a run's settings that differ from the original preset's
     non_result_keys: tuple[str, ...] = ()
+    # True: a runner takes every seed's context and run at once, `runner(ctxs, runs) -> [Result]`,
+    # and trains the seeds together (atml.models.stacked); else `runner(ctx, run) -> Result`
+    stacks_seeds: bool = False
     # `atml data check`: (weights name, cache file, present?) of the default config's pretrained weights
     weights_files: Callable[[], list[tuple[str, Any, bool]]] = list
 
@@ -195,14 +198,26 @@ class Experiment:
                     return f"'{shorten(where, 100)}' is not what {self.name} writes ({wrong[0]['msg']})"
         return None
 
-    def run_part(self, part: str, ctx: RunContext, run) -> dict:
-        """The part's result as metrics.json holds it; a result of another type is a bug."""
-        result = self.runners[part](ctx, run)
-        if not isinstance(result, self.results[part]):
-            raise TypeError(
-                f"{self.name}/{part} returned {type(result).__name__}, not {self.results[part].__name__}"
-            )
-        return result.to_json()
+    def run_part(self, part: str, ctxs: list[RunContext], runs: list) -> list[dict]:
+        """The part's result for each run (one per seed), as metrics.json holds it; the seeds
+        together where the experiment stacks them, else one after another. A result of another type
+        is a bug."""
+        runner = self.runners[part]
+        if self.stacks_seeds:
+            results = runner(ctxs, runs)
+            if not isinstance(results, list):
+                raise TypeError(
+                    f"{self.name}/{part} returned {type(results).__name__}, not a list of "
+                    f"{self.results[part].__name__}"
+                )
+        else:
+            results = [runner(ctx, run) for ctx, run in zip(ctxs, runs)]
+        for result in results:
+            if not isinstance(result, self.results[part]):
+                raise TypeError(
+                    f"{self.name}/{part} returned {type(result).__name__}, not {self.results[part].__name__}"
+                )
+        return [result.to_json() for result in results]
 
 
 def get(name: str) -> Experiment:

@@ -307,4 +307,5 @@ EXPERIMENT = Experiment(
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
     non_result_keys=("*.grid_every", "*.log_every"),
+    stacks_seeds=True,
 )
