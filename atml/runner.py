@@ -132,10 +132,6 @@ def run_all(plans: list[RunRequest]) -> None:
             for request in plans:
                 name = request.experiment.name
                 try:
-                    if plans[0].preset is not None and request.preset is None:
-                        log.info(
-                            f"atml: {name} has no preset '{plans[0].preset}'; it runs with its own settings"
-                        )
                     run_seeds(request, device)
                     done.append(name)
                 except (UserError, TrainingDivergedError, UnexpectedError) as exc:

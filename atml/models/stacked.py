@@ -144,16 +144,3 @@ class AdamCopyOf:
                     if key not in live:
                         live[key] = torch.zeros_like(params[int(i)])
                     live[key][self.k].copy_(value)
-
-
-class GeneratorOf:
-    """A generator as the `Stateful` a checkpoint saves."""
-
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-
-    def state_dict(self) -> dict:
-        return {"state": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["state"])
