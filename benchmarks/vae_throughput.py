@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from atml.data.batching import TensorBatches
+from atml.data.batching import StackedBatches, TensorBatches
 from atml.data.mnist_sets import load_split, to_unit_range
 from atml.experiments.vae import VaeTrainConfig
 from atml.experiments.vae.parts import VaeStep
-from atml.models.vae import ConvVAE
+from atml.models.stacked import fork_global_generator
+from atml.models.vae import ConvVAE, StackedConvVAE
 from atml.schedules import BetaSchedule
 from benchmarks.common import Comparison, PerItemDataset, compare
 
@@ -64,11 +65,16 @@ def main(argv: list[str] | None = None) -> Comparison:
 
     images = to_unit_range(split.images).to(device)
     n = args.batches or len(loader)
-    ours = VaeStep(ConvVAE().to(device), VaeTrainConfig(), BetaSchedule(), total_steps=n, device=device)
+    model, generators = StackedConvVAE([ConvVAE().to(device)]), [fork_global_generator(device)]
+    ours = VaeStep(model, VaeTrainConfig(), BetaSchedule(), n, device, generators)
     return compare(
         "vae_throughput",
         ("reference (DataLoader, fp32)", reference, loader),
-        (f"atml (in-memory + VaeStep, {ours.precision})", ours, TensorBatches(images, batch_size=BATCH)),
+        (
+            f"atml (in-memory + VaeStep, {ours.precision})",
+            ours,
+            StackedBatches([TensorBatches(images, batch_size=BATCH)]),
+        ),
         n,
         BATCH,
         device=str(device),

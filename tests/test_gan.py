@@ -108,7 +108,7 @@ def test_sigmoid_bce_stalls_at_the_log_clamp_as_the_original_did():
     for loss in ("sigmoid-bce", "logits"):
         G, D, step = make(loss=loss, g_loss="saturating")
         with torch.no_grad():
-            D.param(f"{len(D.template.net) - 1}.bias").fill_(40.0)
+            D.param(f"net.{len(D.template.net) - 1}.bias").fill_(40.0)
         real = torch.rand(1, 4, 784) * 2 - 1
         gens = step.generators
         if loss == "sigmoid-bce":

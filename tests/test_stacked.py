@@ -1,13 +1,17 @@
-"""Several seeds of a GAN run trained together (atml.models.stacked): each seed's numbers are the
-ones it gets alone, bit for bit, and an interrupted stacked run resumes, together or seed by seed."""
+"""Several seeds of a GAN run or a VAE schedule trained together (atml.models.stacked): each seed's
+numbers are the ones it gets alone, bit for bit, and an interrupted stacked run resumes, together
+or seed by seed."""
 
 import json
 
+import pytest
 import torch
 
 from atml.experiments.gan.parts import d_logits as real_d_logits
+from atml.experiments.vae.parts import loss_terms
 from atml.models.mlp_gan import Discriminator, Generator
-from atml.models.stacked import StackedMLP, fork_global_generator
+from atml.models.stacked import CopyAdams, Stacked, StackedMLP, fork_global_generator
+from atml.models.vae import ConvVAE, StackedConvVAE
 from atml.seed_summary import numeric_leaves
 
 TIMINGS = ("time_s",)
@@ -18,9 +22,9 @@ def numbers(folder) -> dict:
     return {k: v for k, v in leaves.items() if not k.endswith(TIMINGS)}
 
 
-def folders(root, seed_suffix: str = "") -> list:
+def folders(root, seed_suffix: str = "", experiment: str = "gan") -> list:
     return sorted(
-        p for p in (root / "gan").iterdir() if p.name.endswith(seed_suffix) and "seeds" not in p.name
+        p for p in (root / experiment).iterdir() if p.name.endswith(seed_suffix) and "seeds" not in p.name
     )
 
 
@@ -63,18 +67,101 @@ def test_at_other_sizes_a_copy_with_others_is_within_rounding_of_it_alone():
     assert torch.allclose(one, with_others, rtol=1e-5, atol=1e-9)
 
 
-def test_a_seed_trained_with_others_has_the_numbers_it_has_alone(cli, fake_root, tmp_path):
-    common = ["run", "gan", "--smoke", "--part", "mode-collapse", "--set", f"data.root={fake_root}"]
+def test_each_copy_is_updated_as_its_lone_adam_updates_it_at_any_size():
+    """20 parameters (the VAE's latent biases): one fused Adam over the stacked [3, 20] tensor
+    rounds some second moments otherwise than the lone Adam over [20] (its vectorised and scalar
+    paths split the tensor elsewhere); CopyAdams steps each copy's own Adam and matches, every step."""
+    torch.manual_seed(0)
+    copies = [torch.nn.Linear(20, 20) for _ in range(3)]
+    stacked = Stacked(copies)
+    lone = torch.nn.Linear(20, 20)
+    lone.load_state_dict(copies[1].state_dict())
+    together, alone = (
+        CopyAdams(stacked, lr=1e-3, fused=True),
+        torch.optim.Adam(lone.parameters(), lr=1e-3, fused=True),
+    )
+    for _ in range(50):
+        grads = {name: torch.randn(3, *p.shape) for name, p in lone.named_parameters()}
+        for name, p in lone.named_parameters():
+            stacked.param(name).grad, p.grad = grads[name], grads[name][1].clone()
+        together.step()
+        alone.step()
+    for name, p in lone.named_parameters():
+        assert torch.equal(stacked.param(name)[1], p), name
+    assert torch.equal(
+        together.optimizers[1].state_dict()["state"][1]["exp_avg_sq"],
+        alone.state_dict()["state"][1]["exp_avg_sq"],
+    )
+
+
+def vae_copies(seeds, exact=True):
+    copies, generators = [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        copies.append(ConvVAE())
+        generators.append(fork_global_generator(torch.device("cpu")))
+    return copies, StackedConvVAE(copies, exact=exact), generators
+
+
+def vae_losses_and_grads(stacked, generators, x):
+    recon, mu, logvar = stacked(x, generators)
+    terms = [loss_terms(recon[k], mu[k], logvar[k], x[k]) for k in range(len(x))]
+    torch.stack([rec + kl for rec, kl in terms]).sum().backward()
+    return recon, {name: stacked.param(name).grad for name in stacked.names}
+
+
+@pytest.mark.parametrize(
+    "batch", [128, 37]
+)  # 37: an odd last batch, where elementwise kernels split otherwise
+def test_vae_copies_compute_and_differentiate_what_their_lone_modules_do(batch):
+    """Convolutions, the sigmoid and the reparameterisation run copy by copy (exact mode), the
+    linear layers batched: outputs and every gradient bit for bit a lone ConvVAE's."""
+    copies, stacked, generators = vae_copies((0, 1, 2))
+    x = torch.rand(3, batch, 1, 28, 28)
+    recon, grads = vae_losses_and_grads(stacked, generators, x)
+    for k, seed in enumerate((0, 1, 2)):
+        torch.manual_seed(seed)
+        ConvVAE()  # the same draws as above, so the global stream is where the lone run's was
+        lone_recon, mu, logvar = copies[k](x[k])
+        sum(loss_terms(lone_recon, mu, logvar, x[k])).backward()
+        assert torch.equal(recon[k], lone_recon)
+        for name, p in copies[k].named_parameters():
+            assert torch.equal(grads[name][k], p.grad), name
+    assert torch.equal(stacked.lone(1)(x[1])[1], copies[1](x[1])[1])  # a seed's module after training
+
+
+def test_grouped_convolutions_are_within_rounding_of_the_exact_path():
+    """Batched mode (a CUDA run's): every copy's convolution in one grouped kernel; its numbers may
+    round otherwise than a lone convolution, so a seed's are close to its lone run's, not equal."""
+    x = torch.rand(3, 16, 1, 28, 28)
+    _, exact, g1 = vae_copies((0, 1, 2))
+    _, grouped, g2 = vae_copies((0, 1, 2), exact=False)
+    (r1, grads1), (r2, grads2) = vae_losses_and_grads(exact, g1, x), vae_losses_and_grads(grouped, g2, x)
+    assert torch.allclose(r1, r2, rtol=1e-5, atol=1e-6)
+    for name in exact.names:
+        assert torch.allclose(grads1[name], grads2[name], rtol=1e-4, atol=1e-6), name
+
+
+SEEDED_RUNS = {
+    "gan": ["--part", "mode-collapse"],
+    "vae": ["--part", "train", "--set", "data.train_subset=333"],  # batches of 128, 128 and an odd 77
+}
+
+
+@pytest.mark.parametrize("experiment", SEEDED_RUNS)
+def test_a_seed_trained_with_others_has_the_numbers_it_has_alone(cli, fake_root, tmp_path, experiment):
+    common = ["run", experiment, "--smoke", *SEEDED_RUNS[experiment], "--set", f"data.root={fake_root}"]
     code, _, err = cli(*common, "--seeds", "0,1,2", "--out", tmp_path / "together")
     assert code == 0, err
     code, _, err = cli(*common, "--seed", "1", "--out", tmp_path / "alone")
     assert code == 0, err
-    (alone,) = folders(tmp_path / "alone")
-    seed1 = folders(tmp_path / "together", "-seed1")[0]
+    (alone,) = folders(tmp_path / "alone", experiment=experiment)
+    seed1 = folders(tmp_path / "together", "-seed1", experiment)[0]
     assert json.loads((seed1 / "env.json").read_text())["seeds_trained_together"] == [0, 1, 2]
     together, by_itself = numbers(seed1), numbers(alone)
-    assert len(together) > 40 and together == by_itself  # every number, bit for bit
-    assert numbers(folders(tmp_path / "together", "-seed0")[0]) != by_itself  # another seed, other numbers
+    assert len(together) > 20 and together == by_itself  # every number, bit for bit
+    other = numbers(folders(tmp_path / "together", "-seed0", experiment)[0])
+    assert other != by_itself  # another seed, other numbers
 
 
 def test_an_interrupted_stacked_run_resumes_together_with_the_numbers_of_an_uninterrupted_one(
@@ -102,3 +189,30 @@ def test_an_interrupted_stacked_run_resumes_together_with_the_numbers_of_an_unin
     code, _, err = cli(*common, "--seed", "1", "--out", tmp_path / "whole")
     assert code == 0, err
     assert numbers(seed1) == numbers(folders(tmp_path / "whole")[0])
+
+
+def test_an_interrupted_stacked_vae_schedule_resumes_together_as_if_never_cut(
+    cli, fake_root, tmp_path, monkeypatch
+):
+    from atml.experiments.vae import parts as vae_parts
+
+    real_evaluate, calls = vae_parts.evaluate_losses, {"n": 0}
+
+    def interrupt_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second epoch's validation
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    common = ["run", "vae", "--smoke", "--part", "train", "--set", f"data.root={fake_root}"]
+    monkeypatch.setattr(vae_parts, "evaluate_losses", interrupt_in_second_epoch)
+    code, _, err = cli(*common, "--seeds", "0,1", "--out", tmp_path / "cut")
+    seed0, seed1 = folders(tmp_path / "cut", experiment="vae")
+    assert code == 130 and f"--resume {seed0} --resume {seed1}" in err
+    monkeypatch.setattr(vae_parts, "evaluate_losses", real_evaluate)
+    code, out, err = cli("run", "vae", "--resume", seed0, "--resume", seed1)
+    assert code == 0, err
+    assert "resuming after epoch 1/2" in out
+    code, _, err = cli(*common, "--seed", "1", "--out", tmp_path / "whole")
+    assert code == 0, err
+    assert numbers(seed1) == numbers(folders(tmp_path / "whole", experiment="vae")[0])

@@ -22,7 +22,7 @@ from atml.experiments.gan import PARTS, Config, GanEvalConfig, GanPartResult, Ga
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.modes import evaluating
 from atml.models.sample_classifier import JudgedClassifier, get_classifier
-from atml.models.stacked import AdamCopyOf, CopyOf, StackedMLP, fork_global_generator
+from atml.models.stacked import CopyAdams, CopyOf, StackedMLP, fork_global_generator
 from atml.runs import Run
 from atml.training import Checkpointing, History, fit_stacked
 
@@ -105,8 +105,8 @@ class GanStep:
 
     def __init__(self, G: StackedMLP, D: StackedMLP, t: GanTrainConfig, generators: list[torch.Generator]):
         self.G, self.D, self.t, self.generators = G, D, t, generators
-        self.opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas, fused=True)
-        self.opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas, fused=True)
+        self.opt_g = CopyAdams(G, lr=t.lr_g, betas=t.betas, fused=True)
+        self.opt_d = CopyAdams(D, lr=t.lr_d, betas=t.betas, fused=True)
 
     def d_loss(self, logits: torch.Tensor, n_real: int) -> torch.Tensor:
         """Real images (the first n_real logits) against real_label, fakes against 0."""
@@ -297,8 +297,8 @@ def train_together(
             {
                 "G": CopyOf(G, k),
                 "D": CopyOf(D, k),
-                "opt_g": AdamCopyOf(step.opt_g, k),
-                "opt_d": AdamCopyOf(step.opt_d, k),
+                "opt_g": step.opt_g.optimizers[k],
+                "opt_d": step.opt_d.optimizers[k],
                 "batches": batches[k],
                 "grids": grids[k],
             },

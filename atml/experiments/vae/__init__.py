@@ -170,4 +170,5 @@ EXPERIMENT = Experiment(
     key_figures=KEY_FIGURES,
     flags=FLAGS,
     non_result_keys=("train.log_every", "eval.n_show", "eval.latent_map", "eval.latent_map_images"),
+    stacks_seeds=True,
 )

@@ -13,18 +13,19 @@ import torch.nn.functional as F
 from atml import plots, seeding
 from atml.analysis import posterior
 from atml.analysis.embeddings import project_2d
-from atml.data.batching import TensorBatches
+from atml.data.batching import StackedBatches, TensorBatches
 from atml.data.mnist import DATASETS
 from atml.data.mnist_sets import load_split, load_train_heldout, to_unit_range
 from atml.errors import UserError
 from atml.experiments import RunContext
 from atml.experiments.vae import PARTS, Config, VaePartResult, VaeTrainConfig
 from atml.models.modes import evaluating
-from atml.models.vae import LATENT_DIM, ConvVAE
+from atml.models.stacked import CopyAdams, CopyOf, fork_global_generator
+from atml.models.vae import LATENT_DIM, ConvVAE, StackedConvVAE
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
 from atml.schedules import BetaSchedule, beta_at
-from atml.training import Checkpointing, History, fit
+from atml.training import Checkpointing, History, fit_stacked
 
 DATASET = "fashion-mnist"
 
@@ -75,9 +76,10 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VaeContext:
     return ctx
 
 
-def loss_terms(model: ConvVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_terms(
+    recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image reconstruction (MSE summed over pixels) and KL(q(z|x) ‖ N(0, I)), batch means."""
-    recon, mu, logvar = model(x)
     rec = F.mse_loss(recon, x, reduction="sum") / len(x)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / len(x)
     return rec, kl
@@ -97,19 +99,22 @@ class StepCounter:
 
 
 class VaeStep:
-    """One Adam update on recon + β·KL, β read from the schedule at this step; the forward pass
-    under the resolved precision (bf16 autocast where the hardware runs it natively)."""
+    """One Adam update of N stacked copies (one per seed: atml.models.stacked; one seed is N = 1),
+    each on its own recon + β·KL, β read from the schedule at this step; the forward pass under the
+    resolved precision (bf16 autocast where the hardware runs it natively). Logged values are [N]."""
 
     def __init__(
         self,
-        model: ConvVAE,
+        model: StackedConvVAE,
         t: VaeTrainConfig,
         schedule: BetaSchedule,
         total_steps: int,
         device: torch.device,
+        generators: list[torch.Generator],
     ):
         self.model, self.schedule, self.total_steps, self.epochs = model, schedule, total_steps, t.epochs
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, fused=True)
+        self.generators = generators
+        self.optimizer = CopyAdams(model, lr=t.lr, fused=True)
         self.counter = StepCounter()
         self.device, self.precision = device, resolve_precision(device, t.precision)
 
@@ -117,61 +122,97 @@ class VaeStep:
         return beta_at(self.schedule, step, self.total_steps, self.epochs)
 
     def __call__(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        (x,) = batch
+        (x,) = batch  # [N, B, 1, 28, 28]
         beta = self.beta(self.counter.step)
         self.counter.step += 1
         with autocast(self.device, self.precision):
-            rec, kl = loss_terms(self.model, x)
-        rec, kl = rec.float(), kl.float()
+            recon, mu, logvar = self.model(x, self.generators)
+            # per copy, as a lone copy computes them (a reduction over [N, B] may sum in another order)
+            terms = [loss_terms(recon[k], mu[k], logvar[k], x[k]) for k in range(len(x))]
+        rec = torch.stack([r.float() for r, _ in terms])
+        kl = torch.stack([k.float() for _, k in terms])
         loss = rec + beta * kl
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()  # the gradient of the sum: each copy's own
         self.optimizer.step()
-        return {"loss": loss.detach(), "recon": rec.detach(), "kl": kl.detach(), "beta": torch.tensor(beta)}
+        return {
+            "loss": loss.detach(),
+            "recon": rec.detach(),
+            "kl": kl.detach(),
+            "beta": torch.full((len(x),), beta),
+        }
 
 
-def evaluate_loss(
-    model: ConvVAE, images: torch.Tensor, beta: float, batch_size: int = 1000
-) -> dict[str, float]:
-    rec = kl = 0.0
+def evaluate_losses(
+    model: torch.nn.Module, images: torch.Tensor, beta: float, generators=None, batch_size: int = 1000
+) -> list[dict[str, float]]:
+    """Mean per-image losses on `images` of a ConvVAE (one row), or of every copy of a
+    StackedConvVAE with its generators (one row per copy)."""
+    stacked = generators is not None
+    copies = len(generators) if stacked else 1
+    rec, kl = [0.0] * copies, [0.0] * copies
     with evaluating(model):
         for x in images.split(batch_size):
-            r, k = loss_terms(model, x)
-            rec, kl = rec + r.item() * len(x), kl + k.item() * len(x)
-    rec, kl = rec / len(images), kl / len(images)
-    return {"loss": rec + beta * kl, "recon": rec, "kl": kl}
+            outputs = model(x.expand(copies, *x.shape), generators) if stacked else model(x)
+            for k in range(copies):
+                r, d = loss_terms(*(o[k] for o in outputs), x) if stacked else loss_terms(*outputs, x)
+                rec[k], kl[k] = rec[k] + r.item() * len(x), kl[k] + d.item() * len(x)
+    rows = []
+    for r, d in zip(rec, kl):
+        r, d = r / len(images), d / len(images)
+        rows.append({"loss": r + beta * d, "recon": r, "kl": d})
+    return rows
 
 
-def train_schedule(kind: str, ctx: VaeContext, run: Run) -> tuple[ConvVAE, History]:
-    """The model trained with β schedule `kind` (from this run's checkpoint if already trained)."""
-    cfg, device, data = ctx.cfg, ctx.device, ctx.data
+def train_together(kind: str, ctxs: list[VaeContext], runs: list[Run]) -> list[tuple[ConvVAE, History]]:
+    """Schedule `kind` trained under every seed of `ctxs` at once (their configs differ only in the
+    seed; one seed: N = 1), each seed initialised, shuffled and trained exactly as it would be
+    alone, and checkpointed in its own run folder (a finished run returns its stored histories)."""
+    cfg, device, data = ctxs[0].cfg, ctxs[0].device, ctxs[0].data
     schedule = cfg.train.beta_schedule.model_copy(update={"kind": kind})
-    seeding.seed_torch(cfg.seed)
-    model = ConvVAE().to(device)
-    batches = TensorBatches(data.train, batch_size=cfg.train.batch_size, seed=cfg.seed)
-    step = VaeStep(model, cfg.train, schedule, cfg.train.epochs * len(batches), device)
+    copies, generators, batches = [], [], []
+    for ctx in ctxs:
+        seeding.seed_torch(ctx.seed)
+        copies.append(ConvVAE().to(device))
+        generators.append(fork_global_generator(device))  # what the lone run drew from the global one
+        batches.append(TensorBatches(data.train, batch_size=cfg.train.batch_size, seed=ctx.seed))
+    # a CUDA run batches the convolutions too (grouped): within rounding of a lone seed, not equal
+    model = StackedConvVAE(copies, exact=device.type != "cuda")
+    step = VaeStep(model, cfg.train, schedule, cfg.train.epochs * len(batches[0]), device, generators)
 
-    def validate(epoch: int) -> dict:
+    def validate(epoch: int) -> list[dict]:
         beta = step.beta(max(step.counter.step - 1, 0))
-        return {f"val_{k}": v for k, v in evaluate_loss(model, data.validation, beta).items()}
+        rows = evaluate_losses(model, data.validation, beta, generators)
+        return [{f"val_{k}": v for k, v in row.items()} for row in rows]
 
-    history = fit(
+    states = [
+        {
+            "model": CopyOf(model, k),
+            "optimizer": step.optimizer.optimizers[k],
+            "batches": b,
+            "counter": step.counter,
+        }
+        for k, b in enumerate(batches)
+    ]
+    histories = fit_stacked(
         step,
-        batches,
+        StackedBatches(batches),
         cfg.train.epochs,
         label=f"vae/{kind}",
         log_every=cfg.train.log_every,
         evaluate=validate,
-        checkpointing=Checkpointing(
-            run,
-            f"vae-{kind}",
-            {"model": model, "optimizer": step.optimizer, "batches": batches, "counter": step.counter},
-        ),
+        checkpointing=[
+            Checkpointing(run, f"vae-{kind}", state, generator=g)
+            for run, state, g in zip(runs, states, generators)
+        ],
+        copies=[f"seed {ctx.seed}" for ctx in ctxs],
     )
-    run.write_history(f"train-{kind}", history.epochs)
-    run.write_history(f"train-{kind}_steps", history.steps)
-    model.eval()
-    return model, history
+    trained = []
+    for k, (run, history) in enumerate(zip(runs, histories)):
+        run.write_history(f"train-{kind}", history.epochs)
+        run.write_history(f"train-{kind}_steps", history.steps)
+        trained.append((model.lone(k).eval(), history))
+    return trained
 
 
 def encode(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,7 +233,7 @@ def posterior_metrics(model: ConvVAE, ctx: VaeContext) -> dict:
         if len(m) > 1
     ]
     seeding.seed_torch(cfg.seed)
-    test = evaluate_loss(model, data.test, beta=1.0)
+    (test,) = evaluate_losses(model, data.test, beta=1.0)
     return {
         "test_images": len(mu),
         "collapse_ratio": posterior.collapse_ratio(logvar, cfg.eval.collapse_tolerance),
@@ -316,10 +357,23 @@ def latent_and_kl_figures(
     )
 
 
-def run_part(part: str, ctx: VaeContext, run: Run) -> VaePartResult:
-    cfg, device, data = ctx.cfg, ctx.device, ctx.data
+def run_part(part: str, ctxs: list[VaeContext], runs: list[Run]) -> list[VaePartResult]:
+    """A part under every seed of `ctxs`: each schedule trains all seeds together; each seed's
+    numbers and figures go to its own run."""
+    cfg = ctxs[0].cfg
     kinds = cfg.anneal_schedules if part == "anneal" else [cfg.train.beta_schedule.kind]
-    trained = {kind: train_schedule(kind, ctx, run) for kind in kinds}
+    trained = {kind: train_together(kind, ctxs, runs) for kind in kinds}
+    return [
+        part_result(part, ctx, run, {kind: seeds[k] for kind, seeds in trained.items()})
+        for k, (ctx, run) in enumerate(zip(ctxs, runs))
+    ]
+
+
+def part_result(
+    part: str, ctx: VaeContext, run: Run, trained: dict[str, tuple[ConvVAE, History]]
+) -> VaePartResult:
+    """One seed's numbers and figures of a part, from its trained models."""
+    cfg, device, data = ctx.cfg, ctx.device, ctx.data
     models = {kind: model for kind, (model, _) in trained.items()}
     metrics: dict = {
         "data": data.description,
