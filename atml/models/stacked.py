@@ -64,39 +64,49 @@ class Stacked(nn.Module):
         self, path: str, x: torch.Tensor, generators: Sequence[torch.Generator] | None = None
     ) -> torch.Tensor:
         """x: [N, batch, ...] → [N, batch, ...]; `generators` (one per copy) draw dropout masks in
-        training mode."""
+        training mode. Between layers that run copy by copy the copies stay apart (a list)."""
         module = self.template.get_submodule(path)
         layers = module.named_children() if isinstance(module, nn.Sequential) else [("", module)]
+        h: torch.Tensor | list[torch.Tensor] = x
         for name, layer in layers:
-            x = self._layer(layer, f"{path}.{name}" if name else path, x, generators)
-        return x
+            h = self._layer(layer, f"{path}.{name}" if name else path, h, generators)
+        return h if isinstance(h, torch.Tensor) else torch.stack(h)
 
-    def _layer(self, layer: nn.Module, name: str, x: torch.Tensor, generators) -> torch.Tensor:
+    def _layer(self, layer: nn.Module, name: str, h, generators):
         params = {p: self.param(f"{name}.{p}") for p, _ in layer.named_parameters()}
         one_output = isinstance(layer, nn.Linear) and layer.out_features == 1
         if one_output or (self.exact and isinstance(layer, COPY_BY_COPY)):
-            return torch.stack(
-                [functional_call(layer, {p: v[k] for p, v in params.items()}, (x[k],)) for k in range(len(x))]
-            )
-        if isinstance(layer, nn.Linear):
-            return torch.baddbmm(params["bias"].unsqueeze(1), x, params["weight"].transpose(1, 2))
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            return _grouped_convolution(layer, params, x)
-        if isinstance(layer, nn.Flatten):
-            end = layer.end_dim if layer.end_dim < 0 else layer.end_dim + 1
-            return x.flatten(layer.start_dim + 1, end)
-        if isinstance(layer, nn.Unflatten):
-            return x.unflatten(layer.dim + 1 if layer.dim >= 0 else layer.dim, layer.unflattened_size)
+            apart = h if isinstance(h, list) else h.unbind(0)  # unbind: one backward for all copies
+            if not params:
+                return [layer(x) for x in apart]
+            per_copy = [dict(zip(params, slices)) for slices in zip(*(v.unbind(0) for v in params.values()))]
+            return [functional_call(layer, p, (x,)) for p, x in zip(per_copy, apart)]
         if isinstance(layer, nn.Dropout):
             if not (self.training and layer.p > 0):
-                return x
+                return h
             keep = 1 - layer.p
             # as torch's CPU dropout: a Bernoulli(1 − p) mask divided by 1 − p
-            noise = torch.stack(
-                [torch.empty(x.shape[1:], device=x.device).bernoulli_(keep, generator=g) for g in generators]
-            )
-            return x * noise.div_(keep)
-        return layer(x)  # elementwise
+            masks = [
+                torch.empty(x.shape, device=x.device).bernoulli_(keep, generator=g)
+                for x, g in zip(h, generators)
+            ]
+            if isinstance(h, list):
+                return [x * mask.div_(keep) for x, mask in zip(h, masks)]
+            return h * torch.stack(masks).div_(keep)
+        if isinstance(h, list):
+            if not params:  # position-independent (ReLU, LeakyReLU) or reshaping: as the lone layer runs
+                return [layer(x) for x in h]
+            h = torch.stack(h)
+        if isinstance(layer, nn.Linear):
+            return torch.baddbmm(params["bias"].unsqueeze(1), h, params["weight"].transpose(1, 2))
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            return _grouped_convolution(layer, params, h)
+        if isinstance(layer, nn.Flatten):
+            end = layer.end_dim if layer.end_dim < 0 else layer.end_dim + 1
+            return h.flatten(layer.start_dim + 1, end)
+        if isinstance(layer, nn.Unflatten):
+            return h.unflatten(layer.dim + 1 if layer.dim >= 0 else layer.dim, layer.unflattened_size)
+        return layer(h)  # elementwise
 
     def copy_state(self, k: int) -> dict[str, torch.Tensor]:
         """Copy k's parameters, named as its lone module's state_dict names them."""

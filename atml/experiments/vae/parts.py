@@ -128,7 +128,7 @@ class VaeStep:
         with autocast(self.device, self.precision):
             recon, mu, logvar = self.model(x, self.generators)
             # per copy, as a lone copy computes them (a reduction over [N, B] may sum in another order)
-            terms = [loss_terms(recon[k], mu[k], logvar[k], x[k]) for k in range(len(x))]
+            terms = [loss_terms(*copy) for copy in zip(recon.unbind(0), mu.unbind(0), logvar.unbind(0), x)]
         rec = torch.stack([r.float() for r, _ in terms])
         kl = torch.stack([k.float() for _, k in terms])
         loss = rec + beta * kl
