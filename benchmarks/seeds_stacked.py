@@ -8,11 +8,13 @@
        stacked ConvVAEs (what `atml run vae --seeds N` trains): linear layers batched, convolutions
        copy by copy on CPU (exact), grouped on CUDA.
 
-Prints, for each N, both sides' seconds and `speed-up: N.NNx`, and the stacked N seeds' time as a
-multiple of one seed's.
+Prints, for each N, both sides' seconds and `speed-up: N.NNx`, the stacked N seeds' time as a
+multiple of one seed's, and how far each seed's weights trained alone and stacked are apart
+(`identical` on CPU; on CUDA, where the VAE's convolutions are grouped, the largest |Δ|).
 
   python -m benchmarks.seeds_stacked                 # MNIST's test split, as atml finds it
   python -m benchmarks.seeds_stacked --smoke
+  python -m benchmarks.seeds_stacked --grouped --seeds 3   # the VAE as CUDA runs it: how far apart
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def gan_step(seeds: list[int], train: gan.GanTrainConfig, device: torch.device) 
     return GanStep(StackedMLP(Gs), StackedMLP(Ds), train, generators)
 
 
-def vae_step(seeds: list[int], train: vae.VaeTrainConfig, batches: int, device: torch.device) -> VaeStep:
+def vae_step(
+    seeds: list[int], train: vae.VaeTrainConfig, batches: int, device: torch.device, exact: bool
+) -> VaeStep:
     copies, generators = [], []
     for seed in seeds:
         torch.manual_seed(seed)
         copies.append(ConvVAE().to(device))
         generators.append(fork_global_generator(device))
-    model = StackedConvVAE(copies, exact=device.type != "cuda")  # as atml.experiments.vae.parts
+    model = StackedConvVAE(copies, exact=exact)
     return VaeStep(model, train, BetaSchedule(), batches, device, generators)
 
 
@@ -64,34 +68,46 @@ def timed(step, batches, count: int) -> float:
     return time.perf_counter() - started
 
 
-def gan_seconds(
-    images: torch.Tensor, seeds: list[int], batches: int, device: torch.device
-) -> tuple[float, float]:
-    """(one after another, stacked) seconds for `batches` iterations of every seed."""
-    _, cfg = resolve("gan", gan.Config)
-    train = cfg.runs["mode-collapse"]["pathology"].train
+def networks(step: GanStep | VaeStep) -> list:
+    return [step.G, step.D] if isinstance(step, GanStep) else [step.model]
+
+
+def both_ways(make_step, batch_size: int, images: torch.Tensor, seeds: list[int], batches: int):
+    """(one after another, stacked) seconds for `batches` iterations of every seed, and the largest
+    difference between a seed's weights trained alone and stacked (0.0: bit for bit)."""
 
     def data(seed_list):
-        return StackedBatches([TensorBatches(images, batch_size=GAN_BATCH, seed=s) for s in seed_list])
+        return StackedBatches([TensorBatches(images, batch_size=batch_size, seed=s) for s in seed_list])
 
-    timed(gan_step(seeds[:1], train, device), data(seeds[:1]), 5)  # warm-up
-    alone = sum(timed(gan_step([s], train, device), data([s]), batches) for s in seeds)
-    together = timed(gan_step(seeds, train, device), data(seeds), batches)
-    return alone, together
+    timed(make_step(seeds[:1]), data(seeds[:1]), 3)  # warm-up
+    lone = [make_step([s]) for s in seeds]
+    alone = sum(timed(step, data([s]), batches) for step, s in zip(lone, seeds))
+    stacked = make_step(seeds)
+    together = timed(stacked, data(seeds), batches)
+    gap = max(
+        (one.param(name)[0] - many.param(name)[k]).abs().max().item()
+        for k, step in enumerate(lone)
+        for one, many in zip(networks(step), networks(stacked))
+        for name in one.names
+    )
+    return alone, together, gap
 
 
-def vae_seconds(
-    images: torch.Tensor, seeds: list[int], batches: int, device: torch.device
-) -> tuple[float, float]:
-    t = resolve("vae", vae.Config)[1].train
+def gan_both_ways(images: torch.Tensor, seeds: list[int], batches: int, device: torch.device):
+    train = resolve("gan", gan.Config)[1].runs["mode-collapse"]["pathology"].train
+    return both_ways(lambda s: gan_step(s, train, device), GAN_BATCH, images, seeds, batches)
 
-    def data(seed_list):
-        return StackedBatches([TensorBatches(images, batch_size=VAE_BATCH, seed=s) for s in seed_list])
 
-    timed(vae_step(seeds[:1], t, batches, device), data(seeds[:1]), 3)  # warm-up
-    alone = sum(timed(vae_step([s], t, batches, device), data([s]), batches) for s in seeds)
-    together = timed(vae_step(seeds, t, batches, device), data(seeds), batches)
-    return alone, together
+def vae_both_ways(
+    images: torch.Tensor, seeds: list[int], batches: int, device: torch.device, grouped: bool = False
+):
+    train = resolve("vae", vae.Config)[1].train
+    exact = device.type != "cuda" and not grouped  # as atml.experiments.vae.parts, unless --grouped
+
+    def make_step(seed_list):
+        return vae_step(seed_list, train, batches, device, exact)
+
+    return both_ways(make_step, VAE_BATCH, images, seeds, batches)
 
 
 def main(argv: list[str] | None = None) -> Comparison:
@@ -103,6 +119,9 @@ def main(argv: list[str] | None = None) -> Comparison:
     parser.add_argument("--seeds", default="1,3,5", help="the N to measure")
     parser.add_argument("--smoke", action="store_true", help="10 iterations, N = 1, 3")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--grouped", action="store_true", help="the VAE's convolutions grouped on any device, as on CUDA"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     counts = [1, 3] if args.smoke else [int(n) for n in args.seeds.split(",")]
@@ -113,17 +132,21 @@ def main(argv: list[str] | None = None) -> Comparison:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {batches} iterations a seed"
     )
     results = {}
-    for name, seconds in (("gan", gan_seconds), ("vae", vae_seconds)):
+    gaps = []
+    for name, both in (("gan", gan_both_ways), ("vae", vae_both_ways)):
         one = None
         for n in counts:
-            alone, together = seconds(
-                gan_images if name == "gan" else vae_images, list(range(n)), batches, device
-            )
-            one = one or together
+            extra = {"grouped": args.grouped} if name == "vae" else {}
+            images = gan_images if name == "gan" else vae_images
+            alone, together, gap = both(images, list(range(n)), batches, device, **extra)
+            one = together if n == 1 else one
             results[(name, n)] = (alone, together)
+            gaps.append(gap)
+            cost = f"stacked: {together / one:.2f}× one seed's time; " if one else ""
+            apart = "identical" if gap == 0 else f"max |Δ| {gap:.2g}"
             print(
                 f"{name} N={n}: one after another {alone:6.2f} s, stacked {together:6.2f} s  "
-                f"speed-up: {alone / together:.2f}x  (stacked: {together / one:.2f}× one seed's time)",
+                f"speed-up: {alone / together:.2f}x  ({cost}each seed's weights alone vs stacked: {apart})",
                 flush=True,
             )
     n = 3 if 3 in counts else counts[-1]
@@ -132,7 +155,8 @@ def main(argv: list[str] | None = None) -> Comparison:
     result = Comparison(
         "seeds_stacked",
         f"{n} seeds × {batches} iterations of gan mode-collapse/pathology (batch {GAN_BATCH}); the VAE's "
-        f"constant β (batch {VAE_BATCH}): {vae_alone / vae_together:.2f}x",
+        f"constant β (batch {VAE_BATCH}): {vae_alone / vae_together:.2f}x; every seed's weights alone vs "
+        f"stacked: {'identical' if max(gaps) == 0 else f'max |Δ| {max(gaps):.2g}'}",
         f"{n} lone GanSteps in turn",
         f"one GanStep over {n} stacked copies (= {together / results[('gan', 1)][1]:.2f}× one seed's time)"
         if ("gan", 1) in results

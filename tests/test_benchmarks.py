@@ -33,3 +33,11 @@ def test_a_benchmark_that_fails_is_a_row_and_the_exit_code(tmp_path, monkeypatch
     )
     assert code == 1
     assert "| gan_throughput | NOT RUN: DataNotFoundError" in out.read_text()
+
+
+def test_seeds_stacked_trains_every_seed_to_the_weights_it_reaches_alone(fake_root):
+    from benchmarks import seeds_stacked
+
+    result = seeds_stacked.main(["--smoke", "--root", str(fake_root), "--device", "cpu"])
+    assert result.reference_s > 0 and result.ours_s > 0
+    assert "every seed's weights alone vs stacked: identical" in result.work

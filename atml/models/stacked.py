@@ -8,8 +8,8 @@ Unflatten and dropout are position-independent. A layer whose batched kernel can
 otherwise than the lone one runs copy by copy, as the lone module runs it: convolutions (a grouped
 convolution is no faster on CPU either), Tanh and Sigmoid (vectorised and scalar paths differ in the
 last bit, and where each element falls depends on the tensor's size), a Linear with one output.
-Batched mode (exact=False, a CUDA run's): every layer batched, convolutions grouped (one kernel for
-all copies); a copy's numbers are then within rounding of its lone module's, not equal to them.
+Batched mode (exact=False: the VAE on CUDA): every layer batched, convolutions grouped (one kernel
+for all copies); a copy's numbers are then within rounding of its lone module's, not equal to them.
 Dropout draws each copy's mask from that copy's own generator, as the lone copy drew it from the
 global one. Each copy has an Adam of its own (CopyAdams).
 """
