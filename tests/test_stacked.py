@@ -2,12 +2,12 @@
 numbers are the ones it gets alone, bit for bit, and an interrupted stacked run resumes, together
 or seed by seed."""
 
+import importlib
 import json
 
 import pytest
 import torch
 
-from atml.experiments.gan.parts import d_logits as real_d_logits
 from atml.experiments.vae.parts import loss_terms
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.stacked import CopyAdams, Stacked, StackedMLP, fork_global_generator
@@ -164,55 +164,35 @@ def test_a_seed_trained_with_others_has_the_numbers_it_has_alone(cli, fake_root,
     assert other != by_itself  # another seed, other numbers
 
 
+INTERRUPTIONS = {  # experiment: (part, the function that raises, at which call: one in epoch 2)
+    "gan": ("baseline", "d_logits", 5),  # two seeds, two D scorings each per epoch
+    "vae": ("train", "evaluate_losses", 2),  # one validation of every seed per epoch
+}
+
+
+@pytest.mark.parametrize("experiment", INTERRUPTIONS)
 def test_an_interrupted_stacked_run_resumes_together_with_the_numbers_of_an_uninterrupted_one(
-    cli, fake_root, tmp_path, monkeypatch
+    cli, fake_root, tmp_path, monkeypatch, experiment
 ):
-    from atml.experiments.gan import parts as gan_parts
-
-    calls = {"n": 0}
-
-    def interrupt_in_second_epoch(D, images):
-        calls["n"] += 1
-        if calls["n"] == 5:  # two seeds, two D scorings each per epoch: epoch 2 of the first run
-            raise KeyboardInterrupt
-        return real_d_logits(D, images)
-
-    common = ["run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}"]
-    monkeypatch.setattr(gan_parts, "d_logits", interrupt_in_second_epoch)
-    code, _, err = cli(*common, "--seeds", "0,1", "--out", tmp_path / "cut")
-    seed0, seed1 = folders(tmp_path / "cut")
-    assert code == 130 and f"--resume {seed0} --resume {seed1}" in err
-    monkeypatch.setattr(gan_parts, "d_logits", real_d_logits)
-    code, out, err = cli("run", "gan", "--resume", seed0, "--resume", seed1)
-    assert code == 0, err
-    assert "resuming after epoch 1/2" in out
-    code, _, err = cli(*common, "--seed", "1", "--out", tmp_path / "whole")
-    assert code == 0, err
-    assert numbers(seed1) == numbers(folders(tmp_path / "whole")[0])
-
-
-def test_an_interrupted_stacked_vae_schedule_resumes_together_as_if_never_cut(
-    cli, fake_root, tmp_path, monkeypatch
-):
-    from atml.experiments.vae import parts as vae_parts
-
-    real_evaluate, calls = vae_parts.evaluate_losses, {"n": 0}
+    part, name, nth = INTERRUPTIONS[experiment]
+    parts = importlib.import_module(f"atml.experiments.{experiment}.parts")
+    real, calls = getattr(parts, name), {"n": 0}
 
     def interrupt_in_second_epoch(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:  # the second epoch's validation
+        if calls["n"] == nth:
             raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    common = ["run", "vae", "--smoke", "--part", "train", "--set", f"data.root={fake_root}"]
-    monkeypatch.setattr(vae_parts, "evaluate_losses", interrupt_in_second_epoch)
+    common = ["run", experiment, "--smoke", "--part", part, "--set", f"data.root={fake_root}"]
+    monkeypatch.setattr(parts, name, interrupt_in_second_epoch)
     code, _, err = cli(*common, "--seeds", "0,1", "--out", tmp_path / "cut")
-    seed0, seed1 = folders(tmp_path / "cut", experiment="vae")
+    seed0, seed1 = folders(tmp_path / "cut", experiment=experiment)
     assert code == 130 and f"--resume {seed0} --resume {seed1}" in err
-    monkeypatch.setattr(vae_parts, "evaluate_losses", real_evaluate)
-    code, out, err = cli("run", "vae", "--resume", seed0, "--resume", seed1)
+    monkeypatch.setattr(parts, name, real)
+    code, out, err = cli("run", experiment, "--resume", seed0, "--resume", seed1)
     assert code == 0, err
     assert "resuming after epoch 1/2" in out
     code, _, err = cli(*common, "--seed", "1", "--out", tmp_path / "whole")
     assert code == 0, err
-    assert numbers(seed1) == numbers(folders(tmp_path / "whole", experiment="vae")[0])
+    assert numbers(seed1) == numbers(folders(tmp_path / "whole", experiment=experiment)[0])
