@@ -4,6 +4,7 @@ beside several seeds, resume of an interrupted folder, and `run all`. The CLI on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -58,6 +59,13 @@ def _session(device: str):
         distributed.shutdown()
 
 
+def prepare_group(exp: Experiment, cfgs: list, device, parts: list[str]) -> list:
+    """The run contexts of seeds run as one group (configs that differ only in the seed): one
+    `prepare` for all (its data and checks do not depend on the seed), one context per seed."""
+    first = exp.prepare(cfgs[0], device, parts)
+    return [first, *(dataclasses.replace(first, cfg=cfg) for cfg in cfgs[1:])]
+
+
 def run(request: RunRequest) -> None:
     """`atml run EXP`: a request resolved by atml.plan."""
     with _session(request.device) as device:
@@ -72,7 +80,7 @@ def run_seeds(request: RunRequest, device) -> None:
     groups = [request.configs] if exp.stacks_seeds else [(one,) for one in request.configs]
     runs, rows = {}, {}
     for group in groups:
-        ctxs = [exp.prepare(one.cfg, device, request.parts) for one in group]
+        ctxs = prepare_group(exp, [one.cfg for one in group], device, request.parts)
         handles = []
         for one in group:
             env = {
@@ -103,7 +111,7 @@ def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> N
     folders (the seeds of one --seeds run) continue together where the experiment stacks seeds."""
     with _session(device) as torch_device:
         handles = [Run.open(f) if distributed.is_main() else FollowerRun(f) for f in folders]
-        ctxs = []
+        cfgs, parts = [], []
         for folder, handle in zip(folders, handles):
             if handle.env.get("experiment") != exp.name:
                 raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
@@ -112,13 +120,21 @@ def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> N
                 raise DamagedFileError(
                     f"{folder / 'metrics.json'} is damaged: {problem}; this run cannot be resumed"
                 )
-            parts = select_parts(exp, handle.env.get("parts"))
-            ctxs.append(exp.prepare(validate(handle.config, exp.config), torch_device, parts))
-        if len({tuple(c.parts) for c in ctxs}) > 1 or len({c.seed for c in ctxs}) < len(ctxs):
+            parts.append(tuple(select_parts(exp, handle.env.get("parts"))))
+            cfgs.append(validate(handle.config, exp.config))
+        if len(set(parts)) > 1 or len({c.seed for c in cfgs}) < len(cfgs):
             raise UserError("folders resumed together must be the seeds of one run: same parts, other seeds")
-        groups = [list(range(len(ctxs)))] if exp.stacks_seeds else [[i] for i in range(len(ctxs))]
-        for group in groups:
-            execute(exp, [ctxs[i] for i in group], [handles[i] for i in group], tracker)
+        if exp.stacks_seeds and len({c.model_dump_json(exclude={"seed"}) for c in cfgs}) > 1:
+            raise UserError(
+                f"{exp.name} resumes its seeds together, as one model: the folders' configs must differ "
+                "only in the seed (resume each folder alone)"
+            )
+        groups = [list(range(len(cfgs)))] if exp.stacks_seeds else [[i] for i in range(len(cfgs))]
+        prepared = [
+            prepare_group(exp, [cfgs[i] for i in group], torch_device, list(parts[0])) for group in groups
+        ]
+        for group, ctxs in zip(groups, prepared):
+            execute(exp, ctxs, [handles[i] for i in group], tracker)
 
 
 def run_all(plans: list[RunRequest]) -> None:

@@ -196,3 +196,18 @@ def test_an_interrupted_stacked_run_resumes_together_with_the_numbers_of_an_unin
     code, _, err = cli(*common, "--seed", "1", "--out", tmp_path / "whole")
     assert code == 0, err
     assert numbers(seed1) == numbers(folders(tmp_path / "whole", experiment=experiment)[0])
+
+
+def test_seeds_resumed_together_must_share_their_config_but_the_seed(cli, fake_root, tmp_path):
+    """A stacked resume trains every folder with one config: folders of other settings are refused
+    before anything runs (alone, each resumes)."""
+    common = ["run", "vae", "--smoke", "--part", "train", "--set", f"data.root={fake_root}"]
+    code, _, err = cli(*common, "--seed", "0", "--out", tmp_path)
+    assert code == 0, err
+    code, _, err = cli(*common, "--seed", "1", "--set", "train.lr=0.002", "--out", tmp_path)
+    assert code == 0, err
+    first, second = folders(tmp_path, experiment="vae")
+    code, _, err = cli("run", "vae", "--resume", first, "--resume", second)
+    assert code == 2 and "configs must differ only in the seed" in err
+    code, _, err = cli("run", "vae", "--resume", second)
+    assert code == 0, err

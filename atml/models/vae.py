@@ -47,8 +47,12 @@ class ConvVAE(nn.Module):
         return self.decoder(z)
 
     @staticmethod
-    def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    def reparameterise(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """z = mu + ε·σ, ε ~ N(0, I) from `generator` (None: torch's global one)."""
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + noise * torch.exp(0.5 * logvar)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)
@@ -73,10 +77,8 @@ class StackedConvVAE(Stacked):
         # copy by copy: exp's vectorised and scalar paths differ in the last bit (atml.models.stacked)
         z = torch.stack(
             [
-                mu[k]
-                + torch.randn(mu.shape[1:], generator=g, device=mu.device, dtype=mu.dtype)
-                * torch.exp(0.5 * logvar[k])
-                for k, g in enumerate(generators)
+                ConvVAE.reparameterise(m, lv, g)
+                for m, lv, g in zip(mu.unbind(0), logvar.unbind(0), generators, strict=True)
             ]
         )
         return self.decode(z), mu, logvar

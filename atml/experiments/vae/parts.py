@@ -153,9 +153,12 @@ def evaluate_losses(
     rec, kl = [0.0] * copies, [0.0] * copies
     with evaluating(model):
         for x in images.split(batch_size):
-            outputs = model(x.expand(copies, *x.shape), generators) if stacked else model(x)
+            if stacked:
+                outputs = model(x.expand(copies, *x.shape), generators)
+            else:
+                outputs = [o.unsqueeze(0) for o in model(x)]  # as one copy of a stacked model
             for k in range(copies):
-                r, d = loss_terms(*(o[k] for o in outputs), x) if stacked else loss_terms(*outputs, x)
+                r, d = loss_terms(*(o[k] for o in outputs), x)
                 rec[k], kl[k] = rec[k] + r.item() * len(x), kl[k] + d.item() * len(x)
     rows = []
     for r, d in zip(rec, kl):
