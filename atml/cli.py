@@ -261,14 +261,67 @@ def _dataset(name: str) -> str:
     return name
 
 
+FOR_HELP = "what `atml run EXP` (or `all`) with these settings will read"
+
+
+def _plans_for(experiment: str, preset: str | None, sets: list[str], smoke: bool, parts: list[str] | None):
+    """The resolved run requests of `atml run EXPERIMENT` with these settings (atml.plan), whose
+    needs `data check/fetch --for` lists."""
+    exp = experiments.get(experiment if experiment != ALL else next(iter(experiments.EXPERIMENTS)))
+    if experiment == ALL and parts:
+        raise UserError("`--for all` covers every experiment with its own parts; drop --part")
+    request = plan.RunRequest(
+        experiment=exp,
+        parts=plan.select_parts(exp, parts),
+        flags={},
+        sets=sets,
+        config_file=None,
+        smoke=smoke,
+        seeds=[None],
+        summarise=False,
+        out=Path("outputs"),
+        label="fetch",
+        device="cpu",
+        preset=preset,
+    )
+    return plan.plan_all(request) if experiment == ALL else [plan.resolved(request)]
+
+
+def _needs(for_: str, root: Path | None, preset: str | None, set_: list[str] | None, smoke: bool, part):
+    from atml.prefetch import needs_of
+
+    sets = [*(set_ or []), *([f"data.root={root}"] if root is not None else [])]
+    return needs_of(_plans_for(for_, preset, sets, smoke, part))
+
+
 @data_app.command("check")
 def data_check(
-    root: Path = typer.Option(Path("data"), help="data root to look in (torchvision layout)"),
+    root: Path | None = typer.Option(None, help="data root to look in (torchvision layout)  [default: data]"),
+    for_: str | None = typer.Option(None, "--for", help=f"EXP | all: {FOR_HELP} (exit 3 if any is missing)"),
+    preset: str | None = typer.Option(None, "--preset", help="with --for: the run's preset"),
+    set_: list[str] | None = typer.Option(None, "--set", help="with --for: the run's key=value overrides"),
+    smoke: bool = typer.Option(False, "--smoke", help="with --for: the run's --smoke"),
+    part: list[str] | None = typer.Option(None, "--part", help="with --for: the run's parts"),
 ) -> None:
-    """Where each dataset and each pretrained weights file is found, or what is missing."""
+    """Where each dataset and each pretrained weights file is found, or what is missing; with
+    --for, exactly what one command will read, looked up as the run looks it up (no download)."""
+    if for_ is not None:
+        from atml.prefetch import check
+
+        rows = [check(need) for need in _needs(for_, root, preset, set_, smoke, part)]
+        for row in rows:
+            print(row.line())
+        missing = sum(not row.files for row in rows)
+        print(f"{len(rows) - missing} of {len(rows)} present" + (f"; {missing} missing" if missing else ""))
+        if missing:
+            raise SystemExit(3)
+        return
+    if preset or set_ or smoke or part:
+        raise UserError("--preset, --set, --smoke and --part go with --for")
     from atml.data.files import is_fake
     from atml.data.images import NAMES, SPLITS, where
 
+    root = root or Path("data")
     for name in NAMES:
         for split in SPLITS:
             try:
@@ -322,14 +375,37 @@ def data_fake(
 
 @data_app.command("fetch")
 def data_fetch(
-    dataset: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"),
-    root: Path = typer.Option(Path("data"), help="data root to download into"),
+    dataset: str | None = typer.Argument(None, help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"),
+    root: Path | None = typer.Option(None, help="data root to download into  [default: data]"),
+    for_: str | None = typer.Option(None, "--for", help=f"EXP | all: download {FOR_HELP}"),
+    preset: str | None = typer.Option(None, "--preset", help="with --for: the run's preset"),
+    set_: list[str] | None = typer.Option(None, "--set", help="with --for: the run's key=value overrides"),
+    smoke: bool = typer.Option(False, "--smoke", help="with --for: the run's --smoke"),
+    part: list[str] | None = typer.Option(None, "--part", help="with --for: the run's parts"),
 ) -> None:
-    """Download a dataset with torchvision (needs internet)."""
-    from atml.data.images import fetch, where
+    """Download a dataset (both splits), or with --for every dataset split and weights file that
+    command will read, into the places the run looks (data root, torch hub's and Hugging Face's
+    caches): fetch on a machine with internet, run where there is none."""
+    if (dataset is None) == (for_ is None):
+        raise UserError("give a DATASET or --for EXP|all (what one command will read), one of them")
+    if for_ is None:
+        if preset or set_ or smoke or part:
+            raise UserError("--preset, --set, --smoke and --part go with --for")
+        from atml.data.images import fetch, where
 
-    fetch(_dataset(dataset), root)
-    log.info(f"{dataset} is in {where(dataset, 'train', root)[0]}")
+        root = root or Path("data")
+        fetch(_dataset(dataset), root)
+        log.info(f"{dataset} is in {where(dataset, 'train', root)[0]}")
+        return
+    from atml.prefetch import fetch as fetch_need
+
+    needs = _needs(for_, root, preset, set_, smoke, part)
+    total = 0
+    for need in needs:
+        found = fetch_need(need)
+        total += sum(f.stat().st_size for f in found.files)
+        print(found.line())
+    print(f"{len(needs)} present, {total / 1e6:.1f} MB in all")
 
 
 def _is(exc: BaseException, class_name: str) -> bool:

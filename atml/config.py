@@ -236,7 +236,9 @@ def resolve(
         check_preset(experiment, preset)
         layers.append(read_yaml(defaults / f"{experiment}.{preset}.yaml"))
     if smoke:
-        layers.append(read_yaml(defaults / f"{experiment}.smoke.yaml"))
+        layers.append(
+            _smoke_layer(read_yaml(defaults / f"{experiment}.smoke.yaml"), keep_model=preset is not None)
+        )
     if config_file is not None:
         layers.append(read_yaml(Path(config_file)))
     layers.extend(_nest(key, value) for key, value in (flags or {}).items())
@@ -245,6 +247,19 @@ def resolve(
     for assignment in sets:  # --set replaces the value at its key whole: key={} empties a mapping
         data = _put(data, *split_set(assignment))
     return data, validate(data, schema)
+
+
+MODEL_IDENTITY = ("name", "weights")  # what a preset's model is; --smoke shrinks its data, not these
+
+
+def _smoke_layer(layer: dict, keep_model: bool) -> dict:
+    """The smoke override; over a preset without its model's name and weights: `--preset original
+    --smoke` runs the preset's named weights on smoke-sized data (what `atml data fetch --for`
+    prefetches for it)."""
+    model = layer.get("model")
+    if not keep_model or not isinstance(model, dict):
+        return layer
+    return {**layer, "model": {k: v for k, v in model.items() if k not in MODEL_IDENTITY}}
 
 
 def _put(data: dict, dotted_key: str, value: Any) -> dict:

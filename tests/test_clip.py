@@ -158,7 +158,7 @@ def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, stl_r
 
     import atml.models.weights as weights
 
-    monkeypatch.setattr(weights, "_hub_reachable", lambda host="huggingface.co": False)
+    monkeypatch.setattr(weights, "_hub_unreachable", lambda: "huggingface.co cannot be reached")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     for download in ("false", "true"):
         code, _, err = cli(

@@ -3,6 +3,7 @@ read, and two copies of one split are an error, not a silent choice."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
 from pathlib import Path
@@ -63,6 +64,25 @@ def test_a_fake_dataset_is_named_fake_by_data_check_and_by_every_reader(cli, tmp
 def test_real_data_is_not_called_fake(real_looking):
     loaded = draws.load_images("fashion-mnist", "test", real_looking, False)
     assert "FAKE" not in loaded.source
+
+
+def test_torchvisions_layout_a_gz_beside_its_content_is_one_file(cli, real_looking):
+    """torchvision's download leaves x.gz and its extracted x side by side: real data, read once."""
+    raw = real_looking / "FashionMNIST" / "raw"
+    for gz in raw.glob("*.gz"):
+        gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))
+    before = draws.load_images("fashion-mnist", "test", real_looking, False)
+    assert str(raw) in before.source and "FAKE" not in before.source
+    code, out, err = cli("data", "check", "--root", real_looking)
+    fashion = [line for line in out.splitlines() if line.startswith("fashion-mnist ")]
+    assert code == 0 and len(fashion) == 2 and all(f"found: {raw}" in line for line in fashion), out
+    assert "DAMAGED" not in out and "two copies" not in err
+    plain = raw / "t10k-labels-idx1-ubyte"
+    data = bytearray(plain.read_bytes())
+    data[-1] = (data[-1] + 1) % 10  # one label differs between the copies
+    plain.write_bytes(bytes(data))
+    with pytest.raises(DataCorruptError, match="two copies of one file differ"):
+        draws.load_images("fashion-mnist", "test", real_looking, False)
 
 
 def test_two_copies_of_a_split_are_exit_3_naming_both(cli, real_looking, tmp_path):

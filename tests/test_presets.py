@@ -100,8 +100,12 @@ def test_each_original_preset_runs_in_smoke_form(cli, fake_root, tmp_path, exper
     """The preset's own code paths (BatchNorm in train mode and the warm start, photo masking and the
     split probe, in-sample Procrustes and raw maps) on FashionMNIST files with random weights."""
     part_args = [arg for part in parts for arg in ("--part", part)]
+    # a preset's named weights survive --smoke (tests/test_first_run.py downloads them): random here
+    model = ["--set", "model.weights=none"] + (
+        ["--set", "model.name=vit_tiny_patch16_224"] * (experiment == "vit")
+    )
     code, _, err = cli(
-        "run", experiment, "--preset", "original", "--smoke", *part_args,
+        "run", experiment, "--preset", "original", "--smoke", *part_args, *model,
         "--set", f"data.root={fake_root}", "--out", tmp_path,
     )  # fmt: skip
     assert code == 0, err

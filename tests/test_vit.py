@@ -198,7 +198,7 @@ def test_smoke_run_of_every_vit_part(cli, cifar_root, tmp_path):
 def test_offline_pretrained_tag_fails_fast_naming_the_file_and_folder(cli, cifar_root, tmp_path, monkeypatch):
     import atml.models.weights as weights
 
-    monkeypatch.setattr(weights, "_hub_reachable", lambda host="huggingface.co": False)
+    monkeypatch.setattr(weights, "_hub_unreachable", lambda: "huggingface.co cannot be reached")
     for download in ("false", "true"):
         code, _, err = cli(
             "run",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from atml.errors import DataCorruptError
@@ -24,20 +26,55 @@ def find_split(
     folders: Iterable[Path], names: Sequence[str], suffixes: Sequence[str] = ("",)
 ) -> list[Path] | None:
     """The files `names` in the first of `folders` that holds every one of them (each under one of
-    `suffixes`, e.g. "" or ".gz"), or None. Two copies of one file in a folder (`x` and `x.gz`) are
+    `suffixes`, e.g. "" or ".gz"), or None. A file beside its own gzip (`x` and `x.gz` of the same
+    content: torchvision's download keeps both) is one file, read plain; two copies that differ are
     an error naming both: which one a run reads must never be a silent choice."""
     for folder in folders:
         copies = [[folder / (n + s) for s in suffixes if (folder / (n + s)).is_file()] for n in names]
         for found in copies:
-            if len(found) > 1:
+            if len(found) > 1 and not same_content(found):
                 raise DataCorruptError(
-                    f"two copies of one file: {' and '.join(map(str, found))}; remove the one that is not "
-                    "the real data (a file written by `atml data fake` sits beside an "
-                    f"{FAKE_MARKER})"
+                    f"two copies of one file differ: {' and '.join(map(str, found))}; remove the one that "
+                    f"is not the real data (a file written by `atml data fake` sits beside an {FAKE_MARKER})"
                 )
         if all(copies):
             return [found[0] for found in copies]
     return None
+
+
+def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """The content of a file, decompressed if it ends in .gz; a damaged gzip is a DataCorruptError."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            while block := handle.read(size):
+                yield block
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataCorruptError(
+            f"{path} is not a readable gzip file ({exc}); delete it and fetch it again"
+        ) from None
+
+
+def same_content(paths: Sequence[Path]) -> bool:
+    """Whether every file holds the same bytes once decompressed (streamed: no file is read whole)."""
+    first, *others = paths
+    for other in others:
+        a, b = _chunks(first), _chunks(other)
+        left = right = b""
+        while True:
+            if not left:
+                left = next(a, b"")
+            if not right:
+                right = next(b, b"")
+            if not left or not right:
+                if left or right:
+                    return False
+                break
+            n = min(len(left), len(right))
+            if left[:n] != right[:n]:
+                return False
+            left, right = left[n:], right[n:]
+    return True
 
 
 def is_fake(folder: Path) -> bool:

@@ -9,6 +9,8 @@ that names the files and where to put them.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -115,11 +117,40 @@ def locate(dataset: IdxDataset, split: str, root: str | Path) -> tuple[Path, Pat
 
 
 def download(dataset: IdxDataset, split: str, root: str | Path) -> None:
+    """The split's two files through torchvision's own download code, mirrors and md5 table
+    (`<Dataset>.mirrors`, `.resources`), into a scratch folder beside `raw/`; moved into `raw/`
+    (the .gz and its extracted file, as torchvision leaves them) only once both are complete and
+    verified, so a cut or damaged download leaves nothing a later run would read."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    cls = dataset.torchvision_class()
+    md5 = dict(cls.resources)
+    raw = Path(root).expanduser() / dataset.folder / "raw"
     try:
-        dataset.torchvision_class()(str(Path(root).expanduser()), train=(split == "train"), download=True)
-    except Exception as exc:  # torchvision raises URLError, RuntimeError or OSError depending on the failure
-        reason = first_line(exc)
-        raise DataNotFoundError(missing_message(dataset, split, root, f"download failed: {reason}")) from None
+        raw.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".atml-download-", dir=raw) as scratch:
+            for name in split_files(split):
+                archive, failures = f"{name}.gz", []
+                for mirror in cls.mirrors:
+                    try:
+                        download_and_extract_archive(
+                            f"{mirror}{archive}", download_root=scratch, filename=archive, md5=md5[archive]
+                        )
+                        break
+                    except Exception as exc:  # URLError, HTTPError, a refused proxy, a failed md5 check
+                        failures.append(f"{mirror}{archive}: {first_line(exc)}")
+                        for partial in Path(scratch).iterdir():
+                            partial.unlink()
+                else:
+                    raise DataNotFoundError(
+                        missing_message(dataset, split, root, f"download failed: {'; '.join(failures)}")
+                    )
+                for done in (archive, name):
+                    os.replace(Path(scratch) / done, raw / done)
+    except OSError as exc:
+        raise DataNotFoundError(
+            missing_message(dataset, split, root, f"download failed: cannot write {raw}: {exc.strerror}")
+        ) from None
 
 
 def missing_message(dataset: IdxDataset, split: str, root: str | Path, why: str) -> str:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from atml.config import has_key
 from atml.errors import UserError, shorten
+from atml.needs import Need
 from atml.results import Result, key_matches, path_problem
 
 EXPERIMENTS = {
@@ -130,6 +131,8 @@ class Experiment:
     stacks_seeds: bool = False
     # `atml data check`: (weights name, cache file, present?) of the default config's pretrained weights
     weights_files: Callable[[], list[tuple[str, Any, bool]]] = list
+    # the dataset splits and weights a run of these parts with this config reads (atml.needs)
+    needs: Callable[[Any, tuple[str, ...]], list[Need]] = lambda cfg, parts: []
 
     def __post_init__(self):
         where = f"experiment '{self.name}'"

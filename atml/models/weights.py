@@ -18,7 +18,7 @@ import os
 import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -129,37 +129,45 @@ def _torchvision_preprocess(weights) -> Preprocess:
     )
 
 
-def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretrained:
-    """A torchvision model with weights `spec`: a name of its weights enum (or an alias), a local
-    state-dict file, or `none`. Preprocessing comes from the named weights (or the model's
-    default weights when the file or `none` carries no metadata)."""
+def torchvision_weights(arch: str, spec: str):
+    """The member of torchvision's weights enum that `spec` names for `arch` (aliases allowed)."""
     import torchvision.models as tvm
 
     try:
         enum = tvm.get_model_weights(arch)
     except ValueError:
         raise UserError(f"unknown torchvision model '{arch}'; e.g. resnet18, resnet50, resnet152") from None
-    builder = tvm.get_model_builder(arch)
-    named_weights = {}
+    name = ALIASES.get(spec, spec)
+    if name not in enum.__members__:
+        accepted = ", ".join([*enum.__members__, *ALIASES, "none", "a path to a state-dict file"])
+        raise UserError(f"unknown weights '{spec}' for {arch}; accepted: {accepted}")
+    return enum[name]
 
-    def named(spec: str) -> tuple[Path, str]:
-        name = ALIASES.get(spec, spec)
-        if name not in enum.__members__:
-            accepted = ", ".join([*enum.__members__, *ALIASES, "none", "a path to a state-dict file"])
-            raise UserError(f"unknown weights '{spec}' for {arch}; accepted: {accepted}")
-        named_weights["weights"] = enum[name]
-        return fetch_url(
-            enum[name].url, allow_download, what=f"{arch} {name} weights"
-        ), f"torchvision:{enum.__name__}.{name}"
 
-    resolved = resolve_weights(spec, named, "state-dict file")
-    model = builder(weights=None)
+def torchvision_weights_file(arch: str, spec: str, allow_download: bool) -> tuple[Path, str]:
+    """The file of torchvision's named weights in torch hub's cache (downloaded when allowed), and
+    where it came from."""
+    weights = torchvision_weights(arch, spec)
+    path = fetch_url(weights.url, allow_download, what=f"{arch} {weights.name} weights")
+    return path, f"torchvision:{type(weights).__name__}.{weights.name}"
+
+
+def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretrained:
+    """A torchvision model with weights `spec`: a name of its weights enum (or an alias), a local
+    state-dict file, or `none`. Preprocessing comes from the named weights (or the model's
+    default weights when the file or `none` carries no metadata)."""
+    import torchvision.models as tvm
+
+    weights = None if spec == "none" or is_local_file(spec) else torchvision_weights(arch, spec)
+    resolved = resolve_weights(
+        spec, partial(torchvision_weights_file, arch, allow_download=allow_download), "state-dict file"
+    )
+    model = tvm.get_model_builder(arch)(weights=None)
     if resolved.path is not None:
         load_state_dict(model, resolved.path)
-    weights = named_weights.get("weights")
     return Pretrained(
         model,
-        _torchvision_preprocess(weights or enum.DEFAULT),
+        _torchvision_preprocess(weights or tvm.get_model_weights(arch).DEFAULT),
         resolved.record,
         tuple(weights.meta["categories"]) if weights else None,
     )
@@ -220,20 +228,32 @@ def _timm_name(name: str, spec: str) -> str:
     return full
 
 
-def _hub_reachable(host: str = "huggingface.co") -> bool:
-    """A DNS lookup: offline it fails at once, where huggingface_hub would retry for ~45 s per file."""
+def _hub_unreachable() -> str | None:
+    """Why no download from the Hugging Face hub (or the mirror HF_ENDPOINT names) can start, or
+    None. Offline a DNS lookup fails at once, where huggingface_hub would retry for ~45 s per file;
+    behind a proxy the proxy decides."""
     import socket
+    import urllib.request
 
+    import huggingface_hub.constants
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(huggingface_hub.constants.ENDPOINT)
+    host = url.hostname or ""
+    if url.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return None
     try:
-        socket.getaddrinfo(host, 443)
-        return True
+        socket.getaddrinfo(host, url.port or (443 if url.scheme == "https" else 80))
+        return None
     except OSError:
-        return False
+        return f"{host} cannot be reached"
 
 
 def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -> Path:
     """The first of `filenames` of a Hugging Face hub repo found in the hub's cache; else the
-    first that downloads, when downloads are allowed and huggingface.co resolves."""
+    first that downloads, when downloads are allowed and the hub can be reached. A failed download
+    leaves no partial file in the cache (huggingface_hub keeps `.incomplete` blobs to resume)."""
     import huggingface_hub
 
     for filename in filenames:
@@ -242,20 +262,24 @@ def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -
             return Path(found)
     folder = hub_cache_folder(repo)
     remedy = (
-        f"put {filenames[0]} from https://huggingface.co/{repo} in the Hugging Face cache ({folder}, e.g. "
-        f"`huggingface-cli download {repo} {filenames[0]}` on a machine with internet, then copy {folder}), "
+        f"put {filenames[0]} from {huggingface_hub.constants.ENDPOINT}/{repo} in the Hugging Face cache "
+        f"({folder}: `atml data fetch --for EXPERIMENT` on a machine with internet, then copy {folder}), "
         "or set model.weights to a local file or none"
     )
     if not allow_download:
         raise DataNotFoundError(f"{what} not found (download not allowed): {remedy}")
-    if not _hub_reachable():
-        raise DataNotFoundError(f"{what} not found and huggingface.co cannot be reached: {remedy}")
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise DataNotFoundError(f"{what} not found and not downloaded ({unreachable}): {remedy}")
     failure = None
     for filename in filenames:
         try:
             return Path(huggingface_hub.hf_hub_download(repo, filename))
         except Exception as exc:  # HTTP errors (a repo may hold only one of the names), timeouts, disk
             failure = failure or exc
+        finally:
+            for partial in folder.glob("blobs/*.incomplete"):
+                partial.unlink(missing_ok=True)
     raise DataNotFoundError(f"{what} could not be downloaded ({_reason(failure)}): {remedy}")
 
 
@@ -430,6 +454,22 @@ def open_clip_tokenizer(name: str):
 # --- a frozen model --------------------------------------------------------------------------------
 
 LOADERS = {"torchvision": torchvision_classifier, "timm": timm_model, "open_clip": open_clip_model}
+NAMED_FILES: dict[str, Callable[[str, str, bool], tuple[Path, str]]] = {
+    "torchvision": torchvision_weights_file,
+    "timm": lambda name, spec, allow: (timm_weights_file(_timm_name(name, spec), allow), f"timm:{name}"),
+    "open_clip": lambda name, tag, allow: (
+        open_clip_weights_file(name, tag, allow),
+        f"open_clip:{name}.{tag}",
+    ),
+}
+
+
+def weights_file(library: str, name: str, spec: str, allow_download: bool) -> Path | None:
+    """The file a model's `model.weights` resolves to, as a run resolves it (a named source
+    downloaded into its library's cache when allowed); None for random weights (`none`)."""
+    if library == "timm" and spec != "none" and not is_local_file(spec):
+        _timm_name(name, spec)  # an unknown model or tag: one line naming what is accepted
+    return resolve_weights(spec, lambda s: NAMED_FILES[library](name, s, allow_download), "weights file").path
 
 
 def frozen(library: str, name: str, spec: str, allow_download: bool, init_seed: int, **options) -> Pretrained:

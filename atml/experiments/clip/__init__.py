@@ -18,6 +18,7 @@ from atml.data.images import NAMES
 from atml.data.prompts import PUBLISHED
 from atml.experiments import Experiment, Headline
 from atml.models.weight_files import open_clip_rows
+from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result
 
 PARTS = ("zeroshot", "gap", "procrustes")
@@ -342,6 +343,13 @@ def summary(metrics: dict) -> list[dict]:
     return rows
 
 
+def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
+    return [
+        DatasetSplit(cfg.data.dataset, "test", cfg.data.root),
+        Weights("open_clip", cfg.model.name, cfg.model.weights),
+    ]
+
+
 def weights_files() -> list:
     default = ClipModelConfig()
     return open_clip_rows(((default.name, default.weights),))
@@ -358,5 +366,6 @@ EXPERIMENT = Experiment(
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
     weights_files=weights_files,
+    needs=needs,
     non_result_keys=("model.cache", "model.batch_size"),
 )

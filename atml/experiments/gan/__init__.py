@@ -16,6 +16,7 @@ from atml.config import ClassifierConfig, Seed, Strict, deep_merge, validate
 from atml.data.mnist import ImageDataConfig
 from atml.errors import UserError
 from atml.experiments import Experiment, Headline
+from atml.needs import DatasetSplit, Need
 from atml.results import KeyedResult, Result
 
 PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")
@@ -296,6 +297,12 @@ def summary(metrics: dict) -> list[dict]:
     return rows
 
 
+def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
+    """MNIST's split of the base data and of every run of the chosen parts (runs may set their own)."""
+    settings = [cfg.data, *(s.data for part in parts for s in cfg.runs[part].values())]
+    return [DatasetSplit("mnist", d.train_split, d.root) for d in settings]
+
+
 EXPERIMENT = Experiment(
     name="gan",
     title=__doc__.strip().splitlines()[0],
@@ -308,4 +315,5 @@ EXPERIMENT = Experiment(
     key_figures=KEY_FIGURES,
     non_result_keys=("*.grid_every", "*.log_every"),
     stacks_seeds=True,
+    needs=needs,
 )

@@ -22,6 +22,7 @@ from atml.config import Precision, Seed, Strict
 from atml.data.images import NAMES
 from atml.experiments import Experiment, Flag, Headline
 from atml.models.weight_files import torchvision_rows
+from atml.needs import DatasetSplit, Need, Weights
 from atml.results import KeyedResult, Result
 
 PARTS = ("baseline", "no-residual", "features", "transfer", "confusion", "compare-depth")
@@ -373,6 +374,16 @@ def summary(metrics: dict) -> list[dict]:
     return rows
 
 
+def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
+    d = cfg.data
+    datasets = [d.dataset, *([cfg.transfer.target(d)] if "transfer" in parts else [])]
+    archs = [cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else [])]
+    return [
+        *(DatasetSplit(name, split, d.root) for name in datasets for split in ("train", "test")),
+        *(Weights("torchvision", arch, cfg.model.weights) for arch in archs),
+    ]
+
+
 def weights_files() -> list:
     return torchvision_rows(tuple(dict.fromkeys([*CompareDepthConfig().archs, ResnetModelConfig().arch])))
 
@@ -396,5 +407,6 @@ EXPERIMENT = Experiment(
     key_figures=KEY_FIGURES,
     flags=FLAGS,
     weights_files=weights_files,
+    needs=needs,
     non_result_keys=("train.log_every", "train.cache", "train.feature_batch_size", "confusion.pairs"),
 )

@@ -15,6 +15,7 @@ from pydantic import Field
 from atml.config import Precision, Seed, Strict
 from atml.data.mnist import ImageDataConfig
 from atml.experiments import Experiment, Flag, Headline
+from atml.needs import DatasetSplit, Need
 from atml.results import KeyedResult, Result
 from atml.schedules import SCHEDULES, BetaSchedule, Schedule
 
@@ -158,6 +159,11 @@ def summary(metrics: dict) -> list[dict]:
     return rows
 
 
+def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
+    d = cfg.data
+    return [DatasetSplit("fashion-mnist", split, d.root) for split in (d.train_split, "test")]
+
+
 EXPERIMENT = Experiment(
     name="vae",
     title=__doc__.strip().splitlines()[0],
@@ -171,4 +177,5 @@ EXPERIMENT = Experiment(
     flags=FLAGS,
     non_result_keys=("train.log_every", "eval.n_show", "eval.latent_map", "eval.latent_map_images"),
     stacks_seeds=True,
+    needs=needs,
 )

@@ -19,6 +19,7 @@ from atml.config import Precision, Seed, Strict
 from atml.data.images import NAMES
 from atml.experiments import Experiment, Headline
 from atml.models.weight_files import timm_rows
+from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result
 
 # the masking choices atml.analysis.masking implements
@@ -301,6 +302,12 @@ def summary(metrics: dict) -> list[dict]:
     return rows
 
 
+def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
+    drawn = "probe" in parts or ("masking" in parts and cfg.masking.source != "photos")
+    splits = [DatasetSplit(cfg.data.dataset, split, cfg.data.root) for split in ("train", "test")]
+    return [*(splits if drawn else []), Weights("timm", cfg.model.name, cfg.model.weights)]
+
+
 def weights_files() -> list:
     return timm_rows((VitModelConfig().name,))
 
@@ -321,5 +328,6 @@ EXPERIMENT = Experiment(
     headlines=HEADLINES,
     key_figures=KEY_FIGURES,
     weights_files=weights_files,
+    needs=needs,
     non_result_keys=("model.cache", "model.batch_size", "masking.examples"),
 )

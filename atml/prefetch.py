@@ -1,0 +1,82 @@
+"""`atml data check --for` and `atml data fetch --for`: what a command will read, found where a run
+looks for it (the same lookups and checks a run makes), or fetched into those places by the same
+download code a run uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from atml.data import images, mnist
+from atml.errors import DataNotFoundError, first_line
+from atml.needs import DatasetSplit, Need, Weights
+
+
+@dataclass(frozen=True)
+class Found:
+    need: Need
+    files: tuple[Path, ...]  # empty: missing
+    why: str = ""  # what is missing, and where it goes
+
+    def line(self) -> str:
+        what = f"{type(self.need).__name__.lower().replace('datasetsplit', 'data')}: {self.need.describe()}"
+        if not self.files:
+            return f"{what:60s} MISSING: {self.why}"
+        size = sum(f.stat().st_size for f in self.files)
+        return f"{what:60s} {size / 1e6:9.1f} MB  {', '.join(str(f.absolute()) for f in self.files)}"
+
+
+def split_files(need: DatasetSplit) -> tuple[Path, ...]:
+    """The files a run reads for a split, where it finds them (verified as a run verifies them:
+    two differing copies are an error), or () when missing."""
+    if need.dataset in mnist.DATASETS:
+        found = mnist.locate(mnist.DATASETS[need.dataset], need.split, need.root)
+        return tuple(found or ())
+    spec = images.DATASETS[need.dataset]
+    folder = spec.locate(need.split, need.root)
+    return tuple(folder / name for name in spec.files[need.split]) if folder else ()
+
+
+def weights_files(need: Weights, allow_download: bool) -> tuple[Path, ...]:
+    from atml.models.weights import weights_file
+
+    path = weights_file(need.library, need.model, need.weights, allow_download)
+    return (path,) if path else ()
+
+
+def check(need: Need) -> Found:
+    if isinstance(need, DatasetSplit):
+        files = split_files(need)
+        return Found(need, files, "" if files else f"goes under {Path(need.root).expanduser()}")
+    try:
+        return Found(need, weights_files(need, allow_download=False))
+    except DataNotFoundError as exc:
+        return Found(need, (), first_line(exc))
+
+
+def fetch(need: Need) -> Found:
+    """The need, downloaded where a run looks for it unless already there (a failure raises the
+    run's own error: one line, exit 3)."""
+    if isinstance(need, Weights):
+        return Found(need, weights_files(need, allow_download=True))
+    if not split_files(need):
+        if need.dataset in mnist.DATASETS:
+            mnist.download(mnist.DATASETS[need.dataset], need.split, need.root)
+        else:
+            images.DATASETS[need.dataset].fetch(need.split, need.root)
+    files = split_files(need)
+    if not files:
+        raise DataNotFoundError(f"{need.describe()}: the download left no files under {need.root}")
+    return Found(need, files)
+
+
+def needs_of(plans) -> list[Need]:
+    """Every need of resolved run requests (atml.plan), each once; a need with download off is an
+    input error for `fetch`, so it is the caller's to check."""
+    from atml.needs import unique
+
+    found: list[Need] = []
+    for request in plans:
+        for seed_config in request.configs:
+            found.extend(request.experiment.needs(seed_config.cfg, tuple(request.parts)))
+    return unique(found)
