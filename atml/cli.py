@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import typer
@@ -124,6 +125,7 @@ def run(
                 f"--resume continues a run with its own config, parts and folder; drop {' '.join(given)}"
             )
         exp = experiments.get(experiment)
+        plan.check_resume(exp, resume)
         from atml import runner
 
         runner.resume(exp, resume, device, tracker)
@@ -186,6 +188,8 @@ def report(
     from atml.runs import atomic_write_text
 
     to = to or outputs / "report"
+    if not runs and not compare and not outputs.is_dir():
+        raise UserError(f"--outputs {shorten(str(outputs))} is not a folder of runs")
     if compare:
         if runs:
             raise UserError("--compare takes its two folders itself; drop the other RUN_DIRs")
@@ -415,8 +419,13 @@ def _is(exc: BaseException, class_name: str) -> bool:
     return any(cls.__name__ == class_name for cls in type(exc).__mro__)
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM before a run (or between runs) ends like Ctrl-C: one line, 130
+
+
 def main() -> None:
     logs.setup()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(standalone_mode=False)
     except UserError as exc:

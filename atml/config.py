@@ -32,6 +32,10 @@ def config_dir() -> Traversable:
     """The default configs: ATML_CONFIG_DIR if set, else the top-level configs/ folder, which ships
     inside the package as atml.configs (editable and wheel installs alike)."""
     override = os.environ.get("ATML_CONFIG_DIR")
+    if override and not Path(override).is_dir():
+        raise UserError(
+            f"ATML_CONFIG_DIR={shorten(override)} is not a folder of configs (unset it for the shipped ones)"
+        )
     return Path(override) if override else files("atml.configs")
 
 

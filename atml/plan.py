@@ -4,6 +4,7 @@ loaded (by atml.runner) for a run known to be valid."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -105,3 +106,32 @@ def plan_all(request: RunRequest) -> list[RunRequest]:
         except UserError as exc:
             raise type(exc)(f"{name}: {exc}") from None
     return plans
+
+
+def check_resume(exp: Experiment, folders: list[Path]) -> None:
+    """Each --resume folder is a run folder of `exp`, checked from its env.json before torch loads:
+    a missing folder, a seed-summary folder (answered with the command that resumes its seeds) or
+    another experiment's run is exit 2, and nothing is written."""
+    for folder in folders:
+        if not folder.is_dir():
+            raise UserError(f"--resume {shorten(str(folder))}: no such run folder")
+        try:
+            env = json.loads((folder / "env.json").read_text())
+        except (OSError, ValueError):
+            continue  # missing or damaged: Run.open names the file (exit 2 or 3)
+        if not isinstance(env, dict):
+            continue
+        if env.get("kind") == "seed-summary":
+            runs = env.get("runs") if isinstance(env.get("runs"), dict) else {}
+            again = (
+                " ".join(f"--resume {shorten(str(r), 300)}" for r in runs.values())
+                or "--resume SEED_FOLDER ..."
+            )
+            raise UserError(
+                f"{folder} is the summary of a --seeds run, not a run; resume its seed folders: "
+                f"atml run {exp.name} {again}"
+            )
+        if env.get("experiment") != exp.name:
+            raise UserError(
+                f"{folder} is a run of '{shorten(str(env.get('experiment')), 60)}', not '{exp.name}'"
+            )

@@ -113,8 +113,6 @@ def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> N
         handles = [Run.open(f) if distributed.is_main() else FollowerRun(f) for f in folders]
         cfgs, parts = [], []
         for folder, handle in zip(folders, handles):
-            if handle.env.get("experiment") != exp.name:
-                raise UserError(f"{folder} is a run of '{handle.env.get('experiment')}', not '{exp.name}'")
             problem = exp.metrics_problem(handle.metrics)
             if problem:
                 raise DamagedFileError(

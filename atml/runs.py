@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -44,6 +45,20 @@ PACKAGES = (
     "typer",
     "atml",
 )
+
+
+def finite(tree, where: str) -> tuple[object, list[str]]:
+    """`tree` with every NaN or infinite float replaced by None, and the dotted keys replaced."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None, [where]
+    if isinstance(tree, dict | list | tuple):
+        items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+        out, found = {}, []
+        for key, value in items:
+            out[key], bad = finite(value, f"{where}.{key}")
+            found += bad
+        return (out if isinstance(tree, dict) else list(out.values())), found
+    return tree, []
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -248,7 +263,13 @@ class Run:
         return read_record(path, json.loads, "delete it and resume to recompute every part")
 
     def record_metrics(self, part: str, values: dict) -> None:
-        atomic_write_text(self.dir / "metrics.json", json.dumps(self.metrics | {part: values}, indent=2))
+        """The part's numbers into metrics.json; a NaN or infinity (no JSON number) is recorded as
+        null, with a warning naming where."""
+        values, non_finite = finite(values, part)
+        if non_finite:
+            log.warning(f"atml: {part}: not finite, recorded as null: {shorten(', '.join(non_finite), 300)}")
+        payload = json.dumps(self.metrics | {part: values}, indent=2, allow_nan=False)
+        atomic_write_text(self.dir / "metrics.json", payload)
 
     def write_history(self, name: str, rows: Iterable[dict]) -> Path:
         rows = list(rows)

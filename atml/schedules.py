@@ -23,7 +23,7 @@ Schedule = Literal["constant", "linear", "cyclical", "delayed-linear", "decreasi
 
 class BetaSchedule(Strict):
     kind: Schedule = "constant"
-    beta: float = Field(1.0, ge=0, description="the β the schedule reaches (and holds)")
+    beta: float = Field(1.0, ge=0, le=1e6, description="the β the schedule reaches (and holds)")
     warmup_share: float = Field(
         0.25, gt=0, le=1, description="linear: share of training over which β rises 0 → beta"
     )

@@ -41,19 +41,24 @@ def aggregate(per_seed: dict[int, dict]) -> dict[str, dict]:
 
 
 MAX_SEEDS = 100  # each seed is a whole run; more is a typo far more often than a plan
+MAX_FORCED_SEEDS = 10_000  # even with --force: each seed holds a model and a folder
 
 
 def parse_seeds(text: str, force: bool = False) -> list[int]:
     """`0,1,2` → those seeds; `3` → seeds 0, 1, 2. More than MAX_SEEDS only with `force`."""
     from atml.errors import UserError, shorten
 
+    if "," in text and any(not item.strip() for item in text.split(",")):
+        raise UserError(f"--seeds {shorten(text)}: an empty item; give a list such as 0,1,2")
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",")]
     except ValueError:
         raise UserError(f"--seeds expects a count (3) or a list (0,1,2), got '{shorten(text)}'") from None
     count = len(seeds) if "," in text else seeds[0] if len(seeds) == 1 else 0
     if "," not in text and count < 1:
         raise UserError(f"--seeds {shorten(text)}: a count must be at least 1")
+    if count > MAX_FORCED_SEEDS:
+        raise UserError(f"--seeds asks for {count:,} runs; at most {MAX_FORCED_SEEDS:,} even with --force")
     if count > MAX_SEEDS and not force:
         raise UserError(f"--seeds asks for {count:,} runs; at most {MAX_SEEDS} without --force")
     if "," not in text:

@@ -54,10 +54,23 @@ def test_seed_arithmetic():
     assert rows == [{"part": "p", "value": "2 ± 1.4 (n=2)", "note": "a | b (seeds 0, 1)"}]
 
 
-@pytest.mark.parametrize("bad", ["0", "x", "1,1", "-1,2"])
+@pytest.mark.parametrize("bad", ["0", "x", "1,1", "-1,2", "1,,2", ",1", "99999999999"])
 def test_bad_seeds_are_refused_before_any_run(cli, tmp_path, bad):
-    code, _, err = cli("run", "vae", "--smoke", "--seeds", bad, "--out", tmp_path / "out")
+    code, _, err = cli("run", "vae", "--smoke", "--seeds", bad, "--force", "--out", tmp_path / "out")
     assert code == 2 and "--seeds" in err and not (tmp_path / "out").exists()
+
+
+def test_resuming_a_seed_summary_is_refused_with_the_command_for_its_seeds(cli, seeded_gan):
+    out, _ = seeded_gan
+    (summary,) = [p for p in (out / "gan").iterdir() if p.name.endswith("-seeds")]
+    before = sorted(p.relative_to(summary) for p in summary.rglob("*"))
+    code, _, err = cli("run", "gan", "--resume", summary)
+    seeds = sorted(p for p in (out / "gan").iterdir() if p != summary)
+    assert code == 2 and "summary of a --seeds run" in err
+    assert f"atml run gan --resume {seeds[0]} --resume {seeds[1]}" in err, err
+    assert sorted(p.relative_to(summary) for p in summary.rglob("*")) == before
+    code, _, err = cli("run", "vae", "--resume", seeds[0])
+    assert code == 2 and "a run of 'gan', not 'vae'" in err
 
 
 def test_run_all_refuses_a_key_no_experiment_has(cli, tmp_path):

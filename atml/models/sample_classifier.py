@@ -16,6 +16,7 @@ from atml import seeding
 from atml.cache import cache_dir
 from atml.config import ClassifierConfig
 from atml.data.batching import TensorBatches
+from atml.errors import OutputWriteError
 from atml.models.mnist_classifier import DigitClassifier
 from atml.models.modes import evaluating
 from atml.runs import atomic_write_bytes, remove_stale_temps
@@ -77,7 +78,10 @@ def get_classifier(
     path = classifier_dir() / f"{name}-{fingerprint(train_x, train_y, cfg)}.pt"
     model = DigitClassifier(n_classes).to(train_x.device)
     if path.parent.is_dir():
-        remove_stale_temps(path.parent)
+        try:
+            remove_stale_temps(path.parent)
+        except OSError:  # a read-only cache: nothing to tidy, nothing to write
+            pass
     if path.is_file():
         try:
             saved = load_tensors(path, train_x.device)
@@ -108,6 +112,9 @@ def get_classifier(
     acc = accuracy(model, heldout_x, heldout_y)
     buffer = io.BytesIO()
     torch.save({"state": model.state_dict(), "heldout_accuracy": acc}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    log.info(f"  sample classifier: held-out accuracy {acc:.4f}, cached at {path}")
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+        log.info(f"  sample classifier: held-out accuracy {acc:.4f}, cached at {path}")
+    except OutputWriteError as exc:  # a cache is an optimisation: the next run trains it again
+        log.warning(f"  sample classifier not cached ({exc}); going on without it (folder: ATML_CACHE_DIR)")
     return JudgedClassifier(model, acc, path, False)

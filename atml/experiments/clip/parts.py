@@ -25,7 +25,7 @@ from atml.analysis.procrustes import apply_rotation, fit_rotation
 from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predict
 from atml.data.draws import Draw, draw
 from atml.data.prompts import PUBLISHED, class_prompt_names, fill, published_templates
-from atml.errors import UserError
+from atml.errors import UserError, shorten
 from atml.experiments import RunContext
 from atml.experiments.clip import Config, GapResult, ProcrustesResult, ZeroshotResult
 from atml.models.frozen import FrozenModel
@@ -100,6 +100,12 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ClipContext:
     clip = load_model(cfg, device)
     open_clip_tokenizer(cfg.model.name)
     test = test_draw(cfg)
+    unknown = sorted(set(cfg.zeroshot.class_names) - set(test.classes))
+    if unknown:
+        raise UserError(
+            f"zeroshot.class_names: {shorten(unknown[0], 60)} is not a class of {cfg.data.dataset}; "
+            f"its classes: {', '.join(test.classes)}"
+        )
     positions = pair_positions(cfg, test)
     strategies = cfg.zeroshot.strategies
     for part, name in (("gap", cfg.gap.strategy), ("procrustes", cfg.procrustes.strategy)):

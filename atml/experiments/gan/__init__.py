@@ -109,14 +109,14 @@ KEY_FIGURES = (
 )
 
 
-Width = Annotated[int, Field(ge=1, description="units in a hidden layer")]
+Width = Annotated[int, Field(ge=1, le=16384, description="units in a hidden layer")]
 
 
 Beta = Annotated[float, Field(ge=0, lt=1, description="Adam's running-average coefficient")]
 
 
 class GanModelConfig(Strict):
-    latent_dim: int = Field(100, ge=1)
+    latent_dim: int = Field(100, ge=1, le=4096)
     g_hidden: list[Width] = [256, 512]
     d_hidden: list[Width] = [256, 256]
     d_dropout: float = Field(0.0, ge=0, lt=1)
@@ -160,7 +160,7 @@ class GanTrainConfig(Strict):
 
 
 class GanEvalConfig(Strict):
-    n_samples: int = Field(2000, ge=2)
+    n_samples: int = Field(2000, ge=2, le=100_000)
     diversity_samples: int | None = Field(
         None,
         ge=2,

@@ -131,7 +131,10 @@ class FinetuneConfig(Strict):
         None, ge=2, description="the first images of the training draw used (null: all)"
     )
     batch_size: int = Field(
-        32, ge=1, description="the global batch: under torchrun each of N ranks takes batch_size / N"
+        32,
+        ge=2,
+        description="the global batch: under torchrun each of N ranks takes batch_size / N (BatchNorm "
+        "cannot train on one image)",
     )
     lr: float = Field(1e-4, gt=0, le=10, description="Adam")
 
@@ -164,7 +167,7 @@ class TransferConfig(Strict):
     )
     settings: list[Literal[TRANSFER_SETTINGS]] = Field(list(TRANSFER_SETTINGS), min_length=1)  # type: ignore[valid-type]
     epochs: int = Field(3, ge=1, description="every setting trains this many epochs on the same images")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=2, description="BatchNorm cannot train on one image")
     lr: dict[str, float] = Field(
         {"frozen": 1e-3, "last-block": 1e-4, "full": 1e-4, "scratch": 1e-3},
         description="Adam's learning rate per setting",
@@ -188,7 +191,7 @@ class TransferConfig(Strict):
 
 class HeadTrainConfig(Strict):
     epochs: int = Field(3, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=2, description="BatchNorm cannot train on one image")
     lr: float = Field(1e-3, gt=0, le=10)
     flip: bool = Field(True, description="random horizontal flips (both views of every image are cached)")
     backbone_bn: Literal["eval", "train"] = Field(

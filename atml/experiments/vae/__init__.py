@@ -88,7 +88,7 @@ class VaeEvalConfig(Strict):
     latent_map: Literal["pca", "tsne"] = "tsne"
     latent_map_images: int = Field(2000, ge=10)
     laplace_scale: float = Field(1.0, gt=0)
-    n_show: int = Field(10, ge=1, description="images per row in reconstruction and sample figures")
+    n_show: int = Field(10, ge=1, le=100, description="images per row in reconstruction and sample figures")
 
 
 class Config(Strict):
