@@ -427,7 +427,10 @@ def main() -> None:
     logs.setup()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # typer ≥ 0.26 turns a KeyboardInterrupt outside a run (Ctrl-C, SIGTERM) into a returned 130
+        if code == 130:
+            raise KeyboardInterrupt
     except UserError as exc:
         log.error(f"atml: error: {shorten(str(exc), MESSAGE_LIMIT)}")
         raise SystemExit(exc.exit_code) from None

@@ -57,10 +57,10 @@ def parse_seeds(text: str, force: bool = False) -> list[int]:
     count = len(seeds) if "," in text else seeds[0] if len(seeds) == 1 else 0
     if "," not in text and count < 1:
         raise UserError(f"--seeds {shorten(text)}: a count must be at least 1")
-    if count > MAX_FORCED_SEEDS:
-        raise UserError(f"--seeds asks for {count:,} runs; at most {MAX_FORCED_SEEDS:,} even with --force")
     if count > MAX_SEEDS and not force:
         raise UserError(f"--seeds asks for {count:,} runs; at most {MAX_SEEDS} without --force")
+    if count > MAX_FORCED_SEEDS:
+        raise UserError(f"--seeds asks for {count:,} runs; at most {MAX_FORCED_SEEDS:,} even with --force")
     if "," not in text:
         seeds = list(range(count))
     if len(set(seeds)) != len(seeds) or any(not 0 <= s < 2**32 for s in seeds):

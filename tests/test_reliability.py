@@ -97,3 +97,32 @@ def test_a_batch_batchnorm_cannot_train_on_is_exit_2(cli, tmp_path, key):
     code, _, err = cli("run", "resnet", "--smoke", "--set", f"{key}=1", "--out", tmp_path / "out")
     assert code == 2 and one_line(err) and key in err and "greater than or equal to 2" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_before_the_run_folder_exists_is_exit_130_in_one_line(tmp_path):
+    """atml waits on a download (a proxy that accepts and never answers) when SIGTERM comes."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env |= {"http_proxy": proxy, "https_proxy": proxy, "ATML_NO_SYSTEM_DATA": "1", "HOME": str(tmp_path)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--set", f"data.root={tmp_path / 'data'}",
+             "--out", tmp_path / "out"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        silent.settimeout(120)
+        connection, _ = silent.accept()  # the download has begun
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        connection.close()
+    assert process.returncode == 130 and one_line(err) and "interrupted" in err, (out, err)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in (tmp_path / "data").rglob("*") if p.is_file()]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
@@ -259,7 +260,7 @@ def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -
     for filename in filenames:
         found = huggingface_hub.try_to_load_from_cache(repo, filename)
         if isinstance(found, str):
-            return Path(found)
+            return checked_hub_file(Path(found))
     folder = hub_cache_folder(repo)
     remedy = (
         f"put {filenames[0]} from {huggingface_hub.constants.ENDPOINT}/{repo} in the Hugging Face cache "
@@ -274,13 +275,34 @@ def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -
     failure = None
     for filename in filenames:
         try:
-            return Path(huggingface_hub.hf_hub_download(repo, filename))
+            path = Path(huggingface_hub.hf_hub_download(repo, filename))
         except Exception as exc:  # HTTP errors (a repo may hold only one of the names), timeouts, disk
             failure = failure or exc
+            continue
         finally:
             for partial in folder.glob("blobs/*.incomplete"):
                 partial.unlink(missing_ok=True)
+        try:
+            return checked_hub_file(path)
+        except DataCorruptError:
+            path.resolve().unlink(missing_ok=True)  # the blob; then the snapshot's link to it
+            path.unlink(missing_ok=True)
+            raise DataCorruptError(
+                f"{what}: the download does not match the sha256 the hub announced; nothing was kept, "
+                "run again to download it again"
+            ) from None
     raise DataNotFoundError(f"{what} could not be downloaded ({_reason(failure)}): {remedy}")
+
+
+def checked_hub_file(path: Path) -> Path:
+    """A hub cache file whose blob is named by its sha256 (large files: the hub's LFS ETag) must
+    have that sha256: a damaged or swapped file is named, never loaded."""
+    blob = path.resolve().name
+    if re.fullmatch(r"[0-9a-f]{64}", blob) and sha256(path) != blob:
+        raise DataCorruptError(
+            f"{path} does not match the sha256 its cache entry is named by; delete it and fetch it again"
+        )
+    return path
 
 
 def timm_weights_file(full_name: str, allow_download: bool) -> Path:

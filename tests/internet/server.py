@@ -27,6 +27,7 @@ class StandIn:
     def __init__(self, files: dict[str, Path], folder: Path):
         import trustme
 
+        self.folder = folder
         self.files = files  # URL (or hub_url) → the file served
         self.requests: list[tuple[str, str]] = []  # (method, URL) in arrival order
         self.cut: set[str] = set()  # URLs whose body stops halfway, the connection closed
