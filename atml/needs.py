@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DatasetSplit:
+    kind = "data"
     dataset: str  # a name of atml.data.images.NAMES
     split: str  # train | test
     root: str  # the config's data.root
@@ -19,6 +20,7 @@ class DatasetSplit:
 
 @dataclass(frozen=True)
 class Weights:
+    kind = "weights"
     library: str  # torchvision | timm | open_clip
     model: str
     weights: str  # the config's model.weights: a named source, a local file or none

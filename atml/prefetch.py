@@ -19,7 +19,7 @@ class Found:
     why: str = ""  # what is missing, and where it goes
 
     def line(self) -> str:
-        what = f"{type(self.need).__name__.lower().replace('datasetsplit', 'data')}: {self.need.describe()}"
+        what = f"{self.need.kind}: {self.need.describe()}"
         if not self.files:
             return f"{what:60s} MISSING: {self.why}"
         size = sum(f.stat().st_size for f in self.files)

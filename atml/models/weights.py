@@ -130,14 +130,19 @@ def _torchvision_preprocess(weights) -> Preprocess:
     )
 
 
-def torchvision_weights(arch: str, spec: str):
-    """The member of torchvision's weights enum that `spec` names for `arch` (aliases allowed)."""
+def torchvision_enum(arch: str):
+    """torchvision's weights enum of `arch`; an unknown architecture is one line."""
     import torchvision.models as tvm
 
     try:
-        enum = tvm.get_model_weights(arch)
+        return tvm.get_model_weights(arch)
     except ValueError:
         raise UserError(f"unknown torchvision model '{arch}'; e.g. resnet18, resnet50, resnet152") from None
+
+
+def torchvision_weights(arch: str, spec: str):
+    """The member of torchvision's weights enum that `spec` names for `arch` (aliases allowed)."""
+    enum = torchvision_enum(arch)
     name = ALIASES.get(spec, spec)
     if name not in enum.__members__:
         accepted = ", ".join([*enum.__members__, *ALIASES, "none", "a path to a state-dict file"])
@@ -159,6 +164,7 @@ def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretra
     default weights when the file or `none` carries no metadata)."""
     import torchvision.models as tvm
 
+    enum = torchvision_enum(arch)
     weights = None if spec == "none" or is_local_file(spec) else torchvision_weights(arch, spec)
     resolved = resolve_weights(
         spec, partial(torchvision_weights_file, arch, allow_download=allow_download), "state-dict file"
@@ -168,7 +174,7 @@ def torchvision_classifier(arch: str, spec: str, allow_download: bool) -> Pretra
         load_state_dict(model, resolved.path)
     return Pretrained(
         model,
-        _torchvision_preprocess(weights or tvm.get_model_weights(arch).DEFAULT),
+        _torchvision_preprocess(weights or enum.DEFAULT),
         resolved.record,
         tuple(weights.meta["categories"]) if weights else None,
     )
@@ -319,6 +325,11 @@ def timm_weights_file(full_name: str, allow_download: bool) -> Path:
     return hub_file(cfg.hf_hub_id, filenames, allow_download, f"{full_name} weights")
 
 
+def timm_named_file(full_name: str, allow_download: bool) -> tuple[Path, str]:
+    """The file of a timm model's pretrained tag, and where it came from."""
+    return timm_weights_file(full_name, allow_download), f"timm:{full_name}"
+
+
 def timm_data_config(model: nn.Module) -> dict:
     """timm's resolve_data_config, with the input size the model was built for (timm keeps the
     weights' own, 224, when img_size is overridden)."""
@@ -353,7 +364,7 @@ def timm_model(name: str, spec: str, allow_download: bool, **kwargs) -> Pretrain
     full = _timm_name(name, TIMM_PRETRAINED if spec == "none" or is_local_file(spec) else spec)
     resolved = resolve_weights(
         spec,
-        lambda _: (timm_weights_file(full, allow_download), f"timm:{full}"),
+        lambda _: timm_named_file(full, allow_download),
         "file (.safetensors, .pth, .npz)",
     )
     if resolved.path is None:
@@ -425,6 +436,11 @@ def open_clip_weights_file(name: str, tag: str, allow_download: bool) -> Path:
     return fetch_url(cfg["url"], allow_download, what)
 
 
+def open_clip_named_file(name: str, tag: str, allow_download: bool) -> tuple[Path, str]:
+    """The checkpoint of an open_clip pretrained tag, and where it came from."""
+    return open_clip_weights_file(name, tag, allow_download), f"open_clip:{name}.{tag}"
+
+
 def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
     """An open_clip model with weights `spec`: a pretrained tag (`openai`, `laion2b_s34b_b79k`, …),
     a local checkpoint, or `none`. A tag's own settings travel with its file (QuickGELU for the
@@ -439,7 +455,7 @@ def open_clip_model(name: str, spec: str, allow_download: bool) -> Pretrained:
         options["force_quick_gelu"] = bool(cfg.get("quick_gelu"))
         keys = ("mean", "std", "interpolation", "resize_mode")
         options["force_preprocess_cfg"] = {k: cfg[k] for k in keys if k in cfg}
-        return open_clip_weights_file(name, tag, allow_download), f"open_clip:{name}.{tag}"
+        return open_clip_named_file(name, tag, allow_download)
 
     resolved = resolve_weights(spec, named, "checkpoint")
     path = resolved.path
@@ -478,19 +494,14 @@ def open_clip_tokenizer(name: str):
 LOADERS = {"torchvision": torchvision_classifier, "timm": timm_model, "open_clip": open_clip_model}
 NAMED_FILES: dict[str, Callable[[str, str, bool], tuple[Path, str]]] = {
     "torchvision": torchvision_weights_file,
-    "timm": lambda name, spec, allow: (timm_weights_file(_timm_name(name, spec), allow), f"timm:{name}"),
-    "open_clip": lambda name, tag, allow: (
-        open_clip_weights_file(name, tag, allow),
-        f"open_clip:{name}.{tag}",
-    ),
+    "timm": lambda name, spec, allow: timm_named_file(_timm_name(name, spec), allow),
+    "open_clip": open_clip_named_file,
 }
 
 
 def weights_file(library: str, name: str, spec: str, allow_download: bool) -> Path | None:
     """The file a model's `model.weights` resolves to, as a run resolves it (a named source
     downloaded into its library's cache when allowed); None for random weights (`none`)."""
-    if library == "timm" and spec != "none" and not is_local_file(spec):
-        _timm_name(name, spec)  # an unknown model or tag: one line naming what is accepted
     return resolve_weights(spec, lambda s: NAMED_FILES[library](name, s, allow_download), "weights file").path
 
 
