@@ -199,7 +199,7 @@ def report(
             raise DamagedFileError(str(exc)) from None
         blocks, stem, problems = build.compare_report(a, b), "compare", []
     else:
-        entries: dict[str, list[sources.Source | str]] = {}
+        entries: dict[str, list[sources.Source | sources.Skipped]] = {}
         unreadable = []
         for folder in runs or ():
             entry = sources.read(folder)
@@ -208,10 +208,7 @@ def report(
             else:
                 unreadable.append(entry)
         if not runs:
-            entries = {
-                name: [sources.read(folder) for folder in sources.latest(outputs, name)]
-                for name in experiments.EXPERIMENTS
-            }
+            entries = {name: sources.latest(outputs, name) for name in experiments.EXPERIMENTS}
             entries = {name: found for name, found in entries.items() if found}
         blocks, problems = build.study_report(entries, unreadable, explicit=bool(runs))
         stem = "report"
@@ -315,27 +312,35 @@ def data_check(
         rows = [check(need) for need in _needs(for_, root, preset, set_, smoke, part)]
         for row in rows:
             print(row.line())
-        missing = sum(not row.files for row in rows)
-        print(f"{len(rows) - missing} of {len(rows)} present" + (f"; {missing} missing" if missing else ""))
-        if missing:
+        missing = sum(not row.ok and not row.damaged for row in rows)
+        damaged = sum(row.damaged for row in rows)
+        print(
+            f"{sum(row.ok for row in rows)} of {len(rows)} present"
+            + (f"; {missing} missing" if missing else "")
+            + (f"; {damaged} damaged" if damaged else "")
+        )
+        if missing or damaged:
             raise SystemExit(3)
         return
     if preset or set_ or smoke or part:
         raise UserError("--preset, --set, --smoke and --part go with --for")
     from atml.data.files import is_fake
-    from atml.data.images import NAMES, SPLITS, where
+    from atml.data.images import NAMES, SPLITS, verify, where
 
     root = root or Path("data")
+    damaged = 0
     for name in NAMES:
         for split in SPLITS:
             try:
                 found, looked = where(name, split, root)
+                verify(name, split, root)
             except DataCorruptError as exc:
                 print(f"{name:14s} {split:5s} DAMAGED: {exc}")
+                damaged += 1
                 continue
             if found:
                 fake = " (FAKE data, written by `atml data fake`)" if is_fake(found) else ""
-                state = f"found: {found}{fake}"
+                state = f"found: {found}{fake}, read as a run reads it"
             else:
                 state = "MISSING (looked in " + ", ".join(map(str, looked)) + ")"
             print(f"{name:14s} {split:5s} {state}")
@@ -345,6 +350,8 @@ def data_check(
             f"{weights:30s} "
             + (f"cached: {path}" if present else f"not cached (downloaded to {path} when allowed)")
         )
+    if damaged:
+        raise SystemExit(3)
 
 
 @data_app.command("fake")

@@ -244,7 +244,12 @@ def resolve(
             _smoke_layer(read_yaml(defaults / f"{experiment}.smoke.yaml"), keep_model=preset is not None)
         )
     if config_file is not None:
-        layers.append(read_yaml(Path(config_file)))
+        layer = read_yaml(Path(config_file))
+        try:
+            check_keys(layer, schema)  # named here: another experiment's config file is a likely slip
+        except UserError as exc:
+            raise UserError(f"--config {config_file}: {exc}") from None
+        layers.append(layer)
     layers.extend(_nest(key, value) for key, value in (flags or {}).items())
     for layer in layers:
         data = deep_merge(data, layer)

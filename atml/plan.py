@@ -4,7 +4,6 @@ loaded (by atml.runner) for a run known to be valid."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from atml import experiments
 from atml.config import has_key, presets, resolve
 from atml.errors import UserError, shorten
 from atml.experiments import Experiment
+from atml.records import check_run, read_env, require_records
 
 log = logging.getLogger("atml")
 DEVICES = ("auto", "cpu", "cuda")
@@ -109,29 +109,21 @@ def plan_all(request: RunRequest) -> list[RunRequest]:
 
 
 def check_resume(exp: Experiment, folders: list[Path]) -> None:
-    """Each --resume folder is a run folder of `exp`, checked from its env.json before torch loads:
-    a missing folder, a seed-summary folder (answered with the command that resumes its seeds) or
-    another experiment's run is exit 2, and nothing is written."""
+    """Each --resume folder is a run folder of `exp` whose records read back typed, checked before
+    torch loads: a missing folder, a seed-summary folder (answered with the command that resumes
+    its seeds) or another experiment's run is exit 2, a damaged record exit 3 naming the file and
+    key, and nothing is written."""
     for folder in folders:
         if not folder.is_dir():
             raise UserError(f"--resume {shorten(str(folder))}: no such run folder")
-        try:
-            env = json.loads((folder / "env.json").read_text())
-        except (OSError, ValueError):
-            continue  # missing or damaged: Run.open names the file (exit 2 or 3)
-        if not isinstance(env, dict):
-            continue
-        if env.get("kind") == "seed-summary":
-            runs = env.get("runs") if isinstance(env.get("runs"), dict) else {}
-            again = (
-                " ".join(f"--resume {shorten(str(r), 300)}" for r in runs.values())
-                or "--resume SEED_FOLDER ..."
-            )
+        require_records(folder)
+        env = read_env(folder, "this folder cannot be resumed")
+        if env.kind == "seed-summary":
+            again = " ".join(f"--resume {shorten(str(r), 300)}" for r in (env.runs or {}).values())
             raise UserError(
                 f"{folder} is the summary of a --seeds run, not a run; resume its seed folders: "
-                f"atml run {exp.name} {again}"
+                f"atml run {exp.name} {again or '--resume SEED_FOLDER ...'}"
             )
-        if env.get("experiment") != exp.name:
-            raise UserError(
-                f"{folder} is a run of '{shorten(str(env.get('experiment')), 60)}', not '{exp.name}'"
-            )
+        if env.experiment != exp.name:
+            raise UserError(f"{folder} is a run of '{shorten(env.experiment, 60)}', not '{exp.name}'")
+        check_run(folder, exp)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atml.data import images, mnist
-from atml.errors import DataNotFoundError, first_line
+from atml.errors import DataCorruptError, DataNotFoundError, first_line
 from atml.needs import DatasetSplit, Need, Weights
 
 
@@ -16,14 +16,28 @@ from atml.needs import DatasetSplit, Need, Weights
 class Found:
     need: Need
     files: tuple[Path, ...]  # empty: missing
-    why: str = ""  # what is missing, and where it goes
+    problem: str = ""  # what is missing and where it goes, or what is damaged
+    checked: str = ""  # how far the files were checked
+    damaged: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.files) and not self.problem
 
     def line(self) -> str:
         what = f"{self.need.kind}: {self.need.describe()}"
-        if not self.files:
-            return f"{what:60s} MISSING: {self.why}"
+        if self.problem:
+            return f"{what:60s} {'DAMAGED' if self.damaged else 'MISSING'}: {self.problem}"
         size = sum(f.stat().st_size for f in self.files)
-        return f"{what:60s} {size / 1e6:9.1f} MB  {', '.join(str(f.absolute()) for f in self.files)}"
+        where = ", ".join(str(f.absolute()) for f in self.files)
+        return f"{what:60s} {size / 1e6:9.1f} MB  {self.checked}  {where}"
+
+
+WEIGHTS_CHECKED = {  # how far `check` verifies a weights file without loading it
+    "timm": "sha256 checked",
+    "open_clip": "sha256 checked",
+    "torchvision": "not verified (torch checks its hash prefix only when it downloads it)",
+}
 
 
 def split_files(need: DatasetSplit) -> tuple[Path, ...]:
@@ -45,13 +59,23 @@ def weights_files(need: Weights, allow_download: bool) -> tuple[Path, ...]:
 
 
 def check(need: Need) -> Found:
+    """Where a run finds the need, read as the run reads it (a dataset split) or checked against
+    the hash its cache names it by (Hugging Face weights); nothing is downloaded."""
     if isinstance(need, DatasetSplit):
         files = split_files(need)
-        return Found(need, files, "" if files else f"goes under {Path(need.root).expanduser()}")
+        if not files:
+            return Found(need, (), f"goes under {Path(need.root).expanduser()}")
+        try:
+            images.verify(need.dataset, need.split, need.root)
+        except DataCorruptError as exc:
+            return Found(need, files, first_line(exc), damaged=True)
+        return Found(need, files, checked="read as a run reads it")
     try:
-        return Found(need, weights_files(need, allow_download=False))
+        return Found(need, weights_files(need, allow_download=False), checked=WEIGHTS_CHECKED[need.library])
     except DataNotFoundError as exc:
         return Found(need, (), first_line(exc))
+    except DataCorruptError as exc:  # a cached blob that fails the sha256 it is named by
+        return Found(need, (), first_line(exc), damaged=True)
 
 
 def fetch(need: Need) -> Found:

@@ -10,11 +10,10 @@ import signal
 import time
 from pathlib import Path
 
-from atml import distributed, logs, seed_summary
+from atml import distributed, folder_lock, logs, seed_summary
 from atml.config import validate
 from atml.errors import (
     MESSAGE_LIMIT,
-    DamagedFileError,
     OutputWriteError,
     TrainingDivergedError,
     UnexpectedError,
@@ -110,14 +109,9 @@ def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> N
     """Continue run folders with their own configs and parts; finished parts are kept. Several
     folders (the seeds of one --seeds run) continue together where the experiment stacks seeds."""
     with _session(device) as torch_device:
-        handles = [Run.open(f) if distributed.is_main() else FollowerRun(f) for f in folders]
+        handles = [Run.open(f, exp) if distributed.is_main() else FollowerRun(f) for f in folders]
         cfgs, parts = [], []
-        for folder, handle in zip(folders, handles):
-            problem = exp.metrics_problem(handle.metrics)
-            if problem:
-                raise DamagedFileError(
-                    f"{folder / 'metrics.json'} is damaged: {problem}; this run cannot be resumed"
-                )
+        for handle in handles:
             parts.append(tuple(select_parts(exp, handle.env.get("parts"))))
             cfgs.append(validate(handle.config, exp.config))
         if len(set(parts)) > 1 or len({c.seed for c in cfgs}) < len(cfgs):
@@ -220,6 +214,8 @@ def execute(exp: Experiment, ctxs: list, handles: list[Run], tracker_kind: str =
         for tracker in trackers:
             if tracker:
                 tracker.close()
+        for h in handles:
+            folder_lock.release(h.dir)
     all_rows = []
     for h in handles:
         rows = exp.summary({p: h.metrics[p] for p in ctxs[0].parts})
@@ -235,6 +231,7 @@ def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) ->
     try:
         if distributed.is_main():
             handle = Run.create(out, experiment, label, raw, env)
+            folder_lock.hold(handle.dir)
     finally:
         # None tells the others rank 0 failed
         folder = distributed.broadcast_object(handle.dir if handle else None)

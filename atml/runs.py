@@ -7,6 +7,7 @@ metrics.json (headline numbers per part), history/<part>.csv, plots/, samples/, 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -20,12 +21,15 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 
 import yaml
 
+from atml import folder_lock
 from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line, shorten
+from atml.records import check_run, read_mapping
 
 log = logging.getLogger("atml")
 
@@ -139,18 +143,6 @@ def check_output_root(out: Path) -> None:
         raise UserError(f"--out {out}: {existing} is not writable")
 
 
-def read_record(path: Path, parse, what: str) -> dict:
-    """A run record (config, env, metrics): a mapping, or a DamagedFileError naming the file."""
-    try:
-        data = parse(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        reason = first_line(exc)
-        raise DamagedFileError(f"{path} is damaged ({reason}); {what}") from None
-    if not isinstance(data, dict):
-        raise DamagedFileError(f"{path} is damaged (it does not hold a mapping); {what}")
-    return data
-
-
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -213,20 +205,18 @@ class Run:
         for sub in SUBDIRS:
             (folder / sub).mkdir(exist_ok=True)
         atomic_write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        run.write_env(env)
+        run.write_env({"run_id": secrets.token_hex(8), **env})
         return run
 
     @classmethod
-    def open(cls, folder: Path) -> Run:
-        """Reopen a run folder to continue it: its records must read back; leftovers of killed
-        writes are removed."""
+    def open(cls, folder: Path, experiment) -> Run:
+        """Reopen a run folder of `experiment` to continue it, locked for this process: every
+        record must read back as the experiment wrote it (else DamagedFileError naming the file and
+        key); leftovers of killed writes are removed."""
         folder = Path(folder)
-        if not (folder / "config.yaml").is_file() or not (folder / "env.json").is_file():
-            raise UserError(
-                f"--resume needs a run folder holding config.yaml and env.json; {folder} has none"
-            )
+        check_run(folder, experiment)
+        folder_lock.hold(folder)
         run = cls(folder)
-        run.config, run.env, run.metrics  # noqa: B018 — each raises DamagedFileError naming its file
         removed = remove_stale_temps(folder)
         if removed:
             log.info(f"atml: removed {removed} temporary file(s) left by an interrupted write in {folder}")
@@ -246,13 +236,11 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return read_record(
-            self.dir / "config.yaml", yaml.safe_load, "this run cannot be resumed; start a new one"
-        )
+        return read_mapping(self.dir / "config.yaml", "this run cannot be resumed; start a new one")
 
     @property
     def env(self) -> dict:
-        return read_record(self.dir / "env.json", json.loads, "this run cannot be resumed; start a new one")
+        return read_mapping(self.dir / "env.json", "this run cannot be resumed; start a new one")
 
     # --- results ------------------------------------------------------------------------
     @property
@@ -260,7 +248,7 @@ class Run:
         path = self.dir / "metrics.json"
         if not path.is_file():
             return {}
-        return read_record(path, json.loads, "delete it and resume to recompute every part")
+        return read_mapping(path, "delete it and resume to recompute every part")
 
     def record_metrics(self, part: str, values: dict) -> None:
         """The part's numbers into metrics.json; a NaN or infinity (no JSON number) is recorded as
@@ -294,25 +282,56 @@ class Run:
     def checkpoint_path(self, key: str) -> Path:
         return self.dir / "checkpoints" / f"{key}.pt"
 
+    @cached_property
+    def identity(self) -> dict:
+        """What ties a checkpoint to this run: its id (env.json) and its resolved config's hash."""
+        config = json.dumps(self.config, sort_keys=True, default=str).encode()
+        return {"run_id": self.env.get("run_id"), "config_sha256": hashlib.sha256(config).hexdigest()}
+
     # torch is imported by the two methods below, not at the top: commands that never train read
     # run folders too, and answer without it
     def save_checkpoint(self, key: str, state: dict) -> None:
         import torch
 
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        identity = {**self.identity, "checkpoint": key, "folder": str(self.dir)}
+        torch.save({**state, "identity": identity}, buffer)
         atomic_write_bytes(self.checkpoint_path(key), buffer.getvalue())
 
     def load_checkpoint(self, key: str) -> dict | None:
+        """The checkpoint `key` of this run, or None; a damaged one, or one another run or config
+        wrote, is a DamagedFileError naming the file."""
         from atml.runtime import load_tensors
 
         path = self.checkpoint_path(key)
         if not path.is_file():
             return None
         try:
-            return load_tensors(path)
+            saved = load_tensors(path)
         except Exception as exc:  # torch raises EOFError, RuntimeError or UnpicklingError by damage
             raise self.damaged_checkpoint(key, exc) from None
+        problem = self._foreign(key, saved)
+        if problem:
+            raise DamagedFileError(
+                f"checkpoint {path} {problem}: resuming from it would give another run's numbers; "
+                "delete it to redo that training from its start, then resume"
+            )
+        return saved
+
+    def _foreign(self, key: str, saved: object) -> str | None:
+        """Why a checkpoint is not this run's, or None. A run made before checkpoints recorded
+        their run (no run_id in env.json) accepts one that records none."""
+        mine = self.identity
+        theirs = saved.get("identity") if isinstance(saved, dict) else None
+        if not isinstance(theirs, dict):
+            return None if mine["run_id"] is None else "records no run (it was not written by this run)"
+        if theirs.get("run_id") != mine["run_id"]:
+            return f"was written by another run ({shorten(str(theirs.get('folder')), 200)})"
+        if theirs.get("config_sha256") != mine["config_sha256"]:
+            return "was written under another config than this folder's config.yaml"
+        if theirs.get("checkpoint") != key:
+            return f"holds the training '{shorten(str(theirs.get('checkpoint')), 60)}', not '{key}'"
+        return None
 
     def damaged_checkpoint(self, key: str, exc: BaseException) -> DamagedFileError:
         reason = first_line(exc)

@@ -91,7 +91,7 @@ def test_two_copies_of_a_split_are_exit_3_naming_both(cli, real_looking, tmp_pat
     with pytest.raises(DataCorruptError, match="two copies of one file"):
         draws.load_images("fashion-mnist", "test", real_looking, False)
     code, out, _ = cli("data", "check", "--root", real_looking)
-    assert code == 0 and "DAMAGED: two copies" in out
+    assert code == 3 and "DAMAGED: two copies" in out
     code, _, err = cli(
         "run", "vae", "--smoke", "--set", f"data.root={real_looking}", "--set", "data.download=false",
         "--out", tmp_path / "o",

@@ -118,12 +118,14 @@ class User:
         self.folder, self.home, self.internet = folder, folder / "home", internet
         self.home.mkdir(parents=True)
 
-    def atml(self, *args: str, online: bool = True) -> tuple[int, str, str, list[tuple[str, str]]]:
+    def atml(
+        self, *args: str, online: bool = True, env: dict | None = None
+    ) -> tuple[int, str, str, list[tuple[str, str]]]:
         before = len(self.internet.requests)
         done = subprocess.run(
             [sys.executable, "-m", "atml", *args],
             cwd=self.folder,
-            env=_env(self.home, self.internet.env() if online else _unreachable()),
+            env=_env(self.home, (self.internet.env() if online else _unreachable()) | (env or {})),
             capture_output=True,
             text=True,
             timeout=1200,
@@ -186,6 +188,28 @@ def test_a_presets_named_weights_download_through_their_library(user, experiment
     assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     rerun = user.atml("run", experiment, "--preset", "original", "--smoke", "--part", part)
     assert rerun[0] == 0 and rerun[3] == [], rerun[2]
+
+
+def test_unwritable_caches_are_a_warning_and_the_run_downloads_into_a_temporary_folder(user):
+    """Every cache (torch hub, Hugging Face, atml's own) lies under a file, so none can be made, as
+    on a read-only mount (root, who runs CI, writes through a read-only mode)."""
+    blocked = user.folder / "read-only"
+    blocked.write_text("not a folder")
+    caches = {
+        "TORCH_HOME": blocked / "torch",
+        "HF_HUB_CACHE": blocked / "hub",
+        "ATML_CACHE_DIR": blocked / "atml",
+    }
+    for experiment, part in (("resnet", "confusion"), ("vit", "predict")):
+        code, _, err, requests = user.atml(
+            "run", experiment, "--preset", "original", "--smoke", "--part", part,
+            env={k: str(v) for k, v in caches.items()},
+        )  # fmt: skip
+        assert code == 0, err
+        assert "is not writable" in err and "temporary folder for this run only" in err, err
+        record = _metrics(user, experiment)[part]["weights"]
+        assert not Path(record["file"]).exists()  # the temporary folder went with the run
+        assert requests and blocked.read_text() == "not a folder"
 
 
 def _one_line(err: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from atml.runs import finite
 from tests.conftest import error_lines
@@ -126,3 +127,173 @@ def test_sigterm_before_the_run_folder_exists_is_exit_130_in_one_line(tmp_path):
     assert process.returncode == 130 and one_line(err) and "interrupted" in err, (out, err)
     assert not (tmp_path / "out").exists()
     assert not [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+
+
+def finished_gan_run(root, out):
+    import os
+    import subprocess
+    import sys
+
+    cache = out.parent / "cache"  # not the home's: a module fixture runs before conftest's isolation
+    subprocess.run(
+        [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--part", "baseline",
+         "--set", f"data.root={root}", "--out", out],
+        check=True, capture_output=True, env=os.environ | {"ATML_CACHE_DIR": str(cache)},
+    )  # fmt: skip
+    (folder,) = (out / "gan").iterdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gan_run(fake_root, tmp_path_factory):
+    """One finished GAN smoke run (its baseline part), copied by each test that changes it."""
+    return finished_gan_run(fake_root, tmp_path_factory.mktemp("gan-run"))
+
+
+def copy_run(folder, to, name=None):
+    import shutil
+
+    target = to / "gan" / (name or folder.name)
+    shutil.copytree(folder, target)
+    return target
+
+
+def unfinish(folder):
+    """The run as an interruption leaves it: the part's checkpoints kept, its numbers not yet recorded."""
+    (folder / "metrics.json").unlink()
+
+
+def test_a_checkpoint_of_another_run_is_exit_3_naming_the_file(gan_run, fake_root, cli, tmp_path):
+    """The probe's case: an interrupted run's folder holds a checkpoint of the same name that
+    another run of the same config wrote."""
+    other = finished_gan_run(fake_root, tmp_path / "other")
+    mine = copy_run(gan_run, tmp_path)
+    unfinish(mine)
+    foreign = mine / "checkpoints" / "baseline-tuned.pt"
+    foreign.write_bytes((other / "checkpoints" / "baseline-tuned.pt").read_bytes())
+    code, _, err = cli("run", "gan", "--resume", mine)
+    assert code == 3 and one_line(err) and f"checkpoint {foreign}" in err and "another run" in err, err
+    assert not (mine / "metrics.json").exists()
+
+
+def test_a_checkpoint_written_under_another_config_is_exit_3(cli, gan_run, tmp_path):
+    mine = copy_run(gan_run, tmp_path)
+    unfinish(mine)
+    config = (mine / "config.yaml").read_text()
+    assert "log_every: " in config
+    (mine / "config.yaml").write_text(config.replace("log_every: ", "log_every: 1", 1))
+    code, _, err = cli("run", "gan", "--resume", mine)
+    assert code == 3 and one_line(err) and "under another config" in err and "baseline-" in err, err
+
+
+def test_resume_continues_from_its_own_checkpoints_with_the_same_numbers(gan_run, tmp_path):
+    """In a process of its own, as the run was (in pytest's, other tests' thread settings could
+    change the last digits)."""
+    import subprocess
+    import sys
+
+    mine = copy_run(gan_run, tmp_path)
+    finished = json.loads((mine / "metrics.json").read_text())
+    unfinish(mine)
+    done = subprocess.run([sys.executable, "-m", "atml", "run", "gan", "--resume", mine], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((mine / "metrics.json").read_text()) == finished
+
+
+def test_a_folder_in_use_by_another_process_is_refused_and_a_killed_holder_is_stale(cli, gan_run, tmp_path):
+    import subprocess
+    import sys
+
+    mine = copy_run(gan_run, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from atml import folder_lock; "
+         f"folder_lock.hold({str(mine)!r}); print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = cli("run", "gan", "--resume", mine)
+        assert code == 2 and one_line(err) and f"in use by process {holder.pid}" in err, err
+    finally:
+        holder.kill()
+        holder.wait()
+    code, out, err = cli("run", "gan", "--resume", mine)
+    assert code == 0 and f"process {holder.pid}" in out + err and "stale" in out + err, (out, err)
+    assert (mine / ".atml.lock").read_text() == ""  # released at the end
+
+
+@pytest.mark.parametrize(
+    ("record", "change", "key"),
+    [
+        ("config.yaml", lambda text: yaml.safe_dump(yaml.safe_load(text) | {"model": 5}), "model"),
+        ("env.json", lambda text: json.dumps(json.loads(text) | {"experiment": ["gan"]}), "experiment"),
+        ("env.json", lambda text: json.dumps(json.loads(text) | {"seeds": 5}), "seeds"),
+        ("metrics.json", lambda text: json.dumps({"baseline": {"assignment": 5}}), "baseline.assignment"),
+    ],
+)
+def test_a_wrong_shaped_record_is_exit_3_naming_file_and_key_for_report_and_resume(
+    cli, gan_run, tmp_path, record, change, key
+):
+    mine = copy_run(gan_run, tmp_path)
+    (mine / record).write_text(change((mine / record).read_text()))
+    for command in (
+        ("report", "--outputs", tmp_path, "--to", tmp_path / "r"),
+        ("run", "gan", "--resume", mine),
+    ):
+        code, _, err = cli(*command)
+        assert code == 3 and one_line(err), (command, err)
+        assert f"{mine / record}" in err and f"'{key}" in err, (command, err)
+
+
+def test_a_summary_json_whose_runs_is_a_list_is_exit_3(cli, gan_run, tmp_path):
+    summary = tmp_path / "gan" / "s-seeds"
+    summary.mkdir(parents=True)
+    (summary / "config.yaml").write_text((gan_run / "config.yaml").read_text())
+    env = json.loads((gan_run / "env.json").read_text())
+    (summary / "env.json").write_text(json.dumps(env | {"kind": "seed-summary", "seeds": [0], "runs": {}}))
+    (summary / "summary.json").write_text(json.dumps({"runs": [str(gan_run)], "rows": [], "numbers": {}}))
+    code, _, err = cli("report", "--outputs", tmp_path, "--to", tmp_path / "r")
+    assert code == 3 and one_line(err) and f"{summary / 'summary.json'}" in err and "'runs'" in err, err
+
+
+def test_the_report_shows_the_newest_complete_run_and_names_what_it_passed_over(cli, gan_run, tmp_path):
+    good = copy_run(gan_run, tmp_path, "20000101-000000-good")
+    crashed = copy_run(gan_run, tmp_path, "20990101-000000-crashed")
+    unfinish(crashed)
+    misfiled = copy_run(gan_run, tmp_path / "elsewhere", "20990101-000000-misfiled")
+    (tmp_path / "vae").mkdir()
+    misfiled.rename(tmp_path / "vae" / misfiled.name)
+    (good / "plots" / "baseline_curves.png").write_bytes(b"GIF89a not a png")  # a key figure, damaged
+    code, _, err = cli("report", "--outputs", tmp_path, "--to", tmp_path / "r")
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert f"atml (its own settings): {good}" in report
+    assert f"NOT SHOWN: {crashed} is newer, but part(s) baseline did not finish" in report
+    assert (
+        f"NOT SHOWN: {tmp_path / 'vae' / misfiled.name} is a gan run filed under {tmp_path / 'vae'}" in report
+    )
+    assert report.count("gan — ") == 1  # one GAN section, not a second from the vae folder
+    assert "BROKEN figure" in report and "baseline_curves.png" in report
+    assert code == 3 and one_line(err) and "baseline_curves.png" in err, err
+
+
+def test_data_check_reads_a_split_as_a_run_does_and_names_a_truncated_gzip(cli, tmp_path):
+    from atml.data.fake import write_fake_idx_dataset
+
+    write_fake_idx_dataset("mnist", tmp_path, n_train=300, n_test=200, gzip=True)
+    (images,) = (tmp_path / "MNIST" / "raw").glob("t10k-images*.gz")
+    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])
+    code, out, _ = cli("data", "check", "--root", tmp_path)
+    (line,) = [line for line in out.splitlines() if line.startswith("mnist ") and " test " in line]
+    assert code == 3 and "DAMAGED" in line and str(images) in line, out
+    code, out, _ = cli("data", "check", "--for", "gan", "--smoke", "--set", f"data.root={tmp_path}")
+    assert code == 3 and "DAMAGED" in out and str(images) in out and "1 damaged" in out, out
+    code, _, err = cli("run", "gan", "--smoke", "--set", f"data.root={tmp_path}", "--out", tmp_path / "out")
+    assert code == 3 and str(images) in err  # what the run says too
+
+
+def test_another_experiments_config_file_is_exit_2_naming_it(cli, tmp_path):
+    code, vae_config, _ = cli("config", "vae")
+    (tmp_path / "vae.yaml").write_text(vae_config)
+    code, _, err = cli("run", "gan", "--config", tmp_path / "vae.yaml", "--out", tmp_path / "out")
+    assert code == 2 and one_line(err) and f"--config {tmp_path / 'vae.yaml'}: unknown config key" in err
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from atml import experiments
 from atml.errors import UserError
 from atml.runs import Run, atomic_write_text
 
@@ -53,4 +54,4 @@ def test_checkpoint_roundtrip_loads_weights_only(tmp_path):
 
 def test_open_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(UserError, match="config.yaml"):
-        Run.open(tmp_path)
+        Run.open(tmp_path, experiments.get("gan"))

@@ -155,3 +155,15 @@ def fetch(name: str, root: str | Path) -> None:
             mnist.download(mnist.DATASETS[name], split, root)
         else:
             DATASETS[name].fetch(split, root)
+
+
+def verify(name: str, split: str, root: str | Path) -> None:
+    """Read the split where a run finds it, with the run's own checks (a DataCorruptError naming
+    the damaged file); nothing is kept."""
+    if name in mnist.DATASETS:
+        dataset = mnist.DATASETS[name]
+        files = mnist.locate(dataset, split, root)
+        if files:
+            mnist.read_split(dataset, files)
+    elif folder := DATASETS[name].locate(split, root):
+        DATASETS[name].decode(folder, split)

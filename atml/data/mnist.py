@@ -165,3 +165,27 @@ def missing_message(dataset: IdxDataset, split: str, root: str | Path, why: str)
         f"{dataset.name} {split} split not found ({why}). Put {images}[.gz] and {labels}[.gz] in "
         f"{Path(root).expanduser() / dataset.folder / 'raw'} (looked in: {looked}), set data.root, {remedy}"
     )
+
+
+def read_split(dataset: IdxDataset, files: tuple[Path, Path]):
+    """A split's images and labels (numpy uint8) from its two IDX files, checked as one split: a
+    damaged or truncated file, images of another size, or labels that do not match are a
+    DataCorruptError naming the file. `atml data check` reads a split through this, as a run does."""
+    from atml.data.idx import read_idx
+    from atml.errors import DataCorruptError
+
+    images, labels = (read_idx(f) for f in files)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataCorruptError(
+            f"{files[0]} and {files[1]} disagree: images {images.shape} vs labels {labels.shape}"
+        )
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise DataCorruptError(
+            f"{files[0]} holds images of {images.shape[1]}×{images.shape[2]} pixels; {dataset.name} images "
+            f"are {IMAGE_SHAPE[0]}×{IMAGE_SHAPE[1]}: replace it with the real file"
+        )
+    if labels.max(initial=0) >= len(dataset.classes):
+        raise DataCorruptError(
+            f"{files[1]} holds label {labels.max()} but {dataset.name} has {len(dataset.classes)} classes"
+        )
+    return images, labels

@@ -10,9 +10,8 @@ import torch
 
 from atml import seeding
 from atml.data.files import describe_source
-from atml.data.idx import read_idx
-from atml.data.mnist import DATASETS, IMAGE_SHAPE, ImageDataConfig, download, locate, missing_message
-from atml.errors import DataCorruptError, DataNotFoundError, UserError
+from atml.data.mnist import DATASETS, ImageDataConfig, download, locate, missing_message, read_split
+from atml.errors import DataNotFoundError, UserError
 
 
 @dataclass
@@ -32,20 +31,7 @@ def load_split(name: str, split: str, root: str | Path, allow_download: bool) ->
         files = locate(dataset, split, root)
         if files is None:
             raise DataNotFoundError(missing_message(dataset, split, root, "download left no files"))
-    images, labels = (read_idx(f) for f in files)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataCorruptError(
-            f"{files[0]} and {files[1]} disagree: images {images.shape} vs labels {labels.shape}"
-        )
-    if images.shape[1:] != IMAGE_SHAPE:
-        raise DataCorruptError(
-            f"{files[0]} holds images of {images.shape[1]}×{images.shape[2]} pixels; {name} images are "
-            f"{IMAGE_SHAPE[0]}×{IMAGE_SHAPE[1]}: replace it with the real file"
-        )
-    if labels.max(initial=0) >= len(dataset.classes):
-        raise DataCorruptError(
-            f"{files[1]} holds label {labels.max()} but {name} has {len(dataset.classes)} classes"
-        )
+    images, labels = read_split(dataset, files)
     return ImageSet(
         images=torch.from_numpy(images.copy()),
         labels=torch.from_numpy(labels.astype("int64")),

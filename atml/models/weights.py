@@ -14,6 +14,7 @@ runs fail in well under a second instead of after huggingface_hub's retries.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 import re
@@ -27,10 +28,13 @@ import torch
 from torch import nn
 
 from atml import seeding
+from atml.cache import scratch_dir, writable
 from atml.data.preprocess import Preprocess
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 from atml.models.weight_files import OPEN_CLIP_FILES, hub_cache_folder
 from atml.runtime import load_tensors
+
+log = logging.getLogger("atml")
 
 ALIASES = {"imagenet": "IMAGENET1K_V1"}  # torchvision's `pretrained=True`, as the original report used
 
@@ -192,7 +196,11 @@ def fetch_url(url: str, allow_download: bool, what: str) -> Path:
         )
         if not allow_download:
             raise DataNotFoundError(f"{what} not found (download not allowed): {remedy}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if writable(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            log.warning(f"atml: {_uncached(path.parent, what)}")
+            path = scratch_dir("torch-hub") / path.name
         try:
             torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
         except Exception as exc:  # URLError offline, RuntimeError on a hash mismatch
@@ -278,10 +286,14 @@ def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -
     unreachable = _hub_unreachable()
     if unreachable:
         raise DataNotFoundError(f"{what} not found and not downloaded ({unreachable}): {remedy}")
-    failure = None
+    failure, cache = None, {}
+    if not writable(Path(huggingface_hub.constants.HF_HUB_CACHE)):
+        log.warning(f"atml: {_uncached(Path(huggingface_hub.constants.HF_HUB_CACHE), what)}")
+        cache = {"cache_dir": scratch_dir("huggingface")}
+        folder = cache["cache_dir"] / folder.name  # the hub's own layout, in the temporary cache
     for filename in filenames:
         try:
-            path = Path(huggingface_hub.hf_hub_download(repo, filename))
+            path = Path(huggingface_hub.hf_hub_download(repo, filename, **cache))
         except Exception as exc:  # HTTP errors (a repo may hold only one of the names), timeouts, disk
             failure = failure or exc
             continue
@@ -298,6 +310,13 @@ def hub_file(repo: str, filenames: list[str], allow_download: bool, what: str) -
                 "run again to download it again"
             ) from None
     raise DataNotFoundError(f"{what} could not be downloaded ({_reason(failure)}): {remedy}")
+
+
+def _uncached(cache: Path, what: str) -> str:
+    return (
+        f"the cache {cache} is not writable: {what} is downloaded into a temporary folder for this run "
+        "only (fetched again next time)"
+    )
 
 
 def checked_hub_file(path: Path) -> Path:

@@ -11,22 +11,12 @@ import yaml
 from atml import experiments
 from atml.report.document import Block, Code, Figure, FigureRow, Heading, Paragraph, Table
 from atml.report.original import complete_config
-from atml.report.sources import Source
+from atml.report.sources import Skipped, Source
 from atml.seed_summary import numeric_leaves
-
-MAX_FIGURES = 6
 
 
 def _title(experiment: str) -> str:
     return re.sub(r"^Experiment \d+:\s*", "", experiments.get(experiment).title).rstrip(".")
-
-
-def _figures(source: Source) -> list[Figure]:
-    """The experiment's key figures that this run drew (else its first few), in that order."""
-    drawn = {p.stem: p for p in sorted(source.plots.glob("*.png"))} if source.plots.is_dir() else {}
-    key = [name for name in experiments.get(source.experiment).key_figures if name in drawn]
-    chosen = key or list(drawn)[:MAX_FIGURES]
-    return [Figure(drawn[name], f"{source.experiment}: {name}") for name in chosen]
 
 
 def _environment(source: Source) -> str:
@@ -124,11 +114,15 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
             Heading("Summary" + (" (mean ± sample std over seeds)" if source.is_summary else "") + suffix, 3),
             Table(source.rows),
         ]
-        figures = _figures(source)
+        figures = [Figure(path, f"{experiment}: {path.stem}") for path in source.figures]
         if figures:
             seed = f" (seed {source.seeds[0]})" if source.is_summary else ""
             blocks.append(Heading(f"Figures{seed}{suffix}", 3))
             blocks += figures
+        blocks += [
+            Paragraph(f"BROKEN figure: {path} is {why}", warning=True)
+            for path, why in source.broken_figures.items()
+        ]
         blocks += [
             Code(
                 f"config (resolved){suffix}",
@@ -140,39 +134,41 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
 
 
 def study_report(
-    entries: dict[str, list[Source | str]], unreadable: list[str], explicit: bool
+    entries: dict[str, list[Source | Skipped]], unreadable: list[Skipped], explicit: bool
 ) -> tuple[list[Block], list[str]]:
     """The whole report, experiments in the order of TASKS; `entries` maps an experiment to its
-    Sources (or the reasons its folders cannot be read), `unreadable` lists folders that name no
-    experiment. Returns the blocks and the problems met, which the report names too. Without
-    `explicit` folders, an experiment with no entry is listed as not run yet."""
+    Sources and the folders passed over, `unreadable` lists folders that name no experiment.
+    Returns the blocks and the problems met (broken folders and figures, gone seed folders), which
+    the report names too. Without `explicit` folders, an experiment with no entry is listed as not
+    run yet."""
     blocks: list[Block] = [
         Heading("atml report", 1),
         Paragraph(
             f"Written {datetime.now().isoformat(timespec='seconds')}. Columns: the original's number "
-            "(its write-up, or 'notebook' where only a notebook printed it), then atml's: the latest run "
-            "with --preset original and the latest with atml's own settings, where both exist. Marks: "
-            "'N settings differ' (that run's settings that differ from configs/EXP.original.yaml, listed "
-            "by key above the table), 'not compared' (no original preset yet), 'smoke' (tiny data and "
-            "epochs), 'random weights' (no pretrained weights), '1 seed' (no spread measured). A number "
-            "without a mark comes from the original's settings over several seeds."
+            "(its write-up, or 'notebook' where only a notebook printed it), then atml's: the latest "
+            "complete run with --preset original and the latest with atml's own settings, where both "
+            "exist. Marks: 'N settings differ' (that run's settings that differ from "
+            "configs/EXP.original.yaml, listed by key above the table), 'not compared' (no original "
+            "preset yet), 'smoke' (tiny data and epochs), 'random weights' (no pretrained weights), "
+            "'1 seed' (no spread measured), 'incomplete' (a run whose parts did not all finish). A "
+            "number without a mark comes from the original's settings over several seeds."
         ),
     ]
     problems = []
     for number, experiment in enumerate(experiments.EXPERIMENTS, 1):
         found = entries.get(experiment) or []
         readable = [e for e in found if isinstance(e, Source)]
-        broken = [e for e in found if not isinstance(e, Source)]
         if readable:
             blocks += experiment_section(number, readable)
-        elif broken or not explicit:
+        elif found or not explicit:
             blocks.append(Heading(f"{number}. {experiment} — {_title(experiment)}"))
         if not found and not explicit:
             blocks.append(Paragraph("Not run yet: no run folder.", warning=True))
-        for reason in broken:
-            problems.append(reason)
-            blocks.append(Paragraph(f"BROKEN run folder: {reason}", warning=True))
+        for note in (e for e in found if isinstance(e, Skipped)):
+            blocks.append(_passed_over(note))
+            problems += [note.reason] if note.broken else []
         for source in readable:
+            problems += [f"{path} is {why}" for path, why in source.broken_figures.items()]
             if source.missing_runs:
                 reason = (
                     f"{source.folder}: seed folder(s) {', '.join(map(str, source.missing_runs))} are gone; "
@@ -180,10 +176,14 @@ def study_report(
                 )
                 problems.append(reason)
                 blocks.append(Paragraph(f"MISSING seed folders: {reason}", warning=True))
-    for reason in unreadable:
-        problems.append(reason)
-        blocks.append(Paragraph(f"BROKEN run folder: {reason}", warning=True))
+    for note in unreadable:
+        blocks.append(_passed_over(note))
+        problems.append(note.reason)
     return blocks, problems
+
+
+def _passed_over(note: Skipped) -> Paragraph:
+    return Paragraph(f"{'BROKEN run folder' if note.broken else 'NOT SHOWN'}: {note.reason}", warning=True)
 
 
 def _flat_config(config: dict) -> dict[str, str]:
@@ -228,9 +228,9 @@ def compare_report(a: Source, b: Source) -> list[Block]:
         if la.get(k) != lb.get(k)
     ]
     blocks += [Heading("Every number that differs", 2), Table(changed) if changed else Paragraph("none")]
-    fa, fb = {f.path.stem: f for f in _figures(a)}, {f.path.stem: f for f in _figures(b)}
+    fa, fb = ({path.stem: path for path in s.figures} for s in (a, b))
     shared = [name for name in fa if name in fb]
     if shared:
         blocks.append(Heading("Figures (A left, B right)", 2))
-        blocks += [FigureRow([Figure(fa[n].path, f"A: {n}"), Figure(fb[n].path, f"B: {n}")]) for n in shared]
+        blocks += [FigureRow([Figure(fa[n], f"A: {n}"), Figure(fb[n], f"B: {n}")]) for n in shared]
     return blocks

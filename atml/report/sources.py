@@ -8,16 +8,28 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
-from atml import experiments
-from atml.errors import DamagedFileError, first_line
+from atml import experiments, records
+from atml.errors import DamagedFileError, first_line, shorten
 from atml.experiments import Headline
 from atml.report import original
-from atml.runs import read_record
 from atml.seed_summary import numeric_leaves
 
+MAX_FIGURES = 6
 RUN_SETTINGS = ("smoke", "preset", "parts", "device", "device_name")  # a seed summary's, from its runs
+
+
+def png_problem(path: Path) -> str | None:
+    """Why a figure file is not a readable PNG image, or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                return f"a {image.format} image, not a PNG"
+            image.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        return f"not a readable PNG ({first_line(exc)[:120]})"
+    return None
 
 
 class BrokenSource(Exception):
@@ -64,6 +76,31 @@ class Source:
         return f"{self._leaves['.'.join(keys)]:.4g}"
 
     @property
+    def unfinished(self) -> list[str]:
+        """The parts the run was started with that have no numbers (a seed summary is written last)."""
+        return [] if self.is_summary else [p for p in self.parts if p not in self.metrics]
+
+    @property
+    def complete(self) -> bool:
+        return not self.unfinished
+
+    @cached_property
+    def figures(self) -> list[Path]:
+        """The experiment's key figures this run drew (else its first few), readable ones only."""
+        return [f for f in self._chosen_figures if f not in self.broken_figures]
+
+    @cached_property
+    def broken_figures(self) -> dict[Path, str]:
+        """The chosen figures that are not readable PNGs, and why."""
+        return {f: why for f in self._chosen_figures if (why := png_problem(f))}
+
+    @cached_property
+    def _chosen_figures(self) -> list[Path]:
+        drawn = {p.stem: p for p in sorted(self.plots.glob("*.png"))} if self.plots.is_dir() else {}
+        key = [name for name in experiments.get(self.experiment).key_figures if name in drawn]
+        return [drawn[name] for name in key or list(drawn)[:MAX_FIGURES]]
+
+    @property
     def preset(self) -> str | None:
         return self.env.get("preset")
 
@@ -79,6 +116,10 @@ class Source:
     def marks(self) -> list[tuple[str, str]]:
         """Why a reader should not take these numbers as the original's setting: (tag, explanation)."""
         out = []
+        if self.unfinished:
+            out.append(
+                ("incomplete", f"an unfinished run (part(s) {', '.join(self.unfinished)} have no numbers)")
+            )
         if self.env.get("smoke"):
             out.append(("smoke", "smoke settings (tiny data and epochs)"))
         if (self.config.get("model") or {}).get("weights") == "none":
@@ -104,80 +145,123 @@ class Source:
         return out
 
 
-def _read(path: Path, parse, what: str) -> dict:
+@dataclass
+class Skipped:
+    """A folder the report names instead of showing: `broken` (a damaged or unreadable record:
+    exit 3) or only passed over (a newer incomplete run, a run filed under another experiment)."""
+
+    reason: str
+    broken: bool = True
+
+
+def _record(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise BrokenSource(f"{path.parent} has no {path.name}: not a finished {what}")
+        raise BrokenSource(f"{path.parent} has no {path.name}: not a {what}")
     try:
-        return read_record(path, parse, f"not a readable {what}")
+        return records.read_mapping(path, f"not a readable {what}")
+    except DamagedFileError as exc:
+        raise BrokenSource(str(exc)) from None
+
+
+def _typed(read, *args):
+    try:
+        return read(*args)
     except DamagedFileError as exc:
         raise BrokenSource(str(exc)) from None
 
 
 def load(folder: Path) -> Source:
-    """A run folder or a seed-summary folder; BrokenSource says what is wrong with any other."""
+    """A run folder or a seed-summary folder, every record typed; BrokenSource says what is wrong
+    with any other. A run whose parts have not all finished loads, with `complete` False."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BrokenSource(f"{folder} does not exist")
-    env = _read(folder / "env.json", json.loads, "run")
-    config = _read(folder / "config.yaml", yaml.safe_load, "run")
-    name = env.get("experiment")
+    _record(folder / "env.json", "run")
+    env_record = _typed(records.read_env, folder, "not a readable run")
+    name = env_record.experiment
     if name not in experiments.EXPERIMENTS:
-        raise BrokenSource(f"{folder}/env.json names no known experiment ({name!r})")
-    if env.get("kind") == "seed-summary":
-        summary = _read(folder / "summary.json", json.loads, "seed summary")
-        runs = [Path(p) for p in summary.get("runs", {}).values()]
-        if not runs:
-            raise BrokenSource(f"{folder}/summary.json lists no runs")
+        raise BrokenSource(f"{folder / 'env.json'} names no known experiment ({shorten(name, 60)!r})")
+    exp = experiments.get(name)
+    env = records.read_mapping(folder / "env.json", "not a readable run")
+    config = _record(folder / "config.yaml", "run")
+    _typed(records.check_config, folder, exp, config, "not a readable run")
+    if env_record.kind == "seed-summary":
+        _record(folder / "summary.json", "finished seed summary")
+        summary = _typed(records.read_summary, folder, "not a readable seed summary")
+        runs = [Path(p) for p in summary.runs.values()]
         missing = [run for run in runs if not run.is_dir()]
         if len(missing) == len(runs):
             gone = ", ".join(map(str, runs))
             raise BrokenSource(f"{folder}: every seed folder it summarises is gone ({gone})")
         first = load(next(run for run in runs if run not in missing))
         env = {k: first.env[k] for k in RUN_SETTINGS if k in first.env} | env  # older summaries lack them
-        return Source(
-            name,
-            folder,
-            config,
-            env,
-            first.metrics,
-            summary.get("rows", []),
-            summary.get("numbers", {}),
-            first.plots,
-            missing,
-        )
-    metrics = _read(folder / "metrics.json", json.loads, "run (no part finished)")
-    problem = experiments.get(name).metrics_problem(metrics)
-    if problem:
-        raise BrokenSource(f"{folder}/metrics.json is damaged: {problem}")
+        numbers = {path: n.model_dump() for path, n in summary.numbers.items()}
+        return Source(name, folder, config, env, first.metrics, summary.rows, numbers, first.plots, missing)
+    metrics = {}
+    if (folder / "metrics.json").is_file():
+        metrics = _record(folder / "metrics.json", "run")
+        _typed(records.check_metrics, folder, exp, metrics, "not a readable run")
     try:
-        rows = experiments.get(name).summary(metrics)
+        rows = exp.summary(metrics)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # an older run's missing keys
         reason = first_line(exc)
         raise BrokenSource(f"{folder}/metrics.json lacks what {name}'s summary needs ({reason})") from None
     return Source(name, folder, config, env, metrics, rows, None, folder / "plots")
 
 
-def read(folder: Path) -> Source | str:
-    """The folder's Source, or the reason it cannot be read (a report names it and goes on)."""
+def read(folder: Path) -> Source | Skipped:
+    """The folder's Source, or why it cannot be read (a report names it and goes on)."""
     try:
         return load(folder)
     except BrokenSource as exc:
-        return str(exc)
+        return Skipped(str(exc))
 
 
-def latest(outputs: Path, experiment: str) -> list[Path]:
-    """The newest run or seed-summary folder of an experiment for each preset it was run with
-    (the original's first, then atml's own settings; folder names start with a timestamp)."""
+def latest(outputs: Path, experiment: str) -> list[Source | Skipped]:
+    """Per preset the experiment was run with (the original's first, then atml's own settings),
+    its newest complete run or seed summary, and every newer folder of that preset that was passed
+    over, named: broken, not finished, or another experiment's run filed here. Where no run of a
+    preset finished, its newest readable one is shown (marked incomplete)."""
     root = Path(outputs) / experiment
     folders = (
         sorted((f for f in root.iterdir() if f.is_dir() and (f / "env.json").is_file()), key=lambda f: f.name)
         if root.is_dir()
         else []
     )
-    newest: dict[str | None, Path] = {}
+    by_preset: dict[str | None, list[Path]] = {}
+    for folder in reversed(folders):  # newest first
+        by_preset.setdefault(_preset_of(folder), []).append(folder)
+    out: list[Source | Skipped] = []
+    for preset in sorted(by_preset, key=lambda p: (p != original.ORIGINAL, p is not None, p or "")):
+        shown, passed = _newest_complete(by_preset[preset], root)
+        out += ([shown] if shown else []) + passed
+    return out
+
+
+def _newest_complete(folders: list[Path], root: Path) -> tuple[Source | None, list[Skipped]]:
+    """The first complete run of `folders` (newest first), and the newer ones passed over."""
+    passed: list[Skipped] = []
+    unfinished: list[Source] = []
     for folder in folders:
-        newest[_preset_of(folder)] = folder
-    return [newest[p] for p in sorted(newest, key=lambda p: (p != original.ORIGINAL, p is not None, p or ""))]
+        entry = read(folder)
+        if isinstance(entry, Skipped):
+            passed.append(entry)
+        elif entry.experiment != root.name:
+            reason = f"{folder} is a {entry.experiment} run filed under {root}: not shown here"
+            passed.append(Skipped(reason, broken=False))
+        elif not entry.complete:
+            unfinished.append(entry)
+        else:
+            return entry, passed + [_not_finished(u, entry) for u in unfinished]
+    return (unfinished[0] if unfinished else None), passed
+
+
+def _not_finished(source: Source, shown: Source) -> Skipped:
+    return Skipped(
+        f"{source.folder} is newer, but part(s) {', '.join(source.unfinished)} did not finish "
+        f"(interrupted, failed or still running): the report shows {shown.folder}",
+        broken=False,
+    )
 
 
 def _preset_of(folder: Path) -> str | None:
