@@ -98,6 +98,17 @@ def run(
         help="none | tensorboard: also write TensorBoard event files into the run folder "
         "(pip install 'atml[tensorboard]')",
     ),
+    sweep: list[str] | None = typer.Option(
+        None,
+        "--sweep",
+        help="key=[v1,v2,...]: a study over these values (repeatable: the grid is the product; "
+        "preset=[original,default] sweeps presets); it goes to OUT/studies/",
+    ),
+    launcher: str = typer.Option("local", "--launcher", help="a study's jobs: local | processes"),
+    workers: int = typer.Option(1, "--workers", help="with --launcher processes: jobs at once"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="with --sweep: list the cells and jobs, run nothing"
+    ),
 ) -> None:
     """`atml run` (its help text is in the decorator). Over 60 lines only by its typer option
     declarations; the body parses them into a RunRequest, resolved by atml.plan before atml.runner
@@ -116,6 +127,7 @@ def run(
                 ("--preset", preset),
                 ("--out", out),
                 ("--name", name),
+                ("--sweep", sweep),
             )
             if value is not None
         ]
@@ -135,6 +147,10 @@ def run(
     out = out or Path("outputs")
     check_output_root(out)
     label = check_run_name(name) if name else ("smoke" if smoke else "-".join(part) if part else "all")
+    if sweep or dry_run or launcher != "local" or workers != 1:
+        _study(experiment, sweep, launcher, workers, dry_run, out, label, ctx.args, part, set_, config, smoke,
+               seeds, seed, force, preset, device, tracker)  # fmt: skip
+        return
     if experiment == ALL:
         given = [flag for flag, value in (("--part", part), ("--config", config)) if value] + ctx.args
         if given:
@@ -167,6 +183,98 @@ def run(
         from atml import runner
 
         runner.run(request)
+
+
+def _study(experiment, sweep, launcher, workers, dry_run, out, label, flag_args, part, set_, config, smoke,
+           seeds, seed, force, preset, device, tracker) -> None:  # fmt: skip
+    """`atml run EXP --sweep ...`: every cell resolved and checked, then the study folder and its jobs."""
+    import sys
+
+    from atml.study import engine, grid, launchers, record
+
+    if not sweep:
+        raise UserError("--launcher, --workers and --dry-run go with --sweep (a study)")
+    if experiment == ALL:
+        raise UserError("--sweep runs one experiment's study; `atml run all --sweep` is not built yet")
+    launchers.check_launcher(launcher, workers)
+    axes = [grid.parse_sweep(text) for text in sweep]
+    base = engine.Base(
+        experiment=experiments.get(experiment).name,
+        parts=part or [],
+        flag_args=list(flag_args),
+        sets=set_ or [],
+        config_file=str(config.absolute()) if config else None,
+        smoke=smoke,
+        seeds=seed_summary.parse_seeds(seeds, force) if seeds is not None else [seed],
+        preset=preset,
+        device=device,
+        tracker=tracker,
+    )
+    if dry_run:
+        cells, jobs = engine.plan_study(base, axes)
+        for job in jobs:
+            cell = ", ".join(f"{k}={v}" for k, v in cells[job.cell].assignments.items())
+            print(f"{job.name:60s} {cell}  seeds {','.join(map(str, job.seeds))}")
+        print(f"{len(cells)} cells, {len(jobs)} jobs ({launcher}); nothing was run")
+        return
+    command = ["atml", *sys.argv[1:]]
+    folder = engine.create(base, axes, out, label, {"kind": launcher, "workers": workers}, command)
+    raise SystemExit(engine.run(folder, record.load(folder), execute))
+
+
+study_app = typer.Typer(no_args_is_help=True, help="See, resume or cancel a study (atml run EXP --sweep).")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("status")
+def study_status(folder: Path = typer.Argument(..., help="the study folder")) -> None:
+    """A table of the study's jobs: cell, seeds, state, exit code, wall time, reason."""
+    from atml.study import record
+    from atml.tables import text_table
+
+    study = record.load(folder)
+    rows = [
+        {
+            "job": job.name,
+            "seeds": ",".join(map(str, job.seeds)),
+            "state": job.state,
+            "exit": "" if job.exit_code is None else job.exit_code,
+            "wall s": "" if job.wall_s is None else f"{job.wall_s:.0f}",
+            "job id": job.job_id or "",
+            "reason": shorten(job.reason, 80),
+        }
+        for job in study.jobs
+    ]
+    print(text_table(rows))
+    counts = {s: sum(j.state == s for j in study.jobs) for s in record.STATES}
+    print(
+        ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + (f"; running in {study.runner}" if study.runner else "")
+    )
+
+
+@study_app.command("resume")
+def study_resume(
+    folder: Path = typer.Argument(..., help="the study folder"),
+    launcher: str | None = typer.Option(None, "--launcher", help="local | processes  [default: the study's]"),
+    workers: int = typer.Option(1, "--workers", help="with --launcher processes: jobs at once"),
+) -> None:
+    """Run the jobs not done, each from its own checkpoints; refused if the code or a job's
+    resolved config would differ from when the study was made."""
+    from atml.study import engine, launchers
+
+    if launcher is not None:
+        launchers.check_launcher(launcher, workers)
+    chosen = {"kind": launcher, "workers": workers} if launcher else None
+    raise SystemExit(engine.resume(folder, chosen, execute))
+
+
+@study_app.command("cancel")
+def study_cancel(folder: Path = typer.Argument(..., help="the study folder")) -> None:
+    """Stop the process running the study (its jobs end resumable, recorded as interrupted)."""
+    from atml.study import engine
+
+    print(engine.cancel(folder))
 
 
 @app.command("report")
@@ -433,30 +541,40 @@ def _terminate(signum, frame) -> None:
 def main() -> None:
     logs.setup()
     signal.signal(signal.SIGTERM, _terminate)
+    code, _ = execute(None)
+    raise SystemExit(code)
+
+
+def execute(args: list[str] | None) -> tuple[int, str]:
+    """One atml command line (None: sys.argv) in this process: its exit code and the one line said
+    for a failure (also logged). A study's local launcher runs its jobs through this."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args, standalone_mode=False)
         # typer ≥ 0.26 turns a KeyboardInterrupt outside a run (Ctrl-C, SIGTERM) into a returned 130
         if code == 130:
             raise KeyboardInterrupt
+        return (code if isinstance(code, int) else 0), ""
     except UserError as exc:
-        log.error(f"atml: error: {shorten(str(exc), MESSAGE_LIMIT)}")
-        raise SystemExit(exc.exit_code) from None
+        return _failed(exc.exit_code, f"atml: error: {shorten(str(exc), MESSAGE_LIMIT)}")
     except TrainingDivergedError as exc:
-        log.error(f"atml: {exc}")
-        raise SystemExit(exc.exit_code) from None
+        return _failed(exc.exit_code, f"atml: {exc}")
     except (typer.Abort, KeyboardInterrupt):
-        log.error("atml: interrupted")
-        raise SystemExit(130) from None
+        return _failed(130, "atml: interrupted")
+    except SystemExit as exc:  # a run's own exit (interrupted: 130, `run all`: its first failure)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return code, "" if code == 0 else f"atml: exit {code}"
     except Exception as exc:
         if _is(exc, "NoArgsIsHelpError"):
             print(exc.ctx.get_help() if exc.ctx else str(exc))
-            raise SystemExit(0) from None
+            return 0, ""
         if _is(exc, "UsageError"):
-            log.error(f"atml: error: {exc.format_message()}")
-            raise SystemExit(2) from None
+            return _failed(2, f"atml: error: {exc.format_message()}")
         if _is(exc, "Abort"):
-            log.error("atml: interrupted")
-            raise SystemExit(130) from None
+            return _failed(130, "atml: interrupted")
         error = exc if isinstance(exc, UnexpectedError) else unexpected(exc, "atml", None)
-        log.error(f"atml: error: {error}")
-        raise SystemExit(error.exit_code) from None
+        return _failed(error.exit_code, f"atml: error: {error}")
+
+
+def _failed(code: int, line: str) -> tuple[int, str]:
+    log.error(line)
+    return code, line

@@ -229,6 +229,28 @@ def lines(
     return _save(fig, path)
 
 
+def errorbar_lines(
+    series: dict[str, list[tuple[float, float, float]]], path: Path, title: str, xlabel: str, ylabel: str
+) -> Path:
+    """One line per named series of (x, mean, std) points, std as error bars; x on a log scale
+    when it spans a decade or more (learning rates, β), ticked at the swept values."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    xs = [x for points in series.values() for x, _, _ in points]
+    for name, points in series.items():
+        x, mean, std = zip(*sorted(points))
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
+    if min(xs) > 0 and max(xs) / min(xs) >= 10:
+        ax.set_xscale("log")
+    ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def confusion_matrix(
     matrix: np.ndarray, classes: Sequence[str], path: Path, title: str, pairs: Sequence[str] = ()
 ) -> Path:

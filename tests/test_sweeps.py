@@ -1,0 +1,146 @@
+"""Studies (issue 29): a sweep's cells resolved before anything runs, the same numbers under every
+launcher, a study that resumes after a worker is killed, status and cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import error_lines
+
+GRID = ("--sweep", "train.lr_d=[0.0002,0.002]", "--sweep", "train.g_loss=[saturating,non_saturating]")
+
+
+def study_args(root, out, *extra):
+    return ("run", "gan", "--smoke", "--part", "baseline", *GRID, "--seeds", "2",
+            "--set", f"data.root={root}", "--out", out, *extra)  # fmt: skip
+
+
+def the_study(out: Path) -> Path:
+    (folder,) = (out / "studies").iterdir()
+    return folder
+
+
+def numbers(study: Path) -> dict[str, dict]:
+    """Every run's metrics.json, by job and seed."""
+    record = json.loads((study / "study.json").read_text())
+    return {
+        f"{job['name']}/{seed}": json.loads((Path(run) / "metrics.json").read_text())
+        for job in record["jobs"]
+        for seed, run in zip(job["seeds"], job["runs"])
+    }
+
+
+def test_a_bad_value_in_one_cell_is_exit_2_with_nothing_started(cli, fake_root, tmp_path):
+    code, _, err = cli(*study_args(fake_root, tmp_path / "out", "--sweep", "train.lr_g=[0.001, -1]"))
+    assert code == 2 and len(error_lines(err)) == 1 and "cell " in err and "train.lr_g" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_lists_every_cell_and_runs_nothing(cli, fake_root, tmp_path):
+    code, out, err = cli(*study_args(fake_root, tmp_path / "out", "--dry-run"))
+    assert code == 0, err
+    assert "4 cells, 4 jobs" in out and "lr_d_0.002-g_loss_non_saturating-seeds0_1" in out
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def local_study(fake_root, tmp_path_factory) -> Path:
+    """The reference: --launcher local. Its sample classifier (the judge of generated digits) is
+    trained here and cached in the tests' cache for the other studies: trained on another number of
+    threads (a worker's one), its last bits, and the Fréchet distance's 8th digit, would differ."""
+    out = tmp_path_factory.mktemp("local")
+    cache = tmp_path_factory.getbasetemp() / "cache"  # conftest's, which is not yet set for a module fixture
+    done = subprocess.run(
+        [sys.executable, "-m", "atml", *map(str, study_args(fake_root, out))],
+        capture_output=True,
+        env=os.environ | {"ATML_CACHE_DIR": str(cache)},
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return the_study(out)
+
+
+def test_a_local_study_records_each_job_and_summarises_each_headline_against_each_key(local_study):
+    record = json.loads((local_study / "study.json").read_text())
+    assert [j["state"] for j in record["jobs"]] == ["done"] * 4
+    assert all(len(j["runs"]) == 2 and len(j["config_sha256"]) == 2 for j in record["jobs"])
+    summary = json.loads((local_study / "summary.json").read_text())
+    d_real = [c["numbers"]["baseline: final D(x)"] for c in summary["cells"]]
+    assert all(n["n"] == 2 and n["std"] > 0 for n in d_real)
+    for cell, number in zip(summary["cells"], d_real):  # mean over the cell's two seeds' own runs
+        (job,) = [j for j in record["jobs"] if j["cell"] == cell["cell"]]
+        values = [json.loads((Path(r) / "metrics.json").read_text())["baseline"]["assignment"]["final_d_real"]
+                  for r in job["runs"]]  # fmt: skip
+        assert number["mean"] == pytest.approx(sum(values) / 2)
+    text = (local_study / "summary.md").read_text()
+    assert "| train.lr_d | train.g_loss |" in text and "(n=2)" in text
+    assert (local_study / "plots" / "baseline_final_D_x_vs_train_lr_d.png").is_file()
+
+
+def test_processes_give_every_cell_the_numbers_of_local(local_study, fake_root, tmp_path):
+    args = study_args(fake_root, tmp_path, "--launcher", "processes", "--workers", "2")
+    done = subprocess.run([sys.executable, "-m", "atml", *map(str, args)], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert numbers(the_study(tmp_path)) == numbers(local_study)
+
+
+def _wait(predicate, what: str, timeout: float = 300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_worker_and_a_cancelled_study_resume_to_the_numbers_of_an_uninterrupted_one(
+    local_study, fake_root, tmp_path
+):
+    args = study_args(fake_root, tmp_path, "--launcher", "processes", "--workers", "2")
+    study = subprocess.Popen([sys.executable, "-m", "atml", *map(str, args)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait(lambda: list(tmp_path.glob("studies/*/jobs/*/gan/*/checkpoints/*.pt")), "a first checkpoint")
+        folder = the_study(tmp_path)
+        record = json.loads((folder / "study.json").read_text())
+        running = [j for j in record["jobs"] if j["state"] == "running"]
+        os.kill(int(running[0]["job_id"].split(":")[1]), signal.SIGKILL)
+        cancel = subprocess.run(
+            [sys.executable, "-m", "atml", "study", "cancel", folder], capture_output=True, text=True
+        )
+        assert cancel.returncode == 0 and "stopped process" in cancel.stdout, cancel
+        _, err = study.communicate(timeout=120)
+    finally:
+        study.kill()
+    assert study.returncode == 130 and f"atml study resume {folder}" in err, err
+    status = subprocess.run(
+        [sys.executable, "-m", "atml", "study", "status", folder], capture_output=True, text=True
+    )
+    assert "interrupted" in status.stdout and "killed (SIGKILL)" in status.stdout, status.stdout
+    resumed = subprocess.run(
+        [sys.executable, "-m", "atml", "study", "resume", folder], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert numbers(folder) == numbers(local_study)
+    assert "4 done" in subprocess.run([sys.executable, "-m", "atml", "study", "status", folder],
+                                      capture_output=True, text=True).stdout  # fmt: skip
+
+
+def test_resume_refuses_a_study_whose_cells_would_resolve_differently(local_study, tmp_path, cli):
+    import shutil
+
+    folder = tmp_path / "study"
+    shutil.copytree(local_study, folder)
+    record = json.loads((folder / "study.json").read_text())
+    record["jobs"][0]["state"] = "interrupted"
+    record["jobs"][0]["config_sha256"][0] = "0" * 64
+    (folder / "study.json").write_text(json.dumps(record))
+    code, _, err = cli("study", "resume", folder)
+    assert code == 2 and "would now resolve differently" in err and record["jobs"][0]["name"] in err, err
