@@ -104,7 +104,10 @@ def run(
         help="key=[v1,v2,...]: a study over these values (repeatable: the grid is the product; "
         "preset=[original,default] sweeps presets); it goes to OUT/studies/",
     ),
-    launcher: str = typer.Option("local", "--launcher", help="a study's jobs: local | processes"),
+    launcher: str = typer.Option("local", "--launcher", help="a study's jobs: local | processes | slurm"),
+    launcher_set: list[str] | None = typer.Option(
+        None, "--launcher-set", help="key=value for --launcher slurm: partition, time_min, cpus, gpus, ..."
+    ),
     workers: int = typer.Option(1, "--workers", help="with --launcher processes: jobs at once"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="with --sweep: list the cells and jobs, run nothing"
@@ -147,8 +150,9 @@ def run(
     out = out or Path("outputs")
     check_output_root(out)
     label = check_run_name(name) if name else ("smoke" if smoke else "-".join(part) if part else "all")
-    if sweep or dry_run or launcher != "local" or workers != 1:
-        _study(experiment, sweep, launcher, workers, dry_run, out, label, ctx.args, part, set_, config, smoke,
+    if sweep or dry_run or launcher != "local" or workers != 1 or launcher_set:
+        chosen = _launcher(launcher, workers, launcher_set)
+        _study(experiment, sweep, chosen, dry_run, out, label, ctx.args, part, set_, config, smoke,
                seeds, seed, force, preset, device, tracker)  # fmt: skip
         return
     if experiment == ALL:
@@ -185,18 +189,36 @@ def run(
         runner.run(request)
 
 
-def _study(experiment, sweep, launcher, workers, dry_run, out, label, flag_args, part, set_, config, smoke,
+def _launcher(kind: str, workers: int, assignments: list[str] | None) -> dict:
+    """A study's launcher record, checked: kind, workers, SLURM settings."""
+    from atml.study import launchers
+
+    launchers.check_launcher(kind, workers)
+    if assignments and kind != "slurm":
+        raise UserError("--launcher-set goes with --launcher slurm")
+    chosen = {"kind": kind, "workers": workers}
+    if kind == "slurm":
+        import importlib.util
+
+        if importlib.util.find_spec("submitit") is None:
+            raise UserError("--launcher slurm submits through submitit: pip install 'atml[slurm]'")
+        from atml.study.slurm import settings
+
+        chosen["settings"] = settings(assignments or []).model_dump()
+    return chosen
+
+
+def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, set_, config, smoke,
            seeds, seed, force, preset, device, tracker) -> None:  # fmt: skip
     """`atml run EXP --sweep ...`: every cell resolved and checked, then the study folder and its jobs."""
     import sys
 
-    from atml.study import engine, grid, launchers, record
+    from atml.study import engine, grid, record
 
     if not sweep:
         raise UserError("--launcher, --workers and --dry-run go with --sweep (a study)")
     if experiment == ALL:
         raise UserError("--sweep runs one experiment's study; `atml run all --sweep` is not built yet")
-    launchers.check_launcher(launcher, workers)
     axes = [grid.parse_sweep(text) for text in sweep]
     base = engine.Base(
         experiment=experiments.get(experiment).name,
@@ -215,10 +237,10 @@ def _study(experiment, sweep, launcher, workers, dry_run, out, label, flag_args,
         for job in jobs:
             cell = ", ".join(f"{k}={v}" for k, v in cells[job.cell].assignments.items())
             print(f"{job.name:60s} {cell}  seeds {','.join(map(str, job.seeds))}")
-        print(f"{len(cells)} cells, {len(jobs)} jobs ({launcher}); nothing was run")
+        print(f"{len(cells)} cells, {len(jobs)} jobs ({launcher['kind']}); nothing was run")
         return
     command = ["atml", *sys.argv[1:]]
-    folder = engine.create(base, axes, out, label, {"kind": launcher, "workers": workers}, command)
+    folder = engine.create(base, axes, out, label, launcher, command)
     raise SystemExit(engine.run(folder, record.load(folder), execute))
 
 
@@ -256,16 +278,17 @@ def study_status(folder: Path = typer.Argument(..., help="the study folder")) ->
 @study_app.command("resume")
 def study_resume(
     folder: Path = typer.Argument(..., help="the study folder"),
-    launcher: str | None = typer.Option(None, "--launcher", help="local | processes  [default: the study's]"),
+    launcher: str | None = typer.Option(
+        None, "--launcher", help="local | processes | slurm  [default: the study's]"
+    ),
     workers: int = typer.Option(1, "--workers", help="with --launcher processes: jobs at once"),
+    launcher_set: list[str] | None = typer.Option(None, "--launcher-set", help="with --launcher slurm"),
 ) -> None:
     """Run the jobs not done, each from its own checkpoints; refused if the code or a job's
     resolved config would differ from when the study was made."""
-    from atml.study import engine, launchers
+    from atml.study import engine
 
-    if launcher is not None:
-        launchers.check_launcher(launcher, workers)
-    chosen = {"kind": launcher, "workers": workers} if launcher else None
+    chosen = _launcher(launcher, workers, launcher_set) if launcher else None
     raise SystemExit(engine.resume(folder, chosen, execute))
 
 

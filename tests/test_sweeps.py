@@ -144,3 +144,54 @@ def test_resume_refuses_a_study_whose_cells_would_resolve_differently(local_stud
     (folder / "study.json").write_text(json.dumps(record))
     code, _, err = cli("study", "resume", folder)
     assert code == 2 and "would now resolve differently" in err and record["jobs"][0]["name"] in err, err
+
+
+def _slurm_missing() -> str | None:
+    import shutil
+
+    if not shutil.which("sbatch"):
+        return "SLURM is not installed (sbatch not on PATH; .ci/run installs slurm-wlm and starts a cluster)"
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if state.returncode != 0 or "idle" not in state.stdout and "mix" not in state.stdout:
+        said = (state.stdout + state.stderr).strip()[:200]
+        return f"no SLURM node is up (sinfo: {said}; .ci/slurm-cluster start)"
+    return None
+
+
+slurm = pytest.mark.skipif(bool(_slurm_missing()), reason=_slurm_missing() or "")
+
+
+@slurm
+def test_slurm_gives_every_cell_the_numbers_of_local(local_study, fake_root, tmp_path):
+    args = study_args(fake_root, tmp_path, "--launcher", "slurm", "--launcher-set", "cpus=1")
+    done = subprocess.run([sys.executable, "-m", "atml", *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((the_study(tmp_path) / "study.json").read_text())
+    assert all(job["job_id"].startswith("slurm:") for job in record["jobs"])
+    assert numbers(the_study(tmp_path)) == numbers(local_study)
+
+
+@slurm
+def test_a_requeued_slurm_job_continues_from_its_checkpoints_to_the_same_numbers(
+    local_study, fake_root, tmp_path
+):
+    """SLURM's warning signal before a preemption or the time limit (USR2, what submitit asks
+    for): submitit checkpoints the job, which requeues as --resume of its run folders."""
+    args = study_args(fake_root, tmp_path, "--launcher", "slurm", "--launcher-set", "cpus=1")
+    study = subprocess.Popen([sys.executable, "-m", "atml", *map(str, args)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait(lambda: list(tmp_path.glob("studies/*/jobs/c00*/gan/*/checkpoints/*.pt")), "a first checkpoint")
+        folder = the_study(tmp_path)
+        (first,) = [j for j in json.loads((folder / "study.json").read_text())["jobs"] if j["cell"] == 0]
+        # scancel may say "can not be altered now" of the job's step, yet the signal arrives: the log says
+        subprocess.run(["scancel", "--signal=USR2", first["job_id"].split(":")[1]], capture_output=True)
+        _, err = study.communicate(timeout=600)
+    finally:
+        if study.poll() is None:
+            study.send_signal(signal.SIGTERM)  # the study cancels its jobs left in SLURM
+            study.wait(timeout=60)
+    assert study.returncode == 0, err
+    log_text = (folder / "jobs" / first["name"] / "log.txt").read_text()
+    assert "resuming after epoch" in log_text or "already complete" in log_text, log_text[-2000:]
+    assert numbers(folder) == numbers(local_study)

@@ -124,7 +124,7 @@ def _base(study: Study) -> Base:
 def job_argv(study: Study, job: Job, folder: Path) -> list[str]:
     """The job's `atml run` command line: its runs' --resume where they exist, else a new run."""
     base = _base(study)
-    extra = ["--device", base.device, "--tracker", base.tracker]
+    extra = _extra(base)
     if job.runs:
         return ["run", study.experiment, *(a for r in job.runs for a in ("--resume", r)), *extra]
     args = ["run", study.experiment, *(a for p in base.parts for a in ("--part", p))]
@@ -140,6 +140,11 @@ def job_argv(study: Study, job: Job, folder: Path) -> list[str]:
         ["--seeds", ",".join(map(str, job.seeds))] if len(job.seeds) > 1 else ["--seed", str(job.seeds[0])]
     )
     return [*args, "--out", str(job_folder(folder, job)), "--name", job.name, *extra, *base.flag_args]
+
+
+def _extra(base: Base) -> list[str]:
+    """The options a job keeps on --resume."""
+    return ["--device", base.device, "--tracker", base.tracker]
 
 
 def job_folder(folder: Path, job: Job) -> Path:
@@ -195,13 +200,21 @@ def run(folder: Path, study: Study, execute: launchers.Execute) -> int:
 
     for job in todo:
         job.runs = found_runs(folder, study, job)
-    launches = [launchers.Launch(j.name, job_argv(study, j, folder), job_folder(folder, j)) for j in todo]
+    extra = _extra(_base(study))
+    launches = [
+        launchers.Launch(j.name, job_argv(study, j, folder), job_folder(folder, j), extra) for j in todo
+    ]
     kind = study.launcher["kind"]
     log.info(f"atml study: {len(todo)} of {total} jobs to run ({kind}) → {folder}")
     interrupted = False
     try:
         if kind == "processes":
             launchers.run_processes(launches, started, ended, study.launcher["workers"], _base(study).device)
+        elif kind == "slurm":
+            from atml.study.slurm import SlurmSettings, run_slurm
+
+            chosen = SlurmSettings.model_validate(study.launcher.get("settings", {}))
+            run_slurm(launches, started, ended, chosen, folder, study.experiment)
         else:
             launchers.run_local(launches, started, ended, execute)
     except KeyboardInterrupt:

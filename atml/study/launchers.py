@@ -17,7 +17,7 @@ from pathlib import Path
 
 from atml.errors import UserError
 
-LAUNCHERS = ("local", "processes")
+LAUNCHERS = ("local", "processes", "slurm")
 
 
 @dataclass
@@ -25,6 +25,7 @@ class Launch:
     name: str
     argv: list[str]  # after `atml`
     folder: Path  # the job's own folder: its run folders and its log
+    extra: list[str]  # the options a --resume of its runs keeps (device, tracker)
 
 
 Started = Callable[[Launch, str], None]  # the launch, its job id
@@ -36,8 +37,8 @@ def check_launcher(kind: str, workers: int) -> None:
         raise UserError(f"unknown launcher '{kind}'; accepted: {', '.join(LAUNCHERS)}")
     if workers < 1 or workers > 256:
         raise UserError(f"--workers {workers}: give 1 … 256")
-    if kind == "local" and workers != 1:
-        raise UserError("--workers goes with --launcher processes (local runs one job at a time)")
+    if kind != "processes" and workers != 1:
+        raise UserError("--workers goes with --launcher processes (SLURM runs as many as it may)")
 
 
 Execute = Callable[[list[str]], tuple[int, str]]  # atml.cli.execute: a command line's exit code and reason
