@@ -331,8 +331,11 @@ def report(
         blocks, stem, problems = build.compare_report(a, b), "compare", []
     else:
         entries: dict[str, list[sources.Source | sources.Skipped]] = {}
-        unreadable = []
+        unreadable, studies = [], []
         for folder in runs or ():
+            if (folder / "study.json").is_file():
+                studies += build.study_section(folder)
+                continue
             entry = sources.read(folder)
             if isinstance(entry, sources.Source):
                 entries.setdefault(entry.experiment, []).append(entry)
@@ -342,6 +345,7 @@ def report(
             entries = {name: sources.latest(outputs, name) for name in experiments.EXPERIMENTS}
             entries = {name: found for name, found in entries.items() if found}
         blocks, problems = build.study_report(entries, unreadable, explicit=bool(runs))
+        blocks += studies
         stem = "report"
     try:
         to.mkdir(parents=True, exist_ok=True)
@@ -565,7 +569,8 @@ def main() -> None:
     logs.setup()
     signal.signal(signal.SIGTERM, _terminate)
     code, _ = execute(None)
-    raise SystemExit(code)
+    if code:
+        raise SystemExit(code)
 
 
 def execute(args: list[str] | None) -> tuple[int, str]:

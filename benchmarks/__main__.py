@@ -30,6 +30,7 @@ from benchmarks import (
     gan_throughput,
     resnet_frozen_head,
     seeds_stacked,
+    study_parallel,
     vae_throughput,
     vit_probe_features,
 )
@@ -62,6 +63,11 @@ BENCHMARKS = {
         ["--model", "vit_tiny_patch16_224", "--images", "16"],
     ),
     "clip_zeroshot": (clip_zeroshot.main, [], ["--images", "16"]),
+    "study_parallel": (
+        study_parallel.main,
+        [],
+        ["--cells", "2", "--seeds", "2", "--epochs", "1", "--images", "512"],
+    ),
 }
 DEFAULT_OUT = Path(__file__).parent / "RESULTS.md"
 

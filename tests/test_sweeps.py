@@ -195,3 +195,49 @@ def test_a_requeued_slurm_job_continues_from_its_checkpoints_to_the_same_numbers
     log_text = (folder / "jobs" / first["name"] / "log.txt").read_text()
     assert "resuming after epoch" in log_text or "already complete" in log_text, log_text[-2000:]
     assert numbers(folder) == numbers(local_study)
+
+
+def test_the_report_renders_a_study_as_its_table_and_figures(cli, local_study, tmp_path):
+    code, _, err = cli("report", local_study, "--to", tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert code == 0, err
+    assert "## Study of gan: train.lr_d (2 values) × train.g_loss (2 values)" in text
+    assert "| train.lr_d | train.g_loss | baseline: final D(x) |" in text and "(n=2)" in text
+    assert "baseline_final_D_x_vs_train_lr_d.png" in text
+
+
+def test_two_jobs_filling_one_cache_entry_at_once_both_succeed_with_the_same_bytes(fake_root, tmp_path):
+    """Two runs judge with the same sample classifier, which neither finds cached: both train it
+    and write it (atomically: a temporary file, then a rename) into the one shared cache."""
+    env = os.environ | {"ATML_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "atml",
+                "run",
+                "gan",
+                "--smoke",
+                "--part",
+                "baseline",
+                "--set",
+                f"data.root={fake_root}",
+                "--out",
+                str(tmp_path / f"out{i}"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    errors = [run.communicate(timeout=600)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    (cached,) = (tmp_path / "cache" / "classifiers").iterdir()  # one file, no temporary leftovers
+    assert cached.suffix == ".pt"
+    metrics = [
+        json.loads(next((tmp_path / f"out{i}" / "gan").glob("*/metrics.json")).read_text()) for i in range(2)
+    ]
+    assert metrics[0] == metrics[1]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 
 import yaml
 
-from atml import experiments
+from atml import experiments, records
 from atml.report.document import Block, Code, Figure, FigureRow, Heading, Paragraph, Table
 from atml.report.original import complete_config
 from atml.report.sources import Skipped, Source
@@ -184,6 +185,31 @@ def study_report(
 
 def _passed_over(note: Skipped) -> Paragraph:
     return Paragraph(f"{'BROKEN run folder' if note.broken else 'NOT SHOWN'}: {note.reason}", warning=True)
+
+
+def study_section(folder: Path) -> list[Block]:
+    """A study folder's section: what was swept, its table (a number per cell, mean ± std over
+    seeds), the jobs not done, and its figures of each headline against each swept key."""
+    from atml.study import record, summary
+
+    study = record.load(folder)
+    cells = records.read_mapping(folder / "summary.json", "run `atml study resume` to write it")["cells"]
+    axes = " × ".join(f"{key} ({len(values)} values)" for key, values in study.axes.items())
+    blocks: list[Block] = [
+        Heading(f"Study of {study.experiment}: {axes}", 2),
+        Paragraph(
+            f"{folder} — `{' '.join(study.command)}`; {study.created}; commit {study.git_commit}. "
+            "Each number: mean ± sample std over the cell's finished seeds (n)."
+        ),  # fmt: skip
+        Table(summary.table_rows(cells)),
+    ]
+    blocks += [
+        Paragraph(f"NOT DONE: {job['job']}: {job['state']} {job['reason']}", warning=True)
+        for cell in cells
+        for job in cell["not_done"]
+    ]
+    blocks += [Figure(path, path.stem.replace("_", " ")) for path in sorted((folder / "plots").glob("*.png"))]
+    return blocks
 
 
 def _flat_config(config: dict) -> dict[str, str]:

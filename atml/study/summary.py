@@ -52,6 +52,19 @@ def _shown(number: dict | None) -> str:
     return f"{number['mean']:.4g} ± {number['std']:.2g} (n={number['n']})"
 
 
+def table_rows(cells: list[dict]) -> list[dict]:
+    """summary.json's cells as table rows: the swept values, each headline, the jobs done."""
+    labels = list(dict.fromkeys(label for c in cells for label in c["numbers"]))
+    return [
+        {
+            **{key: json.dumps(value) for key, value in c["assignments"].items()},
+            **{label: _shown(c["numbers"].get(label)) for label in labels},
+            "jobs done": f"{sum(s == 'done' for s in c['states'].values())}/{len(c['states'])}",
+        }
+        for c in cells
+    ]
+
+
 def write(folder: Path, study: Study) -> None:
     folder = Path(folder)
     cells = []
@@ -75,14 +88,7 @@ def write(folder: Path, study: Study) -> None:
         folder / "summary.json",
         json.dumps({"experiment": study.experiment, "axes": study.axes, "cells": cells}, indent=2),
     )
-    rows = [
-        {
-            **{key: json.dumps(value) for key, value in c["assignments"].items()},
-            **{label: _shown(c["numbers"].get(label)) for label in labels},
-            "jobs done": f"{sum(s == 'done' for s in c['states'].values())}/{len(c['states'])}",
-        }
-        for c in cells
-    ]
+    rows = table_rows(cells)
     figures = _figures(folder, study, cells, labels)
     lines = [
         f"# Study of {study.experiment}: {' × '.join(f'{k} ({len(v)})' for k, v in study.axes.items())}",
