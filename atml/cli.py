@@ -210,38 +210,71 @@ def _launcher(kind: str, workers: int, assignments: list[str] | None) -> dict:
 
 def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, set_, config, smoke,
            seeds, seed, force, preset, device, tracker) -> None:  # fmt: skip
-    """`atml run EXP --sweep ...`: every cell resolved and checked, then the study folder and its jobs."""
+    """`atml run EXP|all --sweep ...`: every cell of every study resolved and checked, then a study
+    folder per experiment, run in turn (`all`: each experiment that has every swept key)."""
     import sys
 
+    from atml.config import has_key
     from atml.study import engine, grid, record
 
     if not sweep:
         raise UserError("--launcher, --workers and --dry-run go with --sweep (a study)")
-    if experiment == ALL:
-        raise UserError("--sweep runs one experiment's study; `atml run all --sweep` is not built yet")
     axes = [grid.parse_sweep(text) for text in sweep]
-    base = engine.Base(
-        experiment=experiments.get(experiment).name,
-        parts=part or [],
-        flag_args=list(flag_args),
-        sets=set_ or [],
-        config_file=str(config.absolute()) if config else None,
-        smoke=smoke,
-        seeds=seed_summary.parse_seeds(seeds, force) if seeds is not None else [seed],
-        preset=preset,
-        device=device,
-        tracker=tracker,
-    )
+    names = list(experiments.EXPERIMENTS) if experiment == ALL else [experiments.get(experiment).name]
+    if experiment == ALL and (part or config or flag_args):
+        raise UserError("`atml run all` runs every experiment with its own parts and config; drop them")
+    sets = set_ or []
+    if experiment == ALL:
+        unused = [
+            a for a in sets if not any(has_key(experiments.get(n).config, a.partition("=")[0]) for n in names)
+        ]
+        if unused:
+            raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
+    studies = []
+    for name in names:
+        exp = experiments.get(name)
+        lacking = [a.key for a in axes if a.key != grid.PRESET and not has_key(exp.config, a.key)]
+        if lacking and experiment == ALL:
+            log.info(f"atml: {name} has no key {lacking[0]}: not in this study")
+            continue
+        base = engine.Base(
+            experiment=name,
+            parts=part or [],
+            flag_args=list(flag_args),
+            sets=[a for a in sets if experiment != ALL or has_key(exp.config, a.partition("=")[0])],
+            config_file=str(config.absolute()) if config else None,
+            smoke=smoke,
+            seeds=seed_summary.parse_seeds(seeds, force) if seeds is not None else [seed],
+            preset=preset if experiment != ALL or preset in presets(name) else None,
+            device=device,
+            tracker=tracker,
+        )
+        try:
+            studies.append((base, *engine.plan_study(base, axes)))
+        except UserError as exc:
+            raise type(exc)(f"{name}: {exc}" if experiment == ALL else str(exc)) from None
+    if not studies:
+        raise UserError(f"no experiment has every swept key ({', '.join(a.key for a in axes)})")
     if dry_run:
-        cells, jobs = engine.plan_study(base, axes)
-        for job in jobs:
-            cell = ", ".join(f"{k}={v}" for k, v in cells[job.cell].assignments.items())
-            print(f"{job.name:60s} {cell}  seeds {','.join(map(str, job.seeds))}")
-        print(f"{len(cells)} cells, {len(jobs)} jobs ({launcher['kind']}); nothing was run")
+        for base, cells, jobs in studies:
+            for job in jobs:
+                cell = ", ".join(f"{k}={v}" for k, v in cells[job.cell].assignments.items())
+                print(f"{base.experiment}: {job.name:56s} {cell}  seeds {','.join(map(str, job.seeds))}")
+            kind = launcher["kind"]
+            print(f"{base.experiment}: {len(cells)} cells, {len(jobs)} jobs ({kind}); nothing run")
         return
     command = ["atml", *sys.argv[1:]]
-    folder = engine.create(base, axes, out, label, launcher, command)
-    raise SystemExit(engine.run(folder, record.load(folder), execute))
+
+    def named(base: engine.Base) -> str:
+        return f"{label}-{base.experiment}" if experiment == ALL else label
+
+    folders = [engine.create(base, axes, out, named(base), launcher, command) for base, _, _ in studies]
+    codes = []
+    for folder in folders:
+        codes.append(engine.run(folder, record.load(folder), execute))
+        if codes[-1] == 130:
+            break
+    raise SystemExit(next((c for c in codes if c), 0))
 
 
 study_app = typer.Typer(no_args_is_help=True, help="See, resume or cancel a study (atml run EXP --sweep).")

@@ -47,7 +47,11 @@ def test_a_bad_value_in_one_cell_is_exit_2_with_nothing_started(cli, fake_root, 
 def test_dry_run_lists_every_cell_and_runs_nothing(cli, fake_root, tmp_path):
     code, out, err = cli(*study_args(fake_root, tmp_path / "out", "--dry-run"))
     assert code == 0, err
-    assert "4 cells, 4 jobs" in out and "lr_d_0.002-g_loss_non_saturating-seeds0_1" in out
+    assert (
+        "4 cells, 4 jobs" in out
+        and "nothing run" in out
+        and "lr_d_0.002-g_loss_non_saturating-seeds0_1" in out
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -241,3 +245,16 @@ def test_two_jobs_filling_one_cache_entry_at_once_both_succeed_with_the_same_byt
         json.loads(next((tmp_path / f"out{i}" / "gan").glob("*/metrics.json")).read_text()) for i in range(2)
     ]
     assert metrics[0] == metrics[1]
+
+
+def test_run_all_sweeps_every_experiment_that_has_the_keys_each_checked_first(cli, tmp_path):
+    code, out, err = cli("run", "all", "--smoke", "--sweep", "seed=[0,1]", "--out", tmp_path, "--dry-run")
+    assert code == 0, err
+    assert all(f"{name}: 2 cells, 2 jobs" in out for name in ("resnet", "vit", "gan", "vae", "clip")), out
+    code, out, err = cli("run", "all", "--smoke", "--sweep", "train.lr_d=[0.1,0.2]", "--dry-run")
+    assert code == 0 and "gan: 2 cells" in out and "vae:" not in out and "gan has" not in err, (out, err)
+    code, _, err = cli(
+        "run", "all", "--smoke", "--sweep", "seed=[0,1]", "--set", "train.epochs=0", "--out", tmp_path
+    )
+    assert code == 2 and len(error_lines(err)) == 1 and "cell seed=0" in err, err
+    assert not (tmp_path / "studies").exists()
