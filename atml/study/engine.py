@@ -16,7 +16,6 @@ from pathlib import Path
 
 from atml import experiments, folder_lock, plan
 from atml.errors import UserError, shorten
-from atml.records import read_env
 from atml.runs import check_output_root, git_commit
 from atml.study import grid, launchers, record, summary
 from atml.study.record import Job, Study
@@ -152,16 +151,8 @@ def job_folder(folder: Path, job: Job) -> Path:
 
 
 def found_runs(folder: Path, study: Study, job: Job) -> list[str]:
-    """The job's run folders (one per seed; not its seed summary), in the order of its seeds."""
-    root = job_folder(folder, job) / study.experiment
-    runs = {}
-    for run in sorted(root.glob("*/env.json")) if root.is_dir() else ():
-        try:
-            env = read_env(run.parent, "")
-        except UserError:
-            continue
-        if env.kind == "run" and env.seed in job.seeds:
-            runs[env.seed] = str(run.parent)
+    """The job's run folders, in the order of its seeds."""
+    runs = launchers.run_folders(job_folder(folder, job), study.experiment)
     return [runs[s] for s in job.seeds if s in runs]
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atml.errors import UserError
+from atml.records import read_env
 
 LAUNCHERS = ("local", "processes", "slurm")
 
@@ -109,6 +110,19 @@ def _start(launch: Launch, threads: int, gpu: str | None) -> subprocess.Popen:
             env=env,
             start_new_session=True,  # a terminal's Ctrl-C reaches the study, which stops its jobs
         )
+
+
+def run_folders(folder: Path, experiment: str) -> dict[int | None, str]:
+    """The run folders a job made under its folder (not a seed summary), by seed."""
+    runs = {}
+    for env_file in sorted((Path(folder) / experiment).glob("*/env.json")):
+        try:
+            env = read_env(env_file.parent, "")
+        except UserError:
+            continue  # a folder killed before its records were written: a new run replaces it
+        if env.kind == "run":
+            runs[env.seed] = str(env_file.parent)
+    return runs
 
 
 def last_error(log_file: Path) -> str:

@@ -15,8 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atml.errors import UserError, first_line
-from atml.records import read_env
-from atml.study.launchers import Ended, Launch, Started, last_error
+from atml.study.launchers import Ended, Launch, Started, last_error, run_folders
 
 log = logging.getLogger("atml")
 
@@ -59,18 +58,6 @@ def settings(assignments: list[str]) -> SlurmSettings:
         raise UserError(f"--launcher-set {key}: {err['msg']} (slurm settings: {accepted})") from None
 
 
-def _runs(folder: Path, experiment: str) -> list[str]:
-    root = Path(folder) / experiment
-    runs = []
-    for env in sorted(root.glob("*/env.json")):
-        try:
-            if read_env(env.parent, "").kind == "run":
-                runs.append(str(env.parent))
-        except UserError:
-            continue
-    return runs
-
-
 class SlurmJob:
     """What a SLURM job runs (pickled by submitit, so a module-level class): `atml ARGV` as a child
     process logging into the job's folder; its exit code and one-line reason come back."""
@@ -92,7 +79,7 @@ class SlurmJob:
         options a resume keeps), or with the same argv when none exists yet."""
         import submitit
 
-        runs = _runs(Path(folder), experiment)
+        runs = list(run_folders(Path(folder), experiment).values())
         if runs:
             argv = ["run", experiment, *(a for r in runs for a in ("--resume", r)), *extra]
         return submitit.helpers.DelayedSubmission(self, argv, folder, experiment, extra)
