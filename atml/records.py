@@ -5,6 +5,7 @@ and the key, never an AttributeError three calls later."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,11 @@ class SeedSummaryRecord(BaseModel):
     numbers: dict[str, SeedNumber] = {}
 
 
+def config_sha256(config: dict) -> str:
+    """What ties a checkpoint or a study's job to a resolved config: the sha256 of its canonical JSON."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def read_mapping(path: Path, what: str) -> dict:
     """A YAML or JSON record as a mapping, or a DamagedFileError naming the file; `what` says
     what the damage means for the user."""
@@ -79,9 +85,10 @@ def read_env(folder: Path, what: str) -> RunEnv:
     return checked(path, read_mapping(path, what), RunEnv, what)
 
 
-def read_summary(folder: Path, what: str) -> SeedSummaryRecord:
+def check_summary(folder: Path, data: dict, what: str) -> SeedSummaryRecord:
+    """summary.json's mapping, typed; it must list a seed folder."""
     path = Path(folder) / "summary.json"
-    record = checked(path, read_mapping(path, what), SeedSummaryRecord, what)
+    record = checked(path, data, SeedSummaryRecord, what)
     if not record.runs:
         raise DamagedFileError(f"{path} is damaged: key 'runs' lists no seed folder; {what}")
     return record

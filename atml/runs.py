@@ -7,7 +7,6 @@ metrics.json (headline numbers per part), history/<part>.csv, plots/, samples/, 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -29,7 +28,7 @@ import yaml
 
 from atml import folder_lock
 from atml.errors import DamagedFileError, OutputWriteError, UserError, first_line, shorten
-from atml.records import check_run, read_mapping
+from atml.records import check_run, config_sha256, read_mapping
 
 log = logging.getLogger("atml")
 
@@ -173,6 +172,27 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def new_folder(parent: Path, name: str, what: str) -> Path:
+    """A new folder PARENT/<timestamp>-NAME (-2, -3, … when one of that second exists): a new run
+    or study never reuses an existing folder."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(parent) / f"{stamp}-{name}"
+    folder = base
+    for n in range(2, MAX_SAME_SECOND_RUNS + 2):
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+            return folder
+        except FileExistsError:
+            if not folder.parent.is_dir():  # a file or a dangling link above it: no name will do
+                raise OutputWriteError(
+                    f"could not create the {what} {folder}: {folder.parent} is not a folder"
+                ) from None
+            folder = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise OutputWriteError(f"could not create the {what} {folder}: {exc.strerror or exc}") from None
+    raise OutputWriteError(f"could not create a {what}: {base}-2 … -{n} all exist")
+
+
 class Run:
     """One run folder. Experiments write through it and never build paths themselves."""
 
@@ -182,25 +202,7 @@ class Run:
     # --- creation and reopening -------------------------------------------------------
     @classmethod
     def create(cls, out_root: Path, experiment: str, name: str, config: dict, env: dict) -> Run:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(out_root) / experiment / f"{stamp}-{name}"
-        folder = base
-        for n in range(2, MAX_SAME_SECOND_RUNS + 2):  # a new run never reuses an existing folder
-            try:
-                folder.mkdir(parents=True, exist_ok=False)
-                break
-            except FileExistsError:
-                if not folder.parent.is_dir():  # a file or a dangling link above it: no name will do
-                    raise OutputWriteError(
-                        f"could not create the run folder {folder}: {folder.parent} is not a folder"
-                    ) from None
-                folder = base.with_name(f"{base.name}-{n}")
-            except OSError as exc:
-                raise OutputWriteError(
-                    f"could not create the run folder {folder}: {exc.strerror or exc}"
-                ) from None
-        else:
-            raise OutputWriteError(f"could not create a run folder: {base}-2 … -{n} all exist")
+        folder = new_folder(Path(out_root) / experiment, name, "run folder")
         run = cls(folder)
         for sub in SUBDIRS:
             (folder / sub).mkdir(exist_ok=True)
@@ -285,8 +287,7 @@ class Run:
     @cached_property
     def identity(self) -> dict:
         """What ties a checkpoint to this run: its id (env.json) and its resolved config's hash."""
-        config = json.dumps(self.config, sort_keys=True, default=str).encode()
-        return {"run_id": self.env.get("run_id"), "config_sha256": hashlib.sha256(config).hexdigest()}
+        return {"run_id": self.env.get("run_id"), "config_sha256": config_sha256(self.config)}
 
     # torch is imported by the two methods below, not at the top: commands that never train read
     # run folders too, and answer without it

@@ -176,18 +176,17 @@ def load(folder: Path) -> Source:
     folder = Path(folder)
     if not folder.is_dir():
         raise BrokenSource(f"{folder} does not exist")
-    _record(folder / "env.json", "run")
-    env_record = _typed(records.read_env, folder, "not a readable run")
+    env = _record(folder / "env.json", "run")
+    env_record = _typed(records.checked, folder / "env.json", env, records.RunEnv, "not a readable run")
     name = env_record.experiment
     if name not in experiments.EXPERIMENTS:
         raise BrokenSource(f"{folder / 'env.json'} names no known experiment ({shorten(name, 60)!r})")
     exp = experiments.get(name)
-    env = records.read_mapping(folder / "env.json", "not a readable run")
     config = _record(folder / "config.yaml", "run")
     _typed(records.check_config, folder, exp, config, "not a readable run")
     if env_record.kind == "seed-summary":
-        _record(folder / "summary.json", "finished seed summary")
-        summary = _typed(records.read_summary, folder, "not a readable seed summary")
+        summary_data = _record(folder / "summary.json", "finished seed summary")
+        summary = _typed(records.check_summary, folder, summary_data, "not a readable seed summary")
         runs = [Path(p) for p in summary.runs.values()]
         missing = [run for run in runs if not run.is_dir()]
         if len(missing) == len(runs):

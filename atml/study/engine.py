@@ -10,13 +10,13 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 from atml import experiments, folder_lock, plan
 from atml.errors import UserError, shorten
-from atml.runs import check_output_root, git_commit
+from atml.records import config_sha256
+from atml.runs import check_output_root, git_commit, new_folder
 from atml.study import grid, launchers, record, summary
 from atml.study.record import Job, Study
 
@@ -65,7 +65,7 @@ def _cells(base: Base, axes: list[grid.Axis]) -> list[grid.Cell]:
 def _jobs(cells: list[grid.Cell]) -> list[Job]:
     jobs = []
     for cell in cells:
-        hashes = {c.seed: grid.config_hash(c.raw) for c in cell.request.configs}
+        hashes = {c.seed: config_sha256(c.raw) for c in cell.request.configs}
         for seeds in grid.job_seeds(cell):
             tag = f"seed{seeds[0]}" if len(seeds) == 1 else "seeds" + "_".join(map(str, seeds))
             jobs.append(Job(name=f"{cell.name}-{tag}", cell=cell.index, seeds=seeds,
@@ -92,14 +92,7 @@ def create(
     """The study folder outputs/studies/<time>-<name>/ with study.json, every job pending."""
     cells, jobs = plan_study(base, axes)
     check_output_root(out)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = Path(out) / "studies" / f"{stamp}-{name}"
-    for n in range(2, 1000):
-        try:
-            folder.mkdir(parents=True)
-            break
-        except FileExistsError:
-            folder = folder.with_name(f"{stamp}-{name}-{n}")
+    folder = new_folder(Path(out) / "studies", name, "study folder")
     study = Study(
         experiment=base.experiment,
         command=command,

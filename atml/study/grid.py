@@ -3,7 +3,6 @@ as `atml run` would resolve it, before any job starts; and the jobs a cell runs 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
@@ -92,10 +91,6 @@ def cells(base: RunRequest, axes: list[Axis]) -> list[Cell]:
             shown = ", ".join(f"{k}={_yaml(v)}" for k, v in assignments.items())
             raise type(exc)(f"cell {shorten(shown, 200)}: {exc}") from None
     return out
-
-
-def config_hash(raw: dict) -> str:
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def job_seeds(cell: Cell) -> list[list[int]]:
