@@ -281,8 +281,22 @@ class Run:
         return self.dir / "samples" / f"{name}.png"
 
     # --- checkpoints --------------------------------------------------------------------
-    def checkpoint_path(self, key: str) -> Path:
-        return self.dir / "checkpoints" / f"{key}.pt"
+    def checkpoint_path(self, key: str, previous: bool = False) -> Path:
+        return self.dir / "checkpoints" / (f"{key}.previous.pt" if previous else f"{key}.pt")
+
+    def keep_previous_checkpoint(self, key: str) -> None:
+        """Move checkpoint `key` aside (KEY.previous.pt) before a new one is written: a stack of
+        runs keeps each run's previous epoch until every run has its new one."""
+        path = self.checkpoint_path(key)
+        if path.is_file():
+            os.replace(path, self.checkpoint_path(key, previous=True))
+
+    def drop_previous_checkpoint(self, key: str) -> None:
+        self.checkpoint_path(key, previous=True).unlink(missing_ok=True)
+
+    def restore_previous_checkpoint(self, key: str) -> None:
+        """Make the checkpoint kept aside the current one again (a stack resumes from it)."""
+        os.replace(self.checkpoint_path(key, previous=True), self.checkpoint_path(key))
 
     @cached_property
     def identity(self) -> dict:
@@ -299,18 +313,18 @@ class Run:
         torch.save({**state, "identity": identity}, buffer)
         atomic_write_bytes(self.checkpoint_path(key), buffer.getvalue())
 
-    def load_checkpoint(self, key: str) -> dict | None:
-        """The checkpoint `key` of this run, or None; a damaged one, or one another run or config
-        wrote, is a DamagedFileError naming the file."""
+    def load_checkpoint(self, key: str, previous: bool = False) -> dict | None:
+        """The checkpoint `key` of this run (or the one kept aside, `previous`), or None; a damaged
+        one, or one another run or config wrote, is a DamagedFileError naming the file."""
         from atml.runtime import load_tensors
 
-        path = self.checkpoint_path(key)
+        path = self.checkpoint_path(key, previous)
         if not path.is_file():
             return None
         try:
             saved = load_tensors(path)
         except Exception as exc:  # torch raises EOFError, RuntimeError or UnpicklingError by damage
-            raise self.damaged_checkpoint(key, exc) from None
+            raise self.damaged_checkpoint(key, exc, previous) from None
         problem = self._foreign(key, saved)
         if problem:
             raise DamagedFileError(
@@ -334,10 +348,10 @@ class Run:
             return f"holds the training '{shorten(str(theirs.get('checkpoint')), 60)}', not '{key}'"
         return None
 
-    def damaged_checkpoint(self, key: str, exc: BaseException) -> DamagedFileError:
+    def damaged_checkpoint(self, key: str, exc: BaseException, previous: bool = False) -> DamagedFileError:
         reason = first_line(exc)
         return DamagedFileError(
-            f"checkpoint {self.checkpoint_path(key)} is damaged or not atml's ({reason[:200]}); "
+            f"checkpoint {self.checkpoint_path(key, previous)} is damaged or not atml's ({reason[:200]}); "
             "delete it to redo that training from its start, then resume"
         )
 
@@ -369,4 +383,13 @@ class FollowerRun(Run):
         return Path(self._scratch.name) / "samples" / f"{name}.png"
 
     def save_checkpoint(self, key: str, state: dict) -> None:
+        pass
+
+    def keep_previous_checkpoint(self, key: str) -> None:
+        pass
+
+    def drop_previous_checkpoint(self, key: str) -> None:
+        pass
+
+    def restore_previous_checkpoint(self, key: str) -> None:
         pass

@@ -151,24 +151,72 @@ def fit(
     return history
 
 
+def _epoch(saved: object) -> object:
+    return saved.get("epoch") if isinstance(saved, dict) else None
+
+
+def _load_stack(checkpointing: list[Checkpointing], label: str) -> list[dict] | None:
+    """Each copy's checkpoint of the last epoch that every copy saved, or None when none saved one.
+    The copies of a stack are saved one after another, so a process killed between two saves leaves
+    some copies an epoch ahead; their previous epoch is still beside it (see _save_stack)."""
+    saved = [[c.run.load_checkpoint(c.key)] for c in checkpointing]
+    if len({_epoch(s[0]) for s in saved}) == 1:
+        return None if saved[0][0] is None else [s[0] for s in saved]
+    for c, s in zip(checkpointing, saved):
+        s.append(c.run.load_checkpoint(c.key, previous=True))
+    found = [{_epoch(x) for x in s if x is not None} for s in saved]
+    common = set.intersection(*found) - {None}
+    if not common:
+        where = ", ".join(
+            f"{c.run.dir.name}: {sorted(e + 1 for e in f if isinstance(e, int)) or 'none'}"
+            for c, f in zip(checkpointing, found)
+        )
+        raise DamagedFileError(
+            f"{label}: the seeds' checkpoints share no epoch (epochs saved: {where}); resume each "
+            "run folder alone (atml run EXP --resume FOLDER): a seed gives the same numbers alone"
+        )
+    epoch = max(common)
+    chosen = []
+    for c, (current, previous) in zip(checkpointing, saved):
+        if _epoch(current) != epoch:
+            c.run.restore_previous_checkpoint(c.key)
+        chosen.append(current if _epoch(current) == epoch else previous)
+    return chosen
+
+
 def _resume(checkpointing: list[Checkpointing], label: str, epochs: int) -> tuple[list[History], int]:
     """Every copy's history and the epoch to start from: all from their checkpoints, or none."""
     distributed.barrier()  # under torchrun: every rank sees the checkpoint rank 0 last wrote
-    saved = [c.run.load_checkpoint(c.key) for c in checkpointing]
-    if all(s is None for s in saved):
+    saved = _load_stack(checkpointing, label)
+    if saved is None:
         return [History() for _ in checkpointing], 0
-    restored = [_restore(s, c) if s is not None else (None, 0) for s, c in zip(saved, checkpointing)]
-    starts = {first for _, first in restored}
-    if len(starts) > 1 or any(h is None for h, _ in restored):
-        where = ", ".join(f"{c.run.dir.name}: {first}" for c, (_, first) in zip(checkpointing, restored))
-        raise DamagedFileError(
-            f"{label}: the seeds' checkpoints stopped after different epochs ({where}); resume each "
-            "run folder alone (atml run EXP --resume FOLDER): a seed gives the same numbers alone"
-        )
-    first_epoch = starts.pop()
+    restored = [_restore(s, c) for s, c in zip(saved, checkpointing)]
+    first_epoch = restored[0][1]
     if first_epoch < epochs:
         log.info(f"  {label}: resuming after epoch {first_epoch}/{epochs}")
     return [h for h, _ in restored], first_epoch
+
+
+def _save_stack(checkpointing: list[Checkpointing], histories: list[History], epoch: int) -> None:
+    """Every copy's checkpoint after `epoch`. Until the last copy's is written, each earlier copy
+    keeps its previous epoch's beside the new one, so a resume can always start all copies from
+    one epoch; one copy alone needs no such step (its file is replaced atomically)."""
+    stacked = len(checkpointing) > 1
+    for c, history in zip(checkpointing, histories):
+        if stacked:
+            c.run.keep_previous_checkpoint(c.key)
+        c.run.save_checkpoint(
+            c.key,
+            {
+                "epoch": epoch,
+                "rng": c.rng(),
+                "history": {"steps": history.steps, "epochs": history.epochs},
+                "states": {name: obj.state_dict() for name, obj in c.states.items()},
+            },
+        )
+    if stacked:
+        for c in checkpointing:
+            c.run.drop_previous_checkpoint(c.key)
 
 
 def fit_stacked(
@@ -227,15 +275,7 @@ def fit_stacked(
             history.epochs.append(row)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
-        for c, history in zip(checkpointing or (), histories):
-            c.run.save_checkpoint(
-                c.key,
-                {
-                    "epoch": epoch,
-                    "rng": c.rng(),
-                    "history": {"steps": history.steps, "epochs": history.epochs},
-                    "states": {name: obj.state_dict() for name, obj in c.states.items()},
-                },
-            )
+        if checkpointing is not None:
+            _save_stack(checkpointing, histories, epoch)
         progress.epoch(epoch, first_epoch, histories[0].epochs[-1])
     return histories

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from atml.data.batching import TensorBatches
-from atml.errors import TrainingDivergedError
+from atml.errors import DamagedFileError, TrainingDivergedError
 from atml.runs import Run
-from atml.training import Checkpointing, fit
+from atml.training import Checkpointing, fit, fit_stacked
 
 
 def regression_problem(init_seed=0):
@@ -87,3 +87,70 @@ def test_interrupted_fit_resumes_to_the_same_result(tmp_path):
     )
     assert [r["epoch"] for r in history.epochs] == [1, 2, 3, 4]
     assert torch.allclose(model.weight, straight)
+
+
+def stacked_problem(runs):
+    """Two regression models trained as one stack, each checkpointed in its own run folder."""
+    problems = [regression_problem(init_seed=seed) for seed in (0, 1)]
+    batches = problems[0][3]
+
+    def step(batch):
+        return {"loss": torch.stack([p[2](batch)["loss"] for p in problems])}
+
+    states = [{"m": m, "o": o, "b": batches} for m, o, _, _ in problems]
+    return problems, step, batches, [Checkpointing(run, "k", st) for run, st in zip(runs, states)]
+
+
+def stack_runs(tmp_path, name):
+    return [Run.create(tmp_path / name, "t", f"seed{seed}", {}, env={}) for seed in (0, 1)]
+
+
+def weights(problems):
+    return [p[0].weight.detach().clone() for p in problems]
+
+
+@pytest.mark.parametrize("method", ["save_checkpoint", "keep_previous_checkpoint"])
+def test_a_stack_killed_while_saving_resumes_all_copies_from_one_epoch(tmp_path, monkeypatch, method):
+    """Copies of a stack are saved one after another; a process killed between two saves (before
+    the second copy's save, or after its old file was set aside) must still resume, every copy
+    from the last epoch all of them saved, to the numbers of an uninterrupted run."""
+    problems, step, batches, checkpointing = stacked_problem(stack_runs(tmp_path, "straight"))
+    fit_stacked(step, batches, 4, label="t", checkpointing=checkpointing)
+    straight = weights(problems)
+
+    runs = stack_runs(tmp_path, "killed")
+    problems, step, batches, checkpointing = stacked_problem(runs)
+    original, calls = getattr(Run, method), {"n": 0}
+
+    def dies_in_epoch_three(self, key, *rest):
+        if self is runs[1]:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                if method == "keep_previous_checkpoint":
+                    original(self, key, *rest)
+                raise KeyboardInterrupt
+        return original(self, key, *rest)
+
+    monkeypatch.setattr(Run, method, dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        fit_stacked(step, batches, 4, label="t", checkpointing=checkpointing)
+    monkeypatch.undo()
+    assert runs[0].load_checkpoint("k")["epoch"] == 2  # the first copy is an epoch ahead
+    second = runs[1].load_checkpoint("k")
+    assert (second["epoch"] if second else runs[1].load_checkpoint("k", previous=True)["epoch"]) == 1
+
+    problems, step, batches, checkpointing = stacked_problem(runs)  # fresh objects
+    histories = fit_stacked(step, batches, 4, label="t", checkpointing=checkpointing)
+    assert [[r["epoch"] for r in h.epochs] for h in histories] == [[1, 2, 3, 4]] * 2
+    assert all(torch.allclose(a, b) for a, b in zip(weights(problems), straight))
+    assert not list(runs[0].dir.glob("checkpoints/*.previous.pt"))
+
+
+def test_a_stack_whose_checkpoints_share_no_epoch_is_refused_naming_each(tmp_path):
+    runs = stack_runs(tmp_path, "mixed")
+    _, step, batches, checkpointing = stacked_problem(runs)
+    fit_stacked(step, batches, 3, label="t", checkpointing=checkpointing)
+    runs[0].save_checkpoint("k", {**runs[0].load_checkpoint("k"), "epoch": 0})  # seed 0 after epoch 1
+    _, step, batches, checkpointing = stacked_problem(runs)
+    with pytest.raises(DamagedFileError, match=r"share no epoch .*seed0.*: \[1\].*seed1.*: \[3\]"):
+        fit_stacked(step, batches, 4, label="t", checkpointing=checkpointing)
