@@ -336,17 +336,18 @@ def study_cancel(folder: Path = typer.Argument(..., help="the study folder")) ->
 @app.command("report")
 def report(
     runs: list[Path] | None = typer.Argument(
-        None, help="run or seed-summary folders (default: the latest of each experiment in --outputs)"
+        None,
+        help="run, seed-summary or study folders (default: the latest of each experiment in --outputs)",
     ),
-    compare: tuple[Path, Path] | None = typer.Option(
-        None, "--compare", help="two run folders side by side: RUN_A RUN_B"
+    compare: bool = typer.Option(
+        False, "--compare", help="the folders side by side, a column per run, seed summary or study cell"
     ),
     outputs: Path = typer.Option(Path("outputs"), "--outputs", help="where run folders are looked for"),
     to: Path | None = typer.Option(
         None, "--to", help="folder the report is written to  [default: OUTPUTS/report]"
     ),
 ) -> None:
-    """Write report.md and a self-contained report.html from run folders (or compare two runs).
+    """Write report.md and a self-contained report.html from run folders (or compare them).
     A missing or broken folder is named in the report and in the exit code (3)."""
     from atml.report import build, document, sources
     from atml.runs import atomic_write_text
@@ -355,13 +356,7 @@ def report(
     if not runs and not compare and not outputs.is_dir():
         raise UserError(f"--outputs {shorten(str(outputs))} is not a folder of runs")
     if compare:
-        if runs:
-            raise UserError("--compare takes its two folders itself; drop the other RUN_DIRs")
-        try:
-            a, b = (sources.load(folder) for folder in compare)
-        except sources.BrokenSource as exc:
-            raise DamagedFileError(str(exc)) from None
-        blocks, stem, problems = build.compare_report(a, b), "compare", []
+        blocks, stem, problems = _compare(runs or []), "compare", []
     else:
         entries: dict[str, list[sources.Source | sources.Skipped]] = {}
         unreadable, studies = [], []
@@ -389,6 +384,36 @@ def report(
     log.info(f"atml: wrote {to / f'{stem}.md'} and {to / f'{stem}.html'}")
     if problems:
         raise DamagedFileError("; ".join(problems))
+
+
+def _compare(folders: list[Path]) -> list:
+    """The comparison's blocks: a column per run or seed summary, and per finished cell of a study;
+    a folder that cannot be read is exit 3 naming it."""
+    from atml.report import build, sources
+
+    columns, empty = {}, []
+    try:
+        for folder in folders:
+            if (folder / "study.json").is_file():
+                cells, none_done = sources.study_cells(folder)
+                entries = [(f"{folder}, cell {what}", cell) for what, cell in cells]
+                empty += [f"{folder}, cell {what}" for what in none_done]
+            else:
+                entries = [(str(folder), sources.load(folder))]
+            for what, source in entries:
+                columns[_column_name(len(columns))] = (what, source)
+    except sources.BrokenSource as exc:
+        raise DamagedFileError(str(exc)) from None
+    if len(columns) < 2:
+        raise UserError(
+            f"--compare needs two or more runs, seed summaries or finished study cells; got {len(columns)}"
+        )
+    return build.compare_report(columns, not_shown=[f"{what}: no job of it finished" for what in empty])
+
+
+def _column_name(index: int) -> str:
+    """A, B, …, Z, AA, AB, …"""
+    return (_column_name(index // 26 - 1) if index >= 26 else "") + chr(ord("A") + index % 26)
 
 
 @app.command("list")

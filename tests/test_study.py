@@ -220,7 +220,7 @@ def test_compare_lists_the_differing_config_keys_first(cli, seeded_gan, tmp_path
     assert (
         text.index("Config keys that differ")
         < text.index("Every number that differs")
-        < text.index("Figures (A left, B right)")
+        < text.index("Figures (columns A, B, left to right)")
     )
 
 

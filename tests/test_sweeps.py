@@ -210,6 +210,25 @@ def test_the_report_renders_a_study_as_its_table_and_figures(cli, local_study, t
     assert "baseline_final_D_x_vs_train_lr_d.png" in text
 
 
+def test_compare_sets_each_cell_of_a_study_beside_a_run(cli, local_study, tmp_path):
+    record = json.loads((local_study / "study.json").read_text())
+    run = Path(record["jobs"][0]["runs"][1])  # cell 0's seed 1
+    code, _, err = cli("report", "--compare", local_study, run, "--to", tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "compare.md").read_text()
+    assert "E: " + str(run) in text and "seed summary over seeds 0, 1 (n = 2)" in text
+    config = text.split("## Config keys that differ")[1].split("##")[0]
+    assert "| train.lr_d | 0.0002 | 0.0002 | 0.002 | 0.002 | 0.0002 |" in config
+    summary = json.loads((local_study / "summary.json").read_text())
+    d_real = [c["numbers"]["baseline: final D(x)"] for c in summary["cells"]]
+    row = next(line for line in text.splitlines() if line.startswith("| baseline: final D(x)"))
+    cells = [value.strip() for value in row.strip("|").split("|")[2:]]
+    assert cells[:4] == [f"{n['mean']:.4g} ± {n['std']:.2g} (n=2)" for n in d_real]
+    assert cells[4] == f"{d_real[0]['values']['1']:.4g}"
+    code, _, err = cli("report", "--compare", local_study / "jobs", "--to", tmp_path)
+    assert code == 3 and len(error_lines(err)) == 1
+
+
 def test_two_jobs_filling_one_cache_entry_at_once_both_succeed_with_the_same_bytes(fake_root, tmp_path):
     """Two runs judge with the same sample classifier, which neither finds cached: both train it
     and write it (atomically: a temporary file, then a rename) into the one shared cache."""

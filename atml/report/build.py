@@ -13,7 +13,6 @@ from atml import experiments, records
 from atml.report.document import Block, Code, Figure, FigureRow, Heading, Paragraph, Table
 from atml.report.original import complete_config
 from atml.report.sources import Skipped, Source
-from atml.seed_summary import numeric_leaves
 
 
 def _title(experiment: str) -> str:
@@ -223,40 +222,52 @@ def _flat_config(config: dict) -> dict[str, str]:
     return dict(walk(config, ""))
 
 
-def compare_report(a: Source, b: Source) -> list[Block]:
-    """Two runs side by side: the config keys that differ first, then numbers, then figures."""
-    names = (f"A: {a.folder}", f"B: {b.folder}")
-    blocks: list[Block] = [
-        Heading("atml comparison", 1),
-        Paragraph(f"{names[0]} ({a.experiment}) vs {names[1]} ({b.experiment})"),
+def compare_report(columns: dict[str, tuple[str, Source]], not_shown: list[str] = ()) -> list[Block]:
+    """Runs, seed summaries and study cells side by side, one column each ({letter: (what it is,
+    source)}): the config keys that differ first, then the headline numbers per experiment, every
+    number that differs, and the figures all columns drew. `not_shown`: what was asked for and
+    has no column, and why."""
+    blocks: list[Block] = [Heading("atml comparison", 1)]
+    blocks += [
+        Paragraph(f"{name}: {what} ({s.experiment}, {_what(s)})") for name, (what, s) in columns.items()
     ]
-    ca, cb = (_flat_config(complete_config(s.experiment, s.config)) for s in (a, b))
+    blocks += [Paragraph(f"NOT SHOWN: {why}", warning=True) for why in not_shown]
+    sources = {name: source for name, (_, source) in columns.items()}
+    flat = {name: _flat_config(complete_config(s.experiment, s.config)) for name, s in sources.items()}
+    keys = dict.fromkeys(k for config in flat.values() for k in config)
     differ = [
-        {"config key": k, "A": ca.get(k, "(absent)"), "B": cb.get(k, "(absent)")}
-        for k in dict.fromkeys([*ca, *cb])
-        if ca.get(k) != cb.get(k)
+        {"config key": k, **{name: config.get(k, "(absent)") for name, config in flat.items()}}
+        for k in keys
+        if len({config.get(k, "(absent)") for config in flat.values()}) > 1
     ]
     blocks += [
         Heading("Config keys that differ", 2),
         Table(differ) if differ else Paragraph("none: the same config"),
     ]
-    for side, source in zip("AB", (a, b)):
+    for name, source in sources.items():
         marks = source.marks()
         if marks:
-            blocks.append(Paragraph(f"{side}: " + "; ".join(long for _, long in marks), warning=True))
-    rows = headline_rows({f"A ({a.label})": a, f"B ({b.label})": b}) if a.experiment == b.experiment else []
-    if rows:
-        blocks += [Heading("Headline numbers", 2), Table(rows)]
-    la, lb = numeric_leaves(a.metrics), numeric_leaves(b.metrics)
+            blocks.append(Paragraph(f"{name}: " + "; ".join(long for _, long in marks), warning=True))
+    for experiment in dict.fromkeys(s.experiment for s in sources.values()):
+        same = {f"{n} ({s.label})": s for n, s in sources.items() if s.experiment == experiment}
+        rows = headline_rows(same)
+        if rows:
+            blocks += [Heading(f"Headline numbers: {experiment}", 2), Table(rows)]
+    means = {name: s.means for name, s in sources.items()}
     changed = [
-        {"metric": k, "A": f"{la[k]:.4g}" if k in la else "—", "B": f"{lb[k]:.4g}" if k in lb else "—"}
-        for k in dict.fromkeys([*la, *lb])
-        if la.get(k) != lb.get(k)
+        {"number": k, **{name: f"{m[k]:.4g}" if k in m else "—" for name, m in means.items()}}
+        for k in dict.fromkeys(k for m in means.values() for k in m)
+        if len({m.get(k) for m in means.values()}) > 1
     ]
-    blocks += [Heading("Every number that differs", 2), Table(changed) if changed else Paragraph("none")]
-    fa, fb = ({path.stem: path for path in s.figures} for s in (a, b))
-    shared = [name for name in fa if name in fb]
+    blocks += [
+        Heading("Every number that differs (a seed summary's: its mean)", 2),
+        Table(changed) if changed else Paragraph("none"),
+    ]
+    figures = {name: {path.stem: path for path in s.figures} for name, s in sources.items()}
+    shared = [stem for stem in next(iter(figures.values())) if all(stem in f for f in figures.values())]
     if shared:
-        blocks.append(Heading("Figures (A left, B right)", 2))
-        blocks += [FigureRow([Figure(fa[n], f"A: {n}"), Figure(fb[n], f"B: {n}")]) for n in shared]
+        blocks.append(Heading(f"Figures (columns {', '.join(figures)}, left to right)", 2))
+        blocks += [
+            FigureRow([Figure(f[stem], f"{name}: {stem}") for name, f in figures.items()]) for stem in shared
+        ]
     return blocks

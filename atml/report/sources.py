@@ -60,6 +60,11 @@ class Source:
     def _leaves(self) -> dict:
         return self.numbers if self.numbers is not None else numeric_leaves(self.metrics)
 
+    @cached_property
+    def means(self) -> dict[str, float]:
+        """Every number: one run's, or a seed summary's mean over its seeds."""
+        return {path: n["mean"] for path, n in self.numbers.items()} if self.is_summary else self._leaves
+
     @property
     def parts(self) -> list[str]:
         return list(self.env.get("parts") or self.metrics)
@@ -206,6 +211,30 @@ def load(folder: Path) -> Source:
         reason = first_line(exc)
         raise BrokenSource(f"{folder}/metrics.json lacks what {name}'s summary needs ({reason})") from None
     return Source(name, folder, config, env, metrics, rows, None, folder / "plots")
+
+
+def study_cells(folder: Path) -> tuple[list[tuple[str, Source]], list[str]]:
+    """A study's cells as seed summaries of their finished runs, each with its swept values (its
+    figures are its first seed's, as a seed summary's are), and the cells with no finished run."""
+    from atml.seed_summary import aggregate
+    from atml.study import record
+
+    study = _typed(record.load, folder)
+    cells, empty = [], []
+    for index, assignments in enumerate(study.cells):
+        what = ", ".join(f"{key}={json.dumps(value)}" for key, value in assignments.items())
+        runs = [load(Path(run)) for job in study.cell_jobs(index) if job.state == "done" for run in job.runs]
+        if not runs:
+            empty.append(what)
+            continue
+        first = runs[0]
+        env = {**first.env, "seeds": [run.seeds[0] for run in runs]}
+        numbers = aggregate({run.seeds[0]: run.metrics for run in runs})
+        source = Source(
+            study.experiment, Path(folder), first.config, env, first.metrics, [], numbers, first.plots
+        )
+        cells.append((what, source))
+    return cells, empty
 
 
 def read(folder: Path) -> Source | Skipped:
