@@ -104,11 +104,15 @@ def run(
         help="key=[v1,v2,...]: a study over these values (repeatable: the grid is the product; "
         "preset=[original,default] sweeps presets); it goes to OUT/studies/",
     ),
-    launcher: str = typer.Option("local", "--launcher", help="a study's jobs: local | processes | slurm"),
-    launcher_set: list[str] | None = typer.Option(
-        None, "--launcher-set", help="key=value for --launcher slurm: partition, time_min, cpus, gpus, ..."
+    launcher: str = typer.Option(
+        "local", "--launcher", help="a study's jobs: local | processes | slurm | slurm-gpu | a launcher YAML"
     ),
-    workers: int = typer.Option(1, "--workers", help="with --launcher processes: jobs at once"),
+    launcher_set: list[str] | None = typer.Option(
+        None, "--launcher-set", help="key=value over a slurm launcher's YAML: partition, time_min, cpus, ..."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="with --launcher processes: jobs at once  [default: the launcher's]"
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="with --sweep: list the cells and jobs, run nothing"
     ),
@@ -150,8 +154,10 @@ def run(
     out = out or Path("outputs")
     check_output_root(out)
     label = check_run_name(name) if name else ("smoke" if smoke else "-".join(part) if part else "all")
-    if sweep or dry_run or launcher != "local" or workers != 1 or launcher_set:
-        chosen = _launcher(launcher, workers, launcher_set)
+    if sweep or dry_run or launcher != "local" or workers is not None or launcher_set:
+        from atml.study.launcher_choice import choose
+
+        chosen = choose(launcher, workers, launcher_set)
         _study(experiment, sweep, chosen, dry_run, out, label, ctx.args, part, set_, config, smoke,
                seeds, seed, force, preset, device, tracker)  # fmt: skip
         return
@@ -187,25 +193,6 @@ def run(
         from atml import runner
 
         runner.run(request)
-
-
-def _launcher(kind: str, workers: int, assignments: list[str] | None) -> dict:
-    """A study's launcher record, checked: kind, workers, SLURM settings."""
-    from atml.study import launchers
-
-    launchers.check_launcher(kind, workers)
-    if assignments and kind != "slurm":
-        raise UserError("--launcher-set goes with --launcher slurm")
-    chosen = {"kind": kind, "workers": workers}
-    if kind == "slurm":
-        import importlib.util
-
-        if importlib.util.find_spec("submitit") is None:
-            raise UserError("--launcher slurm submits through submitit: pip install 'atml[slurm]'")
-        from atml.study.slurm import settings
-
-        chosen["settings"] = settings(assignments or []).model_dump()
-    return chosen
 
 
 def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, set_, config, smoke,
@@ -260,8 +247,10 @@ def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, se
             for job in jobs:
                 cell = ", ".join(f"{k}={v}" for k, v in cells[job.cell].assignments.items())
                 print(f"{base.experiment}: {job.name:56s} {cell}  seeds {','.join(map(str, job.seeds))}")
-            kind = launcher["kind"]
-            print(f"{base.experiment}: {len(cells)} cells, {len(jobs)} jobs ({kind}); nothing run")
+            print(f"{base.experiment}: {len(cells)} cells, {len(jobs)} jobs; nothing run")
+        from atml.study.launcher_choice import describe
+
+        print(f"launcher: {describe(launcher)}")
         return
     command = ["atml", *sys.argv[1:]]
 
@@ -312,16 +301,24 @@ def study_status(folder: Path = typer.Argument(..., help="the study folder")) ->
 def study_resume(
     folder: Path = typer.Argument(..., help="the study folder"),
     launcher: str | None = typer.Option(
-        None, "--launcher", help="local | processes | slurm  [default: the study's]"
+        None,
+        "--launcher",
+        help="local | processes | slurm | slurm-gpu | a launcher YAML  [default: the study's]",
     ),
-    workers: int = typer.Option(1, "--workers", help="with --launcher processes: jobs at once"),
+    workers: int | None = typer.Option(
+        None, "--workers", help="with --launcher processes: jobs at once  [default: the launcher's]"
+    ),
     launcher_set: list[str] | None = typer.Option(None, "--launcher-set", help="with --launcher slurm"),
 ) -> None:
     """Run the jobs not done, each from its own checkpoints; refused if the code or a job's
     resolved config would differ from when the study was made."""
     from atml.study import engine
 
-    chosen = _launcher(launcher, workers, launcher_set) if launcher else None
+    if launcher is None and (workers is not None or launcher_set):
+        raise UserError("--workers and --launcher-set go with --launcher (the study's is kept without it)")
+    from atml.study.launcher_choice import choose
+
+    chosen = choose(launcher, workers, launcher_set) if launcher else None
     raise SystemExit(engine.resume(folder, chosen, execute))
 
 

@@ -19,6 +19,8 @@ def test_every_package_and_the_configs_ship():
     assert listed == set(find_packages(REPO, include=["atml*"])) | {"atml.configs"}
     assert PYPROJECT["tool"]["setuptools"]["package-dir"]["atml.configs"] == "configs"
     assert {"gan.yaml", "vae.yaml"} <= {p.name for p in (REPO / "configs").glob("*.yaml")}
+    assert "launchers/*.yaml" in PYPROJECT["tool"]["setuptools"]["package-data"]["atml.configs"]
+    assert {"local.yaml", "slurm.yaml"} <= {p.name for p in (REPO / "configs" / "launchers").glob("*.yaml")}
 
 
 def _imported_top_level_modules() -> set[str]:

@@ -55,6 +55,35 @@ def test_dry_run_lists_every_cell_and_runs_nothing(cli, fake_root, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_launcher_is_a_shipped_yaml_or_a_users_with_launcher_set_over_it(cli, fake_root, tmp_path):
+    code, out, err = cli(*study_args(fake_root, tmp_path / "o", "--launcher", "slurm-gpu", "--dry-run"))
+    assert code == 0, err
+    assert "launcher: slurm: time_min=240, cpus=8, gpus=1, mem_gb=32.0" in out and "slurm-gpu.yaml" in out
+    mine = tmp_path / "cluster.yaml"
+    mine.write_text("kind: slurm\npartition: gpu\ncpus: 4\naccount: lab\n")  # the rest: slurm.yaml's
+    args = study_args(fake_root, tmp_path / "o", "--launcher", mine, "--launcher-set", "cpus=2", "--dry-run")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert (
+        f"launcher: slurm: partition=gpu, time_min=60, cpus=2, gpus=0, account=lab, array_parallelism=16 "
+        f"(from {mine})" in out
+    )
+    code, out, err = cli(*study_args(fake_root, tmp_path / "o", "--launcher", "processes", "--dry-run"))
+    assert code == 0 and "launcher: processes, 2 workers" in out, err
+    mine.write_text("kind: slurm\ntime_min: 30\ncpu: 4\n")
+    code, _, err = cli(*study_args(fake_root, tmp_path / "o", "--launcher", mine))
+    assert code == 2 and f"{mine}: cpu: Extra inputs are not permitted" in err and len(error_lines(err)) == 1
+    code, _, err = cli(
+        *study_args(fake_root, tmp_path / "o", "--launcher", "slurm", "--launcher-set", "gpus=-1")
+    )
+    assert code == 2 and "--launcher-set gpus: Input should be greater than or equal to 0" in err, err
+    code, _, err = cli(*study_args(fake_root, tmp_path / "o", "--launcher", "slrum"))
+    assert code == 2 and "unknown launcher 'slrum'; accepted: local, processes, slurm, slurm-gpu" in err
+    code, _, err = cli(*study_args(fake_root, tmp_path / "o", "--launcher", "local", "--workers", "2"))
+    assert code == 2 and "--workers goes with --launcher processes" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def local_study(fake_root, tmp_path_factory) -> Path:
     """The reference: --launcher local. Its sample classifier (the judge of generated digits) is

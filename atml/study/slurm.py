@@ -21,17 +21,18 @@ log = logging.getLogger("atml")
 
 
 class SlurmSettings(BaseModel):
-    """`--launcher-set key=value` for `--launcher slurm` (names as in sbatch, units in the key)."""
+    """A slurm launcher's settings (names as in sbatch, units in the key): every key is set by its
+    YAML (configs/launchers/slurm.yaml holds the defaults), then by `--launcher-set key=value`."""
 
     model_config = ConfigDict(extra="forbid")
-    partition: str | None = None
-    time_min: int = Field(60, ge=1, le=60 * 24 * 30)
-    cpus: int = Field(2, ge=1, le=1024)
-    gpus: int = Field(0, ge=0, le=64)
-    mem_gb: float | None = Field(None, gt=0, le=10_000)
-    account: str | None = None
-    qos: str | None = None
-    array_parallelism: int = Field(16, ge=1, le=10_000)
+    partition: str | None
+    time_min: int = Field(ge=1, le=60 * 24 * 30)
+    cpus: int = Field(ge=1, le=1024)
+    gpus: int = Field(ge=0, le=64)
+    mem_gb: float | None = Field(gt=0, le=10_000)
+    account: str | None
+    qos: str | None
+    array_parallelism: int = Field(ge=1, le=10_000)
 
     def submitit(self) -> dict:
         optional = {"slurm_partition": self.partition, "mem_gb": self.mem_gb,
@@ -45,17 +46,20 @@ class SlurmSettings(BaseModel):
         }
 
 
-def settings(assignments: list[str]) -> SlurmSettings:
+def settings(from_file: dict, assignments: list[str], path: Path) -> SlurmSettings:
+    """The launcher file's settings with `--launcher-set` over them; a bad key or value is named
+    where it was given."""
     from atml.config import split_set
 
-    values = dict(split_set(a) for a in assignments)
+    overrides = dict(split_set(a) for a in assignments)
     try:
-        return SlurmSettings.model_validate(values)
+        return SlurmSettings.model_validate(from_file | overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
+        where = f"--launcher-set {key}" if key in overrides else f"{path}: {key}"
         accepted = ", ".join(SlurmSettings.model_fields)
-        raise UserError(f"--launcher-set {key}: {err['msg']} (slurm settings: {accepted})") from None
+        raise UserError(f"{where}: {err['msg']} (slurm settings: {accepted})") from None
 
 
 class SlurmJob:
