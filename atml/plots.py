@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,21 +234,26 @@ def errorbar_lines(
     series: dict[str, list[tuple[float, float, float]]], path: Path, title: str, xlabel: str, ylabel: str
 ) -> Path:
     """One line per named series of (x, mean, std) points, std as error bars; x on a log scale
-    when it spans a decade or more (learning rates, β), ticked at the swept values."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    when it spans a decade or more (learning rates, β), ticked at the swept values; y on a log
+    scale when every mean is positive and they span two decades (one line's fall is seen beside
+    another's rise)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     xs = [x for points in series.values() for x, _, _ in points]
     for name, points in series.items():
         x, mean, std = zip(*sorted(points))
         ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
     if min(xs) > 0 and max(xs) / min(xs) >= 10:
         ax.set_xscale("log")
+    means = [m for points in series.values() for _, m, _ in points]
+    if min(means) > 0 and max(means) / min(means) >= 100:
+        ax.set_yscale("log")
     ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(textwrap.fill(ylabel, 36), fontsize=9)
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
     if len(series) > 1:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 

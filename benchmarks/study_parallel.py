@@ -34,13 +34,16 @@ def main(argv: list[str] | None = None) -> Comparison:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--root", default=None, help="data root (default: where atml finds MNIST)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu | cuda (workers share it where one GPU is visible)"
+    )
     parser.add_argument("--cells", type=int, default=4, help="cells of the learning-rate sweep (≤ 8)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the three-ways comparison")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--images", type=int, default=8000, help="training images of MNIST's test split")
     args = parser.parse_args(argv)
     common = ["run", "gan", "--smoke", "--part", "baseline", "--set", f"train.epochs={args.epochs}"]
-    common += ["--set", f"data.train_subset={args.images}"]
+    common += ["--set", f"data.train_subset={args.images}", "--device", args.device]
     common += ["--set", f"data.root={args.root}"] if args.root else []
     sweep = ["--sweep", f"train.lr_d=[{','.join(LEARNING_RATES[: args.cells])}]"]
     seeds = ["--sweep", f"seed=[{','.join(map(str, range(args.seeds)))}]"]

@@ -41,3 +41,20 @@ def test_seeds_stacked_trains_every_seed_to_the_weights_it_reaches_alone(fake_ro
     result = seeds_stacked.main(["--smoke", "--root", str(fake_root), "--device", "cpu"])
     assert result.reference_s > 0 and result.ours_s > 0
     assert "every seed's weights alone vs stacked: identical" in result.work
+
+
+def test_the_study_benchmark_takes_the_tables_device_and_root(tmp_path, monkeypatch):
+    """`python -m benchmarks` passes --device and --root to every benchmark; the study benchmark
+    hands them to each `atml run` it times (timings faked: only the command lines are checked)."""
+    import benchmarks.__main__ as table
+    from benchmarks import study_parallel
+
+    monkeypatch.setattr(table, "machine", lambda device: "no GPU here: the table's machine line is faked")
+    commands = []
+    monkeypatch.setattr(study_parallel, "study_seconds", lambda args, out: commands.append(args) or 1.0)
+    out = tmp_path / "RESULTS.md"
+    code = main(["--smoke", "--only", "study_parallel", "--device", "cuda", "--root", "R", "--out", str(out)])
+    assert code == 0, out.read_text()
+    assert len(commands) == 5
+    for args in commands:
+        assert args[args.index("--device") + 1] == "cuda" and "data.root=R" in args

@@ -113,8 +113,8 @@ def test_a_local_study_records_each_job_and_summarises_each_headline_against_eac
                   for r in job["runs"]]  # fmt: skip
         assert number["mean"] == pytest.approx(sum(values) / 2)
     text = (local_study / "summary.md").read_text()
-    assert "| train.lr_d | train.g_loss |" in text and "(n=2)" in text
-    assert (local_study / "plots" / "baseline_final_D_x_vs_train_lr_d.png").is_file()
+    assert "| lr_d | g_loss |" in text and "(n=2)" in text
+    assert (local_study / "plots" / "baseline_final_D_x_vs_lr_d.png").is_file()
 
 
 def test_processes_give_every_cell_the_numbers_of_local(local_study, fake_root, tmp_path):
@@ -235,8 +235,8 @@ def test_the_report_renders_a_study_as_its_table_and_figures(cli, local_study, t
     text = (tmp_path / "report.md").read_text()
     assert code == 0, err
     assert "## Study of gan: train.lr_d (2 values) × train.g_loss (2 values)" in text
-    assert "| train.lr_d | train.g_loss | baseline: final D(x) |" in text and "(n=2)" in text
-    assert "baseline_final_D_x_vs_train_lr_d.png" in text
+    assert "| lr_d | g_loss | baseline: final D(x) |" in text and "(n=2)" in text
+    assert "baseline_final_D_x_vs_lr_d.png" in text
 
 
 def test_compare_sets_each_cell_of_a_study_beside_a_run(cli, local_study, tmp_path):

@@ -55,9 +55,10 @@ def _shown(number: dict | None) -> str:
 def table_rows(cells: list[dict]) -> list[dict]:
     """summary.json's cells as table rows: the swept values, each headline, the jobs done."""
     labels = list(dict.fromkeys(label for c in cells for label in c["numbers"]))
+    short = _short_names(list(cells[0]["assignments"])) if cells else {}
     return [
         {
-            **{key: json.dumps(value) for key, value in c["assignments"].items()},
+            **{short[key]: json.dumps(value) for key, value in c["assignments"].items()},
             **{label: _shown(c["numbers"].get(label)) for label in labels},
             "jobs done": f"{sum(s == 'done' for s in c['states'].values())}/{len(c['states'])}",
         }
@@ -118,6 +119,7 @@ def _figures(folder: Path, study: Study, cells: list[dict], labels: list[str]) -
         return []
     from atml.plots import errorbar_lines
 
+    short = _short_names(list(study.axes))
     paths = []
     for key, label in itertools.product(numeric, labels):
         others = [k for k in study.axes if k != key]
@@ -126,15 +128,22 @@ def _figures(folder: Path, study: Study, cells: list[dict], labels: list[str]) -
             number = c["numbers"].get(label)
             if number is None:
                 continue
-            name = ", ".join(f"{k}={c['assignments'][k]}" for k in others) or label
+            name = ", ".join(f"{short[k]}={c['assignments'][k]}" for k in others) or label
             series.setdefault(name, []).append((c["assignments"][key], number["mean"], number["std"]))
         if not series:
             continue
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{label}_vs_{key}").strip("_")[:100]
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{label}_vs_{short[key]}").strip("_")[:100]
         paths.append(
             errorbar_lines(
-                series, folder / "plots" / f"{slug}.png", xlabel=key, ylabel=label,
+                series, folder / "plots" / f"{slug}.png", xlabel=short[key], ylabel=label,
                 title=f"{study.experiment}: {label} against {key} (mean ± std over seeds)",
             )
         )  # fmt: skip
     return paths
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """Each swept key's last part (lr_d for parts.vanishing.pathology.train.lr_d) for axes and
+    legends, the whole key where two would read alike; titles keep the whole key."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: name if last.count(name) == 1 else k for k, name in zip(keys, last)}

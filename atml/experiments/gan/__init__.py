@@ -47,6 +47,11 @@ HEADLINES = (
         ("vanishing", "pathology", "g_grad_norm_median"),
         "— (not measured)",
     ),
+    Headline(
+        "vanishing, pathology: share of the run with D(G(z)) < 0.05",
+        ("vanishing", "pathology", "share_of_run_d_fake_below_0.05"),
+        "— (not measured)",
+    ),
     Headline("vanishing, mitigation: median ‖∇G‖", ("vanishing", "mitigation", "g_grad_norm_median"), "—"),
     Headline(
         "mode-collapse, pathology: pixel variance",
