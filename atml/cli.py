@@ -210,13 +210,9 @@ def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, se
     names = list(experiments.EXPERIMENTS) if experiment == ALL else [experiments.get(experiment).name]
     if experiment == ALL and (part or config or flag_args):
         raise UserError("`atml run all` runs every experiment with its own parts and config; drop them")
-    sets = set_ or []
-    if experiment == ALL:
-        unused = [
-            a for a in sets if not any(has_key(experiments.get(n).config, a.partition("=")[0]) for n in names)
-        ]
-        if unused:
-            raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
+    settings = (
+        plan.per_experiment(set_ or [], preset) if experiment == ALL else {names[0]: (set_ or [], preset)}
+    )
     studies = []
     for name in names:
         exp = experiments.get(name)
@@ -228,11 +224,11 @@ def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, se
             experiment=name,
             parts=part or [],
             flag_args=list(flag_args),
-            sets=[a for a in sets if experiment != ALL or has_key(exp.config, a.partition("=")[0])],
+            sets=settings[name][0],
             config_file=str(config.absolute()) if config else None,
             smoke=smoke,
             seeds=seed_summary.parse_seeds(seeds, force) if seeds is not None else [seed],
-            preset=preset if experiment != ALL or preset in presets(name) else None,
+            preset=settings[name][1],
             device=device,
             tracker=tracker,
         )

@@ -81,25 +81,31 @@ def resolved(request: RunRequest) -> RunRequest:
     return replace(request, configs=tuple(configs))
 
 
-def plan_all(request: RunRequest) -> list[RunRequest]:
-    """`atml run all`: one resolved request per experiment, each with the --set keys its schema
-    has and the preset where it has one. Every experiment's config is checked before any runs."""
+def per_experiment(sets: list[str], preset: str | None) -> dict[str, tuple[list[str], str | None]]:
+    """`atml run all`'s settings split per experiment: the --set keys its schema has, and the preset
+    where it has one (logged where it has not). A --set that no experiment has, or a preset none
+    has, is a UserError."""
     chosen = {
-        name: [s for s in request.sets if has_key(exp.config, s.partition("=")[0].strip())]
+        name: [s for s in sets if has_key(exp.config, s.partition("=")[0].strip())]
         for name, exp in ((n, experiments.get(n)) for n in experiments.EXPERIMENTS)
     }
-    unused = [s for s in request.sets if not any(s in sets for sets in chosen.values())]
+    unused = [s for s in sets if not any(s in mine for mine in chosen.values())]
     if unused:
         raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
-    with_preset = {name for name in chosen if request.preset in presets(name)}
-    if request.preset is not None and not with_preset:
-        raise UserError(f"unknown preset '{request.preset}': no experiment has it (see `atml list`)")
+    with_preset = {name for name in chosen if preset in presets(name)}
+    if preset is not None and not with_preset:
+        raise UserError(f"unknown preset '{preset}': no experiment has it (see `atml list`)")
+    for name in chosen.keys() - with_preset if preset is not None else ():
+        log.info(f"atml: {name} has no preset '{preset}'; it runs with its own settings")
+    return {name: (mine, preset if name in with_preset else None) for name, mine in chosen.items()}
+
+
+def plan_all(request: RunRequest) -> list[RunRequest]:
+    """`atml run all`: one resolved request per experiment (see per_experiment). Every
+    experiment's config is checked before any runs."""
     plans = []
-    for name, sets in chosen.items():
+    for name, (sets, preset) in per_experiment(request.sets, request.preset).items():
         exp = experiments.get(name)
-        preset = request.preset if name in with_preset else None
-        if request.preset is not None and preset is None:
-            log.info(f"atml: {name} has no preset '{request.preset}'; it runs with its own settings")
         one = replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset)
         try:
             plans.append(resolved(one))
