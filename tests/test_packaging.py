@@ -69,3 +69,13 @@ def test_no_private_modules_of_other_libraries_are_imported():
                     assert not any(part.startswith("_") for part in module.split(".")), (
                         f"{path.name} imports {module}"
                     )
+
+
+def test_the_readme_fits_on_a_screen_and_links_only_to_files_of_the_repository():
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    links = re.findall(r"\]\(([^)#]+)", text)
+    assert links, "the README links to the docs"
+    for link in links:
+        assert not link.startswith(("http", "/", "..")), link
+        assert (REPO / link).is_file(), f"README links to {link}, which is not in the repository"
