@@ -45,6 +45,78 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class FrozenModelSection(Strict):
+    """`model` of the experiments that read a frozen pretrained model (ResNet, ViT, CLIP): one name
+    per concept across them. Each subclass sets its defaults and adds what only it has."""
+
+    name: str
+    weights: str = Field(description="the pretrained weights' tag | a local file | none (random init)")
+    batch_size: int = Field(ge=1, description="images per no-grad forward")
+    precision: Precision = Field(
+        "auto", description="auto: bf16 autocast where the hardware runs it natively, else fp32"
+    )
+    cache: bool = Field(
+        True, description="reuse the model's outputs across parts and runs (~/.cache/atml/features)"
+    )
+
+
+class DrawsSection(Strict):
+    """`data` of the frozen-model experiments: a labelled dataset, where it is, and fixed random
+    draws of its splits (`train_images` where an experiment trains or fits on one)."""
+
+    root: str = "data"
+    download: bool = True
+    test_images: int | None = Field(
+        None, ge=2, description="a fixed random draw of the test split (null: all)"
+    )
+    subset_seed: Seed = 0
+
+
+def renamed_key(schema: type[BaseModel], dotted: str) -> str | None:
+    """The key an old config key of `schema` is now called (its `renamed` map), or None."""
+    return getattr(schema, "renamed", {}).get(dotted)
+
+
+def _dotted_keys(data: dict, path: str = "") -> Iterable[str]:
+    for key, value in data.items():
+        yield f"{path}{key}"
+        if isinstance(value, dict):
+            yield from _dotted_keys(value, f"{path}{key}.")
+
+
+def check_not_renamed(data: dict, schema: type[BaseModel]) -> None:
+    """A UserError naming the first old key in `data` and what it is called now."""
+    for dotted in _dotted_keys(data):
+        new = renamed_key(schema, dotted)
+        if new:
+            raise UserError(
+                f"config key '{dotted}' is now '{new}' (one name per setting across ResNet, ViT and CLIP)"
+            )
+
+
+def upgrade(data: dict, schema: type[BaseModel]) -> dict:
+    """A config an earlier atml wrote (a run folder's config.yaml), its old keys moved to their new
+    names, so old runs still resume and report."""
+    data = copy.deepcopy(data)
+    for old, new in getattr(schema, "renamed", {}).items():
+        value = _pop(data, old)
+        if value is not _MISSING:
+            data = _put(data, new, value)
+    return data
+
+
+_MISSING = object()
+
+
+def _pop(data: dict, dotted: str) -> Any:
+    head, _, rest = dotted.partition(".")
+    if head not in data:
+        return _MISSING
+    if not rest:
+        return data.pop(head)
+    return _pop(data[head], rest) if isinstance(data[head], dict) else _MISSING
+
+
 MAX_CONFIG_BYTES = 1_000_000  # atml's largest config is a few kB; this only stops a runaway file
 
 
@@ -193,6 +265,8 @@ def has_key(schema: type[BaseModel], dotted: str) -> bool:
 
 
 def validate(data: dict, schema: type[BaseModel], prefix: str = "") -> BaseModel:
+    if not prefix:
+        check_not_renamed(data, schema)
     check_keys(data, schema, prefix)
     try:
         return schema.model_validate(data)
@@ -246,6 +320,7 @@ def resolve(
     if config_file is not None:
         layer = read_yaml(Path(config_file))
         try:
+            check_not_renamed(layer, schema)
             check_keys(layer, schema)  # named here: another experiment's config file is a likely slip
         except UserError as exc:
             raise UserError(f"--config {config_file}: {exc}") from None

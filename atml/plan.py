@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from atml import experiments
-from atml.config import has_key, presets, resolve
+from atml.config import has_key, presets, renamed_key, resolve
 from atml.errors import UserError, shorten
 from atml.experiments import Experiment
 from atml.records import check_run, read_env, require_records
@@ -89,9 +89,22 @@ def per_experiment(sets: list[str], preset: str | None) -> dict[str, tuple[list[
         name: [s for s in sets if has_key(exp.config, s.partition("=")[0].strip())]
         for name, exp in ((n, experiments.get(n)) for n in experiments.EXPERIMENTS)
     }
-    unused = [s for s in sets if not any(s in mine for mine in chosen.values())]
-    if unused:
-        raise UserError(f"--set {unused[0]}: no experiment has this config key (see `atml config EXP`)")
+    for assignment in sets:
+        key = assignment.partition("=")[0].strip()
+        without = [name for name, mine in chosen.items() if assignment not in mine]
+        if len(without) == len(chosen):
+            renamed = {renamed_key(experiments.get(name).config, key) for name in chosen} - {None}
+            if renamed:
+                raise UserError(f"--set {assignment}: config key '{key}' is now '{renamed.pop()}'")
+            raise UserError(f"--set {assignment}: no experiment has this config key (see `atml config EXP`)")
+        if without:
+            renamed = [
+                f"{n} calls it {new}" for n in without if (new := renamed_key(experiments.get(n).config, key))
+            ]
+            log.info(
+                f"atml: --set {key} applies to {', '.join(n for n in chosen if n not in without)}; "
+                f"not to {', '.join(without)} (no such key{'; ' if renamed else ''}{'; '.join(renamed)})"
+            )
     with_preset = {name for name in chosen if preset in presets(name)}
     if preset is not None and not with_preset:
         raise UserError(f"unknown preset '{preset}': no experiment has it (see `atml list`)")

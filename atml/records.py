@@ -95,11 +95,12 @@ def check_summary(folder: Path, data: dict, what: str) -> SeedSummaryRecord:
 
 
 def check_config(folder: Path, experiment, raw: dict, what: str) -> BaseModel:
-    """config.yaml's mapping as the experiment's typed config."""
-    from atml.config import validate
+    """config.yaml's mapping as the experiment's typed config (keys an earlier atml wrote under an
+    old name read under the new one)."""
+    from atml.config import upgrade, validate
 
     try:
-        return validate(raw, experiment.config)
+        return validate(upgrade(raw, experiment.config), experiment.config)
     except UserError as exc:
         raise DamagedFileError(f"{Path(folder) / 'config.yaml'} is damaged: {exc}; {what}") from None
 

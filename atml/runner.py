@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from atml import distributed, folder_lock, logs, seed_summary
-from atml.config import validate
+from atml.config import upgrade, validate
 from atml.errors import (
     MESSAGE_LIMIT,
     OutputWriteError,
@@ -113,7 +113,7 @@ def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> N
         cfgs, parts = [], []
         for handle in handles:
             parts.append(tuple(select_parts(exp, handle.env.get("parts"))))
-            cfgs.append(validate(handle.config, exp.config))
+            cfgs.append(validate(upgrade(handle.config, exp.config), exp.config))
         if len(set(parts)) > 1 or len({c.seed for c in cfgs}) < len(cfgs):
             raise UserError("folders resumed together must be the seeds of one run: same parts, other seeds")
         if exp.stacks_seeds and len({c.model_dump_json(exclude={"seed"}) for c in cfgs}) > 1:

@@ -64,7 +64,7 @@ def original_way(ctx: resnet_parts.ResnetContext, workers: int) -> tuple[float, 
     cfg = ctx.cfg
     started = time.perf_counter()
     train, val = ctx.splits()
-    p = ctx.frozen(cfg.model.arch).preprocess
+    p = ctx.frozen(cfg.model.name).preprocess
     common = [
         transforms.Resize((p.size, p.size), antialias=True),
         transforms.ToTensor(),
@@ -80,7 +80,7 @@ def original_way(ctx: resnet_parts.ResnetContext, workers: int) -> tuple[float, 
     val_loader = DataLoader(
         PilImages(val, transforms.Compose(common)), batch_size=cfg.train.batch_size, num_workers=workers
     )
-    model = ctx.frozen(cfg.model.arch).copy_of_model()
+    model = ctx.frozen(cfg.model.name).copy_of_model()
     torch.manual_seed(cfg.seed)
     replace_head(model, len(train.classes))
     apply_policy(model, "frozen")
@@ -110,7 +110,7 @@ def atml_way(ctx: resnet_parts.ResnetContext, cfg: resnet.Config) -> tuple[float
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         run = Run.create(folder, "resnet", "benchmark", cfg.model_dump(), env={})
-        trained = resnet_parts.train_head(ctx, cfg, cfg.model.arch, run, "benchmark-head")
+        trained = resnet_parts.train_head(ctx, cfg, cfg.model.name, run, "benchmark-head")
     return time.perf_counter() - started, trained.history.epochs[-1]["val_acc"]
 
 
@@ -143,15 +143,15 @@ def main(argv: list[str] | None = None) -> Comparison:
             f"data.root={args.root}",
             "data.download=false",
             f"data.train_images={args.train_images}",
-            f"data.val_images={args.val_images}",
-            f"data.resolution={args.resolution}",
-            f"model.arch={args.arch}",
+            f"data.test_images={args.val_images}",
+            f"model.img_size={args.resolution}",
+            f"model.name={args.arch}",
             f"model.weights={args.weights}",
             f"train.epochs={args.epochs}",
-            "train.cache=false",
+            "model.cache=false",
             # the precision atml runs pretrained weights in here (random weights only stand in
             # for them: same cost, no download)
-            f"train.precision={resolve_precision(device, 'auto')}",
+            f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
     ctx = resnet_parts.prepare(

@@ -78,7 +78,7 @@ def test_the_weights_table_matches_the_libraries_and_the_default_configs():
     from atml.experiments.vit import VitModelConfig
     from atml.models import weight_files
 
-    archs = {*CompareDepthConfig().archs, ResnetModelConfig().arch}
+    archs = {*CompareDepthConfig().archs, ResnetModelConfig().name}
     assert archs <= set(weight_files.TORCHVISION_FILES)
     for arch, files in weight_files.TORCHVISION_FILES.items():
         assert files == {w.name: os.path.basename(w.url) for w in tvm.get_model_weights(arch)}

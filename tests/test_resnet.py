@@ -83,6 +83,33 @@ def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
     ):
         assert (folder / "plots" / f"{plot}.png").stat().st_size > 10_000
     assert "feature cache hit" in out and "(random weights)" in out
+    an_earlier_atmls_run_still_reports(cli, folder, tmp_path)
+
+
+def an_earlier_atmls_run_still_reports(cli, folder, tmp_path):
+    """A run folder whose config.yaml has the keys' names before ResNet, ViT and CLIP shared them
+    reads back under the new names (typed, reported); a new command with an old name is refused."""
+    import shutil
+
+    import yaml
+
+    from atml import records
+
+    old = tmp_path / "old-run"
+    shutil.copytree(folder, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    model = config["model"]
+    config["model"] = {"arch": model.pop("name"), **model}
+    config["data"]["val_images"] = config["data"].pop("test_images")
+    config["train"]["precision"] = config["model"].pop("precision")
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    records.check_run(old, resnet.EXPERIMENT)
+    code, _, err = cli("report", old, "--to", tmp_path / "report")
+    assert code == 0, err
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "  name: resnet152" in text and "arch:" not in text and "val_images" not in text
+    code, _, err = cli("config", "resnet", "--set", "data.val_images=5")
+    assert code == 2 and "config key 'data.val_images' is now 'data.test_images'" in err
 
 
 def test_offline_named_weights_fail_before_a_run_folder(cli, cifar_root, tmp_path, monkeypatch):
@@ -118,7 +145,7 @@ def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeyp
             "train.batch_size=8",
         ],
     )
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"arch": "resnet18"})})
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": "resnet18"})})
     ctx = resnet_parts.prepare(cfg, torch.device("cpu"), ["baseline"])
     train, _ = ctx.splits()
     computed = resnet_parts.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
@@ -201,7 +228,7 @@ def test_data_parallel_fine_tuning_under_torchrun(cifar_root, tmp_path):
         "--set",
         "transfer.settings=[full]",
         "--set",
-        "model.arch=resnet18",
+        "model.name=resnet18",
         "--set",
         "data.train_images=64",
         "--out",
@@ -229,15 +256,15 @@ def test_data_parallel_fine_tuning_under_torchrun(cifar_root, tmp_path):
 def test_the_original_preset_is_the_notebooks_resnet():
     """ORIGINAL_SETTINGS.md §1, value by value."""
     _, cfg = resolve("resnet", resnet.Config, preset="original")
-    assert (cfg.data.dataset, cfg.data.train_images, cfg.data.val_images, cfg.data.resolution) == (
+    assert (cfg.data.dataset, cfg.data.train_images, cfg.data.test_images, cfg.model.img_size) == (
         "cifar10",
         None,
         None,
         224,
     )
-    assert (cfg.model.arch, cfg.model.weights) == ("resnet152", "imagenet")
+    assert (cfg.model.name, cfg.model.weights) == ("resnet152", "imagenet")
     t = cfg.train
-    assert (t.epochs, t.batch_size, t.lr, t.flip, t.backbone_bn, t.precision) == (
+    assert (t.epochs, t.batch_size, t.lr, t.flip, t.backbone_bn, cfg.model.precision) == (
         3,
         64,
         1e-3,
@@ -276,11 +303,11 @@ def bn_train_context(cifar_root, *sets):
             f"data.root={cifar_root}",
             "data.dataset=cifar10",
             "data.train_images=32",
-            "data.val_images=16",
+            "data.test_images=16",
             "train.batch_size=16",
             "train.epochs=1",
-            "train.cache=false",
-            "model.arch=resnet18",
+            "model.cache=false",
+            "model.name=resnet18",
             "no_residual.blocks=[layer2.1]",
             *sets,
         ],
@@ -328,3 +355,13 @@ def test_features_draw_first_or_random_and_pca_before_tsne(cifar_root):
     x = np.random.default_rng(0).normal(size=(40, 80)).astype("float32")
     assert project_2d(x, "tsne", 0, pca_first=10).shape == (40, 2)
     assert not np.allclose(project_2d(x, "tsne", 0, pca_first=10), project_2d(x, "tsne", 0))
+
+
+def test_the_frozen_model_experiments_share_one_name_per_setting():
+    from atml.config import DrawsSection, FrozenModelSection
+    from atml.experiments import clip, vit
+
+    for exp in (resnet, vit, clip):
+        fields = exp.Config.model_fields
+        assert issubclass(fields["model"].annotation, FrozenModelSection), exp.__name__
+        assert issubclass(fields["data"].annotation, DrawsSection), exp.__name__

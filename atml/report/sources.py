@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from atml import experiments, records
+from atml.config import upgrade
 from atml.errors import DamagedFileError, first_line, shorten
 from atml.experiments import Headline
 from atml.report import original
@@ -187,7 +188,7 @@ def load(folder: Path) -> Source:
     if name not in experiments.EXPERIMENTS:
         raise BrokenSource(f"{folder / 'env.json'} names no known experiment ({shorten(name, 60)!r})")
     exp = experiments.get(name)
-    config = _record(folder / "config.yaml", "run")
+    config = upgrade(_record(folder / "config.yaml", "run"), exp.config)
     _typed(records.check_config, folder, exp, config, "not a readable run")
     if env_record.kind == "seed-summary":
         summary_data = _record(folder / "summary.json", "finished seed summary")

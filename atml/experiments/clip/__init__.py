@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from atml.config import Precision, Seed, Strict
+from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.data.prompts import PUBLISHED
 from atml.experiments import Experiment, Headline
@@ -71,14 +71,8 @@ KEY_FIGURES = (
 )
 
 
-class ClipDataConfig(Strict):
+class ClipDataConfig(DrawsSection):
     dataset: Literal[NAMES] = "stl10"  # type: ignore[valid-type]
-    root: str = "data"
-    download: bool = True
-    test_images: int | None = Field(
-        None, ge=2, description="a fixed random draw of the test split (null: all of it; STL-10: 8,000)"
-    )
-    subset_seed: Seed = 0
     pair_indices: list[int] | None = Field(
         None,
         min_length=4,
@@ -94,14 +88,10 @@ class ClipDataConfig(Strict):
         return indices
 
 
-class ClipModelConfig(Strict):
+class ClipModelConfig(FrozenModelSection):
     name: str = Field("ViT-B-32", description="any open_clip model")
     weights: str = Field("openai", description="an open_clip pretrained tag | a local checkpoint | none")
     batch_size: int = Field(256, ge=1, description="images per no-grad forward")
-    precision: Precision = "auto"
-    cache: bool = Field(
-        True, description="reuse image embeddings across parts and runs (~/.cache/atml/features)"
-    )
     normalise: bool = Field(
         True, description="the model's mean/std on the input (false: [0, 1] pixels, as the original fed them)"
     )

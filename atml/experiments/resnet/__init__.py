@@ -14,11 +14,11 @@ under torchrun (atml.distributed).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from atml.config import Precision, Seed, Strict
+from atml.config import DrawsSection, FrozenModelSection, Precision, Seed, Strict
 from atml.data.images import NAMES
 from atml.experiments import Experiment, Flag, Headline
 from atml.models.weight_files import torchvision_rows
@@ -90,20 +90,11 @@ KEY_FIGURES = (
 )
 
 
-class ResnetDataConfig(Strict):
+class ResnetDataConfig(DrawsSection):
     dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
-    root: str = "data"
-    download: bool = True
     train_images: int | None = Field(
         None, ge=2, description="a fixed random draw of the training split (null: all)"
     )
-    val_images: int | None = Field(
-        None, ge=2, description="a fixed random draw of the test split (null: all)"
-    )
-    resolution: int = Field(
-        224, ge=16, description="side of the model's input; the weights' metadata gives 224"
-    )
-    subset_seed: Seed = 0
 
 
 # torchvision's ResNet family: the parts hook layer1…layer4 and its residual blocks
@@ -113,10 +104,19 @@ ResnetArch = Literal[
 ]  # fmt: skip
 
 
-class ResnetModelConfig(Strict):
-    arch: ResnetArch = "resnet152"
+class ResnetModelConfig(FrozenModelSection):
+    name: ResnetArch = "resnet152"
     weights: str = Field(
         "imagenet", description="imagenet (= IMAGENET1K_V1) | IMAGENET1K_V2 | a state-dict file | none"
+    )
+    img_size: int = Field(
+        224, ge=16, description="side of the model's input; the weights' metadata gives 224"
+    )
+    batch_size: int = Field(128, ge=1, description="images per no-grad forward of the frozen backbone")
+    precision: Precision = Field(
+        "auto",
+        description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last "
+        "where the hardware runs bf16 natively",
     )
     no_residual: bool = Field(
         False, description="every part runs with no_residual.blocks' shortcuts switched off"
@@ -200,17 +200,6 @@ class HeadTrainConfig(Strict):
         "statistics, so features are cached once) | train (the original's: batch statistics, running "
         "statistics drift to the new data; the backbone runs on every batch)",
     )
-    feature_batch_size: int = Field(
-        128, ge=1, description="images per no-grad forward of the frozen backbone"
-    )
-    precision: Precision = Field(
-        "auto",
-        description="backbone passes and fine-tuning: auto = bf16 autocast + channels_last "
-        "where the hardware runs bf16 natively",
-    )
-    cache: bool = Field(
-        True, description="reuse frozen-backbone outputs across parts and runs (~/.cache/atml/features)"
-    )
     log_every: int = Field(50, ge=1)
 
 
@@ -237,6 +226,14 @@ class CompareDepthConfig(Strict):
 
 
 class Config(Strict):
+    renamed: ClassVar[dict[str, str]] = {
+        "model.arch": "model.name",
+        "data.val_images": "data.test_images",
+        "data.resolution": "model.img_size",
+        "train.feature_batch_size": "model.batch_size",
+        "train.precision": "model.precision",
+        "train.cache": "model.cache",
+    }
     seed: Seed = 0
     data: ResnetDataConfig = ResnetDataConfig()
     model: ResnetModelConfig = ResnetModelConfig()
@@ -380,7 +377,7 @@ def summary(metrics: dict) -> list[dict]:
 def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
     d = cfg.data
     datasets = [d.dataset, *([cfg.transfer.target(d)] if "transfer" in parts else [])]
-    archs = [cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else [])]
+    archs = [cfg.model.name, *(cfg.compare_depth.archs if "compare-depth" in parts else [])]
     return [
         *(DatasetSplit(name, split, d.root) for name in datasets for split in ("train", "test")),
         *(Weights("torchvision", arch, cfg.model.weights) for arch in archs),
@@ -388,7 +385,7 @@ def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
 
 
 def weights_files() -> list:
-    return torchvision_rows(tuple(dict.fromkeys([*CompareDepthConfig().archs, ResnetModelConfig().arch])))
+    return torchvision_rows(tuple(dict.fromkeys([*CompareDepthConfig().archs, ResnetModelConfig().name])))
 
 
 EXPERIMENT = Experiment(
@@ -411,5 +408,5 @@ EXPERIMENT = Experiment(
     flags=FLAGS,
     weights_files=weights_files,
     needs=needs,
-    non_result_keys=("train.log_every", "train.cache", "train.feature_batch_size", "confusion.pairs"),
+    non_result_keys=("train.log_every", "model.cache", "model.batch_size", "confusion.pairs"),
 )

@@ -62,7 +62,7 @@ TRANSFER_POLICY: dict[str, Policy] = {
 
 def splits(cfg: Config) -> tuple[Draw, Draw]:
     d = cfg.data
-    return train_test_draws(d.dataset, d.root, d.download, d.train_images, d.val_images, d.subset_seed)
+    return train_test_draws(d.dataset, d.root, d.download, d.train_images, d.test_images, d.subset_seed)
 
 
 @dataclass(frozen=True)
@@ -80,23 +80,23 @@ class ResnetContext(RunContext):
 
 
 def load_model(cfg: Config, arch: str, weights: str, device: torch.device) -> FrozenModel:
-    """A frozen torchvision model, its inputs resized to data.resolution with its weights' normalisation."""
+    """A frozen torchvision model, its inputs resized to model.img_size with its weights' normalisation."""
     model = FrozenModel.load(
         "torchvision", arch, weights, allow_download=cfg.data.download, init_seed=cfg.seed, device=device,
         precision=precision_of(cfg, device),
     )  # fmt: skip
     p = model.preprocess
-    return model.with_preprocess(Preprocess(cfg.data.resolution, p.mean, p.std, p.interpolation))
+    return model.with_preprocess(Preprocess(cfg.model.img_size, p.mean, p.std, p.interpolation))
 
 
 def precision_of(cfg: Config, device: torch.device) -> str:
-    """train.precision resolved: `auto` is bf16 where the hardware runs it natively, except with
+    """model.precision resolved: `auto` is bf16 where the hardware runs it natively, except with
     random weights. An untrained ResNet in eval mode (BatchNorm with unit running statistics) lets
     activations grow to ~1e4 over 50 blocks, and bf16's 8-bit mantissa then erases most of what
     tells images apart (measured: FashionMNIST head accuracy 0.41 in bf16, near 0.5 in fp32)."""
-    if cfg.train.precision == "auto" and cfg.model.weights == "none":
+    if cfg.model.precision == "auto" and cfg.model.weights == "none":
         return "fp32"
-    return resolve_precision(device, cfg.train.precision)
+    return resolve_precision(device, cfg.model.precision)
 
 
 def on_dataset(cfg: Config, dataset: str) -> Config:
@@ -119,17 +119,17 @@ def backbone(frozen_model: FrozenModel, off: tuple[str, ...]) -> torch.nn.Module
 
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContext:
     """Data, weights and every size checked before a run folder exists."""
-    archs = dict.fromkeys([cfg.model.arch, *(cfg.compare_depth.archs if "compare-depth" in parts else ())])
+    archs = dict.fromkeys([cfg.model.name, *(cfg.compare_depth.archs if "compare-depth" in parts else ())])
     # weights first: offline, a missing file is named at once
     models = {(arch, cfg.model.weights): load_model(cfg, arch, cfg.model.weights, device) for arch in archs}
     if "no-residual" in parts or cfg.model.no_residual:  # every setting checked before data is read
         try:
-            backbone(models[(cfg.model.arch, cfg.model.weights)], tuple(cfg.no_residual.blocks))
+            backbone(models[(cfg.model.name, cfg.model.weights)], tuple(cfg.no_residual.blocks))
         except ValueError as exc:
             raise UserError(f"no_residual.blocks: {exc}") from None
     if "features" in parts:
         try:
-            hooks = PooledFeatures(models[(cfg.model.arch, cfg.model.weights)].model, cfg.features.layers)
+            hooks = PooledFeatures(models[(cfg.model.name, cfg.model.weights)].model, cfg.features.layers)
         except ValueError as exc:
             raise UserError(f"features.layers: {exc}") from None
         hooks.remove()  # the layer names are checked by hooking them
@@ -151,7 +151,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContex
             )
         finetunes["transfer"] = transfer_finetune(t, "full")
         if "scratch" in t.settings:
-            models[(cfg.model.arch, "none")] = load_model(cfg, cfg.model.arch, "none", device)
+            models[(cfg.model.name, "none")] = load_model(cfg, cfg.model.name, "none", device)
     for key, ft in finetunes.items():
         if ft.batch_size % distributed.world_size():
             raise UserError(
@@ -204,8 +204,8 @@ def frozen_features(
             dataset=cfg.data.dataset,
             split_name=split_name,
             readouts={"layers": sorted(layers), "shortcuts_off": list(off)},
-            batch_size=cfg.train.feature_batch_size,
-            cache=cfg.train.cache,
+            batch_size=cfg.model.batch_size,
+            cache=cfg.model.cache,
             label=label,
             flip=flip,
         )
@@ -358,7 +358,7 @@ def network_outputs(
     preprocess, logits, features = ctx.frozen(arch).preprocess, [], {layer: [] for layer in layers}
     try:
         with evaluating(model), torch.no_grad(), autocast(ctx.device, precision_of(cfg, ctx.device)):
-            for chunk in images.split(cfg.train.feature_batch_size):
+            for chunk in images.split(cfg.model.batch_size):
                 logits.append(model(to_model_input(chunk.to(ctx.device), preprocess)).float().cpu())
                 for layer in layers:
                     features[layer].append(hooks.outputs[layer].cpu())
@@ -402,7 +402,7 @@ def common_metrics(ctx: ResnetContext, cfg: Config, arch: str) -> dict:
     train, val = ctx.splits(cfg)
     return {
         "data": f"train: {train.source}; validation: {val.source}",
-        "resolution": cfg.data.resolution,
+        "resolution": cfg.model.img_size,
         **ctx.frozen(arch).describe(),  # cfg (the transfer target's) shares the run's weights and precision
     }
 
@@ -413,15 +413,15 @@ def head_key(off: tuple[str, ...], warm: bool = False) -> str:
 
 def run_baseline(ctx: ResnetContext, run: Run) -> BaselineResult:
     cfg = ctx.cfg
-    trained = train_head(ctx, cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)))
+    trained = train_head(ctx, cfg, cfg.model.name, run, head_key(shortcuts_off(cfg)))
     run.write_history("baseline", trained.history.epochs)
     plots.training_curves(
-        {cfg.model.arch: {"steps": trained.history.steps, "epochs": trained.history.epochs}},
+        {cfg.model.name: {"steps": trained.history.steps, "epochs": trained.history.epochs}},
         HEAD_CURVES,
         run.plot_path("baseline_curves"),
-        f"{cfg.model.arch}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}",
+        f"{cfg.model.name}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}",
     )
-    return BaselineResult.model_validate(common_metrics(ctx, cfg, cfg.model.arch) | head_metrics(trained))
+    return BaselineResult.model_validate(common_metrics(ctx, cfg, cfg.model.name) | head_metrics(trained))
 
 
 def fresh_model(
@@ -502,7 +502,7 @@ def finetune(
             logits = torch.cat(
                 [
                     model(to_model_input(chunk, preprocess, channels_last=channels_last)).float()
-                    for chunk in val_images.split(cfg.train.feature_batch_size)
+                    for chunk in val_images.split(cfg.model.batch_size)
                 ]
             )
         return {
@@ -526,7 +526,7 @@ def run_no_residual(ctx: ResnetContext, run: Run) -> NoResidualResult:
     """Shortcuts on vs off: a head on the frozen backbone, the whole network fine-tuned, and the
     gradient norm per block. Just over 60 lines: three measurements, two figures, the result."""
     cfg = ctx.cfg
-    arch, off = cfg.model.arch, tuple(cfg.no_residual.blocks)
+    arch, off = cfg.model.name, tuple(cfg.no_residual.blocks)
     variants = {"with shortcuts": (), f"shortcuts off in {', '.join(off)}": off}
     heads = {"with shortcuts": train_head(ctx, cfg, arch, run, head_key(()), off=())}
     warm = heads["with shortcuts"] if cfg.no_residual.start == "baseline" else None
@@ -602,7 +602,7 @@ def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
     recorded the same way whichever route (head on cached features, or fine-tuning) trained it."""
     cfg = ctx.cfg
     t = cfg.transfer
-    arch, target = cfg.model.arch, t.target(cfg.data)
+    arch, target = cfg.model.name, t.target(cfg.data)
     tcfg = on_dataset(cfg, target)
     train, _ = ctx.splits(tcfg)
     off = shortcuts_off(cfg)
@@ -680,10 +680,10 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
     else:
         subset, name = val.sample(n, cfg.seed), f"test[random {n}, seed {cfg.seed}]"
     if cfg.train.backbone_bn == "train":  # the baseline's network, its BatchNorm statistics moved
-        model = train_head(ctx, cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg))).model
-        _, features = network_outputs(ctx, cfg, cfg.model.arch, model, subset.images, f.layers)
+        model = train_head(ctx, cfg, cfg.model.name, run, head_key(shortcuts_off(cfg))).model
+        _, features = network_outputs(ctx, cfg, cfg.model.name, model, subset.images, f.layers)
     else:
-        features = frozen_features(ctx, cfg, cfg.model.arch, subset, name, f.layers, False)
+        features = frozen_features(ctx, cfg, cfg.model.name, subset, name, f.layers, False)
     labels = subset.labels.numpy()
     per_layer, maps = {}, {}
     for layer in f.layers:
@@ -708,7 +708,7 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
         maps,
         val.classes,
         run.plot_path("features_maps"),
-        f"{cfg.model.arch} features of {n} {cfg.data.dataset} test images, early → late{weights_note(cfg)}",
+        f"{cfg.model.name} features of {n} {cfg.data.dataset} test images, early → late{weights_note(cfg)}",
     )
     plots.lines(
         {
@@ -716,12 +716,12 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
             "silhouette": (f.layers, [per_layer[layer]["silhouette"] for layer in f.layers]),
         },
         run.plot_path("features_separability"),
-        f"class separability against depth ({cfg.model.arch}){weights_note(cfg)}",
+        f"class separability against depth ({cfg.model.name}){weights_note(cfg)}",
         "layer",
         "score",
     )
     return FeaturesResult.model_validate(
-        common_metrics(ctx, cfg, cfg.model.arch) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
+        common_metrics(ctx, cfg, cfg.model.name) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
     )
 
 
@@ -729,7 +729,7 @@ def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
     cfg = ctx.cfg
     _, val = ctx.splits()
     # the baseline's head, from its checkpoint
-    trained = train_head(ctx, cfg, cfg.model.arch, run, head_key(shortcuts_off(cfg)))
+    trained = train_head(ctx, cfg, cfg.model.name, run, head_key(shortcuts_off(cfg)))
     predicted, truth = trained.val_logits.argmax(1).numpy(), val.labels.numpy()
     k = len(val.classes)
     matrix = np.zeros((k, k), dtype=np.int64)
@@ -757,11 +757,11 @@ def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
         matrix,
         val.classes,
         run.plot_path("confusion_matrix"),
-        f"{cfg.model.arch} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}",
+        f"{cfg.model.name} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}",
         listed,
     )
     return ConfusionResult.model_validate(
-        common_metrics(ctx, cfg, cfg.model.arch)
+        common_metrics(ctx, cfg, cfg.model.name)
         | {
             "val_acc": float((predicted == truth).mean()),
             "most_confused": [
@@ -802,7 +802,7 @@ def run_compare_depth(ctx: ResnetContext, run: Run) -> CompareDepthResult:
         f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}",
         "accuracy",
     )
-    return CompareDepthResult.model_validate(common_metrics(ctx, cfg, cfg.model.arch) | {"archs": results})
+    return CompareDepthResult.model_validate(common_metrics(ctx, cfg, cfg.model.name) | {"archs": results})
 
 
 RUNNERS = {

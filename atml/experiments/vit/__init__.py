@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from atml.config import Precision, Seed, Strict
+from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.experiments import Experiment, Headline
 from atml.models.weight_files import timm_rows
@@ -65,25 +65,22 @@ KEY_FIGURES = (
 )
 
 
-class VitDataConfig(Strict):
+class VitDataConfig(DrawsSection):
     images: list[str] = Field(
         [],
         description="photos (files or folders) for predict and attention; "
         "empty: scikit-learn's two sample photos",
     )
     dataset: Literal[NAMES] = "cifar10"  # type: ignore[valid-type]
-    root: str = "data"
-    download: bool = True
     train_images: int | None = Field(
         5000, ge=2, description="a fixed random draw of the training split the probes fit on (null: all)"
     )
     test_images: int | None = Field(
         2000, ge=2, description="a fixed random draw of the test split they are scored on (null: all)"
     )
-    subset_seed: Seed = 0
 
 
-class VitModelConfig(Strict):
+class VitModelConfig(FrozenModelSection):
     name: str = Field(
         "vit_small_patch16_224.augreg_in21k_ft_in1k",
         description="any timm ViT (the original: vit_base_patch16_224)",
@@ -95,10 +92,6 @@ class VitModelConfig(Strict):
         None, ge=16, description="input side; null: the weights' own (position embeddings are resampled)"
     )
     batch_size: int = Field(64, ge=1, description="images per no-grad forward")
-    precision: Precision = "auto"
-    cache: bool = Field(
-        True, description="reuse probe features across parts and runs (~/.cache/atml/features)"
-    )
     crop_pct: float | None = Field(
         None,
         gt=0,
