@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import types
 from collections.abc import Iterable
 from importlib.resources import files
@@ -133,6 +134,15 @@ class _NoAliasLoader(yaml.SafeLoader):
             mark = self.peek_event().start_mark
             raise AliasRefused(f"aliases (*name) are not accepted in atml configs (line {mark.line + 1})")
         return super().compose_node(parent, index)
+
+
+# YAML 1.2's floats: PyYAML reads YAML 1.1, where 1e-3 (no dot) is a string; a config is written and
+# read as numbers people type, so 1e-3 and 5E4 are floats here too (tried after PyYAML's own resolvers)
+_NoAliasLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def load_yaml(text: str) -> Any:

@@ -20,6 +20,20 @@ def test_split_set_reads_yaml_values():
     assert split_set("train.g_loss=saturating") == ("train.g_loss", "saturating")
 
 
+@pytest.mark.parametrize(
+    "text, number", [("1e-3", 0.001), ("5E4", 50000.0), ("-2e+2", -200.0), (".5e3", 500.0)]
+)
+def test_numbers_in_exponent_notation_are_numbers_as_yaml_1_2_reads_them(text, number):
+    """PyYAML reads YAML 1.1, where 1e-3 is a string: a config.yaml would hold '1e-3' for a float."""
+    assert split_set(f"train.lr_g={text}") == ("train.lr_g", number)
+    assert split_set(f"x=[{text}, e5]")[1] == [number, "e5"]
+
+
+def test_a_set_in_exponent_notation_is_written_to_the_config_as_a_float():
+    merged, cfg = resolve("gan", gan.Config, sets=["train.lr_g=1e-3"])
+    assert merged["train"]["lr_g"] == cfg.train.lr_g == 0.001 and isinstance(merged["train"]["lr_g"], float)
+
+
 @pytest.mark.parametrize("bad", ["train.epochs", "=3", "train..epochs=3"])
 def test_split_set_rejects_malformed(bad):
     with pytest.raises(UserError, match="key=value"):
