@@ -30,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Rerun five classic deep-learning experiments as measured, reproducible runs.",
 )
 data_app = typer.Typer(no_args_is_help=True, help="Find, fetch or fake the datasets atml uses.")
@@ -37,10 +38,21 @@ app.add_typer(data_app, name="data")
 log = logging.getLogger("atml")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"atml {version('atml')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="warnings and errors only"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="debug lines too"),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="atml's version and exit"
+    ),
 ) -> None:
     """Rerun five classic deep-learning experiments as measured, reproducible runs."""
     if quiet and verbose:

@@ -32,6 +32,10 @@ def imported_modules(*args: str, cwd) -> tuple[int, set[str], str]:
     ("args", "code"),
     [
         (["--help"], 0),
+        (["-h"], 0),
+        (["--version"], 0),
+        (["study", "resume", "-h"], 0),
+        (["run", "resnet", "--set", "model.arch=resnet18"], 2),  # an old key, renamed
         (["list"], 0),
         (["config", "vae"], 0),
         (["config", "resnet", "--preset", "original"], 0),
@@ -102,3 +106,12 @@ def test_the_torch_hub_folder_is_torchs_own(env, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert torch_hub_checkpoints() == Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def test_version_and_short_help(cli):
+    from importlib.metadata import version
+
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"atml {version('atml')}"
+    code, out, _ = cli("run", "-h")
+    assert code == 0 and "--sweep" in out and "--launcher" in out
