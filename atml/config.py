@@ -29,15 +29,21 @@ Precision = Literal["auto", "fp32", "bf16"]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
-def config_dir() -> Traversable:
-    """The default configs: ATML_CONFIG_DIR if set, else the top-level configs/ folder, which ships
-    inside the package as atml.configs (editable and wheel installs alike)."""
+def config_dir(experiment: str) -> Traversable:
+    """An experiment's configs (default.yaml, smoke.yaml, PRESET.yaml): the `configs/` folder inside
+    its package, or ATML_CONFIG_DIR/EXPERIMENT/ when ATML_CONFIG_DIR names a folder of such folders."""
     override = os.environ.get("ATML_CONFIG_DIR")
-    if override and not Path(override).is_dir():
-        raise UserError(
-            f"ATML_CONFIG_DIR={shorten(override)} is not a folder of configs (unset it for the shipped ones)"
-        )
-    return Path(override) if override else files("atml.configs")
+    if override:
+        if not Path(override).is_dir():
+            why = "is not a folder of experiments' configs (unset it for the shipped ones)"
+            raise UserError(f"ATML_CONFIG_DIR={shorten(override)} {why}")
+        return Path(override) / experiment
+    from atml import experiments  # here: atml.experiments imports this module
+
+    return files(experiments.EXPERIMENTS[experiment]) / "configs"
+
+
+DEFAULTS, SMOKE = "default", "smoke"  # an experiment's configs/default.yaml and configs/smoke.yaml
 
 
 class Strict(BaseModel):
@@ -289,14 +295,12 @@ def validate(data: dict, schema: type[BaseModel], prefix: str = "") -> BaseModel
 
 
 def presets(experiment: str) -> list[str]:
-    """The presets shipped for an experiment: each configs/EXP.NAME.yaml but the smoke override."""
-    prefix, suffix = f"{experiment}.", ".yaml"
-    names = (
-        entry.name[len(prefix) : -len(suffix)]
-        for entry in config_dir().iterdir()
-        if entry.is_file() and entry.name.startswith(prefix) and entry.name.endswith(suffix)
-    )
-    return sorted(n for n in names if n and n != "smoke" and "." not in n)
+    """The presets shipped for an experiment: each configs/NAME.yaml but its defaults and smoke."""
+    folder = config_dir(experiment)
+    if not folder.is_dir():
+        return []
+    names = (entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    return sorted(n for n in names if n not in (DEFAULTS, SMOKE) and "." not in n)
 
 
 def check_preset(experiment: str, preset: str) -> None:
@@ -317,16 +321,14 @@ def resolve(
 ) -> tuple[dict, BaseModel]:
     """The merged plain config and its validated typed form. Layers, each over the one before:
     defaults → preset → smoke → --config file → the experiment's flags → --set."""
-    defaults = config_dir()
-    data = read_yaml(defaults / f"{experiment}.yaml")
+    shipped = config_dir(experiment)
+    data = read_yaml(shipped / f"{DEFAULTS}.yaml")
     layers = []
     if preset is not None:
         check_preset(experiment, preset)
-        layers.append(read_yaml(defaults / f"{experiment}.{preset}.yaml"))
+        layers.append(read_yaml(shipped / f"{preset}.yaml"))
     if smoke:
-        layers.append(
-            _smoke_layer(read_yaml(defaults / f"{experiment}.smoke.yaml"), keep_model=preset is not None)
-        )
+        layers.append(_smoke_layer(read_yaml(shipped / f"{SMOKE}.yaml"), keep_model=preset is not None))
     if config_file is not None:
         layer = read_yaml(Path(config_file))
         try:

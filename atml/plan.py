@@ -52,7 +52,7 @@ class RunRequest:
     label: str
     device: str  # auto | cpu | cuda, picked by the runner
     tracker: str = "none"
-    preset: str | None = None  # configs/EXP.PRESET.yaml over the defaults
+    preset: str | None = None  # the experiment's configs/PRESET.yaml over its defaults
     configs: tuple[SeedConfig, ...] = field(default=())  # filled by `resolved`
 
 

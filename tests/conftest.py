@@ -55,3 +55,14 @@ def cli(monkeypatch, capsys):
         return code, out, err
 
     return invoke
+
+
+def copy_shipped_configs(folder: Path) -> Path:
+    """Every experiment's shipped configs, laid out as ATML_CONFIG_DIR reads them: FOLDER/EXP/*.yaml."""
+    import shutil
+
+    from atml import experiments
+
+    for name, module in experiments.EXPERIMENTS.items():
+        shutil.copytree(REPO / module.replace(".", "/") / "configs", folder / name)
+    return folder

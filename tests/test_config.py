@@ -140,10 +140,10 @@ def test_the_shipped_defaults_list_every_setting():
             yield prefix
 
     for name in experiments.EXPERIMENTS:
-        raw = read_yaml(config_dir() / f"{name}.yaml")
+        raw = read_yaml(config_dir(name) / "default.yaml")
         full = experiments.get(name).config.model_validate(raw).model_dump(mode="json")
         missing = {k for k in keys(full) if not k.startswith("parts.")} - set(keys(raw))
-        assert not missing, f"configs/{name}.yaml lacks {sorted(missing)}"
+        assert not missing, f"{name}'s configs/default.yaml lacks {sorted(missing)}"
 
 
 def test_set_replaces_a_mapping_or_list_whole():

@@ -36,8 +36,8 @@ pytestmark = pytest.mark.internet
 
 MNIST_TEST = [f"t10k-{kind}-idx{d}-ubyte.gz" for kind, d in (("images", 3), ("labels", 1))]
 MNIST_TRAIN = [f"train-{kind}-idx{d}-ubyte.gz" for kind, d in (("images", 3), ("labels", 1))]
-VIT = "vit_base_patch16_224.orig_in21k_ft_in1k"  # configs/vit.original.yaml
-CLIP = ("ViT-B-32", "openai")  # configs/clip.original.yaml
+VIT = "vit_base_patch16_224.orig_in21k_ft_in1k"  # atml/experiments/vit/configs/original.yaml
+CLIP = ("ViT-B-32", "openai")  # atml/experiments/clip/configs/original.yaml
 RESNETS = {"resnet152": "resnet152-394f9c45.pth", "resnet18": "resnet18-f37072fd.pth"}
 
 

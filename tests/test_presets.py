@@ -2,20 +2,18 @@
 smoke, --config, flags and --set; unknown presets refused before any run folder."""
 
 import json
-import shutil
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import copy_shipped_configs
 
 
 @pytest.fixture
 def config_dir(tmp_path, monkeypatch):
     """The shipped configs plus a preset `tiny` for the GAN (epochs 1, real label 0.9)."""
-    folder = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", folder)
-    (folder / "gan.tiny.yaml").write_text("train: {epochs: 1, real_label: 0.9, lr_d: 0.001}\n")
+    folder = copy_shipped_configs(tmp_path / "configs")
+    (folder / "gan" / "tiny.yaml").write_text("train: {epochs: 1, real_label: 0.9, lr_d: 0.001}\n")
     monkeypatch.setenv("ATML_CONFIG_DIR", str(folder))
     return folder
 

@@ -67,12 +67,10 @@ def test_resnet_vit_and_clip_defaults_name_what_makes_them_other_than_the_origin
 
 
 def test_an_experiment_without_an_original_preset_is_not_compared(tmp_path, monkeypatch):
-    import shutil
+    from tests.conftest import copy_shipped_configs
 
-    from tests.conftest import REPO
-
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    (tmp_path / "configs" / "clip.original.yaml").unlink()
+    copy_shipped_configs(tmp_path / "configs")
+    (tmp_path / "configs" / "clip" / "original.yaml").unlink()
     monkeypatch.setenv("ATML_CONFIG_DIR", str(tmp_path / "configs"))
     from atml.report import original
 

@@ -16,9 +16,12 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
@@ -28,14 +31,6 @@ from atml.config import has_key
 from atml.errors import UserError, shorten
 from atml.needs import Need
 from atml.results import Result, key_matches, path_problem
-
-EXPERIMENTS = {
-    "resnet": "atml.experiments.resnet",
-    "vit": "atml.experiments.vit",
-    "gan": "atml.experiments.gan",
-    "vae": "atml.experiments.vae",
-    "clip": "atml.experiments.clip",
-}
 
 
 @dataclass(frozen=True)
@@ -134,6 +129,13 @@ class Experiment:
     # the dataset splits and weights a run of these parts with this config reads (atml.needs)
     needs: Callable[[Any, tuple[str, ...]], list[Need]] = lambda cfg, parts: []
 
+    @property
+    def order(self) -> int:
+        """Where it comes in `atml list`, `atml run all` and the report: the N of its title's
+        "Experiment N:" (the assignment's order); an experiment without one comes after, by name."""
+        numbered = re.match(r"Experiment (\d+):", self.title)
+        return int(numbered.group(1)) if numbered else 1_000_000
+
     def __post_init__(self):
         where = f"experiment '{self.name}'"
         if not self.parts:
@@ -223,6 +225,21 @@ class Experiment:
         return [result.to_json() for result in results]
 
 
+def _discover() -> dict[str, str]:
+    """Every experiment's name → its module, in order (see Experiment.order): each subpackage of
+    atml.experiments, and each module an installed package registers under the entry-point group
+    `atml.experiments` (docs/development.md)."""
+    modules = [f"{__name__}.{found.name}" for found in pkgutil.iter_modules(__path__) if found.ispkg]
+    modules += [entry.value for entry in entry_points(group="atml.experiments")]
+    declared = []
+    for module in modules:
+        experiment = getattr(importlib.import_module(module), "EXPERIMENT", None)
+        if not isinstance(experiment, Experiment):
+            raise TypeError(f"{module} must define EXPERIMENT = Experiment(...)")
+        declared.append((experiment.order, experiment.name, module))
+    return {name: module for _, name, module in sorted(declared)}
+
+
 def get(name: str) -> Experiment:
     if name not in EXPERIMENTS:
         raise UserError(f"unknown experiment '{name}'; accepted: {', '.join(EXPERIMENTS)}")
@@ -273,3 +290,6 @@ def flags_help() -> str:
         lines.append(f"  {name}:" + ("" if flags else " none"))
         lines.extend(f"    {f.describe()}" for f in flags)
     return "\n".join(lines)
+
+
+EXPERIMENTS = _discover()  # last: the experiments' packages import this module's classes

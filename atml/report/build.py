@@ -148,7 +148,7 @@ def study_report(
             "(its write-up, or 'notebook' where only a notebook printed it), then atml's: the latest "
             "complete run with --preset original and the latest with atml's own settings, where both "
             "exist. Marks: 'N settings differ' (that run's settings that differ from "
-            "configs/EXP.original.yaml, listed by key above the table), 'not compared' (no original "
+            "its configs/original.yaml, listed by key above the table), 'not compared' (no original "
             "preset yet), 'smoke' (tiny data and epochs), 'random weights' (no pretrained weights), "
             "'1 seed' (no spread measured), 'incomplete' (a run whose parts did not all finish). A "
             "number without a mark comes from the original's settings over several seeds."

@@ -1,5 +1,5 @@
 """How a run's settings differ from the original's: its resolved config against the experiment's
-resolved `original` preset (configs/EXP.original.yaml), key by key, leaving out keys that change no
+resolved `original` preset (its configs/original.yaml), key by key, leaving out keys that change no
 result (paths, logging, figure sizes: the common ones here, each experiment's in `non_result_keys`).
 
 The comparison is of the configs as written, not of what each run ends up with: the same effective

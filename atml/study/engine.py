@@ -243,7 +243,7 @@ def check_resumable(folder: Path, study: Study) -> None:
             job.name not in jobs or jobs[job.name].config_sha256 != job.config_sha256
         ):
             raise UserError(
-                f"{folder}: job {job.name}'s config would now resolve differently (configs/ or a "
+                f"{folder}: job {job.name}'s config would now resolve differently (its default config or a "
                 "preset changed since the study was made); resume it with the settings it was made with"
             )
 

@@ -1,8 +1,8 @@
 """`--launcher NAME|FILE`, `--workers` and `--launcher-set`, read into one checked launcher record:
 kind, workers and, for SLURM, the settings every job is submitted with. NAME is one of
-configs/launchers/*.yaml (local, processes, slurm, slurm-gpu ship with atml); FILE is a YAML of the
+atml/configs/launchers/*.yaml (local, processes, slurm, slurm-gpu ship with atml); FILE is a YAML of the
 same keys, e.g. `kind: slurm` and your cluster's partition. Every key a file leaves out is its
-kind's shipped default (configs/launchers/KIND.yaml, the package's own)."""
+kind's shipped default (atml/configs/launchers/KIND.yaml, the package's own)."""
 
 from __future__ import annotations
 

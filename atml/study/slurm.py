@@ -22,7 +22,7 @@ log = logging.getLogger("atml")
 
 class SlurmSettings(BaseModel):
     """A slurm launcher's settings (names as in sbatch, units in the key): every key is set by its
-    YAML (configs/launchers/slurm.yaml holds the defaults), then by `--launcher-set key=value`."""
+    YAML (atml/configs/launchers/slurm.yaml holds the defaults), then by `--launcher-set key=value`."""
 
     model_config = ConfigDict(extra="forbid")
     partition: str | None

@@ -1,0 +1,1 @@
+"""The launchers' YAML (atml/configs/launchers): local, processes, slurm, slurm-gpu."""

@@ -1,1 +1,0 @@
-"""The default experiment configs (YAML), shipped inside the package as atml.configs."""
