@@ -34,6 +34,7 @@ class RunEnv(BaseModel):
     git_commit: str | None = None
     device: str | None = None
     device_name: str | None = None
+    threads: int | None = None  # CPU threads torch used (runs before this was recorded: absent)
 
 
 class SeedNumber(BaseModel):

@@ -24,7 +24,7 @@ from atml.errors import (
 from atml.experiments import Experiment
 from atml.plan import RunRequest, select_parts
 from atml.runs import FollowerRun, Run
-from atml.runtime import describe_device, pick_device
+from atml.runtime import describe_device, hold_threads, pick_device
 from atml.seeding import seed_everything
 from atml.tables import text_table
 from atml.tracking import make_tracker
@@ -50,6 +50,7 @@ def _sigterm_as_interrupt():
 def _session(device: str):
     """The device a run uses (under torchrun, this rank's), and the process group closed after."""
     try:
+        hold_threads()
         torch_device = distributed.init(pick_device(device))
         if not distributed.is_main():
             logs.setup(main_rank=False)  # rank 0 speaks for all ranks
@@ -90,6 +91,7 @@ def run_seeds(request: RunRequest, device) -> None:
                 "preset": request.preset,
                 "device": str(device),
                 "device_name": describe_device(device),
+                "threads": hold_threads(),
                 "world_size": distributed.world_size(),
                 "seeds_trained_together": [c.seed for c in group] if len(group) > 1 else None,
             }
@@ -191,6 +193,7 @@ def execute(exp: Experiment, ctxs: list, handles: list[Run], tracker_kind: str =
                     continue
                 log.info(f"== {exp.name}/{p}")
                 started = time.perf_counter()
+                hold_threads()
                 seed_everything(ctxs[pending[0]].seed)
                 results = exp.run_part(p, [ctxs[i] for i in pending], [handles[i] for i in pending])
                 for i, result in zip(pending, results):

@@ -44,10 +44,27 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+_threads: int | None = None
+
+
+def hold_threads() -> int:
+    """The CPU threads torch uses, the same for every part of every experiment of this process:
+    the count torch chose at the first call (OMP_NUM_THREADS, else its default), set again when
+    something changed it. A library can change OpenMP's count behind torch's back: UMAP's numba
+    restores its own default, the cores' count, after every map."""
+    global _threads
+    if _threads is None:
+        _threads = torch.get_num_threads()
+    if torch.get_num_threads() != _threads:
+        torch.set_num_threads(_threads)
+    return _threads
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' * (threads != 1)})"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,42 @@
+"""The user's thread count holds for every part of a run: a library that changes OpenMP's count
+(UMAP's numba restores the cores' count after each map) does not change torch's for what follows."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from atml import runtime
+
+
+def test_the_count_is_set_again_when_something_changed_it():
+    held = runtime.hold_threads()
+    torch.set_num_threads(held + 1)
+    assert runtime.hold_threads() == held == torch.get_num_threads()
+
+
+def test_omp_num_threads_holds_after_a_umap_map_and_is_recorded(tmp_path, fake_root):
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    probe = (
+        "import numpy as np, torch\n"
+        "from atml.runtime import hold_threads\n"
+        "from atml.analysis.embeddings import project_2d\n"
+        "hold_threads()\n"
+        "project_2d(np.random.default_rng(0).random((60, 8), dtype=np.float32), 'umap')\n"
+        "print(torch.get_num_threads(), hold_threads(), torch.get_num_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    changed, held, after = map(int, done.stdout.split())
+    assert held == after == 1  # what UMAP left (`changed`: 2 on a 2-core machine) is set back
+    run = subprocess.run(
+        [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--part", "baseline",
+         "--set", f"data.root={fake_root}", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (folder,) = (tmp_path / "gan").iterdir()
+    recorded = json.loads((folder / "env.json").read_text())
+    assert recorded["threads"] == 1 and recorded["device_name"] == "cpu (1 thread)"
