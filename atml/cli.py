@@ -183,7 +183,7 @@ def run(
     request = plan.RunRequest(
         experiment=exp,
         parts=plan.select_parts(exp, part),
-        flags=experiments.parse_flags(exp, ctx.args),
+        flags=experiments.parse_flags(exp, ctx.args, _options(ctx)),
         sets=set_ or [],
         config_file=config,
         smoke=smoke,
@@ -272,6 +272,11 @@ def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, se
         if codes[-1] == 130:
             break
     raise SystemExit(next((c for c in codes if c), 0))
+
+
+def _options(ctx: typer.Context) -> list[str]:
+    """The command's own option names (--seed, --set, ...): what a mistyped one may have meant."""
+    return [name for param in ctx.command.params for name in param.opts if name.startswith("--")]
 
 
 study_app = typer.Typer(no_args_is_help=True, help="See, resume or cancel a study (atml run EXP --sweep).")
@@ -445,7 +450,7 @@ def config_(
 ) -> None:
     """Print the resolved config of an experiment as YAML (takes the experiment's flags too)."""
     exp = experiments.get(experiment)
-    flags = experiments.parse_flags(exp, ctx.args)
+    flags = experiments.parse_flags(exp, ctx.args, _options(ctx))
     raw, _ = resolve(
         exp.name, exp.config, preset=preset, config_file=config, smoke=smoke, flags=flags, sets=set_ or ()
     )

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from atml.errors import UserError, shorten
+from atml.errors import UserError, did_you_mean, shorten
 
 # What a model's passes run in: auto = bf16 autocast where the hardware runs bf16 natively, else fp32
 # (atml.runtime.resolve_precision).
@@ -259,7 +259,8 @@ def check_keys(data: dict, schema: type[BaseModel], path: str = "") -> None:
         if field is None:
             accepted = ", ".join(schema.model_fields)
             scope = f" under '{path[:-1]}'" if path else ""
-            raise UserError(f"unknown config key '{shorten(where)}'; accepted{scope}: {accepted}")
+            hint = did_you_mean(str(key), schema.model_fields, prefix=path)
+            raise UserError(f"unknown config key '{shorten(where)}'{hint}; accepted{scope}: {accepted}")
         if _bool_for_number(value, field.annotation):
             got = shorten(repr(value))
             raise UserError(f"bad config value '{where}' (got {got}): true/false is not a value of this key")

@@ -8,9 +8,11 @@ written to a file, never to the terminal).
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -62,6 +64,18 @@ def first_line(exc: BaseException) -> str:
 
 
 MESSAGE_LIMIT = 2000  # characters of one error line, whatever it quotes
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The one of `choices` a mistyped `word` most likely meant, or None."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """ " (did you mean 'PREFIX+X'?)" for the closest of `choices`, or ""."""
+    match = closest(word, choices)
+    return f" (did you mean '{prefix}{match}'?)" if match else ""
 
 
 def shorten(text: str, limit: int = 200) -> str:

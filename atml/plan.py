@@ -11,7 +11,7 @@ from typing import Any
 
 from atml import experiments
 from atml.config import has_key, presets, renamed_key, resolve
-from atml.errors import UserError, shorten
+from atml.errors import UserError, did_you_mean, shorten
 from atml.experiments import Experiment
 from atml.records import check_run, read_env, require_records
 
@@ -59,7 +59,8 @@ class RunRequest:
 def select_parts(exp: Experiment, requested: list[str] | None) -> list[str]:
     for part in requested or ():
         if part not in exp.parts:
-            raise UserError(f"unknown part '{part}' of {exp.name}; accepted: {', '.join(exp.parts)}")
+            hint = did_you_mean(part, exp.parts)
+            raise UserError(f"unknown part '{part}' of {exp.name}{hint}; accepted: {', '.join(exp.parts)}")
     return [p for p in exp.parts if p in requested] if requested else list(exp.parts)
 
 

@@ -115,3 +115,19 @@ def test_version_and_short_help(cli):
     assert code == 0 and out.strip() == f"atml {version('atml')}"
     code, out, _ = cli("run", "-h")
     assert code == 0 and "--sweep" in out and "--launcher" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["run", "gna"], "(did you mean 'gan'?)"),
+        (["run", "gan", "--part", "basline"], "(did you mean 'baseline'?)"),
+        (["run", "gan", "--seeed", "3"], "(did you mean '--seed'?)"),
+        (["run", "gan", "--set", "train.epoch=5"], "(did you mean 'train.epochs'?)"),
+        (["run", "vae", "--beta-schedul", "linear"], "(did you mean '--beta-schedule'?)"),
+        (["run", "gan", "train.epochs=5"], "(to set a config key: --set train.epochs=5)"),
+    ],
+)
+def test_a_near_miss_is_answered_with_what_was_likely_meant(cli, args, hint):
+    code, _, err = cli(*args)
+    assert code == 2 and hint in err and len(err.strip().splitlines()) == 1, err

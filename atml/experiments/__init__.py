@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import entry_points
@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from atml.config import has_key
-from atml.errors import UserError, shorten
+from atml.errors import UserError, did_you_mean, shorten
 from atml.needs import Need
 from atml.results import Result, key_matches, path_problem
 
@@ -242,7 +242,8 @@ def _discover() -> dict[str, str]:
 
 def get(name: str) -> Experiment:
     if name not in EXPERIMENTS:
-        raise UserError(f"unknown experiment '{name}'; accepted: {', '.join(EXPERIMENTS)}")
+        hint = did_you_mean(name, EXPERIMENTS)
+        raise UserError(f"unknown experiment '{name}'{hint}; accepted: {', '.join(EXPERIMENTS)}")
     module = importlib.import_module(EXPERIMENTS[name])
     experiment = getattr(module, "EXPERIMENT", None)
     if not isinstance(experiment, Experiment) or experiment.name != name:
@@ -250,9 +251,9 @@ def get(name: str) -> Experiment:
     return experiment
 
 
-def parse_flags(exp: Experiment, args: list[str]) -> dict[str, Any]:
+def parse_flags(exp: Experiment, args: list[str], common: Iterable[str] = ()) -> dict[str, Any]:
     """The experiment's flags among `args` as {config key: value}; anything else is a UserError
-    naming the experiment's flags."""
+    naming the experiment's flags (and the closest of them or of `common`, atml run's options)."""
     flags = {f.name: f for f in exp.flags}
     accepted = ", ".join(flags) or "none"
     overrides: dict[str, Any] = {}
@@ -261,7 +262,10 @@ def parse_flags(exp: Experiment, args: list[str]) -> dict[str, Any]:
         name, sep, value = args[i].partition("=")
         flag = flags.get(name)
         if flag is None:
-            what = f"option {name}" if name.startswith("-") else f"argument '{args[i]}'"
+            if name.startswith("-"):
+                what = f"option {name}{did_you_mean(name, [*flags, *common])}"
+            else:  # key=value is Hydra's way; atml's is --set key=value
+                what = f"argument '{args[i]}'" + (f" (to set a config key: --set {args[i]})" if sep else "")
             raise UserError(
                 f"unknown {what} for {exp.name}; its own flags: {accepted} (common options: atml run --help)"
             )
