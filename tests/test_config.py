@@ -89,7 +89,10 @@ def test_every_part_has_runs():
 @pytest.mark.parametrize(
     "assignment, message",
     [
-        ("train.lr_x=1", "unknown config key 'train.lr_x'; accepted under 'train': epochs"),
+        (
+            "train.lr_x=1",
+            "unknown config key 'train.lr_x' (did you mean 'train.lr_g'?); accepted under 'train'",
+        ),
         ("nonsense=1", "unknown config key 'nonsense'; accepted: seed, data"),
         ("train.lr_g=abc", "bad config value 'train.lr_g'"),
         ("train.g_loss=wasserstein", "bad config value 'train.g_loss'"),

@@ -263,7 +263,8 @@ def parse_flags(exp: Experiment, args: list[str], common: Iterable[str] = ()) ->
         flag = flags.get(name)
         if flag is None:
             if name.startswith("-"):
-                what = f"option {name}{did_you_mean(name, [*flags, *common])}"
+                names = [option.lstrip("-") for option in (*flags, *common)]  # the dashes match anything
+                what = f"option {name}{did_you_mean(name.lstrip('-'), names, prefix='--')}"
             else:  # key=value is Hydra's way; atml's is --set key=value
                 what = f"argument '{args[i]}'" + (f" (to set a config key: --set {args[i]})" if sep else "")
             raise UserError(
