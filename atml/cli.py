@@ -76,54 +76,75 @@ ALL = "all"
 def run(
     ctx: typer.Context,
     experiment: str = typer.Argument(
-        ..., help=" | ".join(experiments.EXPERIMENTS) + f" (see `atml list`) | {ALL}: every one in turn"
+        ...,
+        metavar="EXPERIMENT",
+        help=" | ".join(experiments.EXPERIMENTS) + f" (see `atml list`) | {ALL}: every one in turn",
     ),
-    part: list[str] | None = typer.Option(None, "--part", help="run only this part (repeatable)"),
-    config: Path | None = typer.Option(None, "--config", help="YAML merged over the defaults"),
+    part: list[str] | None = typer.Option(
+        None, "--part", metavar="PART", help="run only this part (repeatable)"
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", metavar="FILE", help="YAML merged over the defaults"
+    ),
     set_: list[str] | None = typer.Option(
-        None, "--set", help="key=value override, e.g. train.epochs=5 (repeatable)"
+        None, "--set", metavar="KEY=VALUE", help="key=value override, e.g. train.epochs=5 (repeatable)"
     ),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    seed: int | None = typer.Option(None, help="overrides the config's seed"),
+    device: str = typer.Option("auto", metavar="DEVICE", help="auto | cpu | cuda"),
+    seed: int | None = typer.Option(None, metavar="N", help="overrides the config's seed"),
     seeds: str | None = typer.Option(
         None,
         "--seeds",
+        metavar="SEEDS",
         help="run under several seeds: a list (0,1,2) or a count (3 = 0,1,2); "
         "one run folder per seed and a summary folder with mean ± std",
     ),
     preset: str | None = typer.Option(
-        None, "--preset", help="a shipped settings preset, e.g. original (see `atml list`)"
+        None, "--preset", metavar="NAME", help="a shipped settings preset, e.g. original (see `atml list`)"
     ),
     smoke: bool = typer.Option(False, "--smoke", help="tiny data and epochs: seconds on a CPU"),
     force: bool = typer.Option(False, "--force", help=f"allow --seeds above {seed_summary.MAX_SEEDS}"),
-    out: Path | None = typer.Option(None, "--out", help="root folder of run folders  [default: outputs]"),
-    name: str | None = typer.Option(None, "--name", help="run folder suffix"),
+    out: Path | None = typer.Option(
+        None, "--out", metavar="DIR", help="root folder of run folders  [default: outputs]"
+    ),
+    name: str | None = typer.Option(None, "--name", metavar="NAME", help="run folder suffix"),
     resume: list[Path] | None = typer.Option(
         None,
         "--resume",
+        metavar="RUN_DIR",
         help="continue this run folder from its checkpoints (repeatable: the seed folders of one "
         "--seeds run continue together)",
     ),
     tracker: str = typer.Option(
         "none",
         "--tracker",
+        metavar="KIND",
         help="none | tensorboard: also write TensorBoard event files into the run folder "
         "(pip install 'atml[tensorboard]')",
     ),
     sweep: list[str] | None = typer.Option(
         None,
         "--sweep",
+        metavar="KEY=[V1,V2,...]",
         help="key=[v1,v2,...]: a study over these values (repeatable: the grid is the product; "
         "preset=[original,default] sweeps presets); it goes to OUT/studies/",
     ),
     launcher: str = typer.Option(
-        "local", "--launcher", help="a study's jobs: local | processes | slurm | slurm-gpu | a launcher YAML"
+        "local",
+        "--launcher",
+        metavar="NAME|FILE",
+        help="a study's jobs: local | processes | slurm | slurm-gpu | a launcher YAML",
     ),
     launcher_set: list[str] | None = typer.Option(
-        None, "--launcher-set", help="key=value over a slurm launcher's YAML: partition, time_min, cpus, ..."
+        None,
+        "--launcher-set",
+        metavar="KEY=VALUE",
+        help="key=value over a slurm launcher's YAML: partition, time_min, cpus, ...",
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="with --launcher processes: jobs at once  [default: the launcher's]"
+        None,
+        "--workers",
+        metavar="N",
+        help="with --launcher processes: jobs at once  [default: the launcher's]",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="with --sweep: list the cells and jobs, run nothing"
@@ -284,7 +305,7 @@ app.add_typer(study_app, name="study")
 
 
 @study_app.command("status")
-def study_status(folder: Path = typer.Argument(..., help="the study folder")) -> None:
+def study_status(folder: Path = typer.Argument(..., metavar="STUDY_DIR", help="the study folder")) -> None:
     """A table of the study's jobs: cell, seeds, state, exit code, wall time, reason."""
     from atml.study import record
     from atml.tables import text_table
@@ -312,16 +333,22 @@ def study_status(folder: Path = typer.Argument(..., help="the study folder")) ->
 
 @study_app.command("resume")
 def study_resume(
-    folder: Path = typer.Argument(..., help="the study folder"),
+    folder: Path = typer.Argument(..., metavar="STUDY_DIR", help="the study folder"),
     launcher: str | None = typer.Option(
         None,
         "--launcher",
+        metavar="NAME|FILE",
         help="local | processes | slurm | slurm-gpu | a launcher YAML  [default: the study's]",
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="with --launcher processes: jobs at once  [default: the launcher's]"
+        None,
+        "--workers",
+        metavar="N",
+        help="with --launcher processes: jobs at once  [default: the launcher's]",
     ),
-    launcher_set: list[str] | None = typer.Option(None, "--launcher-set", help="with --launcher slurm"),
+    launcher_set: list[str] | None = typer.Option(
+        None, "--launcher-set", metavar="KEY=VALUE", help="with --launcher slurm"
+    ),
 ) -> None:
     """Run the jobs not done, each from its own checkpoints; refused if the code or a job's
     resolved config would differ from when the study was made."""
@@ -336,7 +363,7 @@ def study_resume(
 
 
 @study_app.command("cancel")
-def study_cancel(folder: Path = typer.Argument(..., help="the study folder")) -> None:
+def study_cancel(folder: Path = typer.Argument(..., metavar="STUDY_DIR", help="the study folder")) -> None:
     """Stop the process running the study (its jobs end resumable, recorded as interrupted)."""
     from atml.study import engine
 
@@ -347,14 +374,17 @@ def study_cancel(folder: Path = typer.Argument(..., help="the study folder")) ->
 def report(
     runs: list[Path] | None = typer.Argument(
         None,
+        metavar="FOLDER...",
         help="run, seed-summary or study folders (default: the latest of each experiment in --outputs)",
     ),
     compare: bool = typer.Option(
         False, "--compare", help="the folders side by side, a column per run, seed summary or study cell"
     ),
-    outputs: Path = typer.Option(Path("outputs"), "--outputs", help="where run folders are looked for"),
+    outputs: Path = typer.Option(
+        Path("outputs"), "--outputs", metavar="DIR", help="where run folders are looked for"
+    ),
     to: Path | None = typer.Option(
-        None, "--to", help="folder the report is written to  [default: OUTPUTS/report]"
+        None, "--to", metavar="DIR", help="folder the report is written to  [default: OUTPUTS/report]"
     ),
 ) -> None:
     """Write report.md and a self-contained report.html from run folders (or compare them).
@@ -442,11 +472,13 @@ def list_() -> None:
 @app.command("config", context_settings=EXPERIMENT_FLAGS)
 def config_(
     ctx: typer.Context,
-    experiment: str,
-    config: Path | None = typer.Option(None, "--config"),
-    set_: list[str] | None = typer.Option(None, "--set"),
-    preset: str | None = typer.Option(None, "--preset"),
-    smoke: bool = typer.Option(False, "--smoke"),
+    experiment: str = typer.Argument(..., metavar="EXPERIMENT", help="resnet | vit | gan | vae | clip"),
+    config: Path | None = typer.Option(
+        None, "--config", metavar="FILE", help="YAML merged over the defaults"
+    ),
+    set_: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="override (repeatable)"),
+    preset: str | None = typer.Option(None, "--preset", metavar="NAME", help="a shipped settings preset"),
+    smoke: bool = typer.Option(False, "--smoke", help="with the smoke override"),
 ) -> None:
     """Print the resolved config of an experiment as YAML (takes the experiment's flags too)."""
     exp = experiments.get(experiment)
@@ -500,12 +532,18 @@ def _needs(for_: str, root: Path | None, preset: str | None, set_: list[str] | N
 
 @data_app.command("check")
 def data_check(
-    root: Path | None = typer.Option(None, help="data root to look in (torchvision layout)  [default: data]"),
-    for_: str | None = typer.Option(None, "--for", help=f"EXP | all: {FOR_HELP} (exit 3 if any is missing)"),
-    preset: str | None = typer.Option(None, "--preset", help="with --for: the run's preset"),
-    set_: list[str] | None = typer.Option(None, "--set", help="with --for: the run's key=value overrides"),
+    root: Path | None = typer.Option(
+        None, metavar="DIR", help="data root to look in (torchvision layout)  [default: data]"
+    ),
+    for_: str | None = typer.Option(
+        None, "--for", metavar="EXP", help=f"EXP | all: {FOR_HELP} (exit 3 if any is missing)"
+    ),
+    preset: str | None = typer.Option(None, "--preset", metavar="NAME", help="with --for: the run's preset"),
+    set_: list[str] | None = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="with --for: the run's key=value overrides"
+    ),
     smoke: bool = typer.Option(False, "--smoke", help="with --for: the run's --smoke"),
-    part: list[str] | None = typer.Option(None, "--part", help="with --for: the run's parts"),
+    part: list[str] | None = typer.Option(None, "--part", metavar="PART", help="with --for: the run's parts"),
 ) -> None:
     """Where each dataset and each pretrained weights file is found, or what is missing; with
     --for, exactly what one command will read, looked up as the run looks it up (no download)."""
@@ -559,14 +597,16 @@ def data_check(
 
 @data_app.command("fake")
 def data_fake(
-    dataset: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"),
-    root: Path = typer.Option(..., help="data root to write into (torchvision layout)"),
-    n_train: int = typer.Option(2000, min=10, max=100_000),
-    n_test: int = typer.Option(500, min=10, max=100_000),
+    dataset: str = typer.Argument(
+        ..., metavar="DATASET", help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"
+    ),
+    root: Path = typer.Option(..., metavar="DIR", help="data root to write into (torchvision layout)"),
+    n_train: int = typer.Option(2000, min=10, max=100_000, metavar="N", help="training images"),
+    n_test: int = typer.Option(500, min=10, max=100_000, metavar="N", help="test images"),
     gzip: bool = typer.Option(
         False, help="IDX datasets: write .gz files, as the download mirrors serve them"
     ),
-    seed: int = typer.Option(0, min=0),
+    seed: int = typer.Option(0, min=0, metavar="N", help="the fake images' seed"),
     force: bool = typer.Option(
         False, "--force", help="replace files already in the dataset's folder (perhaps the real ones)"
     ),
@@ -589,13 +629,17 @@ def data_fake(
 
 @data_app.command("fetch")
 def data_fetch(
-    dataset: str | None = typer.Argument(None, help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"),
-    root: Path | None = typer.Option(None, help="data root to download into  [default: data]"),
-    for_: str | None = typer.Option(None, "--for", help=f"EXP | all: download {FOR_HELP}"),
-    preset: str | None = typer.Option(None, "--preset", help="with --for: the run's preset"),
-    set_: list[str] | None = typer.Option(None, "--set", help="with --for: the run's key=value overrides"),
+    dataset: str | None = typer.Argument(
+        None, metavar="DATASET", help="mnist | fashion-mnist | cifar10 | cifar100 | stl10"
+    ),
+    root: Path | None = typer.Option(None, metavar="DIR", help="data root to download into  [default: data]"),
+    for_: str | None = typer.Option(None, "--for", metavar="EXP", help=f"EXP | all: download {FOR_HELP}"),
+    preset: str | None = typer.Option(None, "--preset", metavar="NAME", help="with --for: the run's preset"),
+    set_: list[str] | None = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="with --for: the run's key=value overrides"
+    ),
     smoke: bool = typer.Option(False, "--smoke", help="with --for: the run's --smoke"),
-    part: list[str] | None = typer.Option(None, "--part", help="with --for: the run's parts"),
+    part: list[str] | None = typer.Option(None, "--part", metavar="PART", help="with --for: the run's parts"),
 ) -> None:
     """Download a dataset (both splits), or with --for every dataset split and weights file that
     command will read, into the places the run looks (data root, torch hub's and Hugging Face's
