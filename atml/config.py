@@ -38,9 +38,13 @@ def config_dir(experiment: str) -> Traversable:
             why = "is not a folder of experiments' configs (unset it for the shipped ones)"
             raise UserError(f"ATML_CONFIG_DIR={shorten(override)} {why}")
         return Path(override) / experiment
-    from atml import experiments  # here: atml.experiments imports this module
+    if experiment not in CONFIG_PACKAGES:
+        raise UserError(f"unknown experiment '{experiment}'")
+    return files(CONFIG_PACKAGES[experiment]) / "configs"
 
-    return files(experiments.EXPERIMENTS[experiment]) / "configs"
+
+# experiment → the package whose configs/ holds its YAML; atml.experiments fills it as it finds them
+CONFIG_PACKAGES: dict[str, str] = {}
 
 
 DEFAULTS, SMOKE = "default", "smoke"  # an experiment's configs/default.yaml and configs/smoke.yaml

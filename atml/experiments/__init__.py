@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from atml.config import has_key
+from atml.config import CONFIG_PACKAGES, has_key
 from atml.errors import UserError, did_you_mean, shorten
 from atml.needs import Need
 from atml.results import Result, key_matches, path_problem
@@ -298,3 +298,4 @@ def flags_help() -> str:
 
 
 EXPERIMENTS = _discover()  # last: the experiments' packages import this module's classes
+CONFIG_PACKAGES.update(EXPERIMENTS)
