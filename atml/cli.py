@@ -461,7 +461,7 @@ def list_() -> None:
     """The experiments, their parts, presets and flags."""
     for name in experiments.EXPERIMENTS:
         exp = experiments.get(name)
-        print(f"{name}: {exp.title}\n  parts: {', '.join(exp.parts)}")
+        print(f"{name}: {exp.title}\n  parts: {', '.join(exp.part_names)}")
         print(f"  presets (--preset): {', '.join(presets(name)) or 'none yet'}")
         print(
             "  flags: "

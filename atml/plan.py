@@ -58,10 +58,12 @@ class RunRequest:
 
 def select_parts(exp: Experiment, requested: list[str] | None) -> list[str]:
     for part in requested or ():
-        if part not in exp.parts:
-            hint = did_you_mean(part, exp.parts)
-            raise UserError(f"unknown part '{part}' of {exp.name}{hint}; accepted: {', '.join(exp.parts)}")
-    return [p for p in exp.parts if p in requested] if requested else list(exp.parts)
+        if part not in exp.part_names:
+            hint = did_you_mean(part, exp.part_names)
+            raise UserError(
+                f"unknown part '{part}' of {exp.name}{hint}; accepted: {', '.join(exp.part_names)}"
+            )
+    return [p for p in exp.part_names if p in requested] if requested else list(exp.part_names)
 
 
 def resolved(request: RunRequest) -> RunRequest:
@@ -120,7 +122,7 @@ def plan_all(request: RunRequest) -> list[RunRequest]:
     plans = []
     for name, (sets, preset) in per_experiment(request.sets, request.preset).items():
         exp = experiments.get(name)
-        one = replace(request, experiment=exp, parts=list(exp.parts), sets=sets, preset=preset)
+        one = replace(request, experiment=exp, parts=list(exp.part_names), sets=sets, preset=preset)
         try:
             plans.append(resolved(one))
         except UserError as exc:

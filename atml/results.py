@@ -9,7 +9,7 @@ import fnmatch
 import types
 from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Result(BaseModel):
@@ -81,3 +81,35 @@ def path_problem(model: type[BaseModel], path: tuple[str, ...]) -> str | None:
     if not any(_numeric(a) for a in current):
         return f"{' → '.join(path)} of {model.__name__} is not a number"
     return None
+
+
+def read(model: type[Result], data: dict) -> Result:
+    """`data` (a part's entry of metrics.json) as `model`. A run of an older atml may lack keys
+    added since: its result is then built as far as it goes, and reading a key it lacks is an
+    AttributeError. Any other mismatch is the ValidationError it is."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        if any(error["type"] != "missing" for error in exc.errors()):
+            raise
+    return _as_far_as_it_goes(model, data)
+
+
+def _as_far_as_it_goes(annotation: Any, value: Any) -> Any:
+    for arm in _arms(annotation):
+        if isinstance(arm, type) and issubclass(arm, BaseModel) and isinstance(value, dict):
+            known = {(f.alias or name): name for name, f in arm.model_fields.items()}
+            fields = {
+                known[key]: _as_far_as_it_goes(arm.model_fields[known[key]].annotation, v)
+                for key, v in value.items()
+                if key in known
+            }
+            extra = arm.__annotations__.get("__pydantic_extra__") if issubclass(arm, KeyedResult) else None
+            kind = get_args(_resolve(arm, extra))[1] if extra is not None else Any
+            extras = {key: _as_far_as_it_goes(kind, v) for key, v in value.items() if key not in known}
+            return arm.model_construct(**fields, **extras)
+        if get_origin(arm) is dict and isinstance(value, dict):
+            return {key: _as_far_as_it_goes(get_args(arm)[1], v) for key, v in value.items()}
+        if get_origin(arm) is list and isinstance(value, list):
+            return [_as_far_as_it_goes(get_args(arm)[0], v) for v in value]
+    return value

@@ -275,7 +275,11 @@ class Run:
         return path
 
     def plot_path(self, name: str) -> Path:
-        return self.dir / "plots" / f"{name}.png"
+        return self.plots_dir / f"{name}.png"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.dir / "plots"
 
     def sample_path(self, name: str) -> Path:
         return self.dir / "samples" / f"{name}.png"
@@ -376,8 +380,9 @@ class FollowerRun(Run):
     def write_history(self, name: str, rows: Iterable[dict]) -> Path:
         return Path(self._scratch.name) / "history" / f"{name}.csv"
 
-    def plot_path(self, name: str) -> Path:
-        return Path(self._scratch.name) / "plots" / f"{name}.png"
+    @property
+    def plots_dir(self) -> Path:
+        return Path(self._scratch.name) / "plots"
 
     def sample_path(self, name: str) -> Path:
         return Path(self._scratch.name) / "samples" / f"{name}.png"

@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> Comparison:
             f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    ctx = clip_parts.prepare(cfg, device, ["zeroshot"])  # weights and data loaded before either clock starts
+    ctx = clip.EXPERIMENT.prepare(
+        cfg, device, ["zeroshot"]
+    )  # weights and data loaded before either clock starts
     names = strategies(cfg)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {args.model} "

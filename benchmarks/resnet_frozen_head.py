@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> Comparison:
             f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    ctx = resnet_parts.prepare(
+    ctx = resnet.EXPERIMENT.prepare(
         cfg, device, ["baseline"]
     )  # data and weights loaded before either clock starts
     print(
@@ -162,14 +162,14 @@ def main(argv: list[str] | None = None) -> Comparison:
         f"weights) on {args.dataset}: "
         f"{args.train_images} training + {args.val_images} validation images at {args.resolution} px, "
         f"{args.epochs} head epochs, "
-        f"atml precision {cfg.train.precision}",
+        f"atml precision {cfg.model.precision}",
         flush=True,
     )
     original_s, original_acc = original_way(ctx, args.workers)
-    ours = {cfg.train.precision: atml_way(ctx, cfg)}
-    if cfg.train.precision != "fp32":  # the share of the saving that caching alone gives
-        fp32 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
-        ours["fp32"] = atml_way(resnet_parts.prepare(fp32, device, ["baseline"]), fp32)
+    ours = {cfg.model.precision: atml_way(ctx, cfg)}
+    if cfg.model.precision != "fp32":  # the share of the saving that caching alone gives
+        fp32 = cfg.model_copy(update={"model": cfg.model.model_copy(update={"precision": "fp32"})})
+        ours["fp32"] = atml_way(resnet.EXPERIMENT.prepare(fp32, device, ["baseline"]), fp32)
     print(
         f"{'original (full forward every epoch, PIL per item, fp32)':>58s}: {original_s:7.1f} s   val "
         f"accuracy {original_acc:.3f}"
@@ -189,9 +189,9 @@ def main(argv: list[str] | None = None) -> Comparison:
         f"a linear head on a frozen {args.arch} ({args.weights} weights), {args.train_images} + "
         f"{args.val_images} {args.dataset} images at {args.resolution} px, {args.epochs} epochs",
         "full forward every epoch, PIL per item, fp32",
-        f"backbone once per view, {cfg.train.precision}",
+        f"backbone once per view, {cfg.model.precision}",
         original_s,
-        ours[cfg.train.precision][0],
+        ours[cfg.model.precision][0],
         str(device),
     )
     result.print_ratio()

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> Comparison:
             f"model.precision={resolve_precision(device, 'auto')}",
         ],
     )
-    ctx = vit_parts.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
+    ctx = vit.EXPERIMENT.prepare(cfg, device, ["probe"])  # weights and data loaded before either clock starts
     depth = len(ctx.vit.model.blocks)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model} ({args.weights} "

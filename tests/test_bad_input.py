@@ -94,26 +94,27 @@ def test_photos_of_one_file_name_in_two_folders_keep_both(tmp_path):
     assert photos[0].pixels[0, 0].tolist() == [255, 0, 0] and photos[1].pixels[0, 0].tolist() == [0, 0, 255]
 
 
-def crash(ctx, run):
+def crash(part, ctxs, runs):
     raise RuntimeError("a bug atml did not foresee")
 
 
 @pytest.fixture
 def crashing_gan(monkeypatch):
-    gan = experiments.get("gan")
-    monkeypatch.setitem(gan.runners, gan.parts[0], crash)
-    return gan
+    from atml.experiments.gan import parts as gan_parts
+
+    monkeypatch.setattr(gan_parts, "run_part", crash)
+    return experiments.get("gan")
 
 
 def test_an_unforeseen_error_in_a_part_is_one_line_exit_1_with_its_traceback_in_the_run(
     cli, crashing_gan, fake_root, tmp_path
 ):
     code, _, err = cli(
-        "run", "gan", "--smoke", "--part", crashing_gan.parts[0], "--set", f"data.root={fake_root}",
+        "run", "gan", "--smoke", "--part", crashing_gan.part_names[0], "--set", f"data.root={fake_root}",
         "--out", tmp_path / "o",
     )  # fmt: skip
     assert code == 1 and one_line(err)
-    assert f"gan/{crashing_gan.parts[0]} failed: RuntimeError: a bug atml did not foresee" in err
+    assert f"gan/{crashing_gan.part_names[0]} failed: RuntimeError: a bug atml did not foresee" in err
     (folder,) = (tmp_path / "o" / "gan").iterdir()
     assert str(folder / "error.txt") in err
     assert "Traceback" in (folder / "error.txt").read_text() and "def crash" not in err

@@ -123,14 +123,14 @@ def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
     assert code == 0, err
     folder = run_folder(tmp_path)
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert list(metrics) == list(gan.PARTS)
+    assert list(metrics) == list(gan.EXPERIMENT.part_names)
     expected_runs = {
         "baseline": ["assignment", "tuned"],
         "vanishing": ["pathology", "mitigation", "rebalanced"],
         "mode-collapse": ["pathology", "mitigation"],
         "d-overfit": ["pathology", "mitigation", "dropout"],
     }
-    for part in gan.PARTS:
+    for part in gan.EXPERIMENT.part_names:
         assert [
             k
             for k, v in metrics[part].items()
@@ -144,7 +144,7 @@ def test_smoke_run_of_every_gan_part(cli, fake_root, tmp_path):
         for plot in ("curves", "final_grid", "grids_over_epochs", "class_histogram"):
             assert (folder / "plots" / f"{part}_{plot}.png").stat().st_size > 10_000
     env = json.loads((folder / "env.json").read_text())
-    assert env["seed"] == 3 and env["parts"] == list(gan.PARTS) and env["packages"]["torch"]
+    assert env["seed"] == 3 and env["parts"] == list(gan.EXPERIMENT.part_names) and env["packages"]["torch"]
     assert yaml.safe_load((folder / "config.yaml").read_text())["seed"] == 3
     assert "modes" in out and "TEST split used as training set" in metrics["baseline"]["data"]
 

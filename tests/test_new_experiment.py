@@ -59,7 +59,7 @@ def test_it_runs_with_seeds_and_is_reported(toy):
     (folder,) = (root / "out" / "toy").iterdir()
     fit = json.loads((folder / "metrics.json").read_text())["fit"]
     assert abs(fit["slope"] - 3) < 0.3 and abs(fit["intercept"] - 1) < 0.3  # y = 3x + 1 + noise
-    assert (folder / "history" / "fit.csv").is_file()
+    assert (folder / "history" / "fit.csv").is_file() and (folder / "plots" / "fit_loss.png").is_file()
     seeds = atml("run", "toy", "--smoke", "--seeds", "2", "--out", "out")
     assert seeds.returncode == 0, seeds.stderr
     summary = next((root / "out" / "toy").glob("*-seeds"))
@@ -68,6 +68,7 @@ def test_it_runs_with_seeds_and_is_reported(toy):
     assert report.returncode == 0, report.stderr
     text = (root / "report" / "report.md").read_text()
     assert "fit: slope (true 3)" in text and "(n=2)" in text
+    assert "*toy fit: mean squared error per gradient step*" in text  # the declared caption
     study = atml("run", "toy", "--smoke", "--sweep", "train.lr=[0.1,0.5]", "--out", "out")
     assert study.returncode == 0, study.stderr
     (folder,) = (root / "out" / "studies").iterdir()

@@ -36,7 +36,7 @@ def test_smoke_run_of_every_resnet_part(cli, cifar_root, tmp_path):
     assert code == 0, err
     (folder,) = (tmp_path / "resnet").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert list(metrics) == list(resnet.PARTS)
+    assert list(metrics) == list(resnet.EXPERIMENT.part_names)
     assert all(m["random_weights"] and m["weights"]["source"] == "none" for m in metrics.values())
     assert len(metrics["baseline"]["val_acc_per_epoch"]) == 2 and 0 <= metrics["baseline"]["val_acc"] <= 1
     assert set(metrics["features"]["layers"]) == {"layer1", "layer3", "layer4"}
@@ -146,7 +146,7 @@ def test_cached_and_uncached_features_are_the_same(cifar_root, tmp_path, monkeyp
         ],
     )
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": "resnet18"})})
-    ctx = resnet_parts.prepare(cfg, torch.device("cpu"), ["baseline"])
+    ctx = resnet.EXPERIMENT.prepare(cfg, torch.device("cpu"), ["baseline"])
     train, _ = ctx.splits()
     computed = resnet_parts.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
     cached = resnet_parts.frozen_features(ctx, cfg, "resnet18", train, "train", ["layer4"], False)
@@ -312,7 +312,7 @@ def bn_train_context(cifar_root, *sets):
             *sets,
         ],
     )
-    return resnet_parts.prepare(cfg, torch.device("cpu"), ["baseline"])
+    return resnet.EXPERIMENT.prepare(cfg, torch.device("cpu"), ["baseline"])
 
 
 def test_backbone_bn_train_moves_statistics_but_only_the_head_learns(cifar_root, tmp_path):

@@ -414,18 +414,23 @@ def test_an_experiment_missing_a_piece_fails_when_it_is_built():
     from atml.experiments import Experiment, Headline, gan
 
     e = gan.EXPERIMENT
-    with pytest.raises(TypeError, match="no parts"):
+    with pytest.raises(TypeError, match="parts must be a non-empty tuple of Part"):
         dataclasses.replace(e, parts=())
     with pytest.raises(TypeError, match="does not start with a part"):
         dataclasses.replace(e, headlines=(Headline("x", ("no-such-part", "v"), "1"),))
-    with pytest.raises(TypeError, match="not callable"):
-        dataclasses.replace(e, summary=None)
+    with pytest.raises(TypeError, match="summary and needs must be callable"):
+        dataclasses.replace(e, parts=(dataclasses.replace(e.parts[0], summary=None), *e.parts[1:]))
     with pytest.raises(TypeError, match="no key 'no_such_number' at pathology"):
         dataclasses.replace(e, headlines=(Headline("x", ("vanishing", "pathology", "no_such_number"), "1"),))
     with pytest.raises(TypeError, match="is not a number"):
         dataclasses.replace(e, headlines=(Headline("x", ("vanishing", "data"), "1"),))
-    with pytest.raises(TypeError, match="results must map every part"):
-        dataclasses.replace(e, results={"baseline": e.results["baseline"]})
+    with pytest.raises(TypeError, match="not a Result type"):
+        dataclasses.replace(e, parts=(dataclasses.replace(e.parts[0], result=dict), *e.parts[1:]))
+    with pytest.raises(TypeError, match="two parts share a name"):
+        dataclasses.replace(e, parts=(e.parts[0], e.parts[0]))
+    with pytest.raises(TypeError, match="two figures share a name"):
+        twin = dataclasses.replace(e.parts[1], figures=e.parts[0].figures)
+        dataclasses.replace(e, parts=(e.parts[0], twin))
     assert isinstance(e, Experiment)
 
 
@@ -433,14 +438,12 @@ def test_an_experiment_whose_code_lacks_a_runner_fails_at_first_use(monkeypatch)
     from atml.experiments import gan
     from atml.experiments.gan import parts as gan_parts
 
-    monkeypatch.setattr(
-        gan_parts, "RUNNERS", {p: r for p, r in gan_parts.RUNNERS.items() if p != "vanishing"}
-    )
-    with pytest.raises(TypeError, match="RUNNERS .* do not match parts"):
-        _ = dataclasses.replace(gan.EXPERIMENT).prepare
+    monkeypatch.delattr(gan_parts, "prepare_runs")
+    with pytest.raises(TypeError, match="the preparation of baseline, prepare_runs, is missing"):
+        dataclasses.replace(gan.EXPERIMENT).runner("baseline")
     monkeypatch.setattr(gan_parts, "prepare", None)
     with pytest.raises(TypeError, match="prepare is missing"):
-        _ = dataclasses.replace(gan.EXPERIMENT).runners
+        dataclasses.replace(gan.EXPERIMENT).runner("baseline")
 
 
 def test_a_part_that_returns_an_untyped_dict_is_refused(monkeypatch):
@@ -448,6 +451,9 @@ def test_a_part_that_returns_an_untyped_dict_is_refused(monkeypatch):
     from atml.experiments.gan import parts as gan_parts
 
     untyped = dataclasses.replace(gan.EXPERIMENT)
-    monkeypatch.setattr(gan_parts, "RUNNERS", dict.fromkeys(gan.PARTS, lambda ctx, run: {"x": 1.0}))
-    with pytest.raises(TypeError, match="returned dict, not a list of GanPartResult"):
+    monkeypatch.setattr(gan_parts, "run_part", lambda part, ctxs, runs: [{"x": 1.0}])
+    with pytest.raises(TypeError, match="returned dict, not GanPartResult"):
+        untyped.run_part("baseline", [None], [None])
+    monkeypatch.setattr(gan_parts, "run_part", lambda part, ctxs, runs: {"x": 1.0})
+    with pytest.raises(TypeError, match="returned dict, not 1 results"):
         untyped.run_part("baseline", [None], [None])

@@ -151,7 +151,7 @@ def test_smoke_run_of_every_vae_part(cli, fake_root, tmp_path):
     assert code == 0, err
     (folder,) = (tmp_path / "vae").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert list(metrics) == list(vae.PARTS)
+    assert list(metrics) == list(vae.EXPERIMENT.part_names)
     assert metrics["train"]["beta_schedule"]["kind"] == "linear" and "linear" in metrics["train"]
     for kind in ("constant", "linear", "cyclical"):
         m = metrics["anneal"][kind]

@@ -166,7 +166,9 @@ def test_smoke_run_of_every_vit_part(cli, cifar_root, tmp_path):
     assert code == 0, err
     (folder,) = (tmp_path / "vit").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert list(metrics) == list(vit.PARTS) and all(m["random_weights"] for m in metrics.values())
+    assert list(metrics) == list(vit.EXPERIMENT.part_names) and all(
+        m["random_weights"] for m in metrics.values()
+    )
     assert (
         set(metrics["predict"]["photos"]) == {"china", "flower"}
         and len(metrics["predict"]["photos"]["china"]) == 5

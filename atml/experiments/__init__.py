@@ -1,20 +1,25 @@
 """The experiment registry. Each experiment is a package of two modules:
 
-- `atml/experiments/NAME/__init__.py` defines `EXPERIMENT = Experiment(...)`: its name, parts (in run
-  order), config schema, the typed result of each part (atml/results.py), `summary(metrics) -> table
-  rows`, what `atml report` shows (headlines: a checked path into metrics.json beside the original's
-  number; key figures) and its flags. It imports no torch, torchvision or matplotlib: `atml list`,
-  `atml config` and every mistake in a command line are answered from it alone, at once.
-- `atml/experiments/NAME/parts.py` (its `code`) holds `prepare(cfg, device, parts)` (loads the data
-  and the models, checks every setting against them before any run folder exists, and returns the
-  run's context) and `RUNNERS`, one per part (`runner(ctx, run) -> Result`). It is imported the
-  first time a run needs it, once its config is known to be valid.
+- `atml/experiments/NAME/__init__.py` defines `EXPERIMENT = Experiment(...)`: its name, config
+  schema, flags, what `atml report` sets beside the original's numbers (headlines: a checked path
+  into metrics.json), and its parts in run order, each one `Part(...)` declaration: name, typed
+  result (atml/results.py), runner, summary rows (from that result), figures (with captions), what
+  it adds to `prepare` and which data and weights it reads. It imports no torch, torchvision or
+  matplotlib: `atml list`, `atml config` and every mistake in a command line are answered from it
+  alone, at once.
+- `atml/experiments/NAME/parts.py` (its `code`) holds `prepare(cfg, device, parts)` (loads what
+  every part uses and returns the run's context), each part's preparation (`preparation(part,
+  ctx) -> None`: loads what only that part uses and checks its settings) and its runner
+  (`runner(part, ctxs, runs) -> [Result]`, one result per seed; `per_seed` adapts a function of
+  one context and run). It is imported the first time a run needs it, once its config is known
+  to be valid; everything a run prepares is checked before any run folder exists.
 
 `get(name)` imports the package and checks that it holds an Experiment.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import re
@@ -30,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 from atml.config import CONFIG_PACKAGES, has_key
 from atml.errors import UserError, did_you_mean, shorten
 from atml.needs import Need
-from atml.results import Result, key_matches, path_problem
+from atml.results import Result, key_matches, path_problem, read
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,41 @@ class RunContext:
         return self.cfg.seed
 
 
-Runner = Callable[[Any, Any], Any]
+@dataclass(frozen=True)
+class Figure:
+    """A figure a part draws, as plots/NAME.png: `caption` says what it shows (the report's
+    caption); `key`: the report shows it by default."""
+
+    name: str
+    caption: str
+    key: bool = False
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of an experiment, whole: its name, the type its runner returns, the runner and
+    preparation (names of functions in the experiment's code module), the summary rows it adds to
+    a run's table (read from its typed result), the figures it may draw and what it reads (data
+    splits and weights, for `atml data check` and the prefetch)."""
+
+    name: str
+    result: type[Result]
+    runner: str
+    summary: Callable[[Any], list[dict]] = lambda result: []
+    figures: tuple[Figure, ...] = ()
+    prepare: str | None = None
+    needs: Callable[[Any], list[Need]] = lambda cfg: []
+
+
+def per_seed(runner: Callable[[Any, Any], Result]) -> Callable[[str, list, list], list[Result]]:
+    """The runner contract, `runner(part, ctxs, runs) -> [Result]`, for a part that runs each seed
+    on its own: `runner(ctx, run) -> Result` once per seed."""
+
+    @functools.wraps(runner)
+    def each(part: str, ctxs: list, runs: list) -> list[Result]:
+        return [runner(ctx, run) for ctx, run in zip(ctxs, runs)]
+
+    return each
 
 
 @dataclass(frozen=True)
@@ -110,24 +149,21 @@ class Experiment:
 
     name: str
     title: str
-    parts: tuple[str, ...]
+    parts: tuple[Part, ...]
     config: type[BaseModel]
-    code: str  # the module of `prepare` and `RUNNERS`, imported when a run needs it
-    results: Mapping[str, type[Result]]  # part → the type its runner returns
-    summary: Callable[[dict], list[dict]]
+    code: str  # the module of `prepare` and the parts' runners, imported when a run needs it
     headlines: tuple[Headline, ...] = ()
-    key_figures: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
     # config keys (fnmatch patterns) that change no result (logging, figures): left out when the
     # report lists a run's settings that differ from the original preset's
     non_result_keys: tuple[str, ...] = ()
-    # True: a runner takes every seed's context and run at once, `runner(ctxs, runs) -> [Result]`,
-    # and trains the seeds together (atml.models.stacked); else `runner(ctx, run) -> Result`
+    # True: the runners train the seeds of a run together (atml.models.stacked), so a run's seeds
+    # are one group (one `prepare`, one runner call per part); else each seed is a group of its own
     stacks_seeds: bool = False
     # `atml data check`: (weights name, cache file, present?) of the default config's pretrained weights
     weights_files: Callable[[], list[tuple[str, Any, bool]]] = list
-    # the dataset splits and weights a run of these parts with this config reads (atml.needs)
-    needs: Callable[[Any, tuple[str, ...]], list[Need]] = lambda cfg, parts: []
+    # the dataset splits and weights every run reads, whatever its parts (atml.needs)
+    needs_always: Callable[[Any], list[Need]] = lambda cfg: []
 
     @property
     def order(self) -> int:
@@ -138,64 +174,102 @@ class Experiment:
 
     def __post_init__(self):
         where = f"experiment '{self.name}'"
-        if not self.parts:
-            raise TypeError(f"{where}: no parts")
+        if not self.parts or not all(isinstance(p, Part) for p in self.parts):
+            raise TypeError(f"{where}: parts must be a non-empty tuple of Part")
+        if len(set(self.part_names)) != len(self.parts):
+            raise TypeError(f"{where}: two parts share a name")
         if not (isinstance(self.config, type) and issubclass(self.config, BaseModel)):
             raise TypeError(f"{where}: config must be a pydantic model class")
-        if not callable(self.summary):
-            raise TypeError(f"{where}: summary is not callable")
-        if set(self.results) != set(self.parts) or not all(
-            issubclass(r, Result) for r in self.results.values()
-        ):
-            raise TypeError(f"{where}: results must map every part to its Result type")
+        figures = [f.name for p in self.parts for f in p.figures]
+        if len(set(figures)) != len(figures):
+            raise TypeError(f"{where}: two figures share a name")
+        for part in self.parts:
+            if not (isinstance(part.result, type) and issubclass(part.result, Result)):
+                raise TypeError(f"{where}: part {part.name}'s result is not a Result type")
+            if not callable(part.summary) or not callable(part.needs):
+                raise TypeError(f"{where}: part {part.name}'s summary and needs must be callable")
         for h in self.headlines:
             if not isinstance(h.path, tuple) or not h.path or not self.parts_matching(h.path[0]):
                 raise TypeError(f"{where}: headline '{h.label}' path {h.path!r} does not start with a part")
             for part in self.parts_matching(h.path[0]):
-                problem = path_problem(self.results[part], h.path[1:])
+                problem = path_problem(self.part(part).result, h.path[1:])
                 if problem:
                     raise TypeError(f"{where}: headline '{h.label}' ({part}): {problem}")
         for flag in self.flags:
             if not has_key(self.config, flag.key):
                 raise TypeError(f"{where}: flag {flag.name} sets unknown config key {flag.key}")
 
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parts)
+
+    def part(self, name: str) -> Part:
+        return next(p for p in self.parts if p.name == name)
+
+    def caption(self, figure: str) -> str:
+        """What a figure (plots/FIGURE.png) shows, as its part declares it; a figure no part
+        declares (one an older atml drew) by its name."""
+        for part in self.parts:
+            for declared in part.figures:
+                if declared.name == figure:
+                    return f"{self.name} {part.name}: {declared.caption}"
+        return f"{self.name}: {figure.replace('_', ' ')}"
+
+    @property
+    def key_figures(self) -> tuple[str, ...]:
+        return tuple(f.name for p in self.parts for f in p.figures if f.key)
+
     @cached_property
     def _checked_code(self) -> ModuleType:
-        """The `code` module, checked at first use as the rest is at build: `prepare` and one
-        runner per part."""
+        """The `code` module, checked at first use as the rest is at build: `prepare`, and every
+        runner and preparation a part names."""
         module = importlib.import_module(self.code)
-        prepare, runners = getattr(module, "prepare", None), getattr(module, "RUNNERS", None)
         where = f"experiment '{self.name}' ({self.code})"
-        if not callable(prepare):
+        if not callable(getattr(module, "prepare", None)):
             raise TypeError(f"{where}: prepare is missing or not callable")
-        if not isinstance(runners, Mapping) or set(runners) != set(self.parts):
-            found = sorted(runners) if isinstance(runners, Mapping) else runners
-            raise TypeError(f"{where}: RUNNERS {found} do not match parts {list(self.parts)}")
-        for part, runner in runners.items():
-            if not callable(runner):
-                raise TypeError(f"{where}: the runner of {part} is not callable")
+        for part in self.parts:
+            for role, name in (("runner", part.runner), ("preparation", part.prepare)):
+                if name is not None and not callable(getattr(module, name, None)):
+                    raise TypeError(f"{where}: the {role} of {part.name}, {name}, is missing or not callable")
         return module
 
-    @property
-    def prepare(self) -> Callable[..., RunContext]:
-        return self._checked_code.prepare
+    def prepare(self, cfg: Any, device: Any, parts: Iterable[str]) -> RunContext:
+        """The run's context: what every part uses, then what each chosen part adds and checks."""
+        parts = list(parts)
+        ctx = self._checked_code.prepare(cfg, device, parts)
+        for name in parts:
+            if self.part(name).prepare:
+                getattr(self._checked_code, self.part(name).prepare)(name, ctx)
+        return ctx
 
-    @property
-    def runners(self) -> Mapping[str, Runner]:
-        return self._checked_code.RUNNERS
+    def runner(self, part: str) -> Callable[[str, list, list], list]:
+        return getattr(self._checked_code, self.part(part).runner)
+
+    def needs(self, cfg: Any, parts: Iterable[str]) -> list[Need]:
+        """The dataset splits and weights a run of these parts with this config reads."""
+        return [*self.needs_always(cfg), *(need for p in parts for need in self.part(p).needs(cfg))]
+
+    def summary(self, metrics: dict) -> list[dict]:
+        """A run's table: each part's rows, read from its typed result (an AttributeError where a
+        run of an older atml lacks a number a summary shows)."""
+        return [
+            {"part": part, **row}
+            for part, values in metrics.items()
+            for row in self.part(part).summary(read(self.part(part).result, values))
+        ]
 
     def parts_matching(self, pattern: str) -> list[str]:
-        return [p for p in self.parts if key_matches(p, pattern)]
+        return [p for p in self.part_names if key_matches(p, pattern)]
 
     def metrics_problem(self, metrics: dict) -> str | None:
         """Why a run's metrics.json is not what this experiment writes (a hand-edited or foreign
         file), or None: checked against the parts' result types before anything reads it. A key
         missing is no problem: runs made before a number existed stay readable."""
         for part, value in metrics.items():
-            if part not in self.results:
+            if part not in self.part_names:
                 return f"it records '{shorten(str(part), 60)}', not a part of {self.name}"
             try:
-                self.results[part].model_validate(value)
+                self.part(part).result.model_validate(value)
             except ValidationError as exc:
                 wrong = [e for e in exc.errors() if e["type"] != "missing"]
                 if wrong:
@@ -204,23 +278,23 @@ class Experiment:
         return None
 
     def run_part(self, part: str, ctxs: list[RunContext], runs: list) -> list[dict]:
-        """The part's result for each run (one per seed), as metrics.json holds it; the seeds
-        together where the experiment stacks them, else one after another. A result of another type
-        is a bug."""
-        runner = self.runners[part]
-        if self.stacks_seeds:
-            results = runner(ctxs, runs)
-            if not isinstance(results, list):
-                raise TypeError(
-                    f"{self.name}/{part} returned {type(results).__name__}, not a list of "
-                    f"{self.results[part].__name__}"
-                )
-        else:
-            results = [runner(ctx, run) for ctx, run in zip(ctxs, runs)]
+        """The part's result for each run (one per seed), as metrics.json holds it. A result of
+        another type, another number of them, or a figure no part declares is a bug."""
+        expected = self.part(part).result
+        results = self.runner(part)(part, ctxs, runs)
+        if not isinstance(results, list) or len(results) != len(runs):
+            raise TypeError(f"{self.name}/{part} returned {type(results).__name__}, not {len(runs)} results")
         for result in results:
-            if not isinstance(result, self.results[part]):
+            if not isinstance(result, expected):
                 raise TypeError(
-                    f"{self.name}/{part} returned {type(result).__name__}, not {self.results[part].__name__}"
+                    f"{self.name}/{part} returned {type(result).__name__}, not {expected.__name__}"
+                )
+        declared = {f.name for p in self.parts for f in p.figures}
+        for run in runs:
+            drawn = {path.stem for path in run.plots_dir.glob("*.png")} if run.plots_dir.is_dir() else set()
+            if drawn - declared:
+                raise TypeError(
+                    f"{self.name}/{part} drew {min(drawn - declared)}.png, a figure no part declares"
                 )
         return [result.to_json() for result in results]
 

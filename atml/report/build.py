@@ -114,7 +114,7 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
             Heading("Summary" + (" (mean ± sample std over seeds)" if source.is_summary else "") + suffix, 3),
             Table(source.rows),
         ]
-        figures = [Figure(path, f"{experiment}: {path.stem}") for path in source.figures]
+        figures = [Figure(path, experiments.get(experiment).caption(path.stem)) for path in source.figures]
         if figures:
             seed = f" (seed {source.seeds[0]})" if source.is_summary else ""
             blocks.append(Heading(f"Figures{seed}{suffix}", 3))
@@ -267,7 +267,11 @@ def compare_report(columns: dict[str, tuple[str, Source]], not_shown: list[str] 
     shared = [stem for stem in next(iter(figures.values())) if all(stem in f for f in figures.values())]
     if shared:
         blocks.append(Heading(f"Figures (columns {', '.join(figures)}, left to right)", 2))
-        blocks += [
-            FigureRow([Figure(f[stem], f"{name}: {stem}") for name, f in figures.items()]) for stem in shared
-        ]
+        kinds = {s.experiment for s in sources.values()}
+        one = experiments.get(kinds.pop()) if len(kinds) == 1 else None  # else figures may share a name
+        for stem in shared:
+            blocks += [
+                Paragraph(one.caption(stem) if one else stem),
+                FigureRow([Figure(f[stem], f"{name}: {stem}") for name, f in figures.items()]),
+            ]
     return blocks

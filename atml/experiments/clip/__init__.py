@@ -16,13 +16,10 @@ from pydantic import Field, field_validator
 from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.data.prompts import PUBLISHED
-from atml.experiments import Experiment, Headline
+from atml.experiments import Experiment, Figure, Headline, Part
 from atml.models.weight_files import open_clip_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result
-
-PARTS = ("zeroshot", "gap", "procrustes")
-
 
 HEADLINES = (
     Headline("zero-shot: plain label", ("zeroshot", "strategies", "plain", "accuracy"), "0.9389 (STL-10)"),
@@ -59,15 +56,6 @@ HEADLINES = (
         ("procrustes", "fit_split_not_held_out", "after", "accuracy"),
         "1.0000",
     ),
-)
-
-
-KEY_FIGURES = (
-    "zeroshot_per_class",
-    "gap_maps",
-    "gap_norms_similarity",
-    "procrustes_maps",
-    "procrustes_before_after",
 )
 
 
@@ -252,92 +240,122 @@ class ProcrustesResult(ClipResult):
     note: str
 
 
-def _mark(m: dict) -> str:
-    return " (random weights)" if m.get("random_weights") else ""
+def marked(m: ClipResult) -> str:
+    return " (random weights)" if m.random_weights else ""
 
 
-def summary(metrics: dict) -> list[dict]:
-    """Held-out Procrustes numbers first, then the gap, then zero-shot accuracy. Over 60 lines only
-    by its row literals (one per number the table shows)."""
-    rows = []
-    if "procrustes" in metrics and metrics["procrustes"]["held_out"] is None:
-        m, f = metrics["procrustes"], metrics["procrustes"]["fit_split_not_held_out"]
-        rows.append(
+def zeroshot_rows(m: ZeroshotResult) -> list[dict]:
+    rows = [
+        {
+            "what": f"{name} accuracy, {m.n_images} images (95% CI){marked(m)}",
+            "value": f"{r.accuracy:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]",
+        }
+        for name, r in m.strategies.items()
+    ]
+    return rows + [{"what": f"{name}", "value": f"skipped: {why}"} for name, why in m.skipped.items()]
+
+
+def gap_rows(m: GapResult) -> list[dict]:
+    return [
+        {
+            "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m.liang_mscoco_gap}){marked(m)}",
+            "value": f"{m.gap:.4f}",
+        },
+        {
+            "what": f"share of matched-pair distance the gap explains{marked(m)}",
+            "value": f"{m.gap_share_of_pair_distance:.3f}",
+        },
+        {
+            "what": f"cosine matched / unmatched{marked(m)}",
+            "value": f"{m.matched_cosine:.4f} / {m.unmatched_cosine:.4f}",
+        },
+    ]
+
+
+def procrustes_rows(m: ProcrustesResult) -> list[dict]:
+    """Held-out numbers where there are any, then the fit split's (not held out, and said so)."""
+    f, h = m.fit_split_not_held_out, m.held_out
+    if h is None:
+        return [
             {
-                "part": "procrustes",
-                "what": f"in-sample ({m['n_fit']}, fitted and scored on them) matched cosine / accuracy, "
-                f"before → after{_mark(m)}",
-                "value": f"{f['before']['matched_cosine']:.4f} / {f['before']['accuracy']:.4f} → "
-                f"{f['after']['matched_cosine']:.4f} / {f['after']['accuracy']:.4f}",
+                "what": f"in-sample ({m.n_fit}, fitted and scored on them) matched cosine / accuracy, "
+                f"before → after{marked(m)}",
+                "value": f"{f.before.matched_cosine:.4f} / {f.before.accuracy:.4f} → "
+                f"{f.after.matched_cosine:.4f} / {f.after.accuracy:.4f}",
             }
-        )
-    elif "procrustes" in metrics:
-        m = metrics["procrustes"]
-        h, f = m["held_out"], m["fit_split_not_held_out"]
-        rows += [
-            {
-                "part": "procrustes",
-                "what": f"held-out ({m['n_held_out']}) cosine matched / unmatched, before → after{_mark(m)}",
-                "value": f"{h['before']['matched_cosine']:.4f} / {h['before']['unmatched_cosine']:.4f} → "
-                f"{h['after']['matched_cosine']:.4f} / {h['after']['unmatched_cosine']:.4f}",
-            },
-            {
-                "part": "procrustes",
-                "what": f"held-out gap, before → after{_mark(m)}",
-                "value": f"{h['before']['gap']:.4f} → {h['after']['gap']:.4f}",
-            },
-            {
-                "part": "procrustes",
-                "what": f"held-out accuracy, before → after (after: uses fit labels){_mark(m)}",
-                "value": f"{h['before']['accuracy']:.4f} → {h['after']['accuracy']:.4f}",
-            },
-            {
-                "part": "procrustes",
-                "what": f"fit split ({m['n_fit']}, NOT held out) matched cosine / accuracy after{_mark(m)}",
-                "value": f"{f['after']['matched_cosine']:.4f} / {f['after']['accuracy']:.4f}",
-            },
         ]
-    if "gap" in metrics:
-        m = metrics["gap"]
-        rows += [
-            {
-                "part": "gap",
-                "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m['liang_mscoco_gap']}){_mark(m)}",
-                "value": f"{m['gap']:.4f}",
-            },
-            {
-                "part": "gap",
-                "what": f"share of matched-pair distance the gap explains{_mark(m)}",
-                "value": f"{m['gap_share_of_pair_distance']:.3f}",
-            },
-            {
-                "part": "gap",
-                "what": f"cosine matched / unmatched{_mark(m)}",
-                "value": f"{m['matched_cosine']:.4f} / {m['unmatched_cosine']:.4f}",
-            },
-        ]
-    if "zeroshot" in metrics:
-        m = metrics["zeroshot"]
-        rows += [
-            {
-                "part": "zeroshot",
-                "what": f"{name} accuracy, {m['n_images']} images (95% CI){_mark(m)}",
-                "value": f"{r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
-            }
-            for name, r in m["strategies"].items()
-        ]
-        rows += [
-            {"part": "zeroshot", "what": f"{name}", "value": f"skipped: {why}"}
-            for name, why in m["skipped"].items()
-        ]
-    return rows
+    return [
+        {
+            "what": f"held-out ({m.n_held_out}) cosine matched / unmatched, before → after{marked(m)}",
+            "value": f"{h.before.matched_cosine:.4f} / {h.before.unmatched_cosine:.4f} → "
+            f"{h.after.matched_cosine:.4f} / {h.after.unmatched_cosine:.4f}",
+        },
+        {
+            "what": f"held-out gap, before → after{marked(m)}",
+            "value": f"{h.before.gap:.4f} → {h.after.gap:.4f}",
+        },
+        {
+            "what": f"held-out accuracy, before → after (after: uses fit labels){marked(m)}",
+            "value": f"{h.before.accuracy:.4f} → {h.after.accuracy:.4f}",
+        },
+        {
+            "what": f"fit split ({m.n_fit}, NOT held out) matched cosine / accuracy after{marked(m)}",
+            "value": f"{f.after.matched_cosine:.4f} / {f.after.accuracy:.4f}",
+        },
+    ]
 
 
-def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
+def clip_reads(cfg: Config) -> list[Need]:
+    """Every part reads the test split's draw and the model."""
     return [
         DatasetSplit(cfg.data.dataset, "test", cfg.data.root),
         Weights("open_clip", cfg.model.name, cfg.model.weights),
     ]
+
+
+PARTS = (
+    Part(
+        "zeroshot",
+        ZeroshotResult,
+        "run_zeroshot",
+        zeroshot_rows,
+        (Figure("zeroshot_per_class", "zero-shot accuracy per class, one bar per prompt strategy", True),),
+    ),
+    Part(
+        "gap",
+        GapResult,
+        "run_gap",
+        gap_rows,
+        (
+            Figure(
+                "gap_maps", "2-D maps of image and text embeddings together: the two modalities apart", True
+            ),
+            Figure(
+                "gap_norms_similarity",
+                "embedding norms per modality, and cosine similarity of matched and unmatched pairs",
+                True,
+            ),
+        ),
+        prepare="check_strategy",
+    ),
+    Part(
+        "procrustes",
+        ProcrustesResult,
+        "run_procrustes",
+        procrustes_rows,
+        (
+            Figure(
+                "procrustes_maps", "image and text embeddings before and after the Procrustes rotation", True
+            ),
+            Figure(
+                "procrustes_before_after",
+                "matched and unmatched cosine, gap and accuracy before and after the rotation",
+                True,
+            ),
+        ),
+        prepare="prepare_procrustes",
+    ),
+)
 
 
 def weights_files() -> list:
@@ -351,11 +369,8 @@ EXPERIMENT = Experiment(
     parts=PARTS,
     config=Config,
     code=f"{__name__}.parts",
-    results={"zeroshot": ZeroshotResult, "gap": GapResult, "procrustes": ProcrustesResult},
-    summary=summary,
     headlines=HEADLINES,
-    key_figures=KEY_FIGURES,
     weights_files=weights_files,
-    needs=needs,
+    needs_always=clip_reads,
     non_result_keys=("model.cache", "model.batch_size"),
 )

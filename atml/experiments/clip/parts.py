@@ -26,7 +26,7 @@ from atml.analysis.zero_shot import class_embeddings, per_class_accuracy, predic
 from atml.data.draws import Draw, draw
 from atml.data.prompts import PUBLISHED, class_prompt_names, fill, published_templates
 from atml.errors import UserError, shorten
-from atml.experiments import RunContext
+from atml.experiments import RunContext, per_seed
 from atml.experiments.clip import Config, GapResult, ProcrustesResult, ZeroshotResult
 from atml.models.frozen import FrozenModel
 from atml.models.weights import open_clip_tokenizer
@@ -106,30 +106,35 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ClipContext:
             f"zeroshot.class_names: {shorten(unknown[0], 60)} is not a class of {cfg.data.dataset}; "
             f"its classes: {', '.join(test.classes)}"
         )
-    positions = pair_positions(cfg, test)
-    strategies = cfg.zeroshot.strategies
-    for part, name in (("gap", cfg.gap.strategy), ("procrustes", cfg.procrustes.strategy)):
-        if part not in parts:
-            continue
-        if name not in strategies:
-            raise UserError(
-                f"{part}.strategy='{name}' is not a zeroshot strategy; defined: {', '.join(strategies)}"
-            )
-        if strategy_templates(cfg, name) is None:
-            raise UserError(
-                f"{part}.strategy='{name}' is CLIP's published ensemble, and CLIP published none for "
-                f"{cfg.data.dataset}"
-            )
-    if "procrustes" in parts and cfg.procrustes.scoring == "held-out":
-        n = min(cfg.procrustes.images or len(positions), len(positions))
-        n_fit = round(n * cfg.procrustes.fit_fraction)
+    return ClipContext(cfg, device, tuple(parts), clip, test, pair_positions(cfg, test))
+
+
+def check_strategy(part: str, ctx: ClipContext) -> None:
+    """The part's `strategy` names a zeroshot strategy with templates for this dataset."""
+    cfg = ctx.cfg
+    name = getattr(cfg, part).strategy
+    if name not in cfg.zeroshot.strategies:
+        defined = ", ".join(cfg.zeroshot.strategies)
+        raise UserError(f"{part}.strategy='{name}' is not a zeroshot strategy; defined: {defined}")
+    if strategy_templates(cfg, name) is None:
+        raise UserError(
+            f"{part}.strategy='{name}' is CLIP's published ensemble, and CLIP published none for "
+            f"{cfg.data.dataset}"
+        )
+
+
+def prepare_procrustes(part: str, ctx: ClipContext) -> None:
+    """Its strategy, and (held-out scoring) enough images to fit on and to hold out."""
+    check_strategy(part, ctx)
+    p = ctx.cfg.procrustes
+    if p.scoring == "held-out":
+        n = min(p.images or len(ctx.pair_positions), len(ctx.pair_positions))
+        n_fit = round(n * p.fit_fraction)
         if n_fit < 2 or n - n_fit < 2:
             raise UserError(
                 f"procrustes: {n} images split {n_fit}/{n - n_fit} leaves fewer than 2 to fit on or to hold "
-                "out; "
-                "raise procrustes.images or data.test_images"
+                "out; raise procrustes.images or data.test_images"
             )
-    return ClipContext(cfg, device, tuple(parts), clip, test, positions)
 
 
 def common_metrics(ctx: ClipContext) -> dict:
@@ -186,6 +191,7 @@ def class_texts(ctx: ClipContext, strategy: str) -> torch.Tensor:
     return class_embeddings(prompts, renormalise=ctx.cfg.zeroshot.renormalise_ensemble)
 
 
+@per_seed
 def run_zeroshot(ctx: ClipContext, run: Run) -> ZeroshotResult:
     cfg = ctx.cfg
     test = ctx.test
@@ -257,6 +263,7 @@ def joint_map(
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
 
+@per_seed
 def run_gap(ctx: ClipContext, run: Run) -> GapResult:
     """The gap as a number, norms before and after normalisation, matched vs unmatched cosine, and
     the joint maps. Slightly over 60 lines: numbers, two figures and the result, in that order."""
@@ -351,6 +358,7 @@ def alignment_scores(images: torch.Tensor, labels: torch.Tensor, texts: torch.Te
     }
 
 
+@per_seed
 def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
     """The rotation is fitted on one part of the images (with their labels' texts as targets) and
     scored on the rest: the held-out numbers are the result; fit-split numbers are labelled.
@@ -428,6 +436,3 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
             "note": "after alignment the classifier has used the fit split's labels: not zero-shot any more",
         }
     )
-
-
-RUNNERS = {"zeroshot": run_zeroshot, "gap": run_gap, "procrustes": run_procrustes}

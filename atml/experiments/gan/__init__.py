@@ -15,11 +15,11 @@ from pydantic import Field, model_validator
 from atml.config import ClassifierConfig, Seed, Strict, deep_merge, validate
 from atml.data.mnist import ImageDataConfig
 from atml.errors import UserError
-from atml.experiments import Experiment, Headline
+from atml.experiments import Experiment, Figure, Headline, Part
 from atml.needs import DatasetSplit, Need
 from atml.results import KeyedResult, Result
 
-PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")
+PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")  # each one part (gan_part, below)
 
 
 HEADLINES = (
@@ -93,24 +93,13 @@ HEADLINES = (
     Headline(
         "d-overfit, mitigation: held-out reals with D > 0.5",
         ("d-overfit", "mitigation", "d_accuracy_heldout"),
-        "1.000",
+        "— (notebook 1.000)",
     ),
     Headline(
         "d-overfit, pathology: membership AUC",
         ("d-overfit", "pathology", "d_membership_auc_late_mean"),
         "— (not measured)",
     ),
-)
-
-
-KEY_FIGURES = (
-    "baseline_curves",
-    "baseline_final_grid",
-    "vanishing_curves",
-    "vanishing_final_grid",
-    "mode-collapse_curves",
-    "mode-collapse_final_grid",
-    "d-overfit_curves",
 )
 
 
@@ -277,48 +266,59 @@ class GanPartResult(KeyedResult):
     __pydantic_extra__: dict[str, GanRunResult] = Field(init=False)
 
 
-def summary(metrics: dict) -> list[dict]:
-    rows = []
-    for part, values in metrics.items():
-        for name, m in values.items():
-            if isinstance(m, dict) and "modes_covered" in m and name != "real_images_reference":
-                rows.append(
-                    {
-                        "part": part,
-                        "run": name,
-                        "D(x)": m["final_d_real"],
-                        "D(G(z))": m["final_d_fake"],
-                        "med |∇G|": m["g_grad_norm_median"],
-                        "modes": m["modes_covered"],
-                        "KL": m["kl_from_uniform"],
-                        "FD": m["frechet_distance"],
-                        "pix var": m["pixel_variance"],
-                        "pair dist": m["mean_pairwise_distance"],
-                        "D(x) train-heldout": m["d_real_train_minus_heldout"],
-                        "D acc held-out": m["d_accuracy_heldout"],
-                        "member AUC (last 25%)": m["d_membership_auc_late_mean"],
-                    }
-                )
-    return rows
+def run_rows(result: GanPartResult) -> list[dict]:
+    """A row per training run of the part."""
+    return [
+        {
+            "run": name,
+            "D(x)": m.final_d_real,
+            "D(G(z))": m.final_d_fake,
+            "med |∇G|": m.g_grad_norm_median,
+            "modes": m.modes_covered,
+            "KL": m.kl_from_uniform,
+            "FD": m.frechet_distance,
+            "pix var": m.pixel_variance,
+            "pair dist": m.mean_pairwise_distance,
+            "D(x) train-heldout": m.d_real_train_minus_heldout,
+            "D acc held-out": m.d_accuracy_heldout,
+            "member AUC (last 25%)": m.d_membership_auc_late_mean,
+        }
+        for name, m in result.model_extra.items()
+    ]
 
 
-def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
-    """MNIST's split of the base data and of every run of the chosen parts (runs may set their own)."""
-    settings = [cfg.data, *(s.data for part in parts for s in cfg.runs[part].values())]
-    return [DatasetSplit("mnist", d.train_split, d.root) for d in settings]
+def base_data(cfg: Config) -> list[Need]:
+    return [DatasetSplit("mnist", cfg.data.train_split, cfg.data.root)]
+
+
+def gan_part(name: str) -> Part:
+    """A part is its runs (`parts.NAME` in the config), trained together with their seeds stacked
+    by one runner (parts.run_part) and drawn alike; each run may read its own data."""
+
+    def runs_data(cfg: Config) -> list[Need]:
+        return [DatasetSplit("mnist", s.data.train_split, s.data.root) for s in cfg.runs[name].values()]
+
+    figures = (
+        Figure(
+            f"{name}_curves", "per epoch, each run: D and G losses, D(x) and D(G(z)), G's gradient norm", True
+        ),
+        Figure(f"{name}_final_grid", "each run's final samples from fixed noise (modes covered, FD)", True),
+        Figure(f"{name}_grids_over_epochs", "samples from the same fixed noise as training went on"),
+        Figure(
+            f"{name}_class_histogram", "classes of the generated samples (the judge's), beside real images'"
+        ),
+    )
+    return Part(name, GanPartResult, "run_part", run_rows, figures, "prepare_runs", runs_data)
 
 
 EXPERIMENT = Experiment(
     name="gan",
     title=__doc__.strip().splitlines()[0],
-    parts=PARTS,
+    parts=tuple(gan_part(name) for name in PARTS),
     config=Config,
     code=f"{__name__}.parts",
-    results=dict.fromkeys(PARTS, GanPartResult),
-    summary=summary,
     headlines=HEADLINES,
-    key_figures=KEY_FIGURES,
     non_result_keys=("*.grid_every", "*.log_every"),
     stacks_seeds=True,
-    needs=needs,
+    needs_always=base_data,
 )

@@ -4,7 +4,6 @@ experiment's settings and results are in its __init__)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ from atml.data.mnist import ImageDataConfig
 from atml.data.mnist_sets import TrainHeldout, load_train_heldout, to_signed_range
 from atml.errors import UserError
 from atml.experiments import RunContext
-from atml.experiments.gan import PARTS, Config, GanEvalConfig, GanPartResult, GanRunSettings, GanTrainConfig
+from atml.experiments.gan import Config, GanEvalConfig, GanPartResult, GanRunSettings, GanTrainConfig
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.modes import evaluating
 from atml.models.sample_classifier import JudgedClassifier, get_classifier
@@ -41,27 +40,33 @@ class GanContext(RunContext):
 
 
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> GanContext:
-    """Load the data of every run of `parts` and check each run's batches against it, before a
-    run folder exists: missing data or an impossible setting leaves nothing behind."""
-    settings = [cfg.data, *(s.data for part in parts for s in cfg.runs[part].values())]
-    data = {d.model_dump_json(): None for d in settings}
-    data = {key: load_train_heldout(DATASET, ImageDataConfig.model_validate_json(key)) for key in data}
-    ctx = GanContext(cfg, device, tuple(parts), data)
+    """Load the base data (the judge's) and check the judge's batches against it, before a run
+    folder exists: missing data or an impossible setting leaves nothing behind."""
+    ctx = GanContext(
+        cfg, device, tuple(parts), {cfg.data.model_dump_json(): load_train_heldout(DATASET, cfg.data)}
+    )
     base = ctx.data_of(cfg.data)
     if len(base.train.images) < cfg.eval.classifier.batch_size:
         raise UserError(
             f"eval.classifier.batch_size={cfg.eval.classifier.batch_size} exceeds "
             f"the {len(base.train.images)} training images"
         )
-    for part in parts:
-        for name, s in cfg.runs[part].items():
-            n, batch = len(ctx.data_of(s.data).train.images), s.train.real_per_iteration
-            if n < batch and s.train.drop_last:
-                raise UserError(
-                    f"parts.{part}.{name}: {n} training images cannot fill one iteration of {batch} "
-                    f"real images (train.batch_size, times train.d_steps unless d_steps_reuse_real)"
-                )
     return ctx
+
+
+def prepare_runs(part: str, ctx: GanContext) -> None:
+    """Load the data of each run of `part` (once per distinct data setting) and check its
+    batches against it."""
+    for name, s in ctx.cfg.runs[part].items():
+        key = s.data.model_dump_json()
+        if key not in ctx.data:
+            ctx.data[key] = load_train_heldout(DATASET, s.data)
+        n, batch = len(ctx.data[key].train.images), s.train.real_per_iteration
+        if n < batch and s.train.drop_last:
+            raise UserError(
+                f"parts.{part}.{name}: {n} training images cannot fill one iteration of {batch} "
+                f"real images (train.batch_size, times train.d_steps unless d_steps_reuse_real)"
+            )
 
 
 def _judge(ctx: GanContext) -> tuple[TrainHeldout, JudgedClassifier]:
@@ -440,6 +445,3 @@ def part_figures(
         f"GAN {part}: classes of {cfg.eval.n_samples} samples (atml's classifier)",
         "samples",
     )
-
-
-RUNNERS = {part: partial(run_part, part) for part in PARTS}

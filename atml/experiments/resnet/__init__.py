@@ -20,13 +20,10 @@ from pydantic import Field, field_validator
 
 from atml.config import DrawsSection, FrozenModelSection, Precision, Seed, Strict
 from atml.data.images import NAMES
-from atml.experiments import Experiment, Flag, Headline
+from atml.experiments import Experiment, Figure, Flag, Headline, Part
 from atml.models.weight_files import torchvision_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import KeyedResult, Result
-
-PARTS = ("baseline", "no-residual", "features", "transfer", "confusion", "compare-depth")
-
 
 FLAGS = (
     Flag(
@@ -74,19 +71,6 @@ HEADLINES = (
         ("compare-depth", "archs", "resnet18", "val_acc"),
         "— (notebook 0.8043)",
     ),
-)
-
-
-KEY_FIGURES = (
-    "baseline_curves",
-    "no-residual_curves",
-    "no-residual_gradient_norms",
-    "features_maps",
-    "features_separability",
-    "transfer_tradeoff",
-    "confusion_matrix",
-    "compare_depth_curves",
-    "compare_depth",
 )
 
 
@@ -334,54 +318,148 @@ class CompareDepthResult(ResnetResult):
     archs: dict[str, ArchResult]
 
 
-def summary(metrics: dict) -> list[dict]:
-    rows = []
-    for part, m in metrics.items():
-        mark = " (random weights)" if m.get("random_weights") else ""
-        if part in ("baseline", "confusion"):
-            rows.append({"part": part, "what": f"val accuracy{mark}", "value": m["val_acc"]})
-        elif part == "no-residual":
-            for kind in ("head_only", "finetuned"):
-                for name, v in m[kind].items():
-                    rows.append(
-                        {
-                            "part": part,
-                            "what": f"{kind.replace('_', ' ')}, {name}: val accuracy{mark}",
-                            "value": v["val_acc"],
-                        }
-                    )
-        elif part == "features":
-            for layer, v in m["layers"].items():
-                rows.append(
-                    {
-                        "part": part,
-                        "what": f"{layer}: k-NN acc / silhouette{mark}",
-                        "value": f"{v['knn_accuracy']:.3f} / {v['silhouette']:.3f}",
-                    }
-                )
-        elif part == "transfer":
-            for setting, v in m["settings"].items():
-                rows.append(
-                    {
-                        "part": part,
-                        "what": f"{m['dataset']} {setting}: val accuracy / wall s / trainable{mark}",
-                        "value": f"{v['val_acc']:.3f} / {v['wall_s']:.1f} / {v['trainable_params']:,}",
-                    }
-                )
-        elif part == "compare-depth":
-            for arch, v in m["archs"].items():
-                rows.append({"part": part, "what": f"{arch} val accuracy{mark}", "value": v["val_acc"]})
-    return rows
+def marked(m: ResnetResult) -> str:
+    return " (random weights)" if m.random_weights else ""
 
 
-def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
-    d = cfg.data
-    datasets = [d.dataset, *([cfg.transfer.target(d)] if "transfer" in parts else [])]
-    archs = [cfg.model.name, *(cfg.compare_depth.archs if "compare-depth" in parts else [])]
+def accuracy_row(m: BaselineResult | ConfusionResult) -> list[dict]:
+    return [{"what": f"val accuracy{marked(m)}", "value": m.val_acc}]
+
+
+def no_residual_rows(m: NoResidualResult) -> list[dict]:
     return [
-        *(DatasetSplit(name, split, d.root) for name in datasets for split in ("train", "test")),
-        *(Weights("torchvision", arch, cfg.model.weights) for arch in archs),
+        {"what": f"{kind.replace('_', ' ')}, {name}: val accuracy{marked(m)}", "value": v.val_acc}
+        for kind, runs in (("head_only", m.head_only), ("finetuned", m.finetuned))
+        for name, v in runs.items()
     ]
+
+
+def features_rows(m: FeaturesResult) -> list[dict]:
+    return [
+        {
+            "what": f"{layer}: k-NN acc / silhouette{marked(m)}",
+            "value": f"{v.knn_accuracy:.3f} / {v.silhouette:.3f}",
+        }
+        for layer, v in m.layers.items()
+    ]
+
+
+def transfer_rows(m: TransferResult) -> list[dict]:
+    return [
+        {
+            "what": f"{m.dataset} {setting}: val accuracy / wall s / trainable{marked(m)}",
+            "value": f"{v.val_acc:.3f} / {v.wall_s:.1f} / {v.trainable_params:,}",
+        }
+        for setting, v in m.settings.items()
+    ]
+
+
+def compare_depth_rows(m: CompareDepthResult) -> list[dict]:
+    return [{"what": f"{arch} val accuracy{marked(m)}", "value": v.val_acc} for arch, v in m.archs.items()]
+
+
+def base_reads(cfg: Config) -> list[Need]:
+    """Every part reads the dataset's splits and the model's weights."""
+    d = cfg.data
+    return [
+        *(DatasetSplit(d.dataset, split, d.root) for split in ("train", "test")),
+        Weights("torchvision", cfg.model.name, cfg.model.weights),
+    ]
+
+
+def transfer_reads(cfg: Config) -> list[Need]:
+    target = cfg.transfer.target(cfg.data)
+    return [DatasetSplit(target, split, cfg.data.root) for split in ("train", "test")]
+
+
+def compare_depth_reads(cfg: Config) -> list[Need]:
+    return [Weights("torchvision", arch, cfg.model.weights) for arch in cfg.compare_depth.archs]
+
+
+PARTS = (
+    Part(
+        "baseline",
+        BaselineResult,
+        "run_baseline",
+        accuracy_row,
+        (
+            Figure(
+                "baseline_curves",
+                "the head's training: loss and accuracy per epoch, train and validation",
+                True,
+            ),
+        ),
+    ),
+    Part(
+        "no-residual",
+        NoResidualResult,
+        "run_no_residual",
+        no_residual_rows,
+        (
+            Figure(
+                "no-residual_curves",
+                "with and without shortcuts: the head alone and the whole network fine-tuned, per epoch",
+                True,
+            ),
+            Figure("no-residual_gradient_norms", "gradient norm per block, with and without shortcuts", True),
+        ),
+        prepare="prepare_no_residual",
+    ),
+    Part(
+        "features",
+        FeaturesResult,
+        "run_features",
+        features_rows,
+        (
+            Figure("features_maps", "t-SNE and UMAP maps of early, middle and late features, by class", True),
+            Figure("features_separability", "k-NN accuracy and silhouette of each layer's features", True),
+        ),
+        prepare="prepare_features",
+    ),
+    Part(
+        "transfer",
+        TransferResult,
+        "run_transfer",
+        transfer_rows,
+        (
+            Figure("transfer_curves", "validation accuracy per epoch of each transfer setting"),
+            Figure(
+                "transfer_tradeoff",
+                "each setting's accuracy against its wall time and trainable parameters",
+                True,
+            ),
+        ),
+        prepare="prepare_transfer",
+        needs=transfer_reads,
+    ),
+    Part(
+        "confusion",
+        ConfusionResult,
+        "run_confusion",
+        accuracy_row,
+        (Figure("confusion_matrix", "the baseline head's confusion matrix on the validation images", True),),
+    ),
+    Part(
+        "compare-depth",
+        CompareDepthResult,
+        "run_compare_depth",
+        compare_depth_rows,
+        (
+            Figure(
+                "compare_depth_curves",
+                "the heads' training per epoch on each backbone's frozen features",
+                True,
+            ),
+            Figure(
+                "compare_depth",
+                "validation accuracy of a linear head on each backbone's frozen features",
+                True,
+            ),
+        ),
+        prepare="prepare_compare_depth",
+        needs=compare_depth_reads,
+    ),
+)
 
 
 def weights_files() -> list:
@@ -394,19 +472,9 @@ EXPERIMENT = Experiment(
     parts=PARTS,
     config=Config,
     code=f"{__name__}.parts",
-    results={
-        "baseline": BaselineResult,
-        "no-residual": NoResidualResult,
-        "features": FeaturesResult,
-        "transfer": TransferResult,
-        "confusion": ConfusionResult,
-        "compare-depth": CompareDepthResult,
-    },
-    summary=summary,
     headlines=HEADLINES,
-    key_figures=KEY_FIGURES,
     flags=FLAGS,
     weights_files=weights_files,
-    needs=needs,
+    needs_always=base_reads,
     non_result_keys=("train.log_every", "model.cache", "model.batch_size", "confusion.pairs"),
 )

@@ -18,7 +18,7 @@ from atml.data.batching import TensorBatches
 from atml.data.draws import Draw, train_test_draws
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
-from atml.experiments import RunContext
+from atml.experiments import RunContext, per_seed
 from atml.experiments.resnet import (
     BaselineResult,
     CompareDepthResult,
@@ -118,54 +118,75 @@ def backbone(frozen_model: FrozenModel, off: tuple[str, ...]) -> torch.nn.Module
 
 
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> ResnetContext:
-    """Data, weights and every size checked before a run folder exists."""
-    archs = dict.fromkeys([cfg.model.name, *(cfg.compare_depth.archs if "compare-depth" in parts else ())])
-    # weights first: offline, a missing file is named at once
-    models = {(arch, cfg.model.weights): load_model(cfg, arch, cfg.model.weights, device) for arch in archs}
-    if "no-residual" in parts or cfg.model.no_residual:  # every setting checked before data is read
-        try:
-            backbone(models[(cfg.model.name, cfg.model.weights)], tuple(cfg.no_residual.blocks))
-        except ValueError as exc:
-            raise UserError(f"no_residual.blocks: {exc}") from None
-    if "features" in parts:
-        try:
-            hooks = PooledFeatures(models[(cfg.model.name, cfg.model.weights)].model, cfg.features.layers)
-        except ValueError as exc:
-            raise UserError(f"features.layers: {exc}") from None
-        hooks.remove()  # the layer names are checked by hooking them
+    """The model's weights (offline, a missing file is named at once), its shortcuts when every
+    part runs without them, and the dataset's draws, checked against the batch size."""
+    models = {(cfg.model.name, cfg.model.weights): load_model(cfg, cfg.model.name, cfg.model.weights, device)}
+    if cfg.model.no_residual:
+        check_shortcut_blocks(models[(cfg.model.name, cfg.model.weights)], cfg)
     draws = {cfg.data.dataset: splits(cfg)}
-    train, val = draws[cfg.data.dataset]
+    train, _ = draws[cfg.data.dataset]
     if len(train.labels) < cfg.train.batch_size:
         raise UserError(
             f"train.batch_size={cfg.train.batch_size} exceeds the {len(train.labels)} training images"
         )
-    finetunes = {"no_residual.finetune": cfg.no_residual.finetune} if "no-residual" in parts else {}
-    if "transfer" in parts:
-        t = cfg.transfer
-        draws[t.target(cfg.data)] = splits(on_dataset(cfg, t.target(cfg.data)))
-        target, _ = draws[t.target(cfg.data)]
-        if len(target.labels) < t.batch_size:
-            raise UserError(
-                f"transfer.batch_size={t.batch_size} exceeds the {len(target.labels)} training images of "
-                f"{t.target(cfg.data)}"
-            )
-        finetunes["transfer"] = transfer_finetune(t, "full")
-        if "scratch" in t.settings:
-            models[(cfg.model.name, "none")] = load_model(cfg, cfg.model.name, "none", device)
-    for key, ft in finetunes.items():
-        if ft.batch_size % distributed.world_size():
-            raise UserError(
-                f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} "
-                "ranks"
-            )
-    if "features" in parts:
-        n = min(cfg.features.images, len(val.labels))
-        if n < cfg.features.folds or cfg.features.knn_k >= n - n // cfg.features.folds:
-            raise UserError(
-                f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with "
-                f"k={cfg.features.knn_k}"
-            )
     return ResnetContext(cfg, device, tuple(parts), models, draws)
+
+
+def check_shortcut_blocks(frozen_model: FrozenModel, cfg: Config) -> None:
+    try:
+        backbone(frozen_model, tuple(cfg.no_residual.blocks))
+    except ValueError as exc:
+        raise UserError(f"no_residual.blocks: {exc}") from None
+
+
+def check_splits_over_ranks(key: str, ft: FinetuneConfig) -> None:
+    if ft.batch_size % distributed.world_size():
+        raise UserError(
+            f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} ranks"
+        )
+
+
+def prepare_no_residual(part: str, ctx: ResnetContext) -> None:
+    check_shortcut_blocks(ctx.frozen(ctx.cfg.model.name), ctx.cfg)
+    check_splits_over_ranks("no_residual.finetune", ctx.cfg.no_residual.finetune)
+
+
+def prepare_features(part: str, ctx: ResnetContext) -> None:
+    """The layer names (checked by hooking them) and enough images for the k-NN folds."""
+    cfg = ctx.cfg
+    try:
+        hooks = PooledFeatures(ctx.frozen(cfg.model.name).model, cfg.features.layers)
+    except ValueError as exc:
+        raise UserError(f"features.layers: {exc}") from None
+    hooks.remove()
+    _, val = ctx.splits()
+    n = min(cfg.features.images, len(val.labels))
+    if n < cfg.features.folds or cfg.features.knn_k >= n - n // cfg.features.folds:
+        raise UserError(
+            f"features: {n} images cannot serve {cfg.features.folds}-fold k-NN with k={cfg.features.knn_k}"
+        )
+
+
+def prepare_transfer(part: str, ctx: ResnetContext) -> None:
+    """The target dataset's draws, and untrained weights for the from-scratch setting."""
+    cfg, t = ctx.cfg, ctx.cfg.transfer
+    target = t.target(cfg.data)
+    ctx.draws[target] = splits(on_dataset(cfg, target))
+    train, _ = ctx.draws[target]
+    if len(train.labels) < t.batch_size:
+        raise UserError(
+            f"transfer.batch_size={t.batch_size} exceeds the {len(train.labels)} training images of {target}"
+        )
+    check_splits_over_ranks("transfer", transfer_finetune(t, "full"))
+    if "scratch" in t.settings:
+        ctx.models[(cfg.model.name, "none")] = load_model(cfg, cfg.model.name, "none", ctx.device)
+
+
+def prepare_compare_depth(part: str, ctx: ResnetContext) -> None:
+    cfg = ctx.cfg
+    for arch in cfg.compare_depth.archs:
+        if (arch, cfg.model.weights) not in ctx.models:
+            ctx.models[(arch, cfg.model.weights)] = load_model(cfg, arch, cfg.model.weights, ctx.device)
 
 
 def frozen_features(
@@ -411,6 +432,7 @@ def head_key(off: tuple[str, ...], warm: bool = False) -> str:
     return ("head-no-residual" + "-from-baseline" * warm) if off else "head"
 
 
+@per_seed
 def run_baseline(ctx: ResnetContext, run: Run) -> BaselineResult:
     cfg = ctx.cfg
     trained = train_head(ctx, cfg, cfg.model.name, run, head_key(shortcuts_off(cfg)))
@@ -522,6 +544,7 @@ def finetune(
     return Finetuned(history, distributed.agreement(model))
 
 
+@per_seed
 def run_no_residual(ctx: ResnetContext, run: Run) -> NoResidualResult:
     """Shortcuts on vs off: a head on the frozen backbone, the whole network fine-tuned, and the
     gradient norm per block. Just over 60 lines: three measurements, two figures, the result."""
@@ -594,6 +617,7 @@ def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
     return FinetuneConfig(epochs=t.epochs, images=None, batch_size=t.batch_size, lr=t.lr[setting])
 
 
+@per_seed
 def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
     """The four ways to reuse (or not) ImageNet features on another dataset, each trained the same
     epochs on the same images. Wall time = backbone passes + training + per-epoch validation; the
@@ -670,6 +694,7 @@ def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
     )
 
 
+@per_seed
 def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
     cfg = ctx.cfg
     _, val = ctx.splits()
@@ -725,6 +750,7 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
     )
 
 
+@per_seed
 def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
     cfg = ctx.cfg
     _, val = ctx.splits()
@@ -779,6 +805,7 @@ def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
     )
 
 
+@per_seed
 def run_compare_depth(ctx: ResnetContext, run: Run) -> CompareDepthResult:
     cfg = ctx.cfg
     results, histories = {}, {}
@@ -803,13 +830,3 @@ def run_compare_depth(ctx: ResnetContext, run: Run) -> CompareDepthResult:
         "accuracy",
     )
     return CompareDepthResult.model_validate(common_metrics(ctx, cfg, cfg.model.name) | {"archs": results})
-
-
-RUNNERS = {
-    "baseline": run_baseline,
-    "no-residual": run_no_residual,
-    "features": run_features,
-    "transfer": run_transfer,
-    "confusion": run_confusion,
-    "compare-depth": run_compare_depth,
-}

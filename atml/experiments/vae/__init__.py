@@ -14,13 +14,10 @@ from pydantic import Field
 
 from atml.config import Precision, Seed, Strict
 from atml.data.mnist import ImageDataConfig
-from atml.experiments import Experiment, Flag, Headline
+from atml.experiments import Experiment, Figure, Flag, Headline, Part
 from atml.needs import DatasetSplit, Need
 from atml.results import KeyedResult, Result
-from atml.schedules import SCHEDULES, BetaSchedule, Schedule
-
-PARTS = ("train", "samples", "collapse", "anneal")
-
+from atml.schedules import BetaSchedule, Schedule
 
 FLAGS = (
     Flag(
@@ -51,18 +48,6 @@ HEADLINES = (
         "— ('improvement similar'; its notebook computed none)",
     ),
     Headline("constant β: active units (of 20)", ("*", "constant", "active_units"), "— (not measured)"),
-)
-
-
-KEY_FIGURES = (
-    "train_curves",
-    "samples_reconstructions",
-    "samples_generations",
-    "collapse_kl_per_dim",
-    "anneal_curves",
-    "anneal_reconstructions",
-    "anneal_generations",
-    "anneal_kl_per_dim",
 )
 
 
@@ -135,31 +120,56 @@ class VaePartResult(KeyedResult):
     __pydantic_extra__: dict[str, ScheduleResult] = Field(init=False)
 
 
-def summary(metrics: dict) -> list[dict]:
-    rows = []
-    for part, values in metrics.items():
-        for kind, m in values.items():
-            if kind in SCHEDULES and isinstance(m, dict):
-                row = {"part": part, "β schedule": kind}
-                for key, label in (
-                    ("recon", "train recon"),
-                    ("kl", "train KL"),
-                    ("test_negative_elbo", "test −ELBO"),
-                    ("collapse_ratio", "collapse ratio"),
-                    ("active_units", "active units"),
-                    ("mutual_information", "MI"),
-                    ("mean_abs_mu", "mean |mu|"),
-                    ("mean_mu", "mean mu"),
-                    ("mean_sigma", "mean σ"),
-                    ("shown_recon_mse_per_image", "shown recon"),
-                ):
-                    if key in m:
-                        row[label] = m[key]
-                rows.append(row)
-    return rows
+SUMMARY_COLUMNS = (
+    ("recon", "train recon"),
+    ("kl", "train KL"),
+    ("test_negative_elbo", "test −ELBO"),
+    ("collapse_ratio", "collapse ratio"),
+    ("active_units", "active units"),
+    ("mutual_information", "MI"),
+    ("mean_abs_mu", "mean |mu|"),
+    ("mean_mu", "mean mu"),
+    ("mean_sigma", "mean σ"),
+    ("shown_recon_mse_per_image", "shown recon"),
+)
 
 
-def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
+def schedule_rows(result: VaePartResult) -> list[dict]:
+    """A row per β schedule the part trained, with the numbers the part measured."""
+    return [
+        {"β schedule": kind}
+        | {label: getattr(m, key) for key, label in SUMMARY_COLUMNS if key in m.model_fields_set}
+        for kind, m in result.model_extra.items()
+    ]
+
+
+def figure_of_training(part: str) -> Figure:
+    return Figure(
+        f"{part}_curves",
+        "training curves per epoch: per-image reconstruction, KL and total loss (train and validation), "
+        "β dashed",
+        True,
+    )
+
+
+def figures_of_samples(part: str) -> tuple[Figure, ...]:
+    return (
+        Figure(f"{part}_reconstructions", "test images (top row) and their reconstructions from z = μ", True),
+        Figure(f"{part}_generations", "decoded samples: z drawn from N(0, I) and from a Laplace", True),
+    )
+
+
+def figures_of_posterior(part: str) -> tuple[Figure, ...]:
+    return (
+        Figure(f"{part}_latent_map", "2-D map of E[z|x] for test images, coloured by class"),
+        Figure(
+            f"{part}_kl_per_dim", "KL per latent dimension on the test images: collapsed ones are ~0", True
+        ),
+        Figure(f"{part}_posterior_stats", "posterior μ and σ per latent dimension, and their spread"),
+    )
+
+
+def fashion_mnist(cfg: Config) -> list[Need]:
     d = cfg.data
     return [DatasetSplit("fashion-mnist", split, d.root) for split in (d.train_split, "test")]
 
@@ -167,15 +177,23 @@ def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
 EXPERIMENT = Experiment(
     name="vae",
     title=__doc__.strip().splitlines()[0],
-    parts=PARTS,
+    parts=(
+        Part("train", VaePartResult, "run_train", schedule_rows, (figure_of_training("train"),)),
+        Part("samples", VaePartResult, "run_samples", schedule_rows, figures_of_samples("samples")),
+        Part("collapse", VaePartResult, "run_collapse", schedule_rows, figures_of_posterior("collapse")),
+        Part(
+            "anneal",
+            VaePartResult,
+            "run_anneal",
+            schedule_rows,
+            (figure_of_training("anneal"), *figures_of_samples("anneal"), *figures_of_posterior("anneal")),
+        ),
+    ),
     config=Config,
     code=f"{__name__}.parts",
-    results=dict.fromkeys(PARTS, VaePartResult),
-    summary=summary,
     headlines=HEADLINES,
-    key_figures=KEY_FIGURES,
     flags=FLAGS,
     non_result_keys=("train.log_every", "eval.n_show", "eval.latent_map", "eval.latent_map_images"),
     stacks_seeds=True,
-    needs=needs,
+    needs_always=fashion_mnist,
 )

@@ -4,7 +4,6 @@ experiment's settings and results are in its __init__)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ from atml.data.mnist import DATASETS
 from atml.data.mnist_sets import load_split, load_train_heldout, to_unit_range
 from atml.errors import UserError
 from atml.experiments import RunContext
-from atml.experiments.vae import PARTS, Config, VaePartResult, VaeTrainConfig
+from atml.experiments.vae import Config, VaePartResult, VaeTrainConfig
 from atml.models.modes import evaluating
 from atml.models.stacked import CopyAdams, CopyOf, fork_global_generator
 from atml.models.vae import LATENT_DIM, ConvVAE, StackedConvVAE
@@ -360,48 +359,74 @@ def latent_and_kl_figures(
     )
 
 
-def run_part(part: str, ctxs: list[VaeContext], runs: list[Run]) -> list[VaePartResult]:
-    """A part under every seed of `ctxs`: each schedule trains all seeds together; each seed's
-    numbers and figures go to its own run."""
-    cfg = ctxs[0].cfg
-    kinds = cfg.anneal_schedules if part == "anneal" else [cfg.train.beta_schedule.kind]
-    trained = {kind: train_together(kind, ctxs, runs) for kind in kinds}
-    return [
-        part_result(part, ctx, run, {kind: seeds[k] for kind, seeds in trained.items()})
-        for k, (ctx, run) in enumerate(zip(ctxs, runs))
-    ]
+Trained = dict[str, tuple[ConvVAE, History]]  # β schedule → one seed's model and its history
 
 
-def part_result(
-    part: str, ctx: VaeContext, run: Run, trained: dict[str, tuple[ConvVAE, History]]
-) -> VaePartResult:
-    """One seed's numbers and figures of a part, from its trained models."""
-    cfg, device, data = ctx.cfg, ctx.device, ctx.data
+def training(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
+    plots.training_curves(
+        {k: {"steps": h.steps, "epochs": h.epochs} for k, (_, h) in trained.items()},
+        CURVES,
+        run.plot_path(f"{part}_curves"),
+        "VAE training: per-image losses, β dashed",
+    )
+    for kind, (_, history) in trained.items():
+        metrics.setdefault(kind, {}).update(training_metrics(history))
+
+
+def samples(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
     models = {kind: model for kind, (model, _) in trained.items()}
-    metrics: dict = {
-        "data": data.description,
-        "beta_schedule": cfg.train.beta_schedule.model_dump(),
-        "training_precision": resolve_precision(device, cfg.train.precision),
-    }
-    if part in ("train", "anneal"):
-        plots.training_curves(
-            {k: {"steps": h.steps, "epochs": h.epochs} for k, (_, h) in trained.items()},
-            CURVES,
-            run.plot_path(f"{part}_curves"),
-            "VAE training: per-image losses, β dashed",
-        )
-        for kind, (_, history) in trained.items():
-            metrics.setdefault(kind, {}).update(training_metrics(history))
-    if part in ("samples", "anneal"):
-        for kind, values in sample_figures(models, ctx, run, part).items():
-            metrics.setdefault(kind, {}).update(values)
-    if part in ("collapse", "anneal", "train"):
-        posteriors = {kind: posterior_metrics(model, ctx) for kind, model in models.items()}
-        for kind, values in posteriors.items():
-            metrics.setdefault(kind, {}).update(values)
-        if part != "train":
-            latent_and_kl_figures(models, posteriors, ctx, run, part)
-    return VaePartResult.model_validate(metrics)
+    for kind, values in sample_figures(models, ctx, run, part).items():
+        metrics.setdefault(kind, {}).update(values)
 
 
-RUNNERS = {part: partial(run_part, part) for part in PARTS}
+def posterior_numbers(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
+    for kind, (model, _) in trained.items():
+        metrics.setdefault(kind, {}).update(posterior_metrics(model, ctx))
+
+
+def posterior_figures(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
+    """After posterior_numbers: the maps are labelled with their active units."""
+    models = {kind: model for kind, (model, _) in trained.items()}
+    latent_and_kl_figures(models, {kind: metrics[kind] for kind in models}, ctx, run, part)
+
+
+def trained_and_measured(
+    part: str, ctxs: list[VaeContext], runs: list[Run], kinds: list[str], measures: tuple
+) -> list[VaePartResult]:
+    """Each β schedule of `kinds` trained under every seed of `ctxs` together; then each seed's
+    models measured, in order, by `measures` (numbers into its result, figures into its run)."""
+    trained = {kind: train_together(kind, ctxs, runs) for kind in kinds}
+    results = []
+    for k, (ctx, run) in enumerate(zip(ctxs, runs)):
+        cfg = ctx.cfg
+        metrics: dict = {
+            "data": ctx.data.description,
+            "beta_schedule": cfg.train.beta_schedule.model_dump(),
+            "training_precision": resolve_precision(ctx.device, cfg.train.precision),
+        }
+        for measure in measures:
+            measure(part, ctx, run, {kind: seeds[k] for kind, seeds in trained.items()}, metrics)
+        results.append(VaePartResult.model_validate(metrics))
+    return results
+
+
+def configured(ctxs: list[VaeContext]) -> list[str]:
+    return [ctxs[0].cfg.train.beta_schedule.kind]
+
+
+def run_train(part: str, ctxs: list[VaeContext], runs: list[Run]) -> list[VaePartResult]:
+    return trained_and_measured(part, ctxs, runs, configured(ctxs), (training, posterior_numbers))
+
+
+def run_samples(part: str, ctxs: list[VaeContext], runs: list[Run]) -> list[VaePartResult]:
+    return trained_and_measured(part, ctxs, runs, configured(ctxs), (samples,))
+
+
+def run_collapse(part: str, ctxs: list[VaeContext], runs: list[Run]) -> list[VaePartResult]:
+    return trained_and_measured(part, ctxs, runs, configured(ctxs), (posterior_numbers, posterior_figures))
+
+
+def run_anneal(part: str, ctxs: list[VaeContext], runs: list[Run]) -> list[VaePartResult]:
+    """Every schedule of anneal_schedules, compared."""
+    measures = (training, samples, posterior_numbers, posterior_figures)
+    return trained_and_measured(part, ctxs, runs, list(ctxs[0].cfg.anneal_schedules), measures)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
-from atml.experiments import Experiment, Headline
+from atml.experiments import Experiment, Figure, Headline, Part
 from atml.models.weight_files import timm_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result
@@ -27,7 +27,6 @@ SCHEMES = ("random", "centre")
 FILLS = ("drop", "zero", "noise")
 CENTRES = ("nearest", "square")
 COUNTS = ("round", "floor")
-PARTS = ("predict", "attention", "masking", "probe")
 
 
 HEADLINES = (
@@ -51,17 +50,6 @@ HEADLINES = (
         "—",
         skipped_at=("masking", "skipped", "results"),
     ),
-)
-
-
-KEY_FIGURES = (
-    "predict_topk",
-    "attention_overlay",
-    "attention_heads",
-    "attention_entropy",
-    "masking_agreement",
-    "probe_by_layer",
-    "probe_pca",
 )
 
 
@@ -239,66 +227,142 @@ class ProbeResult(VitResult):
     by_layer: dict[str, dict[str, ProbeScore]]
 
 
-def summary(metrics: dict) -> list[dict]:
-    rows = []
-    for part, m in metrics.items():
-        mark = " (random weights)" if m.get("random_weights") else ""
-        if part == "predict":
-            for photo, top in m["photos"].items():
-                rows.append(
-                    {
-                        "part": part,
-                        "what": f"{photo}: top-1{mark}",
-                        "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})",
-                    }
-                )
-        elif part == "attention":
-            rows.append(
-                {
-                    "part": part,
-                    "what": f"block {m['layer']} class-token entropy, mean over heads "
-                    f"(uniform {m['uniform_entropy']:.2f}){mark}",
-                    "value": round(float(np.mean(m["last_layer_entropy_per_head"])), 3),
-                }
-            )
-        elif part == "masking" and m.get("source") == "photos":
-            for photo, schemes in m["photos"].items():
-                for scheme, per in schemes.items():
-                    worst = max(per)
-                    rows.append(
-                        {
-                            "part": part,
-                            "what": f"{photo}, {scheme} {float(worst):.0%} masked: top-1{mark}",
-                            "value": f"{per[worst]['top1']} ({per[worst]['probability']:.3f})",
-                        }
-                    )
-        elif part == "masking":
-            for scheme, per in m["results"].items():
+def marked(result: VitResult) -> str:
+    return " (random weights)" if result.random_weights else ""
+
+
+def predict_rows(m: PredictResult) -> list[dict]:
+    return [
+        {
+            "what": f"{photo}: top-1{marked(m)}",
+            "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})",
+        }
+        for photo, top in m.photos.items()
+    ]
+
+
+def attention_rows(m: AttentionResult) -> list[dict]:
+    return [
+        {
+            "what": f"block {m.layer} class-token entropy, mean over heads (uniform {m.uniform_entropy:.2f})"
+            f"{marked(m)}",
+            "value": round(float(np.mean(m.last_layer_entropy_per_head)), 3),
+        }
+    ]
+
+
+def masking_rows(m: MaskingResult) -> list[dict]:
+    if m.source == "photos":
+        rows = []
+        for photo, schemes in m.photos.items():
+            for scheme, per in schemes.items():
                 worst = max(per)
                 rows.append(
                     {
-                        "part": part,
-                        "what": f"{scheme} {float(worst):.0%} masked: agreement / probe accuracy{mark}",
-                        "value": f"{per[worst]['agreement']:.3f} / {per[worst]['accuracy']:.3f}",
+                        "what": f"{photo}, {scheme} {float(worst):.0%} masked: top-1{marked(m)}",
+                        "value": f"{per[worst].top1} ({per[worst].probability:.3f})",
                     }
                 )
-        elif part == "probe":
-            for readout, name in (("cls", "class token"), ("mean", "patch mean")):
-                s = m["final"][readout]
-                rows.append(
-                    {
-                        "part": part,
-                        "what": f"{m['dataset']} probe, {name} (95% CI){mark}",
-                        "value": f"{s['accuracy']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]",
-                    }
-                )
-    return rows
+        return rows
+    return [
+        {
+            "what": f"{scheme} {float(max(per)):.0%} masked: agreement / probe accuracy{marked(m)}",
+            "value": f"{per[max(per)].agreement:.3f} / {per[max(per)].accuracy:.3f}",
+        }
+        for scheme, per in m.results.items()
+    ]
 
 
-def needs(cfg: Config, parts: tuple[str, ...]) -> list[Need]:
-    drawn = "probe" in parts or ("masking" in parts and cfg.masking.source != "photos")
-    splits = [DatasetSplit(cfg.data.dataset, split, cfg.data.root) for split in ("train", "test")]
-    return [*(splits if drawn else []), Weights("timm", cfg.model.name, cfg.model.weights)]
+def probe_rows(m: ProbeResult) -> list[dict]:
+    return [
+        {
+            "what": f"{m.dataset} probe, {name} (95% CI){marked(m)}",
+            "value": f"{s.accuracy:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]",
+        }
+        for readout, name in (("cls", "class token"), ("mean", "patch mean"))
+        for s in [m.final[readout]]
+    ]
+
+
+def vit_weights(cfg: Config) -> list[Need]:
+    return [Weights("timm", cfg.model.name, cfg.model.weights)]
+
+
+def drawn_splits(cfg: Config) -> list[Need]:
+    return [DatasetSplit(cfg.data.dataset, split, cfg.data.root) for split in ("train", "test")]
+
+
+def masking_needs(cfg: Config) -> list[Need]:
+    return [] if cfg.masking.source == "photos" else drawn_splits(cfg)
+
+
+PARTS = (
+    Part(
+        "predict",
+        PredictResult,
+        "run_predict",
+        predict_rows,
+        (
+            Figure(
+                "predict_topk", "each photo and the model's top-k ImageNet classes with probabilities", True
+            ),
+        ),
+        prepare="prepare_photos",
+    ),
+    Part(
+        "attention",
+        AttentionResult,
+        "run_attention",
+        attention_rows,
+        (
+            Figure(
+                "attention_overlay",
+                "where the class token looks: the chosen block's head-mean attention and the rollout over "
+                "all blocks, over each photo",
+                True,
+            ),
+            Figure("attention_heads", "the chosen block's class-token attention, head by head", True),
+            Figure(
+                "attention_entropy", "entropy of the class token's attention by block, against uniform", True
+            ),
+            Figure("attention_spread", "spatial spread of the class token's attention by block"),
+        ),
+        prepare="prepare_attention",
+    ),
+    Part(
+        "masking",
+        MaskingResult,
+        "run_masking",
+        masking_rows,
+        (
+            Figure(
+                "masking_agreement",
+                "share of images whose top-1 matches the unmasked one, against the masked share",
+                True,
+            ),
+            Figure("masking_accuracy", "probe accuracy on the masked images, against the masked share"),
+            Figure("masking_confidence", "mean top-1 probability, against the masked share"),
+            Figure("masking_examples", "example inputs as masked at each share"),
+            Figure("masking_photos", "the photos masked at each share, with the top-1 of each", True),
+        ),
+        prepare="prepare_masking",
+        needs=masking_needs,
+    ),
+    Part(
+        "probe",
+        ProbeResult,
+        "run_probe",
+        probe_rows,
+        (
+            Figure(
+                "probe_by_layer", "linear-probe held-out accuracy by block, class token vs patch mean", True
+            ),
+            Figure("probe_pca", "2-D PCA of the final features of the scored images, by class", True),
+        ),
+        prepare="prepare_probe",
+        needs=drawn_splits,
+    ),
+)
 
 
 def weights_files() -> list:
@@ -311,16 +375,8 @@ EXPERIMENT = Experiment(
     parts=PARTS,
     config=Config,
     code=f"{__name__}.parts",
-    results={
-        "predict": PredictResult,
-        "attention": AttentionResult,
-        "masking": MaskingResult,
-        "probe": ProbeResult,
-    },
-    summary=summary,
     headlines=HEADLINES,
-    key_figures=KEY_FIGURES,
     weights_files=weights_files,
-    needs=needs,
+    needs_always=vit_weights,
     non_result_keys=("model.cache", "model.batch_size", "masking.examples"),
 )

@@ -4,7 +4,7 @@ experiment's settings and results are in its __init__)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from atml.data.photos import Photo, load_photos
 from atml.data.photos import to_model_input as photo_input
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import UserError
-from atml.experiments import RunContext
+from atml.experiments import RunContext, per_seed
 from atml.experiments.vit import (
     AttentionResult,
     Config,
@@ -59,8 +59,15 @@ DROPPED_COLOUR = (0.25, 0.45, 0.85)
 @dataclass(frozen=True)
 class VitContext(RunContext):
     vit: FrozenModel
-    train: Draw | None  # the probe's fixed draws (masking and probe only)
-    test: Draw | None
+    draws: dict[str, Draw] = field(default_factory=dict)  # the probe's train and test (prepare_draws)
+
+    @property
+    def train(self) -> Draw:
+        return self.draws["train"]
+
+    @property
+    def test(self) -> Draw:
+        return self.draws["test"]
 
 
 def load_model(cfg: Config, device: torch.device) -> FrozenModel:
@@ -90,7 +97,7 @@ def probed_layers(ctx: VitContext) -> list[int]:
 
 
 def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VitContext:
-    """Weights, photos, data and every index checked before a run folder exists."""
+    """The model, its name checked before its weights are read; each part then adds its checks."""
     try:
         check_vit_name(cfg.model.name)
     except ValueError as exc:
@@ -100,29 +107,57 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> VitContext:
         check_is_vit(vit.model)
     except ValueError as exc:
         raise UserError(f"model.name: {exc}") from None
-    depth = len(vit.model.blocks)
-    photos_masked = "masking" in parts and cfg.masking.source == "photos"
-    if {"predict", "attention"} & set(parts) or photos_masked:
-        load_photos(cfg.data.images)
-    if "attention" in parts and not -depth <= cfg.attention.layer < depth:
-        raise UserError(f"attention.layer={cfg.attention.layer}: {cfg.model.name} has blocks 0…{depth - 1}")
-    if "probe" in parts and cfg.probe.layers and any(not -depth <= i < depth for i in cfg.probe.layers):
-        raise UserError(f"probe.layers={cfg.probe.layers}: {cfg.model.name} has blocks 0…{depth - 1}")
-    if "masking" in parts and any(not 0 <= r < 1 for r in cfg.masking.ratios):
-        raise UserError(f"masking.ratios={cfg.masking.ratios}: each must be in [0, 1)")
-    train = test = None
-    if "probe" in parts or ("masking" in parts and not photos_masked):
-        train, test = splits(cfg)
-        fitted_on = train.labels if cfg.probe.split is None else test.labels
-        if len(set(fitted_on.tolist())) < 2:
-            raise UserError(f"the probe's fitting images of {cfg.data.dataset} hold one class; draw more")
-        scored = len(test.labels) * cfg.probe.split if cfg.probe.split else len(test.labels)
-        if cfg.probe.split and not 1 <= scored <= len(test.labels) - 2:
-            raise UserError(
-                f"probe.split={cfg.probe.split} of {len(test.labels)} test images leaves too few to fit "
-                "or to score"
-            )
-    return VitContext(cfg, device, tuple(parts), vit, train, test)
+    return VitContext(cfg, device, tuple(parts), vit)
+
+
+def check_block(ctx: VitContext, setting: str, index: int) -> None:
+    depth = len(ctx.vit.model.blocks)
+    if not -depth <= index < depth:
+        raise UserError(f"{setting}: {ctx.cfg.model.name} has blocks 0…{depth - 1}")
+
+
+def prepare_photos(part: str, ctx: VitContext) -> None:
+    load_photos(ctx.cfg.data.images)  # a missing or unreadable photo is named now
+
+
+def prepare_attention(part: str, ctx: VitContext) -> None:
+    check_block(ctx, f"attention.layer={ctx.cfg.attention.layer}", ctx.cfg.attention.layer)
+    prepare_photos(part, ctx)
+
+
+def prepare_masking(part: str, ctx: VitContext) -> None:
+    m = ctx.cfg.masking
+    if any(not 0 <= r < 1 for r in m.ratios):
+        raise UserError(f"masking.ratios={m.ratios}: each must be in [0, 1)")
+    if m.source == "photos":
+        prepare_photos(part, ctx)
+    else:
+        prepare_draws(ctx)
+
+
+def prepare_probe(part: str, ctx: VitContext) -> None:
+    for index in ctx.cfg.probe.layers or ():
+        check_block(ctx, f"probe.layers={ctx.cfg.probe.layers}", index)
+    prepare_draws(ctx)
+
+
+def prepare_draws(ctx: VitContext) -> None:
+    """The probe's training and test draws (masking scores the masked images with that probe),
+    drawn once per run and checked against probe.split."""
+    if ctx.draws:
+        return
+    cfg = ctx.cfg
+    train, test = splits(cfg)
+    fitted_on = train.labels if cfg.probe.split is None else test.labels
+    if len(set(fitted_on.tolist())) < 2:
+        raise UserError(f"the probe's fitting images of {cfg.data.dataset} hold one class; draw more")
+    scored = len(test.labels) * cfg.probe.split if cfg.probe.split else len(test.labels)
+    if cfg.probe.split and not 1 <= scored <= len(test.labels) - 2:
+        raise UserError(
+            f"probe.split={cfg.probe.split} of {len(test.labels)} test images leaves too few to fit "
+            "or to score"
+        )
+    ctx.draws.update(train=train, test=test)
 
 
 def weights_note(cfg: Config) -> str:
@@ -154,6 +189,7 @@ def displayable(x: torch.Tensor, p: Preprocess) -> np.ndarray:
     return (x.cpu().float() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
+@per_seed
 def run_predict(ctx: VitContext, run: Run) -> PredictResult:
     cfg, device, p = ctx.cfg, ctx.device, ctx.vit
     photos, x = photo_batch(ctx)
@@ -255,6 +291,7 @@ def attention_by_block_figures(
     )
 
 
+@per_seed
 def run_attention(ctx: VitContext, run: Run) -> AttentionResult:
     cfg, device = ctx.cfg, ctx.device
     model = ctx.vit.model
@@ -351,6 +388,7 @@ def probe_data(ctx: VitContext) -> tuple[dict, dict, np.ndarray, np.ndarray, str
     )
 
 
+@per_seed
 def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
     cfg = ctx.cfg
     train_f, test_f, y_train, y_test, train_source, test_source = probe_data(ctx)
@@ -530,6 +568,7 @@ def run_masking_photos(ctx: VitContext, run: Run) -> MaskingResult:
     )
 
 
+@per_seed
 def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
     """Every test image masked at every ratio by each scheme; the ImageNet head's top-1 compared
     with its unmasked top-1, and a probe fitted on unmasked training features scoring the masked
@@ -602,11 +641,3 @@ def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
             "results": results,
         }
     )
-
-
-RUNNERS = {
-    "predict": run_predict,
-    "attention": run_attention,
-    "masking": run_masking,
-    "probe": run_probe,
-}
