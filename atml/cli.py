@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 import typer
 import yaml
 
-from atml import experiments, logs, plan, seed_summary
+from atml import cache, experiments, logs, plan, seed_summary
 from atml.config import presets, resolve
 from atml.errors import (
     MESSAGE_LIMIT,
@@ -26,7 +28,7 @@ from atml.runs import check_output_root, check_run_name
 from atml.tracking import check_tracker
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -35,6 +37,11 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Find, fetch or fake the datasets atml uses.")
 app.add_typer(data_app, name="data")
+cache_app = typer.Typer(
+    no_args_is_help=True,
+    help="See or empty atml's caches (frozen-model features, sample classifiers trained here).",
+)
+app.add_typer(cache_app, name="cache")
 log = logging.getLogger("atml")
 
 
@@ -66,6 +73,23 @@ EXPERIMENT_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 ALL = "all"
 
 
+def use_threads(n: int) -> None:
+    """--threads N: OpenMP's and MKL's count for this process and every process it starts (study
+    workers, torchrun ranks), set before torch is imported; torch's own too where it already is."""
+    if not 1 <= n <= 4096:
+        raise UserError(f"--threads {n}: give 1 to 4096")
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    if "torch" in sys.modules:  # a study's local launcher runs jobs in this process
+        from atml.runtime import set_threads
+
+        set_threads(n)
+
+
+def complete_experiment(incomplete: str) -> list[str]:
+    """Shell completion (atml --install-completion): the experiments and `all`."""
+    return [name for name in (*experiments.EXPERIMENTS, ALL) if name.startswith(incomplete)]
+
+
 @app.command(
     context_settings=EXPERIMENT_FLAGS,
     help="Run an experiment (all parts, or those named by --part) into a new run folder; `all` runs "
@@ -78,6 +102,7 @@ def run(
     experiment: str = typer.Argument(
         ...,
         metavar="EXPERIMENT",
+        autocompletion=complete_experiment,
         help=" | ".join(experiments.EXPERIMENTS) + f" (see `atml list`) | {ALL}: every one in turn",
     ),
     part: list[str] | None = typer.Option(
@@ -90,6 +115,13 @@ def run(
         None, "--set", metavar="KEY=VALUE", help="key=value override, e.g. train.epochs=5 (repeatable)"
     ),
     device: str = typer.Option("auto", metavar="DEVICE", help="auto | cpu | cuda"),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        metavar="N",
+        help="CPU threads for every part of every experiment (also study workers')  [default: "
+        "OMP_NUM_THREADS, else torch's]",
+    ),
     seed: int | None = typer.Option(None, metavar="N", help="overrides the config's seed"),
     seeds: str | None = typer.Option(
         None,
@@ -120,6 +152,12 @@ def run(
         metavar="KIND",
         help="none | tensorboard: also write TensorBoard event files into the run folder "
         "(pip install 'atml[tensorboard]')",
+    ),
+    keep_checkpoints: bool = typer.Option(
+        False,
+        "--keep-checkpoints",
+        help="keep the training checkpoints once every part of the run is done (by default they are "
+        "deleted then: they serve --resume, and a finished run has nothing to resume)",
     ),
     sweep: list[str] | None = typer.Option(
         None,
@@ -155,6 +193,9 @@ def run(
     (and with it torch) is imported."""
     check_tracker(tracker)
     plan.check_device(device)
+    cache.max_bytes()  # a bad ATML_CACHE_MAX_GB is refused before any run folder
+    if threads is not None:
+        use_threads(threads)
     if resume:
         given = [
             flag
@@ -180,7 +221,7 @@ def run(
         plan.check_resume(exp, resume)
         from atml import runner
 
-        runner.resume(exp, resume, device, tracker)
+        runner.resume(exp, resume, device, tracker, keep_checkpoints)
         return
     if seed is not None and seeds is not None:
         raise UserError("give --seed or --seeds, not both")
@@ -192,7 +233,7 @@ def run(
 
         chosen = choose(launcher, workers, launcher_set)
         _study(experiment, sweep, chosen, dry_run, out, label, ctx.args, part, set_, config, smoke,
-               seeds, seed, force, preset, device, tracker)  # fmt: skip
+               seeds, seed, force, preset, device, tracker, keep_checkpoints)  # fmt: skip
         return
     if experiment == ALL:
         given = [flag for flag, value in (("--part", part), ("--config", config)) if value] + ctx.args
@@ -214,6 +255,7 @@ def run(
         label=label,
         device=device,
         tracker=tracker,
+        keep_checkpoints=keep_checkpoints,
         preset=preset,
     )
     if experiment == ALL:
@@ -229,7 +271,7 @@ def run(
 
 
 def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, set_, config, smoke,
-           seeds, seed, force, preset, device, tracker) -> None:  # fmt: skip
+           seeds, seed, force, preset, device, tracker, keep_checkpoints) -> None:  # fmt: skip
     """`atml run EXP|all --sweep ...`: every cell of every study resolved and checked, then a study
     folder per experiment, run in turn (`all`: each experiment that has every swept key)."""
     import sys
@@ -264,6 +306,7 @@ def _study(experiment, sweep, launcher, dry_run, out, label, flag_args, part, se
             preset=settings[name][1],
             device=device,
             tracker=tracker,
+            keep_checkpoints=keep_checkpoints,
         )
         try:
             studies.append((base, *engine.plan_study(base, axes)))
@@ -472,7 +515,9 @@ def list_() -> None:
 @app.command("config", context_settings=EXPERIMENT_FLAGS)
 def config_(
     ctx: typer.Context,
-    experiment: str = typer.Argument(..., metavar="EXPERIMENT", help="resnet | vit | gan | vae | clip"),
+    experiment: str = typer.Argument(
+        ..., metavar="EXPERIMENT", help="resnet | vit | gan | vae | clip", autocompletion=complete_experiment
+    ),
     config: Path | None = typer.Option(
         None, "--config", metavar="FILE", help="YAML merged over the defaults"
     ),
@@ -675,6 +720,34 @@ def _is(exc: BaseException, class_name: str) -> bool:
 
 def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM before a run (or between runs) ends like Ctrl-C: one line, 130
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Each cache's folder, files and size, and the cap."""
+    cap = cache.max_bytes()
+    print(f"atml's caches under {cache.root()} (ATML_CACHE_DIR):")
+    used = cache.usage()
+    for u in used:
+        print(f"  {u.kind:<12} {u.files:>6} files  {u.bytes / 1e6:>10,.1f} MB  {cache.cache_dir(u.kind)}")
+    total = sum(u.bytes for u in used)
+    limit = f"cap {cap / 1e9:g} GB (ATML_CACHE_MAX_GB)" if cap else "no cap (set ATML_CACHE_MAX_GB)"
+    print(f"  total {total / 1e6:,.1f} MB; {limit}")
+    print("Pretrained weights are kept by their libraries (torch hub, Hugging Face): see atml data check.")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    kinds: list[str] | None = typer.Argument(
+        None, metavar="[CACHE]...", help=f"{' | '.join(cache.KINDS)} (default: all of them)"
+    ),
+    older_than: float | None = typer.Option(
+        None, "--older-than", metavar="DAYS", min=0, help="only files not used for this many days"
+    ),
+) -> None:
+    """Delete cache files; each is computed again when a run next needs it."""
+    freed = cache.clear(kinds or [], older_than)
+    print(f"atml: deleted {freed.files} files ({freed.bytes / 1e6:,.1f} MB) of {freed.kind}")
 
 
 def main() -> None:

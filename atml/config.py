@@ -378,6 +378,11 @@ def _put(data: dict, dotted_key: str, value: Any) -> dict:
 class ClassifierConfig(Strict):
     """The digit classifier that judges generated samples (GAN, VAE): atml.models.sample_classifier."""
 
+    judge: Literal["shipped", "train"] = Field(
+        "shipped",
+        description="shipped: the judge atml ships (the same numbers on every machine); train: one trained "
+        "here on the run's training images by the settings below (cached)",
+    )
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from atml.cache import cache_dir
+from atml.cache import cache_dir, fit_to_cap
 from atml.data.preprocess import Preprocess, to_model_input
 from atml.errors import OutputWriteError
 from atml.logs import Counter
@@ -112,6 +112,7 @@ class FeatureCache:
         )
         try:
             atomic_write_bytes(path, buffer.getvalue())
+            fit_to_cap(keep=path)
         except OutputWriteError as exc:  # the cache only saves time: say so once and go on without it
             log.warning(f"  feature cache not written: {exc}; going on without it (folder: ATML_CACHE_DIR)")
             _UNWRITABLE.add(self.root)

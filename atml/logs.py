@@ -69,9 +69,10 @@ def get(name: str = "atml") -> logging.Logger:
 
 
 class Counter:
-    """Progress through `total` items of one pass: on a terminal a live line; in a log file (or
-    a pipe) a line every 30 s and, with `shares`, at about every 10 % of the pass too, so a
-    redirected long pass still says where it is. The last item always gets a line."""
+    """Progress through `total` items of one pass: on a terminal a live tqdm bar (rate, ETA) that
+    clears itself when the pass ends; in a log file (or a pipe) a line every 30 s and, with
+    `shares`, at about every 10 % of the pass too, so a redirected long pass still says where it
+    is. The last item always gets a line there."""
 
     def __init__(self, label: str, total: int, unit: str = "", shares: bool = True, every_s: float = 30.0):
         self.label, self.total, self.unit, self.every_s = label, max(total, 1), unit, every_s
@@ -80,6 +81,13 @@ class Counter:
         self.started = self.last_line = time.perf_counter()
         self.next_share = 0.1
         self.log = logging.getLogger("atml")
+        self.bar = None
+
+    def close(self) -> None:
+        """Clear the live bar (a line printed next starts at the line's start)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def update(self, done: int, extra: str = "") -> None:
         if not self.log.isEnabledFor(logging.INFO):
@@ -87,11 +95,17 @@ class Counter:
         now = time.perf_counter()
         text = f"  {self.label}: {done}/{self.total}{self.unit}{extra}"
         if self.live:
-            if done < self.total and now - self.last_line < 0.2:
-                return
-            sys.stdout.write("\r" + text + ("\n" if done >= self.total else ""))
-            sys.stdout.flush()
-            self.last_line = now
+            if self.bar is None:
+                from tqdm import tqdm
+
+                unit = self.unit.strip() or "it"
+                self.bar = tqdm(
+                    total=self.total, desc=f"  {self.label}", unit=unit, leave=False, file=sys.stdout
+                )
+            self.bar.set_postfix_str(extra.strip(" ,;"), refresh=False)
+            self.bar.update(done - self.bar.n)
+            if done >= self.total:
+                self.close()
             return
         at_share = self.shares and done / self.total >= self.next_share
         if done >= self.total or at_share or now - self.last_line >= self.every_s:

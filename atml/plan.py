@@ -52,6 +52,7 @@ class RunRequest:
     label: str
     device: str  # auto | cpu | cuda, picked by the runner
     tracker: str = "none"
+    keep_checkpoints: bool = False  # else deleted once every part of a run is done
     preset: str | None = None  # the experiment's configs/PRESET.yaml over its defaults
     configs: tuple[SeedConfig, ...] = field(default=())  # filled by `resolved`
 

@@ -304,6 +304,20 @@ def confusion_matrix(
     return _save(fig, path)
 
 
+def heatmaps(maps: dict[str, np.ndarray], path: Path, title: str, label: str) -> Path:
+    """Each 2-D map as it is, cell by cell (nearest, no smoothing), with its own colour bar."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.4), squeeze=False)
+    for ax, (name, values) in zip(axes[0], maps.items()):
+        image = ax.imshow(values, cmap="hot", interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, label=label, fraction=0.046)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def tradeoff(
     points: dict[str, tuple[float, float, str]], path: Path, title: str, xlabel: str, ylabel: str
 ) -> Path:

@@ -97,7 +97,9 @@ def run_seeds(request: RunRequest, device) -> None:
             }
             label = f"{request.label}-seed{one.seed}" if request.summarise else request.label
             handles.append(_create_run(request.out, exp.name, label, one.raw, env))
-        for one, handle, summary_rows in zip(group, handles, execute(exp, ctxs, handles, request.tracker)):
+        for one, handle, summary_rows in zip(
+            group, handles, execute(exp, ctxs, handles, request.tracker, request.keep_checkpoints)
+        ):
             rows[one.seed], runs[one.seed] = summary_rows, handle
     if request.summarise and distributed.is_main():
         summary_rows = seed_summary.summary_rows(rows)
@@ -107,7 +109,9 @@ def run_seeds(request: RunRequest, device) -> None:
         log.info(f"\natml: seed summary: {folder.dir / 'summary.md'}")
 
 
-def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> None:
+def resume(
+    exp: Experiment, folders: list[Path], device: str, tracker: str, keep_checkpoints: bool = False
+) -> None:
     """Continue run folders with their own configs and parts; finished parts are kept. Several
     folders (the seeds of one --seeds run) continue together where the experiment stacks seeds."""
     with _session(device) as torch_device:
@@ -128,7 +132,7 @@ def resume(exp: Experiment, folders: list[Path], device: str, tracker: str) -> N
             prepare_group(exp, [cfgs[i] for i in group], torch_device, list(parts[0])) for group in groups
         ]
         for group, ctxs in zip(groups, prepared):
-            execute(exp, ctxs, [handles[i] for i in group], tracker)
+            execute(exp, ctxs, [handles[i] for i in group], tracker, keep_checkpoints)
 
 
 def run_all(plans: list[RunRequest]) -> None:
@@ -168,7 +172,13 @@ def run_all(plans: list[RunRequest]) -> None:
         raise SystemExit(next(iter(failed.values())))
 
 
-def execute(exp: Experiment, ctxs: list, handles: list[Run], tracker_kind: str = "none") -> list[list[dict]]:
+def execute(
+    exp: Experiment,
+    ctxs: list,
+    handles: list[Run],
+    tracker_kind: str = "none",
+    keep_checkpoints: bool = False,
+) -> list[list[dict]]:
     """The parts of runs (one per seed: several when the experiment stacks seeds), in order, into
     their folders; returns each run's summary rows. Every part starts from the run's seed, so its
     numbers do not depend on which parts ran before it."""
@@ -202,6 +212,8 @@ def execute(exp: Experiment, ctxs: list, handles: list[Run], tracker_kind: str =
                         trackers[i].log_part(p, handles[i].metrics[p])
                 distributed.barrier()  # the other ranks read what rank 0 recorded
                 log.info(f"== {exp.name}/{p} done in {time.perf_counter() - started:.0f} s")
+            distributed.barrier()  # every rank is past its last checkpoint read
+            freed = [0 if keep_checkpoints else h.drop_checkpoints() for h in handles]
     except KeyboardInterrupt:
         log.error(f"\natml: interrupted; continue with: {resume_hint}")
         raise SystemExit(130) from None
@@ -220,12 +232,19 @@ def execute(exp: Experiment, ctxs: list, handles: list[Run], tracker_kind: str =
         for h in handles:
             folder_lock.release(h.dir)
     all_rows = []
-    for h in handles:
+    for h, dropped in zip(handles, freed):
         rows = exp.summary({p: h.metrics[p] for p in ctxs[0].parts})
         log.info(f"\n{text_table(rows)}")
         log.info(f"\natml: done. metrics: {h.dir / 'metrics.json'}  plots: {h.dir / 'plots'}")
+        log.info(f"atml: the run folder holds {h.size() / 1e6:,.1f} MB{_dropped(dropped)}")
         all_rows.append(rows)
     return all_rows
+
+
+def _dropped(freed: int) -> str:
+    if not freed:
+        return ""
+    return f" (its training checkpoints, {freed / 1e6:,.1f} MB, were deleted: --keep-checkpoints keeps them)"
 
 
 def _create_run(out: Path, experiment: str, label: str, raw: dict, env: dict) -> Run:

@@ -284,7 +284,20 @@ class Run:
     def sample_path(self, name: str) -> Path:
         return self.dir / "samples" / f"{name}.png"
 
+    def size(self) -> int:
+        """Bytes the run folder holds."""
+        return sum(f.stat().st_size for f in self.dir.rglob("*") if f.is_file())
+
     # --- checkpoints --------------------------------------------------------------------
+    def drop_checkpoints(self) -> int:
+        """Delete the training checkpoints of a complete run (they serve --resume alone); the
+        bytes freed."""
+        freed = 0
+        for path in (self.dir / "checkpoints").glob("*.pt"):
+            freed += path.stat().st_size
+            path.unlink()
+        return freed
+
     def checkpoint_path(self, key: str, previous: bool = False) -> Path:
         return self.dir / "checkpoints" / (f"{key}.previous.pt" if previous else f"{key}.pt")
 
@@ -389,6 +402,12 @@ class FollowerRun(Run):
 
     def save_checkpoint(self, key: str, state: dict) -> None:
         pass
+
+    def drop_checkpoints(self) -> int:
+        return 0
+
+    def size(self) -> int:
+        return 0
 
     def keep_previous_checkpoint(self, key: str) -> None:
         pass

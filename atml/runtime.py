@@ -60,6 +60,13 @@ def hold_threads() -> int:
     return _threads
 
 
+def set_threads(n: int) -> None:
+    """torch's CPU threads from now on (hold_threads keeps them)."""
+    global _threads
+    _threads = n
+    torch.set_num_threads(n)
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -84,11 +84,12 @@ def _check_finite(
 
 
 class Progress:
-    """A line per epoch; inside an epoch, a counter of batches (live on a terminal, a line at
-    every ~10 % or 30 s in a log file)."""
+    """A line per epoch with the numbers that matter for it (`shown`; the history CSV keeps every
+    number); inside an epoch, a counter of batches (live on a terminal, a line at every ~10 % or
+    30 s in a log file)."""
 
-    def __init__(self, label: str, epochs: int, steps_per_epoch: int):
-        self.label, self.epochs, self.steps_per_epoch = label, epochs, steps_per_epoch
+    def __init__(self, label: str, epochs: int, steps_per_epoch: int, shown: tuple[str, ...] = ()):
+        self.label, self.epochs, self.steps_per_epoch, self.shown = label, epochs, steps_per_epoch, shown
         self.started = time.perf_counter()
         self.counter: Counter | None = None
 
@@ -104,10 +105,12 @@ class Progress:
         done = epoch + 1 - first_epoch
         per_epoch = (time.perf_counter() - self.started) / max(done, 1)
         eta = per_epoch * (self.epochs - epoch - 1)
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
-        prefix = "\r" if self.counter is not None and self.counter.live else ""
+        keys = self.shown or [k for k, v in row.items() if isinstance(v, float)]
+        shown = "  ".join(f"{k} {row[k]:.4g}" for k in keys if isinstance(row.get(k), float))
+        if self.counter is not None:
+            self.counter.close()
         log.info(
-            f"{prefix}  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  "
+            f"  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  "
             f"[{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]"
         )
 
@@ -136,6 +139,7 @@ def fit(
     evaluate: Callable[[int], dict] | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
     checkpointing: Checkpointing | None = None,
+    shown: tuple[str, ...] = (),
 ) -> History:
     """Run `step` on every batch for `epochs` epochs: `fit_stacked` with one copy."""
     (history,) = fit_stacked(
@@ -147,6 +151,7 @@ def fit(
         evaluate=None if evaluate is None else (lambda epoch: [evaluate(epoch)]),
         on_epoch_end=on_epoch_end,
         checkpointing=None if checkpointing is None else [checkpointing],
+        shown=shown,
     )
     return history
 
@@ -230,11 +235,13 @@ def fit_stacked(
     on_epoch_end: Callable[[int], None] | None = None,
     checkpointing: list[Checkpointing] | None = None,
     copies: list[str] | None = None,
+    shown: tuple[str, ...] = (),
 ) -> list[History]:
     """Run `step` on every batch for `epochs` epochs for N stacked copies: `step` returns each
     logged value as an [N] tensor, `evaluate` one row per copy, `checkpointing` one per copy (all
     resume, or none). With checkpoints, a finished run returns its stored histories at once.
-    `copies`: the copies' names in messages (e.g. seed 0, seed 1).
+    `copies`: the copies' names in messages (e.g. seed 0, seed 1); `shown`: the logged values each
+    epoch's line shows (all, if empty).
     Kept in one piece (over 60 lines): the order of step, interval logging, NaN check,
     evaluation, checkpoint and progress is the loop's contract and reads best top to bottom."""
     n = len(checkpointing) if checkpointing else len(copies or [None])
@@ -243,7 +250,7 @@ def fit_stacked(
     if checkpointing is not None:
         histories, first_epoch = _resume(checkpointing, label, epochs)
     steps_per_epoch = len(batches)
-    progress = Progress(label if n == 1 else f"{label} ×{n}", epochs, steps_per_epoch)
+    progress = Progress(label if n == 1 else f"{label} ×{n}", epochs, steps_per_epoch, shown)
     global_step = first_epoch * steps_per_epoch
     trained_seconds = histories[0].epochs[-1].get("time_s", 0.0) if histories[0].epochs else 0.0
     for epoch in range(first_epoch, epochs):

@@ -41,8 +41,9 @@ def test_procrustes_recovers_a_known_rotation():
     g = torch.Generator().manual_seed(0)
     x = F.normalize(torch.randn(200, 16, generator=g, dtype=torch.float64), dim=-1)
     rotation, _ = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))
-    found = fit_rotation(x, x @ rotation)
+    found, scale = fit_rotation(x, x @ rotation)
     assert torch.allclose(found, rotation, atol=1e-8)
+    assert scale == pytest.approx(200)  # trace of XᵀX: every pair mapped exactly
     assert torch.allclose(apply_rotation(x, found).double(), x @ rotation, atol=1e-6)
     assert torch.allclose(found @ found.T, torch.eye(16, dtype=torch.float64), atol=1e-10)
 

@@ -40,6 +40,7 @@ def imported_modules(*args: str, cwd) -> tuple[int, set[str], str]:
         (["config", "vae"], 0),
         (["config", "resnet", "--preset", "original"], 0),
         (["data", "check"], 0),
+        (["cache", "info"], 0),
         (["run", "--help"], 0),
         (["run", "resnet", "--set", "foo=1"], 2),  # unknown key
         (["run", "vae", "--set", "train.epochs=x"], 2),  # bad value
@@ -115,6 +116,16 @@ def test_version_and_short_help(cli):
     assert code == 0 and out.strip() == f"atml {version('atml')}"
     code, out, _ = cli("run", "-h")
     assert code == 0 and "--sweep" in out and "--launcher" in out
+
+
+def test_shell_completion_is_offered_and_completes_experiments(tmp_path):
+    """`atml --install-completion` (typer's) installs it; the completion names the experiments."""
+    atml = str(Path(sys.executable).with_name("atml"))  # the installed command, the name completion keys on
+    script = subprocess.run([atml, "--show-completion", "bash"], capture_output=True, text=True, cwd=tmp_path)
+    assert script.returncode == 0 and "_atml_completion" in script.stdout
+    env = os.environ | {"_ATML_COMPLETE": "complete_bash", "COMP_WORDS": "atml run v", "COMP_CWORD": "2"}
+    done = subprocess.run([atml], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.stdout.split() == ["vit", "vae"]
 
 
 @pytest.mark.parametrize(

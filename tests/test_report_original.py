@@ -117,7 +117,9 @@ def test_the_report_has_a_column_for_the_original_preset_and_for_atmls_settings(
     row = next(line for line in section.splitlines() if line.startswith("| mode-collapse, pathology: pixel"))
     assert row.strip("|").split("|")[3].strip() == "— (part not run)"  # the default run had d-overfit only
     marks = next(line for line in section.splitlines() if line.startswith("**atml --preset original:"))
-    assert "train.lr_g = 0.001 (original: 0.0002)" in marks and "data.root" not in marks
+    assert "settings that differ from the original (listed below)" in marks
+    listed = section.split("settings that differ from --preset original (")[1].split("</details>")[0]
+    assert "| train.lr_g | 0.001 | 0.0002 |" in listed and "data.root" not in listed
 
 
 def test_compare_sets_an_original_preset_run_beside_a_default_run(cli, two_runs, tmp_path):
@@ -151,3 +153,13 @@ def test_two_folders_of_one_kind_get_a_column_each(cli, two_runs, tmp_path):
     assert (
         f"atml --preset original ({original.name})" in header and "atml --preset original (again)" in header
     )
+
+
+def test_the_report_opens_with_contents_linking_every_section(tmp_path):
+    from atml.report.document import Contents, Heading, Paragraph, to_html, to_markdown
+
+    blocks = [Heading("atml report", 1), Contents(), Heading("1. gan — an MLP GAN"), Paragraph("x")]
+    text = to_markdown(blocks, tmp_path)
+    assert "- [1. gan — an MLP GAN](#1-gan--an-mlp-gan)" in text
+    page = to_html(blocks, "r")
+    assert "<a href='#1-gan--an-mlp-gan'>" in page and "<h2 id='1-gan--an-mlp-gan'>" in page

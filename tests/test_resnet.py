@@ -231,6 +231,7 @@ def test_data_parallel_fine_tuning_under_torchrun(cifar_root, tmp_path):
         "model.name=resnet18",
         "--set",
         "data.train_images=64",
+        "--keep-checkpoints",
         "--out",
         str(tmp_path),
     ]

@@ -55,3 +55,23 @@ def test_checkpoint_roundtrip_loads_weights_only(tmp_path):
 def test_open_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(UserError, match="config.yaml"):
         Run.open(tmp_path, experiments.get("gan"))
+
+
+def test_a_complete_run_deletes_its_checkpoints_unless_kept(cli, fake_root, tmp_path):
+    """Checkpoints serve --resume; once every part is done they go (--keep-checkpoints keeps them),
+    and the end of the run says how much the folder holds."""
+    common = ["run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}"]
+    code, out, err = cli(*common, "--out", tmp_path / "dropped")
+    assert code == 0, err
+    (folder,) = (tmp_path / "dropped" / "gan").iterdir()
+    assert not list((folder / "checkpoints").glob("*.pt")) and "training checkpoints" in out
+    assert "the run folder holds" in out
+    code, out, err = cli(*common, "--keep-checkpoints", "--out", tmp_path / "kept")
+    assert code == 0, err
+    (folder,) = (tmp_path / "kept" / "gan").iterdir()
+    assert {p.name for p in (folder / "checkpoints").glob("*.pt")} == {
+        "baseline-assignment.pt",
+        "baseline-tuned.pt",
+    }
+    code, out, err = cli("run", "gan", "--resume", folder)  # complete: nothing to redo, and now they go
+    assert code == 0 and "already complete" in out and not list((folder / "checkpoints").glob("*.pt"))

@@ -251,6 +251,8 @@ def study(tmp_path_factory):
 def test_run_all_smoke_then_report_has_every_section_table_and_figure(study):
     folder, run, report = study
     assert run.returncode == 0, run.stderr[-2000:]
+    outputs = sum(f.stat().st_size for f in (folder / "outputs").rglob("*") if f.is_file())
+    assert outputs < 300e6, f"run all --smoke left {outputs / 1e6:,.0f} MB"  # checkpoints go with success
     assert report.returncode == 0, report.stderr
     text = (folder / "outputs" / "report" / "report.md").read_text()
     headings = [f"## {i}. {name} — " for i, name in enumerate(experiments.EXPERIMENTS, 1)]

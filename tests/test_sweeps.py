@@ -259,8 +259,8 @@ def test_compare_sets_each_cell_of_a_study_beside_a_run(cli, local_study, tmp_pa
 
 
 def test_two_jobs_filling_one_cache_entry_at_once_both_succeed_with_the_same_bytes(fake_root, tmp_path):
-    """Two runs judge with the same sample classifier, which neither finds cached: both train it
-    and write it (atomically: a temporary file, then a rename) into the one shared cache."""
+    """Two runs judge with the same sample classifier trained here, which neither finds cached: both
+    train it and write it (atomically: a temporary file, then a rename) into the one shared cache."""
     env = os.environ | {"ATML_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     runs = [
         subprocess.Popen(
@@ -275,6 +275,8 @@ def test_two_jobs_filling_one_cache_entry_at_once_both_succeed_with_the_same_byt
                 "baseline",
                 "--set",
                 f"data.root={fake_root}",
+                "--set",
+                "eval.classifier.judge=train",
                 "--out",
                 str(tmp_path / f"out{i}"),
             ],

@@ -40,3 +40,17 @@ def test_omp_num_threads_holds_after_a_umap_map_and_is_recorded(tmp_path, fake_r
     (folder,) = (tmp_path / "gan").iterdir()
     recorded = json.loads((folder / "env.json").read_text())
     assert recorded["threads"] == 1 and recorded["device_name"] == "cpu (1 thread)"
+
+
+def test_threads_option_sets_the_count_for_the_run_and_is_recorded(tmp_path, fake_root, cli):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    run = subprocess.run(
+        [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--part", "baseline", "--threads", "1",
+         "--set", f"data.root={fake_root}", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (folder,) = (tmp_path / "gan").iterdir()
+    assert json.loads((folder / "env.json").read_text())["threads"] == 1 and "cpu (1 thread)" in run.stdout
+    code, _, err = cli("run", "gan", "--threads", "0", "--out", tmp_path / "none")
+    assert code == 2 and "--threads 0: give 1 to 4096" in err and not (tmp_path / "none").exists()

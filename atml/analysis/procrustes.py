@@ -7,14 +7,16 @@ import torch
 import torch.nn.functional as F
 
 
-def fit_rotation(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The orthogonal R minimising ‖XR − Y‖_F over paired rows of unit-normalised X, Y (scipy)."""
+def fit_rotation(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The orthogonal R minimising ‖XR − Y‖_F over paired rows of unit-normalised X, Y (scipy),
+    and scipy's scale, the sum of the singular values of XᵀY (what the original printed as
+    "scale"; at most the number of pairs, reached when R maps every x onto its y)."""
     from scipy.linalg import orthogonal_procrustes
 
     x = F.normalize(source.double(), dim=-1).numpy()
     y = F.normalize(target.double(), dim=-1).numpy()
-    rotation, _ = orthogonal_procrustes(x, y)
-    return torch.from_numpy(np.ascontiguousarray(rotation))
+    rotation, scale = orthogonal_procrustes(x, y)
+    return torch.from_numpy(np.ascontiguousarray(rotation)), float(scale)
 
 
 def apply_rotation(embeddings: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,7 @@
-"""The classifier atml trains itself to judge generated samples: trained once per training set
-and cached, its held-out accuracy recorded so its verdicts can be weighed."""
+"""The classifier that judges generated samples: atml's shipped one (atml.models.shipped_judges,
+the default: the same numbers on every machine) or one trained here (`eval.classifier.judge:
+train`), trained once per training set and cached. Either way its held-out accuracy is recorded
+so its verdicts can be weighed."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 
 from atml import seeding
-from atml.cache import cache_dir
+from atml.cache import cache_dir, fit_to_cap
 from atml.config import ClassifierConfig
 from atml.data.batching import TensorBatches
 from atml.errors import OutputWriteError
@@ -32,6 +34,8 @@ class JudgedClassifier:
     heldout_accuracy: float
     cache_file: Path
     from_cache: bool
+    description: str = "trained here"  # which judge: metrics.json records it beside its numbers
+    sha256: str | None = None  # of the shipped judge's file
 
     def predict(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and penultimate features of images in [-1, 1], shape [N, 1, 28, 28]."""
@@ -76,7 +80,6 @@ def get_classifier(
     """Load the cached classifier for this exact training set, or train and cache one.
     Images are float [N, 1, 28, 28] in [-1, 1] on the device they should run on."""
     path = classifier_dir() / f"{name}-{fingerprint(train_x, train_y, cfg)}.pt"
-    model = DigitClassifier(n_classes).to(train_x.device)
     if path.parent.is_dir():
         try:
             remove_stale_temps(path.parent)
@@ -85,12 +88,37 @@ def get_classifier(
     if path.is_file():
         try:
             saved = load_tensors(path, train_x.device)
+            model = DigitClassifier(n_classes).to(train_x.device)
             model.load_state_dict(saved["state"])
             return JudgedClassifier(model, float(saved["heldout_accuracy"]), path, True)
         except Exception as exc:  # a damaged or foreign file: the cache is rebuilt, not trusted
             log.info(f"  sample classifier cache {path} is damaged ({type(exc).__name__}); training it again")
-            model = DigitClassifier(n_classes).to(train_x.device)
-    seeding.seed_torch(cfg.seed)
+    judge = train_classifier(name, train_x, train_y, heldout_x, heldout_y, cfg, n_classes)
+    model, acc = judge.model, judge.heldout_accuracy
+    buffer = io.BytesIO()
+    torch.save({"state": model.state_dict(), "heldout_accuracy": acc}, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+        fit_to_cap(keep=path)
+        log.info(f"  sample classifier: held-out accuracy {acc:.4f}, cached at {path}")
+    except OutputWriteError as exc:  # a cache is an optimisation: the next run trains it again
+        log.warning(f"  sample classifier not cached ({exc}); going on without it (folder: ATML_CACHE_DIR)")
+    return JudgedClassifier(model, acc, path, False)
+
+
+def train_classifier(
+    name: str,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    heldout_x: torch.Tensor,
+    heldout_y: torch.Tensor,
+    cfg: ClassifierConfig,
+    n_classes: int = 10,
+) -> JudgedClassifier:
+    """A DigitClassifier trained by atml's recipe `cfg` and scored on the held-out images (not
+    cached: get_classifier caches, shipped_judges ships)."""
+    seeding.seed_torch(cfg.seed)  # its initial weights too: the judge does not depend on the run's seed
+    model = DigitClassifier(n_classes).to(train_x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def step(batch):
@@ -109,12 +137,4 @@ def get_classifier(
         label=f"{name} sample classifier",
         log_every=100,
     )
-    acc = accuracy(model, heldout_x, heldout_y)
-    buffer = io.BytesIO()
-    torch.save({"state": model.state_dict(), "heldout_accuracy": acc}, buffer)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-        log.info(f"  sample classifier: held-out accuracy {acc:.4f}, cached at {path}")
-    except OutputWriteError as exc:  # a cache is an optimisation: the next run trains it again
-        log.warning(f"  sample classifier not cached ({exc}); going on without it (folder: ATML_CACHE_DIR)")
-    return JudgedClassifier(model, acc, path, False)
+    return JudgedClassifier(model, accuracy(model, heldout_x, heldout_y), Path(), False)

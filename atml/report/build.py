@@ -10,7 +10,17 @@ from pathlib import Path
 import yaml
 
 from atml import experiments, records
-from atml.report.document import Block, Code, Figure, FigureRow, Heading, Paragraph, Table
+from atml.report.document import (
+    Block,
+    Code,
+    Collapsed,
+    Contents,
+    Figure,
+    FigureRow,
+    Heading,
+    Paragraph,
+    Table,
+)
 from atml.report.original import complete_config
 from atml.report.sources import Skipped, Source
 
@@ -105,6 +115,13 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
                     warning=True,
                 )
             )
+        if source.differences:
+            blocks.append(
+                Collapsed(
+                    f"{label}: settings that differ from --preset original ({len(source.differences)})",
+                    [d.row() for d in source.differences],
+                )
+            )
     headlines = headline_rows(dict(zip(_labels(sources), sources)))
     if headlines:
         blocks += [Heading("Beside the original report", 3), Table(headlines)]
@@ -153,6 +170,7 @@ def study_report(
             "'1 seed' (no spread measured), 'incomplete' (a run whose parts did not all finish). A "
             "number without a mark comes from the original's settings over several seeds."
         ),
+        Contents(),
     ]
     problems = []
     for number, experiment in enumerate(experiments.EXPERIMENTS, 1):

@@ -48,7 +48,33 @@ class Code:
     text: str
 
 
-Block = Heading | Paragraph | Table | Figure | FigureRow | Code
+@dataclass
+class Collapsed:
+    """A table shown under a line that opens it (HTML and GitHub's Markdown: <details>)."""
+
+    summary: str
+    rows: list[dict]
+
+
+@dataclass
+class Contents:
+    """A table of contents: a link to every heading of `level` in the document."""
+
+    level: int = 2
+
+
+Block = Heading | Paragraph | Table | Figure | FigureRow | Code | Collapsed | Contents
+
+
+def anchor(text: str) -> str:
+    """The heading's anchor, as GitHub and mkdocs slug it (lower case, punctuation dropped,
+    spaces to hyphens)."""
+    kept = "".join(c for c in text.lower() if c.isalnum() or c in " -_")
+    return kept.strip().replace(" ", "-")
+
+
+def _contents(blocks: list[Block], level: int) -> list[str]:
+    return [b.text for b in blocks if isinstance(b, Heading) and b.level == level]
 
 
 def _text(value) -> str:
@@ -76,6 +102,17 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
             lines += [
                 " ".join(link(f) for f in block.figures),
                 " · ".join(f"*{f.caption}*" for f in block.figures),
+                "",
+            ]
+        elif isinstance(block, Contents):
+            lines += [f"- [{text}](#{anchor(text)})" for text in _contents(blocks, block.level)] + [""]
+        elif isinstance(block, Collapsed):
+            lines += [
+                f"<details><summary>{block.summary}</summary>",
+                "",
+                *markdown_table(block.rows),
+                "",
+                "</details>",
                 "",
             ]
         elif isinstance(block, Code):
@@ -118,6 +155,18 @@ def _html_figure(figure: Figure) -> str:
     return f"<figure>{image}<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
 
 
+def _html_table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p>(no rows)</p>"
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_text(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def to_html(blocks: list[Block], title: str) -> str:
     """One HTML file with every figure embedded."""
     parts = [
@@ -126,21 +175,23 @@ def to_html(blocks: list[Block], title: str) -> str:
     ]
     for block in blocks:
         if isinstance(block, Heading):
-            parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+            parts.append(
+                f"<h{block.level} id='{anchor(block.text)}'>{html.escape(block.text)}</h{block.level}>"
+            )
+        elif isinstance(block, Contents):
+            links = "".join(
+                f"<li><a href='#{anchor(text)}'>{html.escape(text)}</a></li>"
+                for text in _contents(blocks, block.level)
+            )
+            parts.append(f"<nav><ul>{links}</ul></nav>")
         elif isinstance(block, Paragraph):
             css = " class='warning'" if block.warning else ""
             parts.append(f"<p{css}>{html.escape(block.text)}</p>")
         elif isinstance(block, Table):
-            columns = list(dict.fromkeys(k for r in block.rows for k in r))
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(_text(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-                for r in block.rows
-            )
+            parts.append(_html_table(block.rows))
+        elif isinstance(block, Collapsed):
             parts.append(
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                if block.rows
-                else "<p>(no rows)</p>"
+                f"<details><summary>{html.escape(block.summary)}</summary>{_html_table(block.rows)}</details>"
             )
         elif isinstance(block, Figure):
             parts.append(_html_figure(block))

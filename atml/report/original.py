@@ -33,6 +33,19 @@ class Difference:
     def __str__(self) -> str:
         return f"{self.key} = {_shown(self.value)} (original: {_shown(self.original)})"
 
+    def row(self, limit: int = 60) -> dict:
+        """A table row: key, atml's value, the original's, each cut at `limit` characters with its
+        whole length said (an index list of 100 numbers stays one line)."""
+        return {
+            "key": self.key,
+            "this run": _cut(_shown(self.value), limit),
+            "original": _cut(_shown(self.original), limit),
+        }
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
+
 
 def _shown(value: object) -> str:
     if value is _ABSENT:

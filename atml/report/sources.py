@@ -143,7 +143,8 @@ class Source:
             out.append(
                 (
                     f"{n} setting{'s differ' if n > 1 else ' differs'}",
-                    "settings that differ from the original: " + "; ".join(map(str, self.differences)),
+                    f"{n} setting{'s that differ' if n > 1 else ' that differs'} from the original "
+                    "(listed below)",
                 )
             )
         if not self.is_summary:

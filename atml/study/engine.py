@@ -38,6 +38,7 @@ class Base:
     preset: str | None
     device: str
     tracker: str
+    keep_checkpoints: bool = False  # studies recorded before it existed kept none either way
 
     def request(self) -> plan.RunRequest:
         exp = experiments.get(self.experiment)
@@ -54,6 +55,7 @@ class Base:
             label="study",
             device=self.device,
             tracker=self.tracker,
+            keep_checkpoints=self.keep_checkpoints,
             preset=self.preset,
         )
 
@@ -136,7 +138,13 @@ def job_argv(study: Study, job: Job, folder: Path) -> list[str]:
 
 def _extra(base: Base) -> list[str]:
     """The options a job keeps on --resume."""
-    return ["--device", base.device, "--tracker", base.tracker]
+    return [
+        "--device",
+        base.device,
+        "--tracker",
+        base.tracker,
+        *["--keep-checkpoints"] * base.keep_checkpoints,
+    ]
 
 
 def job_folder(folder: Path, job: Job) -> Path:

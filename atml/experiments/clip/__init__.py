@@ -143,6 +143,11 @@ class GapConfig(Strict):
         "classes",
         description="texts in the maps: one per class, or the caption of every image (the original)",
     )
+    text_norms: Literal["prompts", "captions"] = Field(
+        "prompts",
+        description="the text norms recorded: of every prompt of every class (each once) | of every "
+        "image's caption, its class's text (class-frequency weighted; the original's)",
+    )
     unmatched: Literal["other-classes", "other-captions"] = Field(
         "other-classes",
         description="unmatched cosine: each image against the other classes' texts, or against every "
@@ -233,6 +238,7 @@ class ProcrustesResult(ClipResult):
     scoring: str = "held-out"
     n_fit: int
     n_held_out: int
+    scale: float | None = None  # scipy's Procrustes scale on the fit split (the original printed 89.1015)
     dim: int
     held_out: BeforeAfter | None
     fit_split_not_held_out: BeforeAfter

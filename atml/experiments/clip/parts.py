@@ -310,12 +310,15 @@ def run_gap(ctx: ClipContext, run: Run) -> GapResult:
         f"image and text embeddings together ({' vs '.join(cfg.gap.embeddings)}){weights_note(cfg)}",
         columns=len(cfg.gap.maps),
     )
-    flat_prompts = prompts.flatten(0, 1)
+    if cfg.gap.text_norms == "prompts":
+        text_norms, text_what = prompts.flatten(0, 1), "text (every prompt)"
+    else:  # each image's caption: its class's text, raw (the mean of its prompts' embeddings)
+        text_norms, text_what = prompts.mean(1)[test.labels], "text (every image's caption)"
     plots.histograms(
         {
             "norms before normalisation": {
                 "image": images.norm(dim=-1).numpy(),
-                "text (every prompt)": flat_prompts.norm(dim=-1).numpy(),
+                text_what: text_norms.norm(dim=-1).numpy(),
             },
             "cosine similarity, image vs class text": {
                 "matched (own class)": matched.numpy(),
@@ -336,10 +339,10 @@ def run_gap(ctx: ClipContext, run: Run) -> GapResult:
             "liang_mscoco_gap": LIANG_MSCOCO_GAP,
             "matched_cosine": sims.matched,
             "unmatched_cosine": sims.unmatched,
-            "norms_before": {"image": norm_summary(images), "text": norm_summary(flat_prompts)},
+            "norms_before": {"image": norm_summary(images), "text": norm_summary(text_norms)},
             "norms_after": {
                 "image": norm_summary(torch.nn.functional.normalize(images, dim=-1)),
-                "text": norm_summary(torch.nn.functional.normalize(flat_prompts, dim=-1)),
+                "text": norm_summary(torch.nn.functional.normalize(text_norms, dim=-1)),
             },
             "map_images": n,
         }
@@ -372,7 +375,7 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
     fit, held = order[:n_fit], order[n_fit:]
     embedded = image_embeddings(ctx)[ctx.pair_positions[:n]]
     images = torch.nn.functional.normalize(embedded.double(), dim=-1).float()
-    rotation = fit_rotation(images[fit], texts[test.labels[fit]])
+    rotation, scale = fit_rotation(images[fit], texts[test.labels[fit]])
     aligned = apply_rotation(images, rotation)
     splits = {"held_out": held, "fit_split": fit} if len(held) else {"fit_split": fit}
     scores = {
@@ -427,6 +430,7 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
             "scoring": p.scoring,
             "n_fit": len(fit),
             "n_held_out": len(held),
+            "scale": scale,
             "dim": int(images.shape[1]),
             "held_out": scores.get("held_out"),
             "fit_split_not_held_out": scores["fit_split"],

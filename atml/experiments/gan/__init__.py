@@ -261,6 +261,8 @@ class GanPartResult(KeyedResult):
     """A part: its data, the sample judge, real images as reference, and one key per run."""
 
     data: str
+    sample_classifier: str = "trained here"  # which judge scored the samples (runs before it was recorded)
+    sample_classifier_sha256: str | None = None  # the shipped judge's file
     sample_classifier_heldout_accuracy: float
     real_images_reference: SampleStats
     __pydantic_extra__: dict[str, GanRunResult] = Field(init=False)
@@ -304,6 +306,12 @@ def gan_part(name: str) -> Part:
         ),
         Figure(f"{name}_final_grid", "each run's final samples from fixed noise (modes covered, FD)", True),
         Figure(f"{name}_grids_over_epochs", "samples from the same fixed noise as training went on"),
+        Figure(
+            f"{name}_fresh_samples", "each run's samples from fresh z: 25 of those its sample numbers judge"
+        ),
+        Figure(
+            f"{name}_digit_strip", "each run's single digits in a row of 10 (fresh z; the original's strip)"
+        ),
         Figure(
             f"{name}_class_histogram", "classes of the generated samples (the judge's), beside real images'"
         ),

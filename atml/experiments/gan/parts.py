@@ -18,6 +18,7 @@ from atml.data.mnist_sets import TrainHeldout, load_train_heldout, to_signed_ran
 from atml.errors import UserError
 from atml.experiments import RunContext
 from atml.experiments.gan import Config, GanEvalConfig, GanPartResult, GanRunSettings, GanTrainConfig
+from atml.models import shipped_judges
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.modes import evaluating
 from atml.models.sample_classifier import JudgedClassifier, get_classifier
@@ -46,7 +47,7 @@ def prepare(cfg: Config, device: torch.device, parts: list[str]) -> GanContext:
         cfg, device, tuple(parts), {cfg.data.model_dump_json(): load_train_heldout(DATASET, cfg.data)}
     )
     base = ctx.data_of(cfg.data)
-    if len(base.train.images) < cfg.eval.classifier.batch_size:
+    if cfg.eval.classifier.judge == "train" and len(base.train.images) < cfg.eval.classifier.batch_size:
         raise UserError(
             f"eval.classifier.batch_size={cfg.eval.classifier.batch_size} exceeds "
             f"the {len(base.train.images)} training images"
@@ -70,7 +71,11 @@ def prepare_runs(part: str, ctx: GanContext) -> None:
 
 
 def _judge(ctx: GanContext) -> tuple[TrainHeldout, JudgedClassifier]:
+    """The base data and the judge of samples: atml's shipped MNIST classifier, or one trained
+    on that data (eval.classifier.judge)."""
     data, device = ctx.data_of(ctx.cfg.data), ctx.device
+    if ctx.cfg.eval.classifier.judge == "shipped":
+        return data, shipped_judges.load(DATASET, device)
     judge = get_classifier(
         DATASET,
         to_signed_range(data.train.images).to(device),
@@ -321,24 +326,28 @@ def train_together(
         on_epoch_end=keep_grid,
         checkpointing=checkpointing,
         copies=[f"seed {seed}" for seed in seeds],
+        shown=("d_loss", "g_loss", "d_real", "d_fake", "d_real_heldout"),
     )
     return [Trained(G_k, h, g) for G_k, h, g in zip(lone_G, histories, grids)]
 
 
+def judged_samples(trained: Trained, latent_dim: int, ev: GanEvalConfig, seed: int) -> torch.Tensor:
+    """The eval.n_samples images from fresh z the sample numbers judge, in [-1, 1]."""
+    z = torch.randn(ev.n_samples, latent_dim, generator=seeding.generator(seed + 1)).to(device_of(trained.G))
+    return generate(trained.G, z)
+
+
 def run_metrics(
     trained: Trained,
-    latent_dim: int,
+    samples: torch.Tensor,
     judge: JudgedClassifier,
     reference_features: np.ndarray,
     ev: GanEvalConfig,
-    seed: int,
 ) -> dict:
     history = trained.history
     last = history.epochs[-1]
     d_fake_series = np.array([r["d_fake"] for r in history.steps])
     grad_series = np.array([r["g_grad_norm"] for r in history.steps])
-    z = torch.randn(ev.n_samples, latent_dim, generator=seeding.generator(seed + 1)).to(device_of(trained.G))
-    samples = generate(trained.G, z)
     return {
         "final_d_real": last["d_real"],
         "final_d_fake": last["d_fake"],
@@ -396,11 +405,13 @@ def run_part(part: str, ctxs: list[GanContext], runs: list[Run]) -> list[GanPart
     real_train = to_signed_range(data.train.images[: cfg.eval.n_samples]).to(device)
     shared = {
         "data": data.description,
+        "sample_classifier": judge.description,
+        "sample_classifier_sha256": judge.sha256,
         "sample_classifier_heldout_accuracy": judge.heldout_accuracy,
         "real_images_reference": describe_samples(real_train, judge, reference_features, cfg.eval),
     }
     metrics: list[dict] = [dict(shared) for _ in seeds]
-    figures: list[dict] = [{"histories": {}, "finals": {}, "epoch_grids": {}} for _ in seeds]
+    figures: list[dict] = [{"histories": {}, "finals": {}, "epoch_grids": {}, "fresh": {}} for _ in seeds]
     for name, settings in cfg.runs[part].items():
         key = f"{part}-{name}"
         label = f"gan/{part}" + (f"/{name}" if name != part else "")
@@ -408,7 +419,9 @@ def run_part(part: str, ctxs: list[GanContext], runs: list[Run]) -> list[GanPart
             key, label, settings, ctxs[0].data_of(settings.data), seeds, cfg.eval, runs, device
         )
         for seed, t, m, f, run in zip(seeds, trained, metrics, figures, runs):
-            m[name] = run_metrics(t, settings.model.latent_dim, judge, reference_features, cfg.eval, seed)
+            samples = judged_samples(t, settings.model.latent_dim, cfg.eval, seed)
+            m[name] = run_metrics(t, samples, judge, reference_features, cfg.eval)
+            f["fresh"][name] = (samples[:25] + 1) / 2
             run.write_history(key, [{"run": name, **r} for r in t.history.epochs])
             run.write_history(f"{key}_steps", [{"run": name, **r} for r in t.history.steps])
             f["histories"][name] = {"steps": t.history.steps, "epochs": t.history.epochs}
@@ -423,7 +436,14 @@ def run_part(part: str, ctxs: list[GanContext], runs: list[Run]) -> list[GanPart
 
 
 def part_figures(
-    part: str, cfg: Config, metrics: dict, run: Run, histories: dict, finals: dict, epoch_grids: dict
+    part: str,
+    cfg: Config,
+    metrics: dict,
+    run: Run,
+    histories: dict,
+    finals: dict,
+    epoch_grids: dict,
+    fresh: dict,
 ) -> None:
     title = f"GAN {part}" + (f" — {' vs '.join(histories)}" if len(histories) > 1 else "")
     plots.training_curves(histories, CURVES, run.plot_path(f"{part}_curves"), title)
@@ -437,11 +457,22 @@ def part_figures(
         run.plot_path(f"{part}_grids_over_epochs"),
         f"GAN {part}: fixed-noise samples over training",
     )
+    plots.image_grids(
+        {"25 samples from fresh z": fresh},
+        run.plot_path(f"{part}_fresh_samples"),
+        f"GAN {part}: samples from fresh z, the first 25 of those the sample numbers judge",
+    )
+    plots.image_grids(
+        {name: {"10 single digits from fresh z": images[:10]} for name, images in fresh.items()},
+        run.plot_path(f"{part}_digit_strip"),
+        f"GAN {part}: single generated digits (fresh z)",
+        nrow=10,
+    )
     plots.grouped_bars(
         {name: metrics[name]["class_counts"] for name in histories}
         | {"real images": metrics["real_images_reference"]["class_counts"]},
         [str(c) for c in range(N_CLASSES)],
         run.plot_path(f"{part}_class_histogram"),
-        f"GAN {part}: classes of {cfg.eval.n_samples} samples (atml's classifier)",
+        f"GAN {part}: classes of {cfg.eval.n_samples} samples ({metrics['sample_classifier']})",
         "samples",
     )

@@ -177,6 +177,11 @@ class HeadTrainConfig(Strict):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(64, ge=2, description="BatchNorm cannot train on one image")
     lr: float = Field(1e-3, gt=0, le=10)
+    drop_last: bool = Field(
+        True,
+        description="every training loop (heads and fine-tuning) drops an epoch's last partial batch: "
+        "true (atml's: every step a full batch) | false (the original's: CIFAR-10 at 64 is 782 batches)",
+    )
     flip: bool = Field(True, description="random horizontal flips (both views of every image are cached)")
     backbone_bn: Literal["eval", "train"] = Field(
         "eval",
@@ -207,6 +212,11 @@ class ConfusionConfig(Strict):
 
 class CompareDepthConfig(Strict):
     archs: list[ResnetArch] = Field(["resnet18", "resnet152"], min_length=1)
+    reuse_baseline: bool = Field(
+        False,
+        description="model.name's entry is the baseline part's head and history (its checkpoint; trained "
+        "once per run), not a head trained for this part (the original did not retrain it)",
+    )
 
 
 class Config(Strict):

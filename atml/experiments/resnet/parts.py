@@ -139,16 +139,26 @@ def check_shortcut_blocks(frozen_model: FrozenModel, cfg: Config) -> None:
         raise UserError(f"no_residual.blocks: {exc}") from None
 
 
-def check_splits_over_ranks(key: str, ft: FinetuneConfig) -> None:
-    if ft.batch_size % distributed.world_size():
+def check_splits_over_ranks(key: str, ft: FinetuneConfig, cfg: Config, images: int) -> None:
+    """Every fine-tuning batch, the last partial one too where train.drop_last is false, splits
+    evenly over the ranks and gives BatchNorm more than one image."""
+    ranks, last = distributed.world_size(), 0 if cfg.train.drop_last else images % ft.batch_size
+    if ft.batch_size % ranks or last % ranks or (last and last // ranks < 2):
+        what = f"{key}.batch_size={ft.batch_size}" + (
+            f" (last batch {last} of {images} images)" if last else ""
+        )
         raise UserError(
-            f"{key}.batch_size={ft.batch_size} does not split evenly over {distributed.world_size()} ranks"
+            f"{what} does not split into batches of 2 or more images over {ranks} rank{'s' * (ranks > 1)}"
+            + ("; set train.drop_last=true" if last else "")
         )
 
 
 def prepare_no_residual(part: str, ctx: ResnetContext) -> None:
     check_shortcut_blocks(ctx.frozen(ctx.cfg.model.name), ctx.cfg)
-    check_splits_over_ranks("no_residual.finetune", ctx.cfg.no_residual.finetune)
+    ft, (train, _) = ctx.cfg.no_residual.finetune, ctx.splits()
+    check_splits_over_ranks(
+        "no_residual.finetune", ft, ctx.cfg, min(ft.images or len(train.labels), len(train.labels))
+    )
 
 
 def prepare_features(part: str, ctx: ResnetContext) -> None:
@@ -177,7 +187,8 @@ def prepare_transfer(part: str, ctx: ResnetContext) -> None:
         raise UserError(
             f"transfer.batch_size={t.batch_size} exceeds the {len(train.labels)} training images of {target}"
         )
-    check_splits_over_ranks("transfer", transfer_finetune(t, "full"))
+    ft = transfer_finetune(t, "full")
+    check_splits_over_ranks("transfer", ft, cfg, min(ft.images or len(train.labels), len(train.labels)))
     if "scratch" in t.settings:
         ctx.models[(cfg.model.name, "none")] = load_model(cfg, cfg.model.name, "none", ctx.device)
 
@@ -308,6 +319,7 @@ def train_head(
         train.labels.to(device),
         batch_size=cfg.train.batch_size,
         seed=cfg.seed,
+        drop_last=cfg.train.drop_last,
     )
     val_x, val_y = standardise(val_features), val.labels.to(device)
 
@@ -329,6 +341,7 @@ def train_head(
         checkpointing=Checkpointing(
             run, key, {"head": head, "optimizer": step.optimizer, "batches": batches}
         ),
+        shown=("loss", "acc", "val_acc"),
     )
     with evaluating(head):
         logits = head(val_x).cpu()
@@ -501,7 +514,11 @@ def finetune(
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ft.lr)
     preprocess = ctx.frozen(arch).preprocess
     batches = TensorBatches(
-        train.images[:n].to(device), train.labels[:n].to(device), batch_size=ft.batch_size, seed=cfg.seed
+        train.images[:n].to(device),
+        train.labels[:n].to(device),
+        batch_size=ft.batch_size,
+        seed=cfg.seed,
+        drop_last=cfg.train.drop_last,
     )
     val_images, val_labels = val.images.to(device), val.labels.to(device)
 
@@ -540,6 +557,7 @@ def finetune(
         log_every=cfg.train.log_every,
         evaluate=evaluate,
         checkpointing=Checkpointing(run, key, {"model": model, "optimizer": optimizer, "batches": batches}),
+        shown=("loss", "acc", "val_acc"),
     )
     return Finetuned(history, distributed.agreement(model))
 
@@ -810,7 +828,10 @@ def run_compare_depth(ctx: ResnetContext, run: Run) -> CompareDepthResult:
     cfg = ctx.cfg
     results, histories = {}, {}
     for arch in cfg.compare_depth.archs:
-        trained = train_head(ctx, cfg, arch, run, f"compare-depth-{arch}", off=())
+        if cfg.compare_depth.reuse_baseline and arch == cfg.model.name:  # the baseline's own head
+            trained = train_head(ctx, cfg, arch, run, head_key(shortcuts_off(cfg)))
+        else:
+            trained = train_head(ctx, cfg, arch, run, f"compare-depth-{arch}", off=())
         histories[arch] = trained.history
         results[arch] = {
             "weights": ctx.frozen(arch).weights,

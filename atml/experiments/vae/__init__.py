@@ -55,6 +55,14 @@ class VaeTrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0, le=10)
+    drop_last: bool = Field(
+        True, description="drop an epoch's last partial batch (atml's) | keep it (the original's: 469 steps)"
+    )
+    loss: Literal["image-mean", "batch-sum"] = Field(
+        "image-mean",
+        description="what each Adam step descends: the per-image mean of recon + β·KL (atml's) | its sum "
+        "over the batch (the original's); logged values are per image either way",
+    )
     log_every: int = Field(50, ge=1)
     precision: Precision = Field("auto", description="training forward passes; evaluation is always fp32")
     beta_schedule: BetaSchedule = BetaSchedule()
@@ -70,6 +78,9 @@ class VaeEvalConfig(Strict):
     mi_batch: int = Field(1000, ge=2, description="images per batch of the aggregate-posterior estimate")
     active_threshold: float = Field(0.01, gt=0)
     collapse_tolerance: float = Field(0.1, gt=0)
+    collapse_strict: bool = Field(
+        False, description="collapsed: |σ² − 1| ≤ collapse_tolerance | true: < (the original's count)"
+    )
     latent_map: Literal["pca", "tsne"] = "tsne"
     latent_map_images: int = Field(2000, ge=10)
     laplace_scale: float = Field(1.0, gt=0)
@@ -102,6 +113,10 @@ class ScheduleResult(Result):
     mean_abs_mu: float | None = None
     mean_mu: float | None = None
     mean_sigma: float | None = None
+    mean_logvar: float | None = None
+    mean_mu_spread_over_dims: float | None = None
+    mean_logvar_spread_over_dims: float | None = None
+    mean_sigma_spread_over_dims: float | None = None
     mutual_information: float | None = None
     mutual_information_bound: float | None = None
     kl_per_dim: list[float] | None = None
@@ -130,6 +145,7 @@ SUMMARY_COLUMNS = (
     ("mean_abs_mu", "mean |mu|"),
     ("mean_mu", "mean mu"),
     ("mean_sigma", "mean σ"),
+    ("mean_logvar", "mean log σ²"),
     ("shown_recon_mse_per_image", "shown recon"),
 )
 

@@ -115,6 +115,7 @@ class VaeStep:
         self.generators = generators
         self.optimizer = CopyAdams(model, lr=t.lr, fused=True)
         self.counter = StepCounter()
+        self.batch_sum = t.loss == "batch-sum"
         self.device, self.precision = device, resolve_precision(device, t.precision)
 
     def beta(self, step: int) -> float:
@@ -132,7 +133,8 @@ class VaeStep:
         kl = torch.stack([k.float() for _, k in terms])
         loss = rec + beta * kl
         self.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()  # the gradient of the sum: each copy's own
+        per_step = loss * x.shape[1] if self.batch_sum else loss  # batch-sum: B times each image's mean
+        per_step.sum().backward()  # the gradient of the sum over copies: each copy's own
         self.optimizer.step()
         return {
             "loss": loss.detach(),
@@ -177,7 +179,11 @@ def train_together(kind: str, ctxs: list[VaeContext], runs: list[Run]) -> list[t
         seeding.seed_torch(ctx.seed)
         copies.append(ConvVAE().to(device))
         generators.append(fork_global_generator(device))  # what the lone run drew from the global one
-        batches.append(TensorBatches(data.train, batch_size=cfg.train.batch_size, seed=ctx.seed))
+        batches.append(
+            TensorBatches(
+                data.train, batch_size=cfg.train.batch_size, seed=ctx.seed, drop_last=cfg.train.drop_last
+            )
+        )
     # a CUDA run batches the convolutions too (grouped): within rounding of a lone seed, not equal
     model = StackedConvVAE(copies, exact=device.type != "cuda")
     step = VaeStep(model, cfg.train, schedule, cfg.train.epochs * len(batches[0]), device, generators)
@@ -208,6 +214,7 @@ def train_together(kind: str, ctxs: list[VaeContext], runs: list[Run]) -> list[t
             for run, state, g in zip(runs, states, generators)
         ],
         copies=[f"seed {ctx.seed}" for ctx in ctxs],
+        shown=("recon", "kl", "beta", "val_loss"),
     )
     trained = []
     for k, (run, history) in enumerate(zip(runs, histories)):
@@ -238,11 +245,18 @@ def posterior_metrics(model: ConvVAE, ctx: VaeContext) -> dict:
     (test,) = evaluate_losses(model, data.test, beta=1.0)
     return {
         "test_images": len(mu),
-        "collapse_ratio": posterior.collapse_ratio(logvar, cfg.eval.collapse_tolerance),
+        "collapse_ratio": posterior.collapse_ratio(
+            logvar, cfg.eval.collapse_tolerance, cfg.eval.collapse_strict
+        ),
         "active_units": n_active,
         "mean_abs_mu": mu.abs().mean().item(),
         "mean_mu": mu.mean().item(),  # signed, as the original printed it ("Mean μ")
         "mean_sigma": (0.5 * logvar).exp().mean().item(),
+        # the original's "± std": over the 20 latent dimensions, of each dimension's mean (ddof 0)
+        "mean_logvar": logvar.mean().item(),
+        "mean_mu_spread_over_dims": mu.mean(0).std(correction=0).item(),
+        "mean_logvar_spread_over_dims": logvar.mean(0).std(correction=0).item(),
+        "mean_sigma_spread_over_dims": (0.5 * logvar).exp().mean(0).std(correction=0).item(),
         "mutual_information": float(np.mean(mi)),
         "mutual_information_bound": float(np.log(min(cfg.eval.mi_batch, len(mu)))),
         "kl_per_dim": [round(v, 5) for v in kl_dims.tolist()],

@@ -143,6 +143,10 @@ class ProbeConfig(Strict):
         "(the original: 0.3 of 88 images)",
     )
     standardise: bool = Field(True, description="features standardised before the fit (the original: no)")
+    pca_images: Literal["scored", "all"] = Field(
+        "scored",
+        description="the PCA figure's images: those scored | all, the fitted ones too (the original's 88)",
+    )
     c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
     max_iter: int = Field(1000, ge=10)
 
@@ -322,6 +326,11 @@ PARTS = (
                 True,
             ),
             Figure("attention_heads", "the chosen block's class-token attention, head by head", True),
+            Figure(
+                "attention_raw",
+                "the chosen block's head-mean class-token attention on the patch grid, as computed, with its "
+                "scale (the original's raw map)",
+            ),
             Figure(
                 "attention_entropy", "entropy of the class token's attention by block, against uniform", True
             ),

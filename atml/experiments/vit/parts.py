@@ -237,6 +237,13 @@ def attention_overlays(
         upsample(rolled, size),
         upsample(heads, size),
     )
+    plots.heatmaps(
+        {photo.name: heads.mean(1)[i].float().numpy() for i, photo in enumerate(photos)},
+        run.plot_path("attention_raw"),
+        f"block {layer}: class-token attention on the {'×'.join(map(str, heads.shape[-2:]))} patches, head "
+        f"mean, unsmoothed{weights_note(cfg)}",
+        "attention weight",
+    )
     overlays, per_head_rows = {}, {}
     for i, photo in enumerate(photos):
         image = displayable(x[i], ctx.vit.preprocess)
@@ -424,19 +431,26 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
             for r in ("cls", "mean")
         },
     )
+    every = cfg.probe.pca_images == "all"  # the fitted images too (the original's figure)
+    shown = {
+        r: torch.cat([train_f[f"final/{r}"], test_f[f"final/{r}"]]) if every else test_f[f"final/{r}"]
+        for r in ("cls", "mean")
+    }
+    shown_labels = np.concatenate([y_train, y_test]) if every else y_test
     plots.scatter_grid(
         {
             "PCA": {
                 f"{label[r]} (held-out accuracy {scores['final'][r]['accuracy']:.3f})": (
-                    project_2d(test_f[f"final/{r}"].numpy(), "pca", cfg.seed),
-                    y_test,
+                    project_2d(shown[r].numpy(), "pca", cfg.seed),
+                    shown_labels,
                 )
                 for r in ("cls", "mean")
             }
         },
         ctx.test.classes,
         run.plot_path("probe_pca"),
-        f"final features of the {len(y_test)} scored images, 2-D PCA{weights_note(cfg)}",
+        f"final features of the {len(shown_labels)} {'fitted and scored' if every else 'scored'} images, "
+        f"2-D PCA{weights_note(cfg)}",
     )
     return ProbeResult.model_validate(
         common_metrics(ctx)
