@@ -29,6 +29,20 @@ class KeyedResult(Result):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+def weights_mark(result: Any) -> str:
+    """What a summary row of a frozen-model part (ResNet, ViT, CLIP: results with `random_weights`)
+    adds when its numbers come from random weights."""
+    return " (random weights)" if result.random_weights else ""
+
+
+def _extra_type(model: type[BaseModel]) -> Any | None:
+    """The type of each further key of a KeyedResult (its `__pydantic_extra__` values), else None."""
+    if not issubclass(model, KeyedResult):
+        return None
+    extra = model.__annotations__.get("__pydantic_extra__")
+    return None if extra is None else get_args(_resolve(model, extra))[1]
+
+
 def _arms(annotation: Any) -> tuple[Any, ...]:
     if get_origin(annotation) in (Union, types.UnionType):
         return tuple(a for a in get_args(annotation) if a is not type(None))
@@ -48,9 +62,9 @@ def _step(annotation: Any, key: str) -> list[Any]:
         if isinstance(arm, type) and issubclass(arm, BaseModel):
             names = {(f.alias or name): f.annotation for name, f in arm.model_fields.items()}
             out += [a for name, a in names.items() if key_matches(name, key)]
-            extra = arm.__annotations__.get("__pydantic_extra__") if issubclass(arm, KeyedResult) else None
+            extra = _extra_type(arm)
             if extra is not None:
-                out.append(get_args(_resolve(arm, extra))[1])
+                out.append(extra)
         elif origin is dict:
             out.append(get_args(arm)[1])
         elif origin is list and (key.isdigit() or key == "*"):
@@ -104,8 +118,7 @@ def _as_far_as_it_goes(annotation: Any, value: Any) -> Any:
                 for key, v in value.items()
                 if key in known
             }
-            extra = arm.__annotations__.get("__pydantic_extra__") if issubclass(arm, KeyedResult) else None
-            kind = get_args(_resolve(arm, extra))[1] if extra is not None else Any
+            kind = _extra_type(arm) or Any
             extras = {key: _as_far_as_it_goes(kind, v) for key, v in value.items() if key not in known}
             return arm.model_construct(**fields, **extras)
         if get_origin(arm) is dict and isinstance(value, dict):

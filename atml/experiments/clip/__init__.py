@@ -19,7 +19,7 @@ from atml.data.prompts import PUBLISHED
 from atml.experiments import Experiment, Figure, Headline, Part
 from atml.models.weight_files import open_clip_rows
 from atml.needs import DatasetSplit, Need, Weights
-from atml.results import Result
+from atml.results import Result, weights_mark
 
 HEADLINES = (
     Headline("zero-shot: plain label", ("zeroshot", "strategies", "plain", "accuracy"), "0.9389 (STL-10)"),
@@ -246,14 +246,10 @@ class ProcrustesResult(ClipResult):
     note: str
 
 
-def marked(m: ClipResult) -> str:
-    return " (random weights)" if m.random_weights else ""
-
-
 def zeroshot_rows(m: ZeroshotResult) -> list[dict]:
     rows = [
         {
-            "what": f"{name} accuracy, {m.n_images} images (95% CI){marked(m)}",
+            "what": f"{name} accuracy, {m.n_images} images (95% CI){weights_mark(m)}",
             "value": f"{r.accuracy:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]",
         }
         for name, r in m.strategies.items()
@@ -264,15 +260,15 @@ def zeroshot_rows(m: ZeroshotResult) -> list[dict]:
 def gap_rows(m: GapResult) -> list[dict]:
     return [
         {
-            "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m.liang_mscoco_gap}){marked(m)}",
+            "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m.liang_mscoco_gap}){weights_mark(m)}",
             "value": f"{m.gap:.4f}",
         },
         {
-            "what": f"share of matched-pair distance the gap explains{marked(m)}",
+            "what": f"share of matched-pair distance the gap explains{weights_mark(m)}",
             "value": f"{m.gap_share_of_pair_distance:.3f}",
         },
         {
-            "what": f"cosine matched / unmatched{marked(m)}",
+            "what": f"cosine matched / unmatched{weights_mark(m)}",
             "value": f"{m.matched_cosine:.4f} / {m.unmatched_cosine:.4f}",
         },
     ]
@@ -285,27 +281,27 @@ def procrustes_rows(m: ProcrustesResult) -> list[dict]:
         return [
             {
                 "what": f"in-sample ({m.n_fit}, fitted and scored on them) matched cosine / accuracy, "
-                f"before → after{marked(m)}",
+                f"before → after{weights_mark(m)}",
                 "value": f"{f.before.matched_cosine:.4f} / {f.before.accuracy:.4f} → "
                 f"{f.after.matched_cosine:.4f} / {f.after.accuracy:.4f}",
             }
         ]
     return [
         {
-            "what": f"held-out ({m.n_held_out}) cosine matched / unmatched, before → after{marked(m)}",
+            "what": f"held-out ({m.n_held_out}) cosine matched / unmatched, before → after{weights_mark(m)}",
             "value": f"{h.before.matched_cosine:.4f} / {h.before.unmatched_cosine:.4f} → "
             f"{h.after.matched_cosine:.4f} / {h.after.unmatched_cosine:.4f}",
         },
         {
-            "what": f"held-out gap, before → after{marked(m)}",
+            "what": f"held-out gap, before → after{weights_mark(m)}",
             "value": f"{h.before.gap:.4f} → {h.after.gap:.4f}",
         },
         {
-            "what": f"held-out accuracy, before → after (after: uses fit labels){marked(m)}",
+            "what": f"held-out accuracy, before → after (after: uses fit labels){weights_mark(m)}",
             "value": f"{h.before.accuracy:.4f} → {h.after.accuracy:.4f}",
         },
         {
-            "what": f"fit split ({m.n_fit}, NOT held out) matched cosine / accuracy after{marked(m)}",
+            "what": f"fit split ({m.n_fit}, NOT held out) matched cosine / accuracy after{weights_mark(m)}",
             "value": f"{f.after.matched_cosine:.4f} / {f.after.accuracy:.4f}",
         },
     ]

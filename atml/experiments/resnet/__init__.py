@@ -23,7 +23,7 @@ from atml.data.images import NAMES
 from atml.experiments import Experiment, Figure, Flag, Headline, Part
 from atml.models.weight_files import torchvision_rows
 from atml.needs import DatasetSplit, Need, Weights
-from atml.results import KeyedResult, Result
+from atml.results import KeyedResult, Result, weights_mark
 
 FLAGS = (
     Flag(
@@ -328,17 +328,13 @@ class CompareDepthResult(ResnetResult):
     archs: dict[str, ArchResult]
 
 
-def marked(m: ResnetResult) -> str:
-    return " (random weights)" if m.random_weights else ""
-
-
 def accuracy_row(m: BaselineResult | ConfusionResult) -> list[dict]:
-    return [{"what": f"val accuracy{marked(m)}", "value": m.val_acc}]
+    return [{"what": f"val accuracy{weights_mark(m)}", "value": m.val_acc}]
 
 
 def no_residual_rows(m: NoResidualResult) -> list[dict]:
     return [
-        {"what": f"{kind.replace('_', ' ')}, {name}: val accuracy{marked(m)}", "value": v.val_acc}
+        {"what": f"{kind.replace('_', ' ')}, {name}: val accuracy{weights_mark(m)}", "value": v.val_acc}
         for kind, runs in (("head_only", m.head_only), ("finetuned", m.finetuned))
         for name, v in runs.items()
     ]
@@ -347,7 +343,7 @@ def no_residual_rows(m: NoResidualResult) -> list[dict]:
 def features_rows(m: FeaturesResult) -> list[dict]:
     return [
         {
-            "what": f"{layer}: k-NN acc / silhouette{marked(m)}",
+            "what": f"{layer}: k-NN acc / silhouette{weights_mark(m)}",
             "value": f"{v.knn_accuracy:.3f} / {v.silhouette:.3f}",
         }
         for layer, v in m.layers.items()
@@ -357,7 +353,7 @@ def features_rows(m: FeaturesResult) -> list[dict]:
 def transfer_rows(m: TransferResult) -> list[dict]:
     return [
         {
-            "what": f"{m.dataset} {setting}: val accuracy / wall s / trainable{marked(m)}",
+            "what": f"{m.dataset} {setting}: val accuracy / wall s / trainable{weights_mark(m)}",
             "value": f"{v.val_acc:.3f} / {v.wall_s:.1f} / {v.trainable_params:,}",
         }
         for setting, v in m.settings.items()
@@ -365,7 +361,9 @@ def transfer_rows(m: TransferResult) -> list[dict]:
 
 
 def compare_depth_rows(m: CompareDepthResult) -> list[dict]:
-    return [{"what": f"{arch} val accuracy{marked(m)}", "value": v.val_acc} for arch, v in m.archs.items()]
+    return [
+        {"what": f"{arch} val accuracy{weights_mark(m)}", "value": v.val_acc} for arch, v in m.archs.items()
+    ]
 
 
 def base_reads(cfg: Config) -> list[Need]:

@@ -20,7 +20,7 @@ from atml.data.images import NAMES
 from atml.experiments import Experiment, Figure, Headline, Part
 from atml.models.weight_files import timm_rows
 from atml.needs import DatasetSplit, Need, Weights
-from atml.results import Result
+from atml.results import Result, weights_mark
 
 # the masking choices atml.analysis.masking implements
 SCHEMES = ("random", "centre")
@@ -231,14 +231,10 @@ class ProbeResult(VitResult):
     by_layer: dict[str, dict[str, ProbeScore]]
 
 
-def marked(result: VitResult) -> str:
-    return " (random weights)" if result.random_weights else ""
-
-
 def predict_rows(m: PredictResult) -> list[dict]:
     return [
         {
-            "what": f"{photo}: top-1{marked(m)}",
+            "what": f"{photo}: top-1{weights_mark(m)}",
             "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})",
         }
         for photo, top in m.photos.items()
@@ -249,7 +245,7 @@ def attention_rows(m: AttentionResult) -> list[dict]:
     return [
         {
             "what": f"block {m.layer} class-token entropy, mean over heads (uniform {m.uniform_entropy:.2f})"
-            f"{marked(m)}",
+            f"{weights_mark(m)}",
             "value": round(float(np.mean(m.last_layer_entropy_per_head)), 3),
         }
     ]
@@ -263,14 +259,14 @@ def masking_rows(m: MaskingResult) -> list[dict]:
                 worst = max(per)
                 rows.append(
                     {
-                        "what": f"{photo}, {scheme} {float(worst):.0%} masked: top-1{marked(m)}",
+                        "what": f"{photo}, {scheme} {float(worst):.0%} masked: top-1{weights_mark(m)}",
                         "value": f"{per[worst].top1} ({per[worst].probability:.3f})",
                     }
                 )
         return rows
     return [
         {
-            "what": f"{scheme} {float(max(per)):.0%} masked: agreement / probe accuracy{marked(m)}",
+            "what": f"{scheme} {float(max(per)):.0%} masked: agreement / probe accuracy{weights_mark(m)}",
             "value": f"{per[max(per)].agreement:.3f} / {per[max(per)].accuracy:.3f}",
         }
         for scheme, per in m.results.items()
@@ -280,7 +276,7 @@ def masking_rows(m: MaskingResult) -> list[dict]:
 def probe_rows(m: ProbeResult) -> list[dict]:
     return [
         {
-            "what": f"{m.dataset} probe, {name} (95% CI){marked(m)}",
+            "what": f"{m.dataset} probe, {name} (95% CI){weights_mark(m)}",
             "value": f"{s.accuracy:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]",
         }
         for readout, name in (("cls", "class token"), ("mean", "patch mean"))
