@@ -150,8 +150,9 @@ def run(
         "none",
         "--tracker",
         metavar="KIND",
-        help="none | tensorboard: also write TensorBoard event files into the run folder "
-        "(pip install 'atml[tensorboard]')",
+        help="none | tensorboard | mlflow: also log to TensorBoard (event files in the run folder; "
+        "pip install 'atml[tensorboard]') or MLflow (epochs live; MLFLOW_TRACKING_URI, else "
+        "sqlite:///OUT/mlflow.db; pip install 'atml[mlflow]')",
     ),
     keep_checkpoints: bool = typer.Option(
         False,

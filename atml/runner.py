@@ -189,10 +189,13 @@ def execute(
     together = f"seeds {seeds} together" if len(ctxs) > 1 else f"seed {seeds}"
     targets = ", ".join(str(h.dir) for h in handles)
     log.info(f"atml: {exp.name} [{', '.join(ctxs[0].parts)}] {together} on {where} → {targets}")
-    p, trackers = None, []
+    p, trackers, ended = None, [], "FAILED"
     try:
         if distributed.is_main():
             trackers = [make_tracker(tracker_kind, h.dir, h.config) for h in handles]
+            for h, tracker in zip(handles, trackers):
+                if tracker:
+                    h.epoch_listeners.append(tracker.log_epoch)
         with _sigterm_as_interrupt():
             for p in ctxs[0].parts:
                 pending = [i for i, h in enumerate(handles) if p not in h.metrics]
@@ -214,7 +217,9 @@ def execute(
                 log.info(f"== {exp.name}/{p} done in {time.perf_counter() - started:.0f} s")
             distributed.barrier()  # every rank is past its last checkpoint read
             freed = [0 if keep_checkpoints else h.drop_checkpoints() for h in handles]
+            ended = "FINISHED"
     except KeyboardInterrupt:
+        ended = "KILLED"
         log.error(f"\natml: interrupted; continue with: {resume_hint}")
         raise SystemExit(130) from None
     except TrainingDivergedError as exc:
@@ -228,7 +233,7 @@ def execute(
     finally:
         for tracker in trackers:
             if tracker:
-                tracker.close()
+                tracker.close(ended)
         for h in handles:
             folder_lock.release(h.dir)
     all_rows = []

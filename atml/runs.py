@@ -18,7 +18,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cached_property
 from importlib import metadata
@@ -198,6 +198,7 @@ class Run:
 
     def __init__(self, root: Path):
         self.dir = Path(root)
+        self.epoch_listeners: list[Callable[[str, dict], None]] = []  # the run's trackers
 
     # --- creation and reopening -------------------------------------------------------
     @classmethod
@@ -273,6 +274,11 @@ class Run:
         path = self.dir / "history" / f"{name}.csv"
         atomic_write_text(path, buffer.getvalue())
         return path
+
+    def log_epoch(self, training: str, row: dict) -> None:
+        """A training's epoch row, as it happens, to whoever follows the run live (--tracker)."""
+        for listener in self.epoch_listeners:
+            listener(training, row)
 
     def plot_path(self, name: str) -> Path:
         return self.plots_dir / f"{name}.png"

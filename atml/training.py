@@ -284,5 +284,7 @@ def fit_stacked(
             on_epoch_end(epoch)
         if checkpointing is not None:
             _save_stack(checkpointing, histories, epoch)
+            for saved, history in zip(checkpointing, histories):  # after the save: none logged twice
+                saved.run.log_epoch(saved.key, history.epochs[-1])
         progress.epoch(epoch, first_epoch, histories[0].epochs[-1])
     return histories

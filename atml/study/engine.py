@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from atml import experiments, folder_lock, plan
+from atml import experiments, folder_lock, plan, tracking
 from atml.errors import UserError, shorten
 from atml.records import config_sha256
 from atml.runs import check_output_root, git_commit, new_folder
@@ -199,16 +199,18 @@ def run(folder: Path, study: Study, execute: launchers.Execute) -> int:
     kind = study.launcher["kind"]
     log.info(f"atml study: {len(todo)} of {total} jobs to run ({kind}) → {folder}")
     interrupted = False
+    base = _base(study)
     try:
-        if kind == "processes":
-            launchers.run_processes(launches, started, ended, study.launcher["workers"], _base(study).device)
-        elif kind == "slurm":
-            from atml.study.slurm import SlurmSettings, run_slurm
+        with tracking.shared_store(base.tracker, Path(folder).resolve().parents[1], study.experiment):
+            if kind == "processes":
+                launchers.run_processes(launches, started, ended, study.launcher["workers"], base.device)
+            elif kind == "slurm":
+                from atml.study.slurm import SlurmSettings, run_slurm
 
-            chosen = SlurmSettings.model_validate(study.launcher.get("settings", {}))
-            run_slurm(launches, started, ended, chosen, folder, study.experiment)
-        else:
-            launchers.run_local(launches, started, ended, execute)
+                chosen = SlurmSettings.model_validate(study.launcher.get("settings", {}))
+                run_slurm(launches, started, ended, chosen, folder, study.experiment)
+            else:
+                launchers.run_local(launches, started, ended, execute)
     except KeyboardInterrupt:
         interrupted = True
     finally:

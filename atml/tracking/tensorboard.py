@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from atml.errors import OutputWriteError, UserError
+from atml.errors import OutputWriteError
 from atml.seed_summary import numeric_leaves
 
-TRACKERS = ("none", "tensorboard")
 log = logging.getLogger("atml")
 
 
@@ -62,6 +61,9 @@ class TensorBoardTracker:
         if not issubclass(args.exc_type, OSError):
             self._previous_hook(args)
 
+    def log_epoch(self, training: str, row: dict) -> None:
+        """Epochs reach TensorBoard with their part, from the history CSVs (see _log_history)."""
+
     def log_part(self, part: str, metrics: dict) -> None:
         with _writing(self.folder):
             self._log_part(part, metrics)
@@ -98,7 +100,7 @@ class TensorBoardTracker:
                     self.writer.add_scalar(f"history/{table.stem}/{column}", value, step)
         self.logged.add(table)
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
         """Flush and close; the last events failing to write is a warning (the run's own files hold them)."""
         try:
             self.writer.close()
@@ -106,21 +108,3 @@ class TensorBoardTracker:
             log.warning(f"atml: the last TensorBoard events were not written: {exc.strerror or exc}")
         finally:
             threading.excepthook = self._previous_hook
-
-
-def check_tracker(kind: str) -> None:
-    """Before any run folder: a known tracker whose package is installed."""
-    if kind not in TRACKERS:
-        raise UserError(f"unknown tracker '{kind}'; accepted: {', '.join(TRACKERS)}")
-    if kind == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise UserError(
-                "--tracker tensorboard needs the tensorboard package: pip install 'atml[tensorboard]'"
-            ) from None
-
-
-def make_tracker(kind: str, run_dir: Path, config: dict) -> TensorBoardTracker | None:
-    check_tracker(kind)
-    return TensorBoardTracker(run_dir, config) if kind == "tensorboard" else None
