@@ -95,11 +95,14 @@ def _column(rows: list[dict], series: Series) -> tuple[np.ndarray, np.ndarray]:
 def training_curves(
     runs: dict[str, dict[str, list[dict]]], panels: Sequence[Panel], path: Path, title: str
 ) -> Path:
-    """One column per run (e.g. pathology | mitigation), one row per panel; y shared along a row.
-    `runs` maps a run's name to {"steps": rows, "epochs": rows}; x is the epoch."""
+    """One column per run (e.g. pathology | mitigation), one row per panel, x the epoch (integer
+    ticks). A row's panels share their y range when the runs' ranges are alike (within SHARED_SPAN×),
+    else each keeps its own, so one run's loss of thousands does not flatten the others'. Legends
+    sit right of the last column, outside the data. `runs`: a run's name → {"steps": rows,
+    "epochs": rows}."""
     names = list(runs)
     fig, axes = plt.subplots(
-        len(panels), len(names), figsize=(4.6 * len(names), 2.6 * len(panels)), squeeze=False, sharey="row"
+        len(panels), len(names), figsize=(4.6 * len(names) + 1.6, 2.6 * len(panels)), squeeze=False
     )
     for j, name in enumerate(names):
         for i, panel in enumerate(panels):
@@ -118,6 +121,7 @@ def training_curves(
                 ax.axhline(panel.hline, color="gray", ls=":", lw=1)
             if panel.logy:
                 ax.set_yscale("log")
+            handles, labels = ax.get_legend_handles_labels()
             if panel.secondary:
                 twin = ax.twinx()
                 top = 0.0
@@ -127,19 +131,42 @@ def training_curves(
                     top = max(top, float(y.max()) if len(y) else 0.0)
                 twin.set_ylim(0, 1.05 * top if top > 0 else 1)
                 twin.set_ylabel(panel.secondary_label)
-                twin.legend(loc="center right", fontsize=7)
+                more_handles, more_labels = twin.get_legend_handles_labels()
+                handles, labels = handles + more_handles, labels + more_labels
             ax.set_title(f"{name}: {panel.title}" if len(names) > 1 else panel.title)
             ax.set_ylabel(panel.ylabel)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             if i == len(panels) - 1:
                 ax.set_xlabel("epoch")
-            ax.tick_params(labelleft=True)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
+            if handles and j == len(names) - 1:
+                right = 1.18 if panel.secondary else 1.02  # past the right-hand axis' labels
+                ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(right, 1))
+    for row in axes:
+        _share_if_alike(row)
     fig.tight_layout()
     fig.suptitle(
         title, y=1.0 + 0.12 / len(panels)
     )  # above the first row's titles; savefig keeps it in the frame
     return _save(fig, path)
+
+
+SHARED_SPAN = 5.0
+
+
+def _legend_outside(ax: plt.Axes) -> None:
+    """Right of the axes, where it covers no data."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
+def _share_if_alike(row: Sequence[plt.Axes]) -> None:
+    """One y range for the row when its panels' spans are within SHARED_SPAN× of each other."""
+    limits = [ax.get_ylim() for ax in row if ax.has_data()]
+    if len(limits) < 2 or any(ax.get_yscale() == "log" for ax in row):
+        return
+    spans = [high - low for low, high in limits]
+    if min(spans) > 0 and max(spans) / min(spans) <= SHARED_SPAN:
+        for ax in row:
+            ax.set_ylim(min(low for low, _ in limits), max(high for _, high in limits))
 
 
 def grouped_bars(
@@ -154,7 +181,7 @@ def grouped_bars(
     ax.set_xticks(positions, categories, rotation=30 if max(map(len, categories)) > 3 else 0)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -226,7 +253,7 @@ def lines(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -253,7 +280,7 @@ def errorbar_lines(
     ax.set_ylabel(textwrap.fill(ylabel, 36), fontsize=9)
     ax.set_title(textwrap.fill(title, 70), fontsize=9)
     if len(series) > 1:
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
     return _save(fig, path)
 
 

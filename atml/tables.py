@@ -4,10 +4,13 @@ Markdown for summaries and reports."""
 from __future__ import annotations
 
 
+def number(value: float) -> str:
+    """Every number atml shows in a table: 4 significant digits (1 not 1.000; 0.0003392)."""
+    return f"{value:.4g}"
+
+
 def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return number(value) if isinstance(value, float) else str(value)
 
 
 def text_table(rows: list[dict]) -> str:

@@ -109,13 +109,17 @@ def test_the_report_has_a_column_for_the_original_preset_and_for_atmls_settings(
     header = next(line for line in section.splitlines() if line.startswith("| figure |"))
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells[:2] == ["figure", "original"]
-    assert cells[2].startswith("atml --preset original [smoke,") and cells[3].startswith(
+    assert cells[2].startswith("atml --preset original [smoke,") and cells[4].startswith(
         "atml (its own settings)"
     )
+    assert (
+        cells[3] == "atml --preset original vs original" and cells[5] == "atml (its own settings) vs original"
+    )
     row = next(line for line in section.splitlines() if line.startswith("| d-overfit, pathology: final D(x)"))
-    assert "0.9453" in row and len(row.strip("|").split("|")) == 4
+    assert "0.9453" in row and len(row.strip("|").split("|")) == 6
+    assert row.strip("|").split("|")[3].strip() == "not comparable (smoke)"  # smoke numbers are not judged
     row = next(line for line in section.splitlines() if line.startswith("| mode-collapse, pathology: pixel"))
-    assert row.strip("|").split("|")[3].strip() == "— (part not run)"  # the default run had d-overfit only
+    assert row.strip("|").split("|")[4].strip() == "— (part not run)"  # the default run had d-overfit only
     marks = next(line for line in section.splitlines() if line.startswith("**atml --preset original:"))
     assert "settings that differ from the original (listed below)" in marks
     listed = section.split("settings that differ from --preset original (")[1].split("</details>")[0]

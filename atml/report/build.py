@@ -23,6 +23,7 @@ from atml.report.document import (
 )
 from atml.report.original import complete_config
 from atml.report.sources import Skipped, Source
+from atml.report.verdicts import RULE, readout, verdict
 
 
 def _title(experiment: str) -> str:
@@ -63,12 +64,27 @@ def headline_rows(columns: dict[str, Source]) -> list[dict]:
             continue  # a part no run here included
         row = {"figure": h.label, "original": h.original}
         for name, source in columns.items():
-            marks = ", ".join(tag for tag, _ in source.marks())
-            row[f"{name} [{marks}]" if marks else name] = (
-                _headline_value(source, h) if parts & set(source.parts) else "— (part not run)"
+            tags = [tag for tag, _ in source.marks()]
+            ran = bool(parts & set(source.parts))
+            row[f"{name} [{', '.join(tags)}]" if tags else name] = (
+                _headline_value(source, h) if ran else "— (part not run)"
             )
+            row[f"{name} vs original"] = verdict(h.original, source.number(h) if ran else None, tags).text
         rows.append(row)
     return rows
+
+
+def readouts(columns: dict[str, Source]) -> list[str]:
+    """Per column, a sentence read from its verdicts (not written by hand: it cannot go stale)."""
+    exp = experiments.get(next(iter(columns.values())).experiment)
+    said = []
+    for name, source in columns.items():
+        tags = [tag for tag, _ in source.marks()]
+        judged = [(h.label, verdict(h.original, source.number(h), tags)) for h in exp.headlines]
+        sentence = readout(name, judged)
+        if sentence:
+            said.append(sentence)
+    return said
 
 
 def _headline_value(source: Source, h) -> str:
@@ -122,9 +138,11 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
                     [d.row() for d in source.differences],
                 )
             )
-    headlines = headline_rows(dict(zip(_labels(sources), sources)))
+    columns = dict(zip(_labels(sources), sources))
+    headlines = headline_rows(columns)
     if headlines:
         blocks += [Heading("Beside the original report", 3), Table(headlines)]
+        blocks += [Paragraph(sentence) for sentence in readouts(columns)]
     for label, source in zip(_labels(sources), sources):
         suffix = f" — {label}" if len(sources) > 1 else ""
         blocks += [
@@ -170,6 +188,7 @@ def study_report(
             "'1 seed' (no spread measured), 'incomplete' (a run whose parts did not all finish). A "
             "number without a mark comes from the original's settings over several seeds."
         ),
+        Paragraph(RULE),
         Contents(),
     ]
     problems = []

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atml.tables import markdown_table
+from atml.tables import markdown_table, number
 
 
 @dataclass
@@ -78,7 +78,7 @@ def _contents(blocks: list[Block], level: int) -> list[str]:
 
 
 def _text(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return number(value) if isinstance(value, float) else str(value)
 
 
 def to_markdown(blocks: list[Block], folder: Path) -> str:

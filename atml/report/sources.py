@@ -70,16 +70,24 @@ class Source:
     def parts(self) -> list[str]:
         return list(self.env.get("parts") or self.metrics)
 
-    def value(self, headline: Headline) -> str | None:
-        """The headline's number: one run's value, or mean ± std (n) over seeds; None where the
-        metrics hold no number at its path."""
+    def number(self, headline: Headline) -> tuple[float, float, int] | None:
+        """The headline's number as (mean, sample std, n seeds): one run's is (value, 0, 1); None
+        where the metrics hold no number at its path."""
         keys = headline.find(self.metrics)
         if keys is None:
             return None
         if self.numbers is not None:
             v = self.numbers.get(".".join(keys))
-            return None if v is None else f"{v['mean']:.4g} ± {v['std']:.2g} (n={v['n']})"
-        return f"{self._leaves['.'.join(keys)]:.4g}"
+            return None if v is None else (v["mean"], v["std"], v["n"])
+        return self._leaves[".".join(keys)], 0.0, 1
+
+    def value(self, headline: Headline) -> str | None:
+        """The headline's number as the report shows it: one run's value, or mean ± std (n)."""
+        number = self.number(headline)
+        if number is None:
+            return None
+        mean, std, n = number
+        return f"{mean:.4g} ± {std:.2g} (n={n})" if self.is_summary else f"{mean:.4g}"
 
     @property
     def unfinished(self) -> list[str]:

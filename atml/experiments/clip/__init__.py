@@ -20,6 +20,7 @@ from atml.experiments import Experiment, Figure, Headline, Part
 from atml.models.weight_files import open_clip_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result, weights_mark
+from atml.tables import number
 
 HEADLINES = (
     Headline("zero-shot: plain label", ("zeroshot", "strategies", "plain", "accuracy"), "0.9389 (STL-10)"),
@@ -250,7 +251,7 @@ def zeroshot_rows(m: ZeroshotResult) -> list[dict]:
     rows = [
         {
             "what": f"{name} accuracy, {m.n_images} images (95% CI){weights_mark(m)}",
-            "value": f"{r.accuracy:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]",
+            "value": f"{number(r.accuracy)} [{number(r.ci_low)}, {number(r.ci_high)}]",
         }
         for name, r in m.strategies.items()
     ]
@@ -261,15 +262,15 @@ def gap_rows(m: GapResult) -> list[dict]:
     return [
         {
             "what": f"modality gap ‖mean x̂ − mean ŷ‖ (Liang MSCOCO {m.liang_mscoco_gap}){weights_mark(m)}",
-            "value": f"{m.gap:.4f}",
+            "value": number(m.gap),
         },
         {
             "what": f"share of matched-pair distance the gap explains{weights_mark(m)}",
-            "value": f"{m.gap_share_of_pair_distance:.3f}",
+            "value": number(m.gap_share_of_pair_distance),
         },
         {
             "what": f"cosine matched / unmatched{weights_mark(m)}",
-            "value": f"{m.matched_cosine:.4f} / {m.unmatched_cosine:.4f}",
+            "value": f"{number(m.matched_cosine)} / {number(m.unmatched_cosine)}",
         },
     ]
 
@@ -282,27 +283,27 @@ def procrustes_rows(m: ProcrustesResult) -> list[dict]:
             {
                 "what": f"in-sample ({m.n_fit}, fitted and scored on them) matched cosine / accuracy, "
                 f"before → after{weights_mark(m)}",
-                "value": f"{f.before.matched_cosine:.4f} / {f.before.accuracy:.4f} → "
-                f"{f.after.matched_cosine:.4f} / {f.after.accuracy:.4f}",
+                "value": f"{number(f.before.matched_cosine)} / {number(f.before.accuracy)} → "
+                f"{number(f.after.matched_cosine)} / {number(f.after.accuracy)}",
             }
         ]
     return [
         {
             "what": f"held-out ({m.n_held_out}) cosine matched / unmatched, before → after{weights_mark(m)}",
-            "value": f"{h.before.matched_cosine:.4f} / {h.before.unmatched_cosine:.4f} → "
-            f"{h.after.matched_cosine:.4f} / {h.after.unmatched_cosine:.4f}",
+            "value": f"{number(h.before.matched_cosine)} / {number(h.before.unmatched_cosine)} → "
+            f"{number(h.after.matched_cosine)} / {number(h.after.unmatched_cosine)}",
         },
         {
             "what": f"held-out gap, before → after{weights_mark(m)}",
-            "value": f"{h.before.gap:.4f} → {h.after.gap:.4f}",
+            "value": f"{number(h.before.gap)} → {number(h.after.gap)}",
         },
         {
             "what": f"held-out accuracy, before → after (after: uses fit labels){weights_mark(m)}",
-            "value": f"{h.before.accuracy:.4f} → {h.after.accuracy:.4f}",
+            "value": f"{number(h.before.accuracy)} → {number(h.after.accuracy)}",
         },
         {
             "what": f"fit split ({m.n_fit}, NOT held out) matched cosine / accuracy after{weights_mark(m)}",
-            "value": f"{f.after.matched_cosine:.4f} / {f.after.accuracy:.4f}",
+            "value": f"{number(f.after.matched_cosine)} / {number(f.after.accuracy)}",
         },
     ]
 

@@ -24,6 +24,7 @@ from atml.experiments import Experiment, Figure, Flag, Headline, Part
 from atml.models.weight_files import torchvision_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import KeyedResult, Result, weights_mark
+from atml.tables import number
 
 FLAGS = (
     Flag(
@@ -344,7 +345,7 @@ def features_rows(m: FeaturesResult) -> list[dict]:
     return [
         {
             "what": f"{layer}: k-NN acc / silhouette{weights_mark(m)}",
-            "value": f"{v.knn_accuracy:.3f} / {v.silhouette:.3f}",
+            "value": f"{number(v.knn_accuracy)} / {number(v.silhouette)}",
         }
         for layer, v in m.layers.items()
     ]
@@ -354,7 +355,7 @@ def transfer_rows(m: TransferResult) -> list[dict]:
     return [
         {
             "what": f"{m.dataset} {setting}: val accuracy / wall s / trainable{weights_mark(m)}",
-            "value": f"{v.val_acc:.3f} / {v.wall_s:.1f} / {v.trainable_params:,}",
+            "value": f"{number(v.val_acc)} / {v.wall_s:.1f} / {v.trainable_params:,}",
         }
         for setting, v in m.settings.items()
     ]

@@ -21,6 +21,7 @@ from atml.experiments import Experiment, Figure, Headline, Part
 from atml.models.weight_files import timm_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result, weights_mark
+from atml.tables import number
 
 # the masking choices atml.analysis.masking implements
 SCHEMES = ("random", "centre")
@@ -235,7 +236,7 @@ def predict_rows(m: PredictResult) -> list[dict]:
     return [
         {
             "what": f"{photo}: top-1{weights_mark(m)}",
-            "value": f"{top[0]['class'].split(',')[0]} ({top[0]['probability']:.3f})",
+            "value": f"{top[0]['class'].split(',')[0]} ({number(top[0]['probability'])})",
         }
         for photo, top in m.photos.items()
     ]
@@ -260,14 +261,14 @@ def masking_rows(m: MaskingResult) -> list[dict]:
                 rows.append(
                     {
                         "what": f"{photo}, {scheme} {float(worst):.0%} masked: top-1{weights_mark(m)}",
-                        "value": f"{per[worst].top1} ({per[worst].probability:.3f})",
+                        "value": f"{per[worst].top1} ({number(per[worst].probability)})",
                     }
                 )
         return rows
     return [
         {
             "what": f"{scheme} {float(max(per)):.0%} masked: agreement / probe accuracy{weights_mark(m)}",
-            "value": f"{per[max(per)].agreement:.3f} / {per[max(per)].accuracy:.3f}",
+            "value": f"{number(per[max(per)].agreement)} / {number(per[max(per)].accuracy)}",
         }
         for scheme, per in m.results.items()
     ]
@@ -277,7 +278,7 @@ def probe_rows(m: ProbeResult) -> list[dict]:
     return [
         {
             "what": f"{m.dataset} probe, {name} (95% CI){weights_mark(m)}",
-            "value": f"{s.accuracy:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]",
+            "value": f"{number(s.accuracy)} [{number(s.ci_low)}, {number(s.ci_high)}]",
         }
         for readout, name in (("cls", "class token"), ("mean", "patch mean"))
         for s in [m.final[readout]]
