@@ -69,6 +69,7 @@ def test_it_runs_with_seeds_and_is_reported(toy):
     text = (root / "report" / "report.md").read_text()
     assert "fit: slope (true 3)" in text and "(n=2)" in text
     assert "*toy fit: mean squared error per gradient step*" in text  # the declared caption
+    assert "The fitted line is y = " in text and "x + " in text  # the declared reading, filled
     study = atml("run", "toy", "--smoke", "--sweep", "train.lr=[0.1,0.5]", "--out", "out")
     assert study.returncode == 0, study.stderr
     (folder,) = (root / "out" / "studies").iterdir()

@@ -2,6 +2,7 @@
 experiment's `original` preset is named by key, and a run with --preset original sits beside a
 run with atml's own settings, each in its own column."""
 
+import json
 import sys
 
 import pytest
@@ -11,6 +12,7 @@ from atml.config import resolve
 from atml.data.fake import write_fake_idx_dataset
 from atml.experiments import clip, gan, resnet, vae, vit
 from atml.report.original import differences
+from atml.tables import number
 
 
 def _resolved(experiment, schema, **kwargs) -> dict:
@@ -167,3 +169,28 @@ def test_the_report_opens_with_contents_linking_every_section(tmp_path):
     assert "- [1. gan — an MLP GAN](#1-gan--an-mlp-gan)" in text
     page = to_html(blocks, "r")
     assert "<a href='#1-gan--an-mlp-gan'>" in page and "<h2 id='1-gan--an-mlp-gan'>" in page
+
+
+def test_the_read_out_is_filled_from_each_runs_numbers(cli, two_runs):
+    code, _, err = cli("report", "--outputs", two_runs)
+    assert code == 0, err
+    section = (two_runs / "report" / "report.md").read_text().split("## 3. gan")[1].split("\n## ")[0]
+    runs = [json.loads(f.read_text()) for f in (two_runs / "gan").glob("*/metrics.json")]
+    metrics = next(m for m in runs if "baseline" not in m)["d-overfit"]  # the run of d-overfit alone
+    said = section.split("### What the numbers say — atml (its own settings)")[1].split("###")[0]
+    auc = f"ROC AUC {number(metrics['pathology']['d_membership_auc'])} (0.5: it cannot)"
+    assert auc in said and "Baseline:" not in said  # a sentence about a part the run lacks is left out
+    preset = section.split("### What the numbers say — atml --preset original")[1].split("###")[0]
+    assert "Baseline:" in preset and "Mode collapse:" in preset
+
+
+def test_a_reading_of_a_number_no_result_has_fails_when_the_experiment_is_built():
+    from dataclasses import replace
+
+    from atml import experiments
+
+    gan = experiments.get("gan")
+    with pytest.raises(TypeError, match=r"reading \{d-overfit/pathology/no_such_number\}"):
+        replace(gan, readings=(experiments.Reading("{d-overfit/pathology/no_such_number}"),))
+    assert experiments.Reading("{a/b} and {c}").fill({("a", "b"): 1.5, ("c",): 2.0}.get) == "1.5 and 2"
+    assert experiments.Reading("{a/b} and {c}").fill({("a", "b"): 1.5}.get) is None

@@ -36,6 +36,7 @@ from atml.config import CONFIG_PACKAGES, has_key
 from atml.errors import UserError, did_you_mean, shorten
 from atml.needs import Need
 from atml.results import Result, key_matches, path_problem, read
+from atml.tables import number
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,29 @@ class Headline:
                 return None
             tree = tree[key]
         return tree if isinstance(tree, str) else None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A sentence of the report's read-out of a run, filled from its numbers: `{a/b/c}` is the
+    number at that path of metrics.json (keys between slashes; `*` and `a|b` match as in Headline),
+    shown to 4 significant digits. A sentence whose numbers the run lacks is left out, so the text
+    never outlives the numbers it reads."""
+
+    template: str
+
+    def paths(self) -> list[str]:
+        return _FIELD.findall(self.template)
+
+    def fill(self, value_at: Callable[[tuple[str, ...]], float | None]) -> str | None:
+        """`value_at(keys)`: the run's number at a path pattern (a seed summary's mean), or None."""
+        found = {path: value_at(tuple(path.split("/"))) for path in self.paths()}
+        if any(v is None for v in found.values()):
+            return None
+        return _FIELD.sub(lambda m: number(found[m.group(1)]), self.template)
+
+
+_FIELD = re.compile(r"\{([^{}]+)\}")
 
 
 @dataclass(frozen=True)
@@ -153,6 +177,7 @@ class Experiment:
     config: type[BaseModel]
     code: str  # the module of `prepare` and the parts' runners, imported when a run needs it
     headlines: tuple[Headline, ...] = ()
+    readings: tuple[Reading, ...] = ()  # the report's read-out of a run, sentence by sentence
     flags: tuple[Flag, ...] = ()
     # config keys (fnmatch patterns) that change no result (logging, figures): left out when the
     # report lists a run's settings that differ from the original preset's
@@ -188,13 +213,15 @@ class Experiment:
                 raise TypeError(f"{where}: part {part.name}'s result is not a Result type")
             if not callable(part.summary) or not callable(part.needs):
                 raise TypeError(f"{where}: part {part.name}'s summary and needs must be callable")
-        for h in self.headlines:
-            if not isinstance(h.path, tuple) or not h.path or not self.parts_matching(h.path[0]):
-                raise TypeError(f"{where}: headline '{h.label}' path {h.path!r} does not start with a part")
-            for part in self.parts_matching(h.path[0]):
-                problem = path_problem(self.part(part).result, h.path[1:])
+        checked = [(f"headline '{h.label}'", h.path) for h in self.headlines]
+        checked += [(f"reading {{{p}}}", tuple(p.split("/"))) for r in self.readings for p in r.paths()]
+        for what, path in checked:
+            if not isinstance(path, tuple) or not path or not self.parts_matching(path[0]):
+                raise TypeError(f"{where}: {what} path {path!r} does not start with a part")
+            for part in self.parts_matching(path[0]):
+                problem = path_problem(self.part(part).result, path[1:])
                 if problem:
-                    raise TypeError(f"{where}: headline '{h.label}' ({part}): {problem}")
+                    raise TypeError(f"{where}: {what} ({part}): {problem}")
         for flag in self.flags:
             if not has_key(self.config, flag.key):
                 raise TypeError(f"{where}: flag {flag.name} sets unknown config key {flag.key}")

@@ -95,6 +95,18 @@ def _headline_value(source: Source, h) -> str:
     return value
 
 
+def read_out(source: Source) -> list[str]:
+    """The experiment's declared readings, filled from this run's numbers (a sentence whose numbers
+    the run lacks is left out)."""
+
+    def value_at(keys: tuple[str, ...]) -> float | None:
+        number = source.number(experiments.Headline("", keys, ""))
+        return None if number is None else number[0]
+
+    exp = experiments.get(source.experiment)
+    return [sentence for reading in exp.readings if (sentence := reading.fill(value_at))]
+
+
 def _what(source: Source) -> str:
     seeds = source.seeds
     return (
@@ -145,6 +157,10 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
         blocks += [Paragraph(sentence) for sentence in readouts(columns)]
     for label, source in zip(_labels(sources), sources):
         suffix = f" — {label}" if len(sources) > 1 else ""
+        said = read_out(source)
+        if said:
+            means = "Means over its seeds. " if source.is_summary else ""
+            blocks += [Heading("What the numbers say" + suffix, 3), Paragraph(means + " ".join(said))]
         blocks += [
             Heading("Summary" + (" (mean ± sample std over seeds)" if source.is_summary else "") + suffix, 3),
             Table(source.rows),

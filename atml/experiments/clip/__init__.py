@@ -16,11 +16,30 @@ from pydantic import Field, field_validator
 from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.data.prompts import PUBLISHED
-from atml.experiments import Experiment, Figure, Headline, Part
+from atml.experiments import Experiment, Figure, Headline, Part, Reading
 from atml.models.weight_files import open_clip_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result, weights_mark
 from atml.tables import number
+
+READINGS = (
+    Reading(
+        "Zero-shot accuracy: plain label {zeroshot/strategies/plain/accuracy}, one template "
+        "{zeroshot/strategies/template/accuracy}, descriptive prompts "
+        "{zeroshot/strategies/descriptive/accuracy} (chance {zeroshot/chance})."
+    ),
+    Reading(
+        "The modality gap ‖mean x̂ − mean ŷ‖ is {gap/gap} (Liang et al. measured "
+        "{gap/liang_mscoco_gap} on MSCOCO); matched pairs' cosine {gap/matched_cosine} against "
+        "unmatched pairs' {gap/unmatched_cosine}."
+    ),
+    Reading(
+        "An orthogonal Procrustes map fitted on {procrustes/n_fit} images takes the held-out matched "
+        "cosine from {procrustes/held_out/before/matched_cosine} to "
+        "{procrustes/held_out/after/matched_cosine} and zero-shot accuracy from "
+        "{procrustes/held_out/before/accuracy} to {procrustes/held_out/after/accuracy}."
+    ),
+)
 
 HEADLINES = (
     Headline("zero-shot: plain label", ("zeroshot", "strategies", "plain", "accuracy"), "0.9389 (STL-10)"),
@@ -373,6 +392,7 @@ EXPERIMENT = Experiment(
     config=Config,
     code=f"{__name__}.parts",
     headlines=HEADLINES,
+    readings=READINGS,
     weights_files=weights_files,
     needs_always=clip_reads,
     non_result_keys=("model.cache", "model.batch_size"),

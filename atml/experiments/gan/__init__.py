@@ -15,12 +15,45 @@ from pydantic import Field, model_validator
 from atml.config import ClassifierConfig, Seed, Strict, deep_merge, validate
 from atml.data.mnist import ImageDataConfig
 from atml.errors import UserError
-from atml.experiments import Experiment, Figure, Headline, Part
+from atml.experiments import Experiment, Figure, Headline, Part, Reading
 from atml.needs import DatasetSplit, Need
 from atml.results import KeyedResult, Result
 
 PARTS = ("baseline", "vanishing", "mode-collapse", "d-overfit")  # each one part (gan_part, below)
 
+
+READINGS = (
+    Reading(
+        "Baseline: with the assignment's settings G's fresh samples cover "
+        "{baseline/assignment/modes_covered} of 10 digit classes by the shipped judge (Fréchet "
+        "distance {baseline/assignment/frechet_distance}; real images score "
+        "{baseline/real_images_reference/frechet_distance})."
+    ),
+    Reading(
+        "The tuned baseline covers {baseline/tuned/modes_covered} of 10 (FD "
+        "{baseline/tuned/frechet_distance})."
+    ),
+    Reading(
+        "Vanishing gradients: under the saturating loss D(G(z)) ends at "
+        "{vanishing/pathology/final_d_fake} and G's median gradient norm is "
+        "{vanishing/pathology/g_grad_norm_median}; the mitigation's is "
+        "{vanishing/mitigation/g_grad_norm_median}, its samples cover "
+        "{vanishing/mitigation/modes_covered} of 10 classes (FD {vanishing/mitigation/frechet_distance})."
+    ),
+    Reading(
+        "Mode collapse: the pathology's samples cover {mode-collapse/pathology/modes_covered} of 10 "
+        "classes with pixel variance {mode-collapse/pathology/pixel_variance}; the mitigation's cover "
+        "{mode-collapse/mitigation/modes_covered} with {mode-collapse/mitigation/pixel_variance} "
+        "(real images: {mode-collapse/real_images_reference/pixel_variance})."
+    ),
+    Reading(
+        "D overfitting: D tells its training images from held-out ones with ROC AUC "
+        "{d-overfit/pathology/d_membership_auc} (0.5: it cannot), and the share of held-out reals it "
+        "gives D > 0.5 is {d-overfit/pathology/d_accuracy_heldout}; the mitigation's AUC is "
+        "{d-overfit/mitigation/d_membership_auc} and its G covers {d-overfit/mitigation/modes_covered} "
+        "of 10 classes."
+    ),
+)
 
 HEADLINES = (
     Headline(
@@ -326,6 +359,7 @@ EXPERIMENT = Experiment(
     config=Config,
     code=f"{__name__}.parts",
     headlines=HEADLINES,
+    readings=READINGS,
     non_result_keys=("*.grid_every", "*.log_every"),
     stacks_seeds=True,
     needs_always=base_data,

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from atml.config import DrawsSection, FrozenModelSection, Precision, Seed, Strict
 from atml.data.images import NAMES
-from atml.experiments import Experiment, Figure, Flag, Headline, Part
+from atml.experiments import Experiment, Figure, Flag, Headline, Part, Reading
 from atml.models.weight_files import torchvision_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import KeyedResult, Result, weights_mark
@@ -35,6 +35,25 @@ FLAGS = (
     ),
 )
 
+
+READINGS = (
+    Reading("A linear head on the frozen backbone reaches {baseline/val_acc} validation accuracy."),
+    Reading(
+        "Turning the shortcuts off: the head-only accuracy goes from {no-residual/head_only/with "
+        "shortcuts/val_acc} to {no-residual/head_only/shortcuts off*/val_acc}; fine-tuned without "
+        "them, {no-residual/finetuned/shortcuts off*/val_acc}."
+    ),
+    Reading(
+        "Features: a {features/knn_k}-nearest-neighbour classifier on layer1's features scores "
+        "{features/layers/layer1/knn_accuracy}, on layer4's {features/layers/layer4/knn_accuracy}."
+    ),
+    Reading(
+        "Transfer, validation accuracy: frozen backbone {transfer/settings/frozen/val_acc}, last "
+        "block trained {transfer/settings/last-block/val_acc}, everything fine-tuned "
+        "{transfer/settings/full/val_acc}, from random initialisation "
+        "{transfer/settings/scratch/val_acc}."
+    ),
+)
 
 HEADLINES = (
     Headline(
@@ -482,6 +501,7 @@ EXPERIMENT = Experiment(
     config=Config,
     code=f"{__name__}.parts",
     headlines=HEADLINES,
+    readings=READINGS,
     flags=FLAGS,
     weights_files=weights_files,
     needs_always=base_reads,

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from atml.config import Precision, Seed, Strict
 from atml.data.mnist import ImageDataConfig
-from atml.experiments import Experiment, Figure, Flag, Headline, Part
+from atml.experiments import Experiment, Figure, Flag, Headline, Part, Reading
 from atml.needs import DatasetSplit, Need
 from atml.results import KeyedResult, Result
 from atml.schedules import BetaSchedule, Schedule
@@ -28,6 +28,23 @@ FLAGS = (
     ),
 )
 
+
+READINGS = (
+    Reading(
+        "Constant β: {*/constant/active_units} of 20 latent dimensions are active, the collapse ratio "
+        "is {*/constant/collapse_ratio}, the test −ELBO {*/constant/test_negative_elbo} and I(x; z) "
+        "{*/constant/mutual_information} nats."
+    ),
+    Reading(
+        "Annealed β (linear, or the preset's delayed-linear): collapse ratio "
+        "{anneal/linear|delayed-linear/collapse_ratio}, {anneal/linear|delayed-linear/active_units} "
+        "active dimensions, test −ELBO {anneal/linear|delayed-linear/test_negative_elbo}; cyclical "
+        "(or decreasing-cosine): {anneal/cyclical|decreasing-cosine/collapse_ratio}, "
+        "{anneal/cyclical|decreasing-cosine/active_units} active, test −ELBO "
+        "{anneal/cyclical|decreasing-cosine/test_negative_elbo}. Read the differences against the "
+        "seeds' spread in the summary table."
+    ),
+)
 
 HEADLINES = (
     Headline(
@@ -208,6 +225,7 @@ EXPERIMENT = Experiment(
     config=Config,
     code=f"{__name__}.parts",
     headlines=HEADLINES,
+    readings=READINGS,
     flags=FLAGS,
     non_result_keys=("train.log_every", "eval.n_show", "eval.latent_map", "eval.latent_map_images"),
     stacks_seeds=True,

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
-from atml.experiments import Experiment, Figure, Headline, Part
+from atml.experiments import Experiment, Figure, Headline, Part, Reading
 from atml.models.weight_files import timm_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result, weights_mark
@@ -29,6 +29,14 @@ FILLS = ("drop", "zero", "noise")
 CENTRES = ("nearest", "square")
 COUNTS = ("round", "floor")
 
+
+READINGS = (
+    Reading(
+        "A linear probe on the final class token scores {probe/final/cls/accuracy} held-out accuracy "
+        "(95 % interval {probe/final/cls/ci_low}–{probe/final/cls/ci_high}), on the mean of the patch "
+        "tokens {probe/final/mean/accuracy}; chance is {probe/chance}."
+    ),
+)
 
 HEADLINES = (
     Headline(
@@ -382,6 +390,7 @@ EXPERIMENT = Experiment(
     config=Config,
     code=f"{__name__}.parts",
     headlines=HEADLINES,
+    readings=READINGS,
     weights_files=weights_files,
     needs_always=vit_weights,
     non_result_keys=("model.cache", "model.batch_size", "masking.examples"),
