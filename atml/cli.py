@@ -157,8 +157,9 @@ def run(
     keep_checkpoints: bool = typer.Option(
         False,
         "--keep-checkpoints",
-        help="keep the training checkpoints once every part of the run is done (by default they are "
-        "deleted then: they serve --resume, and a finished run has nothing to resume)",
+        help="keep the training checkpoints (by default a part's go once it is done, unless a later part "
+        "continues from them, and the rest with the run: they serve --resume, and a finished part has "
+        "nothing to resume)",
     ),
     sweep: list[str] | None = typer.Option(
         None,

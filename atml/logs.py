@@ -31,7 +31,12 @@ class _Split(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
         try:
-            stream.write(self.format(record) + "\n")
+            if _bars:  # above the live bars, which tqdm redraws below the line
+                from tqdm import tqdm
+
+                tqdm.write(self.format(record), file=stream)
+            else:
+                stream.write(self.format(record) + "\n")
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed pipe: nothing left to tell
@@ -68,6 +73,62 @@ def get(name: str = "atml") -> logging.Logger:
     return logging.getLogger(name if name == "atml" or name.startswith("atml.") else f"atml.{name}")
 
 
+_bars: list = []  # the live bars on the terminal, outermost first
+
+
+def _open_bar(label: str, total: int, unit: str, initial: int = 0):
+    """A tqdm bar on the next line below the bars already open; it clears itself when closed."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, desc=f"  {label}", unit=unit, leave=False, file=sys.stdout,
+               position=len(_bars))  # fmt: skip
+    _bars.append(bar)
+    return bar
+
+
+def _close_bar(bar) -> None:
+    bar.close()
+    if bar in _bars:
+        _bars.remove(bar)
+
+
+def open_bars() -> int:
+    return len(_bars)
+
+
+def close_bars(keep: int = 0) -> None:
+    """The live bars but the `keep` outermost cleared (work that ends by an error leaves none of
+    its own behind)."""
+    for bar in reversed(_bars[keep:]):
+        _close_bar(bar)
+
+
+class Level:
+    """One level of a long piece of work (a study's jobs, a run's parts, a training's epochs) as a
+    live bar with rate and ETA, on a terminal only (a log file has the level's own lines), nested
+    below the levels open around it; the batch counter of an epoch (Counter) sits innermost."""
+
+    def __init__(self, label: str, total: int, unit: str, done: int = 0):
+        live = sys.stdout.isatty() and logging.getLogger("atml").isEnabledFor(logging.INFO)
+        self.bar = _open_bar(label, total, unit, done) if live else None
+
+    def advance(self, note: str = "") -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(note, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            _close_bar(self.bar)
+            self.bar = None
+
+    def __enter__(self) -> Level:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Counter:
     """Progress through `total` items of one pass: on a terminal a live tqdm bar (rate, ETA) that
     clears itself when the pass ends; in a log file (or a pipe) a line every 30 s and, with
@@ -86,7 +147,7 @@ class Counter:
     def close(self) -> None:
         """Clear the live bar (a line printed next starts at the line's start)."""
         if self.bar is not None:
-            self.bar.close()
+            _close_bar(self.bar)
             self.bar = None
 
     def update(self, done: int, extra: str = "") -> None:
@@ -96,12 +157,7 @@ class Counter:
         text = f"  {self.label}: {done}/{self.total}{self.unit}{extra}"
         if self.live:
             if self.bar is None:
-                from tqdm import tqdm
-
-                unit = self.unit.strip() or "it"
-                self.bar = tqdm(
-                    total=self.total, desc=f"  {self.label}", unit=unit, leave=False, file=sys.stdout
-                )
+                self.bar = _open_bar(self.label, self.total, self.unit.strip() or "it")
             self.bar.set_postfix_str(extra.strip(" ,;"), refresh=False)
             self.bar.update(done - self.bar.n)
             if done >= self.total:

@@ -189,20 +189,22 @@ def execute(
     together = f"seeds {seeds} together" if len(ctxs) > 1 else f"seed {seeds}"
     targets = ", ".join(str(h.dir) for h in handles)
     log.info(f"atml: {exp.name} [{', '.join(ctxs[0].parts)}] {together} on {where} → {targets}")
-    p, trackers, ended = None, [], "FAILED"
+    p, trackers, ended, outer_bars = None, [], "FAILED", logs.open_bars()
+    freed = [0] * len(handles)
     try:
         if distributed.is_main():
             trackers = [make_tracker(tracker_kind, h.dir, h.config) for h in handles]
             for h, tracker in zip(handles, trackers):
                 if tracker:
                     h.epoch_listeners.append(tracker.log_epoch)
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), logs.Level(exp.name, len(ctxs[0].parts), "part") as parts_bar:
             for p in ctxs[0].parts:
                 pending = [i for i, h in enumerate(handles) if p not in h.metrics]
                 if not pending:
                     log.info(
                         f"== {exp.name}/{p}: already complete in the run folder{'s' * (len(handles) > 1)}"
                     )
+                    parts_bar.advance(p)
                     continue
                 log.info(f"== {exp.name}/{p}")
                 started = time.perf_counter()
@@ -214,9 +216,15 @@ def execute(
                     if trackers and trackers[i]:
                         trackers[i].log_part(p, handles[i].metrics[p])
                 distributed.barrier()  # the other ranks read what rank 0 recorded
+                if not keep_checkpoints:  # what no later part continues from serves --resume no more
+                    later = ctxs[0].parts[ctxs[0].parts.index(p) + 1 :]
+                    reused = [pattern for q in later for pattern in exp.part(q).reuses]
+                    freed = [f + h.drop_checkpoints(keep=reused) for f, h in zip(freed, handles)]
                 log.info(f"== {exp.name}/{p} done in {time.perf_counter() - started:.0f} s")
+                parts_bar.advance(p)
             distributed.barrier()  # every rank is past its last checkpoint read
-            freed = [0 if keep_checkpoints else h.drop_checkpoints() for h in handles]
+            if not keep_checkpoints:
+                freed = [f + h.drop_checkpoints() for f, h in zip(freed, handles)]
             ended = "FINISHED"
     except KeyboardInterrupt:
         ended = "KILLED"
@@ -231,6 +239,7 @@ def execute(
     except Exception as exc:
         raise unexpected(exc, f"{exp.name}/{p}", handles[0].dir / "error.txt") from None
     finally:
+        logs.close_bars(keep=outer_bars)
         for tracker in trackers:
             if tracker:
                 tracker.close(ended)

@@ -7,6 +7,7 @@ metrics.json (headline numbers per part), history/<part>.csv, plots/, samples/, 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import logging
@@ -295,13 +296,16 @@ class Run:
         return sum(f.stat().st_size for f in self.dir.rglob("*") if f.is_file())
 
     # --- checkpoints --------------------------------------------------------------------
-    def drop_checkpoints(self) -> int:
-        """Delete the training checkpoints of a complete run (they serve --resume alone); the
-        bytes freed."""
+    def drop_checkpoints(self, keep: Iterable[str] = ()) -> int:
+        """Delete the training checkpoints (they serve --resume alone) but those whose key matches a
+        pattern of `keep`; the bytes freed."""
+        keep = tuple(keep)
         freed = 0
         for path in (self.dir / "checkpoints").glob("*.pt"):
-            freed += path.stat().st_size
-            path.unlink()
+            key = path.name.removesuffix(".pt").removesuffix(".previous")
+            if not any(fnmatch.fnmatchcase(key, pattern) for pattern in keep):
+                freed += path.stat().st_size
+                path.unlink()
         return freed
 
     def checkpoint_path(self, key: str, previous: bool = False) -> Path:
@@ -409,7 +413,7 @@ class FollowerRun(Run):
     def save_checkpoint(self, key: str, state: dict) -> None:
         pass
 
-    def drop_checkpoints(self) -> int:
+    def drop_checkpoints(self, keep: Iterable[str] = ()) -> int:
         return 0
 
     def size(self) -> int:

@@ -21,7 +21,7 @@ import torch
 from atml import distributed
 from atml.data.batching import TensorBatches
 from atml.errors import DamagedFileError, TrainingDivergedError
-from atml.logs import Counter
+from atml.logs import Counter, Level
 from atml.runs import Run
 from atml.runtime import rng_state, set_rng_state
 
@@ -92,8 +92,11 @@ class Progress:
         self.label, self.epochs, self.steps_per_epoch, self.shown = label, epochs, steps_per_epoch, shown
         self.started = time.perf_counter()
         self.counter: Counter | None = None
+        self.epochs_bar: Level | None = None
 
     def step(self, epoch: int, i: int) -> None:
+        if self.epochs_bar is None:
+            self.epochs_bar = Level(self.label, self.epochs, "epoch", done=epoch)
         if self.counter is None or i == 1:
             # batches by time only: each epoch has its own line
             label = f"{self.label} (epoch {epoch + 1}/{self.epochs}) batch"
@@ -113,6 +116,10 @@ class Progress:
             f"  {self.label} epoch {epoch + 1}/{self.epochs}  {shown}  "
             f"[{per_epoch:.1f}s/epoch, ETA {eta:.0f}s]"
         )
+        if self.epochs_bar is not None:
+            self.epochs_bar.advance()
+            if epoch + 1 == self.epochs:
+                self.epochs_bar.close()
 
 
 def _restore(saved: object, checkpointing: Checkpointing) -> tuple[History, int]:

@@ -75,3 +75,28 @@ def test_a_complete_run_deletes_its_checkpoints_unless_kept(cli, fake_root, tmp_
     }
     code, out, err = cli("run", "gan", "--resume", folder)  # complete: nothing to redo, and now they go
     assert code == 0 and "already complete" in out and not list((folder / "checkpoints").glob("*.pt"))
+
+
+def test_a_finished_parts_checkpoints_go_before_the_next_part_unless_a_later_part_reuses_them(
+    cli, fake_root, tmp_path, monkeypatch
+):
+    """The peak on disk is one part's checkpoints, not the run's: what a later part continues from
+    (its declared `reuses`) stays until that part has run."""
+    seen = {}
+    run_part = experiments.Experiment.run_part
+
+    def spy(self, part, ctxs, runs):
+        seen[part] = sorted(p.name for run in runs for p in (run.dir / "checkpoints").glob("*.pt"))
+        return run_part(self, part, ctxs, runs)
+
+    monkeypatch.setattr(experiments.Experiment, "run_part", spy)
+    code, _, err = cli("run", "gan", "--smoke", "--part", "baseline", "--part", "vanishing",
+                       "--set", f"data.root={fake_root}", "--out", tmp_path)  # fmt: skip
+    assert code == 0, err
+    assert seen == {"baseline": [], "vanishing": []}  # baseline's two checkpoints went when it was done
+    code, _, err = cli("run", "vae", "--smoke", "--part", "train", "--part", "samples",
+                       "--set", f"data.root={fake_root}", "--out", tmp_path)  # fmt: skip
+    assert code == 0, err
+    assert seen["samples"] == ["vae-constant.pt"]  # samples continues from train's model
+    (folder,) = (tmp_path / "vae").iterdir()
+    assert not list((folder / "checkpoints").glob("*.pt"))

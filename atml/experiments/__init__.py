@@ -143,8 +143,10 @@ class Figure:
 class Part:
     """One part of an experiment, whole: its name, the type its runner returns, the runner and
     preparation (names of functions in the experiment's code module), the summary rows it adds to
-    a run's table (read from its typed result), the figures it may draw and what it reads (data
-    splits and weights, for `atml data check` and the prefetch)."""
+    a run's table (read from its typed result), the figures it may draw, what it reads (data
+    splits and weights, for `atml data check` and the prefetch) and the training checkpoints of
+    earlier parts it continues from (`reuses`, fnmatch patterns of their keys: kept until it has run;
+    every other checkpoint is deleted once its part is done, unless --keep-checkpoints)."""
 
     name: str
     result: type[Result]
@@ -153,6 +155,7 @@ class Part:
     figures: tuple[Figure, ...] = ()
     prepare: str | None = None
     needs: Callable[[Any], list[Need]] = lambda cfg: []
+    reuses: tuple[str, ...] = ()
 
 
 def per_seed(runner: Callable[[Any, Any], Result]) -> Callable[[str, list, list], list[Result]]:

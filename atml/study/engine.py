@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from atml import experiments, folder_lock, plan, tracking
+from atml import experiments, folder_lock, logs, plan, tracking
 from atml.errors import UserError, shorten
 from atml.records import config_sha256
 from atml.runs import check_output_root, git_commit, new_folder
@@ -167,6 +167,7 @@ def run(folder: Path, study: Study, execute: launchers.Execute) -> int:
     total, done_before = len(study.jobs), len(study.jobs) - len(todo)
     starts: dict[str, float] = {}
     finished = [done_before]
+    jobs_bar = logs.Level("study", total, "job", done=done_before)
 
     def started(launch: launchers.Launch, job_id: str) -> None:
         job = by_name[launch.name]
@@ -184,6 +185,8 @@ def run(folder: Path, study: Study, execute: launchers.Execute) -> int:
         job.wall_s = round(time.perf_counter() - starts.pop(job.name, time.perf_counter()), 1)
         job.runs = found_runs(folder, study, job)
         finished[0] += code == 0
+        if code == 0:
+            jobs_bar.advance(job.name)
         record.save(folder, study)
         said = f"{job.state} in {job.wall_s:.0f} s" + (
             f" (exit {code}: {shorten(reason, 200)})" if code else ""
@@ -214,6 +217,7 @@ def run(folder: Path, study: Study, execute: launchers.Execute) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        jobs_bar.close()
         for job in study.jobs:  # a job the launcher could not report: its process went with ours
             if job.state == "running":
                 job.state, job.reason = "interrupted", "the study's process ended"

@@ -404,6 +404,8 @@ def compare_depth_reads(cfg: Config) -> list[Need]:
     return [Weights("torchvision", arch, cfg.model.weights) for arch in cfg.compare_depth.archs]
 
 
+# the baseline's head (shortcuts off where the config turns them off), which later parts continue from
+BASELINE_HEAD = ("head", "head-no-residual")
 PARTS = (
     Part(
         "baseline",
@@ -432,6 +434,7 @@ PARTS = (
             Figure("no-residual_gradient_norms", "gradient norm per block, with and without shortcuts", True),
         ),
         prepare="prepare_no_residual",
+        reuses=BASELINE_HEAD,
     ),
     Part(
         "features",
@@ -443,6 +446,7 @@ PARTS = (
             Figure("features_separability", "k-NN accuracy and silhouette of each layer's features", True),
         ),
         prepare="prepare_features",
+        reuses=BASELINE_HEAD,
     ),
     Part(
         "transfer",
@@ -466,6 +470,7 @@ PARTS = (
         "run_confusion",
         accuracy_row,
         (Figure("confusion_matrix", "the baseline head's confusion matrix on the validation images", True),),
+        reuses=BASELINE_HEAD,
     ),
     Part(
         "compare-depth",
@@ -486,6 +491,7 @@ PARTS = (
         ),
         prepare="prepare_compare_depth",
         needs=compare_depth_reads,
+        reuses=BASELINE_HEAD,
     ),
 )
 

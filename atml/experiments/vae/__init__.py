@@ -212,14 +212,29 @@ EXPERIMENT = Experiment(
     title=__doc__.strip().splitlines()[0],
     parts=(
         Part("train", VaePartResult, "run_train", schedule_rows, (figure_of_training("train"),)),
-        Part("samples", VaePartResult, "run_samples", schedule_rows, figures_of_samples("samples")),
-        Part("collapse", VaePartResult, "run_collapse", schedule_rows, figures_of_posterior("collapse")),
+        Part(
+            "samples",
+            VaePartResult,
+            "run_samples",
+            schedule_rows,
+            figures_of_samples("samples"),
+            reuses=("vae-*",),  # the VAE `train` trained under the same schedule
+        ),
+        Part(
+            "collapse",
+            VaePartResult,
+            "run_collapse",
+            schedule_rows,
+            figures_of_posterior("collapse"),
+            reuses=("vae-*",),
+        ),
         Part(
             "anneal",
             VaePartResult,
             "run_anneal",
             schedule_rows,
             (figure_of_training("anneal"), *figures_of_samples("anneal"), *figures_of_posterior("anneal")),
+            reuses=("vae-*",),
         ),
     ),
     config=Config,
