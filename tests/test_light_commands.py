@@ -2,6 +2,7 @@
 fresh process under `python -X importtime`, and the modules it imported are read from that list
 (not timed: a slow machine must not fail a test, an import must)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def imported_modules(*args: str, cwd) -> tuple[int, set[str], str]:
         (["run", "gan", "--device", "tpu"], 2),
         (["run", "all", "--set", "train.nonsense=1"], 2),
         (["run", "all", "--set", "train.epochs=-1"], 2),  # a bad value for one experiment of all
+        (["run", "gan", "--resume", "no-such-run"], 2),  # a missing run folder
+        (["run", "vit", "--set", "model.name=vit_small_patch16_244"], 2),  # a misspelt timm model
+        (["run", "clip", "--set", "model.name=ViT-B-23"], 2),  # a misspelt open_clip model
     ],
 )
 def test_a_command_that_does_not_train_imports_no_heavy_library(args, code, tmp_path):
@@ -94,6 +98,22 @@ def test_the_weights_table_matches_the_libraries_and_the_default_configs():
     assert (clip.name, clip.weights) in weight_files.OPEN_CLIP_REPOS
     for (name, tag), repo in weight_files.OPEN_CLIP_REPOS.items():
         assert open_clip.get_pretrained_cfg(name, tag)["hf_hub"].rstrip("/") == repo
+
+
+def test_the_shipped_model_names_are_the_installed_libraries_lists():
+    """Trusted only for the versions they came from; regenerate with python -m atml.models.model_names."""
+    import open_clip
+    import timm
+
+    from atml.models import model_names
+
+    shipped = json.loads(model_names.LIST.read_text())
+    for library, names in (("timm", timm.list_models()), ("open_clip", open_clip.list_models())):
+        if model_names._installed(library) != shipped[library]["version"]:
+            pytest.skip(f"{library} {model_names._installed(library)} is installed, the list is of another")
+        assert shipped[library]["names"] == sorted(names)
+    assert model_names.unknown("timm", "vit_small_patch16_224.augreg_in21k_ft_in1k") is None
+    assert "did you mean vit_small_patch16_224" in model_names.unknown("timm", "vit_small_patch16_244")
 
 
 @pytest.mark.parametrize("env", [{}, {"TORCH_HOME": "/elsewhere/torch"}, {"XDG_CACHE_HOME": "/xdg"}])

@@ -17,6 +17,7 @@ from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.data.prompts import PUBLISHED
 from atml.experiments import Experiment, Figure, Headline, Part, Reading
+from atml.models import model_names
 from atml.models.weight_files import open_clip_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result, weights_mark
@@ -106,6 +107,8 @@ class ClipModelConfig(FrozenModelSection):
     interpolation: Literal["model", "bilinear", "bicubic"] = Field(
         "model", description="the resize: the model's own (CLIP: bicubic) or another"
     )
+
+    _known_name = field_validator("name")(model_names.checked("open_clip"))
 
 
 Templates = list[str] | Literal["published"] | None

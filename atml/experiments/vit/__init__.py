@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.experiments import Experiment, Figure, Headline, Part, Reading
+from atml.models import model_names
 from atml.models.weight_files import timm_rows
 from atml.needs import DatasetSplit, Need, Weights
 from atml.results import Result, weights_mark
@@ -99,6 +100,8 @@ class VitModelConfig(FrozenModelSection):
     interpolation: Literal["model", "bilinear", "bicubic"] = Field(
         "model", description="the resize: the weights' own or another"
     )
+
+    _known_name = field_validator("name")(model_names.checked("timm"))
 
 
 class PredictConfig(Strict):
