@@ -311,7 +311,10 @@ def presets(experiment: str) -> list[str]:
 def check_preset(experiment: str, preset: str) -> None:
     known = presets(experiment)
     if preset not in known:
-        raise UserError(f"unknown preset '{preset}' for {experiment}; presets: {', '.join(known) or 'none'}")
+        raise UserError(
+            f"unknown preset '{preset}' for {experiment}{did_you_mean(preset, known)}; "
+            f"presets: {', '.join(known) or 'none'}"
+        )
 
 
 def resolve(

@@ -111,7 +111,11 @@ def per_experiment(sets: list[str], preset: str | None) -> dict[str, tuple[list[
             )
     with_preset = {name for name in chosen if preset in presets(name)}
     if preset is not None and not with_preset:
-        raise UserError(f"unknown preset '{preset}': no experiment has it (see `atml list`)")
+        everyone = {known for name in chosen for known in presets(name)}
+        raise UserError(
+            f"unknown preset '{preset}'{did_you_mean(preset, everyone)}: no experiment has it "
+            "(see `atml list`)"
+        )
     for name in chosen.keys() - with_preset if preset is not None else ():
         log.info(f"atml: {name} has no preset '{preset}'; it runs with its own settings")
     return {name: (mine, preset if name in with_preset else None) for name, mine in chosen.items()}

@@ -126,3 +126,10 @@ def test_each_original_preset_runs_in_smoke_form(cli, fake_root, tmp_path, exper
         )
     if experiment == "clip":
         assert metrics["procrustes"]["scoring"] == "in-sample" and metrics["procrustes"]["held_out"] is None
+
+
+def test_a_misspelt_preset_gets_the_closest_name(cli, config_dir):
+    code, _, err = cli("config", "gan", "--preset", "orginal")
+    assert code == 2 and "(did you mean 'original'?)" in err
+    code, _, err = cli("run", "all", "--preset", "orginal", "--smoke")
+    assert code == 2 and "(did you mean 'original'?)" in err
