@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
@@ -16,19 +15,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from atml.runs import atomic_write_bytes  # noqa: E402
-
 plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _png(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes, closed: a part returns them and the runner writes them."""
     import io
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    return buffer.getvalue()
 
 
 def grid_array(images: torch.Tensor, nrow: int) -> np.ndarray:
@@ -37,15 +34,15 @@ def grid_array(images: torch.Tensor, nrow: int) -> np.ndarray:
     return grid.permute(1, 2, 0).numpy()
 
 
-def image_grid(images: torch.Tensor, path: Path, title: str, nrow: int = 5) -> Path:
+def image_grid(images: torch.Tensor, title: str, nrow: int = 5) -> bytes:
     fig, ax = plt.subplots(figsize=(4, 4.3))
     ax.imshow(grid_array(images, nrow), cmap="gray", vmin=0, vmax=1)
     ax.set_title(title)
     ax.axis("off")
-    return _save(fig, path)
+    return _png(fig)
 
 
-def image_grids(grids: dict[str, dict[str, torch.Tensor]], path: Path, title: str, nrow: int = 5) -> Path:
+def image_grids(grids: dict[str, dict[str, torch.Tensor]], title: str, nrow: int = 5) -> bytes:
     """A table of image grids: one row per outer key, one column per inner key; each cell is
     sized to its grid so strips and squares both stay readable."""
     rows = list(grids)
@@ -65,7 +62,7 @@ def image_grids(grids: dict[str, dict[str, torch.Tensor]], path: Path, title: st
                 ax.set_title(f"{r}: {c}" if len(rows) > 1 else c, fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _png(fig)
 
 
 @dataclass
@@ -92,9 +89,7 @@ def _column(rows: list[dict], series: Series) -> tuple[np.ndarray, np.ndarray]:
     return np.array([float(r[x_key]) for r in rows]), np.array([float(r[series.column]) for r in rows])
 
 
-def training_curves(
-    runs: dict[str, dict[str, list[dict]]], panels: Sequence[Panel], path: Path, title: str
-) -> Path:
+def training_curves(runs: dict[str, dict[str, list[dict]]], panels: Sequence[Panel], title: str) -> bytes:
     """One column per run (e.g. pathology | mitigation), one row per panel, x the epoch (integer
     ticks). A row's panels share their y range when the runs' ranges are alike (within SHARED_SPAN×),
     else each keeps its own, so one run's loss of thousands does not flatten the others'. Legends
@@ -135,7 +130,7 @@ def training_curves(
                 handles, labels = handles + more_handles, labels + more_labels
             ax.set_title(f"{name}: {panel.title}" if len(names) > 1 else panel.title)
             ax.set_ylabel(panel.ylabel)
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
             if i == len(panels) - 1:
                 ax.set_xlabel("epoch")
             if handles and j == len(names) - 1:
@@ -147,7 +142,7 @@ def training_curves(
     fig.suptitle(
         title, y=1.0 + 0.12 / len(panels)
     )  # above the first row's titles; savefig keeps it in the frame
-    return _save(fig, path)
+    return _png(fig)
 
 
 SHARED_SPAN = 5.0
@@ -170,8 +165,8 @@ def _share_if_alike(row: Sequence[plt.Axes]) -> None:
 
 
 def grouped_bars(
-    groups: dict[str, Sequence[float]], categories: Sequence[str], path: Path, title: str, ylabel: str
-) -> Path:
+    groups: dict[str, Sequence[float]], categories: Sequence[str], title: str, ylabel: str
+) -> bytes:
     """Bars per category, one colour per group (e.g. the class histogram of each run)."""
     fig, ax = plt.subplots(figsize=(min(14, max(6, 0.3 * len(categories) * max(1, len(groups)))), 3.4))
     width = 0.8 / max(len(groups), 1)
@@ -182,7 +177,7 @@ def grouped_bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     _legend_outside(ax)
-    return _save(fig, path)
+    return _png(fig)
 
 
 def _class_colours(n_classes: int):
@@ -191,8 +186,8 @@ def _class_colours(n_classes: int):
 
 
 def scatter_grid(
-    maps: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], classes: Sequence[str], path: Path, title: str
-) -> Path:
+    maps: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], classes: Sequence[str], title: str
+) -> bytes:
     """2-D maps in a grid (rows × columns of `maps`), points coloured by class; each cell is
     (xy [N, 2], labels [N]). A legend names the classes when there are at most 20; beyond that
     the colours only separate them (a legend of 100 names is unreadable)."""
@@ -219,25 +214,22 @@ def scatter_grid(
         fig.text(0.5, -0.01, f"colours: {len(classes)} classes", ha="center", fontsize=8)
     fig.tight_layout()
     fig.suptitle(title, y=1.0 + 0.04 / len(rows))
-    return _save(fig, path)
+    return _png(fig)
 
 
-def scatter_maps(
-    maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str], path: Path, title: str
-) -> Path:
+def scatter_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str], title: str) -> bytes:
     """2-D maps side by side, points coloured by class; `maps` is {name: (xy [N, 2], labels [N])}."""
-    return scatter_grid({"": maps}, classes, path, title)
+    return scatter_grid({"": maps}, classes, title)
 
 
 def lines(
     series: dict[str, tuple[Sequence, Sequence[float]]],
-    path: Path,
     title: str,
     xlabel: str,
     ylabel: str,
     logy: bool = False,
     bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-) -> Path:
+) -> bytes:
     """One line per named (x, y) series, e.g. separability against depth or a number per block;
     `bands` shades a (low, high) interval around a series (a confidence interval, say)."""
     n_points = max(len(x) for x, _ in series.values())
@@ -254,12 +246,12 @@ def lines(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     _legend_outside(ax)
-    return _save(fig, path)
+    return _png(fig)
 
 
 def errorbar_lines(
-    series: dict[str, list[tuple[float, float, float]]], path: Path, title: str, xlabel: str, ylabel: str
-) -> Path:
+    series: dict[str, list[tuple[float, float, float]]], title: str, xlabel: str, ylabel: str
+) -> bytes:
     """One line per named series of (x, mean, std) points, std as error bars; x on a log scale
     when it spans a decade or more (learning rates, β), ticked at the swept values; y on a log
     scale when every mean is positive and they span two decades (one line's fall is seen beside
@@ -281,12 +273,12 @@ def errorbar_lines(
     ax.set_title(textwrap.fill(title, 70), fontsize=9)
     if len(series) > 1:
         _legend_outside(ax)
-    return _save(fig, path)
+    return _png(fig)
 
 
 def confusion_matrix(
-    matrix: np.ndarray, classes: Sequence[str], path: Path, title: str, pairs: Sequence[str] = ()
-) -> Path:
+    matrix: np.ndarray, classes: Sequence[str], title: str, pairs: Sequence[str] = ()
+) -> bytes:
     """Row-normalised confusion matrix (rows: true class); class names shown up to 20 classes (with
     more, the index; the most-confused pairs, listed beside the matrix by name, say which is which)."""
     shares = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
@@ -328,10 +320,10 @@ def confusion_matrix(
             family="monospace",
             transform=notes.transAxes,
         )
-    return _save(fig, path)
+    return _png(fig)
 
 
-def heatmaps(maps: dict[str, np.ndarray], path: Path, title: str, label: str) -> Path:
+def heatmaps(maps: dict[str, np.ndarray], title: str, label: str) -> bytes:
     """Each 2-D map as it is, cell by cell (nearest, no smoothing), with its own colour bar."""
     fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.4), squeeze=False)
     for ax, (name, values) in zip(axes[0], maps.items()):
@@ -342,12 +334,10 @@ def heatmaps(maps: dict[str, np.ndarray], path: Path, title: str, label: str) ->
         fig.colorbar(image, ax=ax, label=label, fraction=0.046)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _png(fig)
 
 
-def tradeoff(
-    points: dict[str, tuple[float, float, str]], path: Path, title: str, xlabel: str, ylabel: str
-) -> Path:
+def tradeoff(points: dict[str, tuple[float, float, str]], title: str, xlabel: str, ylabel: str) -> bytes:
     """One labelled point per setting (x, y, note): e.g. accuracy against wall time; x on a log scale
     because settings differ by orders of magnitude in cost."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -361,17 +351,16 @@ def tradeoff(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.margins(x=0.3, y=0.25)
-    return _save(fig, path)
+    return _png(fig)
 
 
 def overlay_grid(
     rows: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]],
-    path: Path,
     title: str,
     alpha: float = 0.5,
     colour: tuple[float, float, float] = (1.0, 0.0, 0.0),
     captions: dict[str, dict[str, str]] | None = None,
-) -> Path:
+) -> bytes:
     """A table of images, one row per outer key and one column per inner key, each optionally
     overlaid with a heat map (H × W, non-negative) in semi-transparent `colour` (red by default):
     the colour's opacity is alpha × the map divided by its maximum within that cell. `captions`
@@ -404,12 +393,10 @@ def overlay_grid(
                 ax.text(0.5, -0.03, caption, transform=ax.transAxes, ha="center", va="top", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _png(fig)
 
 
-def predictions(
-    images: dict[str, np.ndarray], top: dict[str, list[tuple[str, float]]], path: Path, title: str
-) -> Path:
+def predictions(images: dict[str, np.ndarray], top: dict[str, list[tuple[str, float]]], title: str) -> bytes:
     """Each image beside a bar chart of its top-k classes and probabilities."""
     fig, axes = plt.subplots(
         len(images),
@@ -429,7 +416,7 @@ def predictions(
         ax_bars.set_xlabel("probability")
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _png(fig)
 
 
 @dataclass
@@ -442,8 +429,8 @@ class ModalityMap:
 
 
 def modality_maps(
-    maps: dict[str, ModalityMap], classes: Sequence[str], path: Path, title: str, columns: int | None = None
-) -> Path:
+    maps: dict[str, ModalityMap], classes: Sequence[str], title: str, columns: int | None = None
+) -> bytes:
     """Joint maps, `columns` to a row (default: all in one): images as dots, texts as black-edged
     stars, both coloured by class."""
     columns = columns or len(maps)
@@ -488,12 +475,12 @@ def modality_maps(
     axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.suptitle(title, y=1.03)
-    return _save(fig, path)
+    return _png(fig)
 
 
 def histograms(
-    panels: dict[str, dict[str, np.ndarray]], path: Path, title: str, xlabel: str | Sequence[str] = "value"
-) -> Path:
+    panels: dict[str, dict[str, np.ndarray]], title: str, xlabel: str | Sequence[str] = "value"
+) -> bytes:
     """One panel per entry, overlaid density histograms of its named samples (e.g. matched vs
     unmatched similarities), each with its mean marked."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
@@ -516,10 +503,10 @@ def histograms(
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.suptitle(title, y=1.04)
-    return _save(fig, path)
+    return _png(fig)
 
 
-def posterior_stats(posteriors: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+def posterior_stats(posteriors: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
     """The original notebook's collapse figure for each model (mu, sigma: [images, dims]): mean μ
     and mean σ per latent dimension (the prior's σ = 1 dashed: a dimension at 1 with μ ≈ 0 has
     collapsed), and histograms of every μ and every σ."""
@@ -552,4 +539,4 @@ def posterior_stats(posteriors: dict[str, tuple[np.ndarray, np.ndarray]], path: 
         ax.set_xticks(dims)
     fig.tight_layout()
     fig.suptitle(title, y=1.02)
-    return _save(fig, path)
+    return _png(fig)

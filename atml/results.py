@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import fnmatch
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 
 class Result(BaseModel):
@@ -17,9 +17,28 @@ class Result(BaseModel):
     not measure stays absent, as before)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # what the part drew (figure name → PNG) and logged (history name → rows) beside its numbers:
+    # the runner writes them into the run folder, after checking the figures are the part's own
+    _figures: dict[str, bytes] = PrivateAttr(default_factory=dict)
+    _curves: dict[str, list[dict]] = PrivateAttr(default_factory=dict)
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def with_outputs(
+        self, figures: dict[str, bytes] | None = None, curves: dict[str, list[dict]] | None = None
+    ) -> Self:
+        self._figures.update(figures or {})
+        self._curves.update(curves or {})
+        return self
+
+    @property
+    def figures(self) -> dict[str, bytes]:
+        return dict(self._figures)
+
+    @property
+    def curves(self) -> dict[str, list[dict]]:
+        return dict(self._curves)
 
 
 class KeyedResult(Result):

@@ -18,7 +18,6 @@ import re
 import secrets
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cached_property
@@ -263,7 +262,7 @@ class Run:
         payload = json.dumps(self.metrics | {part: values}, indent=2, allow_nan=False)
         atomic_write_text(self.dir / "metrics.json", payload)
 
-    def write_history(self, name: str, rows: Iterable[dict]) -> Path:
+    def write_history(self, name: str, rows: Iterable[dict]) -> None:
         rows = list(rows)
         columns: list[str] = []
         for row in rows:
@@ -272,24 +271,18 @@ class Run:
         writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-        path = self.dir / "history" / f"{name}.csv"
-        atomic_write_text(path, buffer.getvalue())
-        return path
+        atomic_write_text(self.dir / "history" / f"{name}.csv", buffer.getvalue())
 
     def log_epoch(self, training: str, row: dict) -> None:
         """A training's epoch row, as it happens, to whoever follows the run live (--tracker)."""
         for listener in self.epoch_listeners:
             listener(training, row)
 
-    def plot_path(self, name: str) -> Path:
-        return self.plots_dir / f"{name}.png"
+    def write_figure(self, name: str, png: bytes) -> None:
+        atomic_write_bytes(self.dir / "plots" / f"{name}.png", png)
 
-    @property
-    def plots_dir(self) -> Path:
-        return self.dir / "plots"
-
-    def sample_path(self, name: str) -> Path:
-        return self.dir / "samples" / f"{name}.png"
+    def write_sample(self, name: str, png: bytes) -> None:
+        atomic_write_bytes(self.dir / "samples" / f"{name}.png", png)
 
     def size(self) -> int:
         """Bytes the run folder holds."""
@@ -385,14 +378,7 @@ class Run:
 
 class FollowerRun(Run):
     """A data-parallel rank other than 0: it reads rank 0's run folder (checkpoints to resume
-    from, parts already complete) and writes nothing there; its figures go to a scratch folder
-    that is deleted with it."""
-
-    def __init__(self, root: Path):
-        super().__init__(root)
-        self._scratch = tempfile.TemporaryDirectory(prefix="atml-follower-")
-        for sub in SUBDIRS:
-            (Path(self._scratch.name) / sub).mkdir()
+    from, parts already complete) and writes nothing there."""
 
     def write_env(self, env: dict) -> None:
         pass
@@ -400,15 +386,14 @@ class FollowerRun(Run):
     def record_metrics(self, part: str, values: dict) -> None:
         pass
 
-    def write_history(self, name: str, rows: Iterable[dict]) -> Path:
-        return Path(self._scratch.name) / "history" / f"{name}.csv"
+    def write_history(self, name: str, rows: Iterable[dict]) -> None:
+        pass
 
-    @property
-    def plots_dir(self) -> Path:
-        return Path(self._scratch.name) / "plots"
+    def write_figure(self, name: str, png: bytes) -> None:
+        pass
 
-    def sample_path(self, name: str) -> Path:
-        return Path(self._scratch.name) / "samples" / f"{name}.png"
+    def write_sample(self, name: str, png: bytes) -> None:
+        pass
 
     def save_checkpoint(self, key: str, state: dict) -> None:
         pass

@@ -41,8 +41,8 @@ def test_the_readout_counts_and_names_what_differs():
     )
 
 
-def curves(tmp_path, scales):
-    rows = lambda scale: [{"epoch": e, "loss": scale * (3 - e)} for e in (1, 2)]  # noqa: E731
+def curves(tmp_path, scales, epochs=(1, 2)):
+    rows = lambda scale: [{"epoch": e, "loss": scale * (3 - e)} for e in epochs]  # noqa: E731
     runs = {name: {"epochs": rows(scale)} for name, scale in scales.items()}
     panels = [plots.Panel("loss", [plots.Series("loss", "loss", "epochs")])]
     captured = {}
@@ -54,7 +54,7 @@ def curves(tmp_path, scales):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plt.Figure, "savefig", keep)
-        plots.training_curves(runs, panels, tmp_path / "curves.png", "t")
+        assert plots.training_curves(runs, panels, "t").startswith(b"\x89PNG")
     return captured["axes"]
 
 
@@ -68,3 +68,6 @@ def test_a_row_shares_its_y_range_only_where_the_scales_match(tmp_path):
 def test_epoch_ticks_are_integers(tmp_path):
     (ax, _) = curves(tmp_path, {"a": 1.0, "b": 1.0})
     assert all(float(t).is_integer() for t in ax.get_xticks())
+    (ax, _) = curves(tmp_path, {"a": 1.0, "b": 1.0}, epochs=(1,))  # one epoch: one tick, at 1
+    shown = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert shown == [1]

@@ -34,8 +34,8 @@ def test_metrics_merge_by_part_and_history_csv(tmp_path):
     run.record_metrics("a", {"x": 1})
     run.record_metrics("b", {"y": 2})
     assert json.loads((run.dir / "metrics.json").read_text()) == {"a": {"x": 1}, "b": {"y": 2}}
-    path = run.write_history("a", [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25, "acc": 0.9}])
-    lines = path.read_text().splitlines()
+    run.write_history("a", [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25, "acc": 0.9}])
+    lines = (run.dir / "history" / "a.csv").read_text().splitlines()
     assert lines[0] == "epoch,loss,acc" and lines[2] == "2,0.25,0.9"
 
 
@@ -100,3 +100,29 @@ def test_a_finished_parts_checkpoints_go_before_the_next_part_unless_a_later_par
     assert seen["samples"] == ["vae-constant.pt"]  # samples continues from train's model
     (folder,) = (tmp_path / "vae").iterdir()
     assert not list((folder / "checkpoints").glob("*.pt"))
+
+
+def test_the_runner_writes_what_a_part_returns_and_refuses_a_figure_it_does_not_declare(
+    cli, fake_root, tmp_path, monkeypatch
+):
+    """Outputs take one route: a part returns its figures and curves with its result; the runner
+    checks the figures against the part's declarations, then writes them."""
+    from atml.experiments.gan import parts
+
+    part_figures = parts.part_figures
+    monkeypatch.setattr(parts, "part_figures", lambda *a, **k: part_figures(*a, **k) | {"stray": b"png"})
+    code, _, err = cli("run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}",
+                       "--out", tmp_path)  # fmt: skip
+    assert code == 1 and "gan/baseline drew stray, a figure it does not declare" in err
+    (folder,) = (tmp_path / "gan").iterdir()
+    assert not list((folder / "plots").glob("*.png")) and not list((folder / "history").glob("*.csv"))
+    monkeypatch.setattr(parts, "part_figures", part_figures)
+    code, _, err = cli("run", "gan", "--smoke", "--part", "baseline", "--set", f"data.root={fake_root}",
+                       "--out", tmp_path / "fine")  # fmt: skip
+    assert code == 0, err
+    (folder,) = (tmp_path / "fine" / "gan").iterdir()
+    drawn = {p.stem for p in (folder / "plots").glob("*.png")}
+    assert drawn == {f.name for f in experiments.get("gan").part("baseline").figures}
+    assert {p.stem for p in (folder / "history").glob("*.csv")} == {
+        "baseline-assignment", "baseline-assignment_steps", "baseline-tuned", "baseline-tuned_steps"
+    }  # fmt: skip

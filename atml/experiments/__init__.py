@@ -308,8 +308,9 @@ class Experiment:
         return None
 
     def run_part(self, part: str, ctxs: list[RunContext], runs: list) -> list[dict]:
-        """The part's result for each run (one per seed), as metrics.json holds it. A result of
-        another type, another number of them, or a figure no part declares is a bug."""
+        """The part's result for each run (one per seed), as metrics.json holds it; its figures and
+        curves written into the run's folder. A result of another type, another number of them, or
+        a figure the part does not declare is a bug."""
         expected = self.part(part).result
         results = self.runner(part)(part, ctxs, runs)
         if not isinstance(results, list) or len(results) != len(runs):
@@ -319,13 +320,15 @@ class Experiment:
                 raise TypeError(
                     f"{self.name}/{part} returned {type(result).__name__}, not {expected.__name__}"
                 )
-        declared = {f.name for p in self.parts for f in p.figures}
-        for run in runs:
-            drawn = {path.stem for path in run.plots_dir.glob("*.png")} if run.plots_dir.is_dir() else set()
-            if drawn - declared:
-                raise TypeError(
-                    f"{self.name}/{part} drew {min(drawn - declared)}.png, a figure no part declares"
-                )
+        declared = {f.name for f in self.part(part).figures}
+        for result, run in zip(results, runs):
+            undeclared = set(result.figures) - declared
+            if undeclared:
+                raise TypeError(f"{self.name}/{part} drew {min(undeclared)}, a figure it does not declare")
+            for name, rows in result.curves.items():
+                run.write_history(name, rows)
+            for name, png in result.figures.items():
+                run.write_figure(name, png)
         return [result.to_json() for result in results]
 
 

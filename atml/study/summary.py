@@ -11,7 +11,7 @@ from pathlib import Path
 
 from atml import experiments
 from atml.records import read_mapping
-from atml.runs import atomic_write_text
+from atml.runs import atomic_write_bytes, atomic_write_text
 from atml.seed_summary import aggregate
 from atml.study.record import Study
 from atml.tables import markdown_table
@@ -133,12 +133,12 @@ def _figures(folder: Path, study: Study, cells: list[dict], labels: list[str]) -
         if not series:
             continue
         slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{label}_vs_{short[key]}").strip("_")[:100]
-        paths.append(
-            errorbar_lines(
-                series, folder / "plots" / f"{slug}.png", xlabel=short[key], ylabel=label,
-                title=f"{study.experiment}: {label} against {key} (mean ± std over seeds)",
-            )
+        png = errorbar_lines(
+            series, xlabel=short[key], ylabel=label,
+            title=f"{study.experiment}: {label} against {key} (mean ± std over seeds)",
         )  # fmt: skip
+        paths.append(folder / "plots" / f"{slug}.png")
+        atomic_write_bytes(paths[-1], png)
     return paths
 
 

@@ -193,6 +193,7 @@ def class_texts(ctx: ClipContext, strategy: str) -> torch.Tensor:
 
 @per_seed
 def run_zeroshot(ctx: ClipContext, run: Run) -> ZeroshotResult:
+    figures: dict[str, bytes] = {}
     cfg = ctx.cfg
     test = ctx.test
     images = image_embeddings(ctx)
@@ -221,10 +222,9 @@ def run_zeroshot(ctx: ClipContext, run: Run) -> ZeroshotResult:
             f"[{low:.4f}, {high:.4f}]",
         )
     if results:
-        plots.grouped_bars(
+        figures["zeroshot_per_class"] = plots.grouped_bars(
             {f"{s} ({r['accuracy']:.3f})": list(r["per_class"].values()) for s, r in results.items()},
             list(test.classes),
-            run.plot_path("zeroshot_per_class"),
             f"zero-shot accuracy per class, {len(test.labels)} {cfg.data.dataset} test images (chance "
             f"{1 / len(test.classes):.2f})"
             f"{weights_note(cfg)}",
@@ -238,7 +238,7 @@ def run_zeroshot(ctx: ClipContext, run: Run) -> ZeroshotResult:
             "strategies": results,
             "skipped": skipped,
         }
-    )
+    ).with_outputs(figures)
 
 
 def joint_map(
@@ -267,6 +267,7 @@ METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 def run_gap(ctx: ClipContext, run: Run) -> GapResult:
     """The gap as a number, norms before and after normalisation, matched vs unmatched cosine, and
     the joint maps. Slightly over 60 lines: numbers, two figures and the result, in that order."""
+    figures: dict[str, bytes] = {}
     cfg = ctx.cfg
     test = ctx.pairs
     images = image_embeddings(ctx)[ctx.pair_positions]
@@ -303,10 +304,9 @@ def run_gap(ctx: ClipContext, run: Run) -> GapResult:
         for kind in cfg.gap.embeddings
         for m in cfg.gap.maps
     }
-    plots.modality_maps(
+    figures["gap_maps"] = plots.modality_maps(
         maps,
         test.classes,
-        run.plot_path("gap_maps"),
         f"image and text embeddings together ({' vs '.join(cfg.gap.embeddings)}){weights_note(cfg)}",
         columns=len(cfg.gap.maps),
     )
@@ -314,7 +314,7 @@ def run_gap(ctx: ClipContext, run: Run) -> GapResult:
         text_norms, text_what = prompts.flatten(0, 1), "text (every prompt)"
     else:  # each image's caption: its class's text, raw (the mean of its prompts' embeddings)
         text_norms, text_what = prompts.mean(1)[test.labels], "text (every image's caption)"
-    plots.histograms(
+    figures["gap_norms_similarity"] = plots.histograms(
         {
             "norms before normalisation": {
                 "image": images.norm(dim=-1).numpy(),
@@ -325,7 +325,6 @@ def run_gap(ctx: ClipContext, run: Run) -> GapResult:
                 "unmatched": unmatched.numpy(),
             },
         },
-        run.plot_path("gap_norms_similarity"),
         f"{cfg.data.dataset}, strategy '{cfg.gap.strategy}'{weights_note(cfg)}",
         ["L2 norm", "cosine"],
     )
@@ -346,7 +345,7 @@ def run_gap(ctx: ClipContext, run: Run) -> GapResult:
             },
             "map_images": n,
         }
-    )
+    ).with_outputs(figures)
 
 
 def alignment_scores(images: torch.Tensor, labels: torch.Tensor, texts: torch.Tensor) -> dict:
@@ -366,6 +365,7 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
     """The rotation is fitted on one part of the images (with their labels' texts as targets) and
     scored on the rest: the held-out numbers are the result; fit-split numbers are labelled.
     Slightly over 60 lines: fit, score both splits, log, two figures and the metrics in order."""
+    figures: dict[str, bytes] = {}
     cfg, p = ctx.cfg, ctx.cfg.procrustes
     test = ctx.pairs
     texts = class_texts(ctx, p.strategy)
@@ -396,7 +396,7 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
     shown = (held if len(held) else fit)[: cfg.gap.images]
     which = "held-out images" if len(held) else "images R was fitted on (in-sample)"
     after = "rotated by R fitted on the other split" if len(held) else "rotated by R"
-    plots.modality_maps(
+    figures["procrustes_maps"] = plots.modality_maps(
         {
             title: joint_map(points[shown], test.labels[shown], texts, method, cfg.seed)
             for method in p.maps
@@ -406,19 +406,17 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
             )
         },
         test.classes,
-        run.plot_path("procrustes_maps"),
         f"orthogonal Procrustes, unit embeddings{weights_note(cfg)}",
         columns=2,
     )
     quantities = ("matched_cosine", "unmatched_cosine", "gap", "accuracy")
-    plots.grouped_bars(
+    figures["procrustes_before_after"] = plots.grouped_bars(
         {
             f"{split.replace('_', ' ')}, {when}": [scores[split][when][q] for q in quantities]
             for split in scores
             for when in ("before", "after")
         },
         [q.replace("_", " ") for q in quantities],
-        run.plot_path("procrustes_before_after"),
         f"before vs after alignment: {'held out (the result) and ' * bool(len(held))}fit split "
         f"(optimistic){weights_note(cfg)}",
         "value",
@@ -439,4 +437,4 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
             else {"held_out": "procrustes.scoring = in-sample: fitted and scored on the same images"},
             "note": "after alignment the classifier has used the fit split's labels: not zero-shot any more",
         }
-    )
+    ).with_outputs(figures)

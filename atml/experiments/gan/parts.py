@@ -294,11 +294,8 @@ def train_together(
             for G_k, z, kept, run in zip(lone_G, fixed_z, grids, runs):
                 images = generate(G_k, z)
                 kept.grids[epoch + 1] = images.cpu()
-                plots.image_grid(
-                    (images + 1) / 2,
-                    run.sample_path(f"{key}-epoch{epoch + 1:03d}"),
-                    f"{label}, epoch {epoch + 1}",
-                )
+                grid = plots.image_grid((images + 1) / 2, f"{label}, epoch {epoch + 1}")
+                run.write_sample(f"{key}-epoch{epoch + 1:03d}", grid)
 
     checkpointing = [
         Checkpointing(
@@ -411,6 +408,7 @@ def run_part(part: str, ctxs: list[GanContext], runs: list[Run]) -> list[GanPart
         "real_images_reference": describe_samples(real_train, judge, reference_features, cfg.eval),
     }
     metrics: list[dict] = [dict(shared) for _ in seeds]
+    curves: list[dict] = [{} for _ in seeds]
     figures: list[dict] = [{"histories": {}, "finals": {}, "epoch_grids": {}, "fresh": {}} for _ in seeds]
     for name, settings in cfg.runs[part].items():
         key = f"{part}-{name}"
@@ -418,61 +416,53 @@ def run_part(part: str, ctxs: list[GanContext], runs: list[Run]) -> list[GanPart
         trained = train_together(
             key, label, settings, ctxs[0].data_of(settings.data), seeds, cfg.eval, runs, device
         )
-        for seed, t, m, f, run in zip(seeds, trained, metrics, figures, runs):
+        for seed, t, m, c, f in zip(seeds, trained, metrics, curves, figures):
             samples = judged_samples(t, settings.model.latent_dim, cfg.eval, seed)
             m[name] = run_metrics(t, samples, judge, reference_features, cfg.eval)
             f["fresh"][name] = (samples[:25] + 1) / 2
-            run.write_history(key, [{"run": name, **r} for r in t.history.epochs])
-            run.write_history(f"{key}_steps", [{"run": name, **r} for r in t.history.steps])
+            c[key] = [{"run": name, **r} for r in t.history.epochs]
+            c[f"{key}_steps"] = [{"run": name, **r} for r in t.history.steps]
             f["histories"][name] = {"steps": t.history.steps, "epochs": t.history.epochs}
             final = generate(t.G, grids_z(settings.model.latent_dim, seed, device))
             f["finals"][
                 f"{name} (modes {m[name]['modes_covered']}/10, FD {m[name]['frechet_distance']:.1f})"
             ] = (final + 1) / 2
             f["epoch_grids"][name] = {f"epoch {e}": (g + 1) / 2 for e, g in sorted(t.grids.grids.items())}
-    for m, f, run in zip(metrics, figures, runs):
-        part_figures(part, cfg, m, run, **f)
-    return [GanPartResult.model_validate(m) for m in metrics]
+    return [
+        GanPartResult.model_validate(m).with_outputs(part_figures(part, cfg, m, **f), c)
+        for m, c, f in zip(metrics, curves, figures)
+    ]
 
 
 def part_figures(
-    part: str,
-    cfg: Config,
-    metrics: dict,
-    run: Run,
-    histories: dict,
-    finals: dict,
-    epoch_grids: dict,
-    fresh: dict,
-) -> None:
+    part: str, cfg: Config, metrics: dict, histories: dict, finals: dict, epoch_grids: dict, fresh: dict
+) -> dict[str, bytes]:
+    """One seed's figures of the part."""
     title = f"GAN {part}" + (f" — {' vs '.join(histories)}" if len(histories) > 1 else "")
-    plots.training_curves(histories, CURVES, run.plot_path(f"{part}_curves"), title)
-    plots.image_grids(
+    figures = {}
+    figures[f"{part}_curves"] = plots.training_curves(histories, CURVES, title)
+    figures[f"{part}_final_grid"] = plots.image_grids(
         {"final 5×5 samples": finals},
-        run.plot_path(f"{part}_final_grid"),
         f"GAN {part}: final samples (fixed noise)",
     )
-    plots.image_grids(
+    figures[f"{part}_grids_over_epochs"] = plots.image_grids(
         epoch_grids,
-        run.plot_path(f"{part}_grids_over_epochs"),
         f"GAN {part}: fixed-noise samples over training",
     )
-    plots.image_grids(
+    figures[f"{part}_fresh_samples"] = plots.image_grids(
         {"25 samples from fresh z": fresh},
-        run.plot_path(f"{part}_fresh_samples"),
         f"GAN {part}: samples from fresh z, the first 25 of those the sample numbers judge",
     )
-    plots.image_grids(
+    figures[f"{part}_digit_strip"] = plots.image_grids(
         {name: {"10 single digits from fresh z": images[:10]} for name, images in fresh.items()},
-        run.plot_path(f"{part}_digit_strip"),
         f"GAN {part}: single generated digits (fresh z)",
         nrow=10,
     )
-    plots.grouped_bars(
+    figures[f"{part}_class_histogram"] = plots.grouped_bars(
         {name: metrics[name]["class_counts"] for name in histories}
         | {"real images": metrics["real_images_reference"]["class_counts"]},
         [str(c) for c in range(N_CLASSES)],
-        run.plot_path(f"{part}_class_histogram"),
         f"GAN {part}: classes of {cfg.eval.n_samples} samples ({metrics['sample_classifier']})",
         "samples",
     )
+    return figures

@@ -449,14 +449,14 @@ def head_key(off: tuple[str, ...], warm: bool = False) -> str:
 def run_baseline(ctx: ResnetContext, run: Run) -> BaselineResult:
     cfg = ctx.cfg
     trained = train_head(ctx, cfg, cfg.model.name, run, head_key(shortcuts_off(cfg)))
-    run.write_history("baseline", trained.history.epochs)
-    plots.training_curves(
+    curves = plots.training_curves(
         {cfg.model.name: {"steps": trained.history.steps, "epochs": trained.history.epochs}},
         HEAD_CURVES,
-        run.plot_path("baseline_curves"),
         f"{cfg.model.name}, frozen backbone: the {cfg.data.dataset} head{weights_note(cfg)}",
     )
-    return BaselineResult.model_validate(common_metrics(ctx, cfg, cfg.model.name) | head_metrics(trained))
+    return BaselineResult.model_validate(
+        common_metrics(ctx, cfg, cfg.model.name) | head_metrics(trained)
+    ).with_outputs({"baseline_curves": curves}, {"baseline": trained.history.epochs})
 
 
 def fresh_model(
@@ -592,25 +592,24 @@ def run_no_residual(ctx: ResnetContext, run: Run) -> NoResidualResult:
         for name, h in heads.items()
     }
     curves |= {f"{name}: fine-tuned": {"steps": h.steps, "epochs": h.epochs} for name, h in tuned.items()}
-    plots.training_curves(
+    figures = {}
+    figures["no-residual_curves"] = plots.training_curves(
         curves,
         HEAD_CURVES,
-        run.plot_path("no-residual_curves"),
         f"{arch}: shortcuts on vs off, frozen backbone + head and whole network "
         f"fine-tuned{weights_note(cfg)}",
     )
-    plots.lines(
+    figures["no-residual_gradient_norms"] = plots.lines(
         {name: (list(v), list(v.values())) for name, v in norms.items()},
-        run.plot_path("no-residual_gradient_norms"),
         f"gradient norm per residual block at the start of training{weights_note(cfg)}",
         "block",
         "‖∇θ_block‖",
         logy=True,
     )
-    for name, h in heads.items():
-        run.write_history(f"no-residual-{head_key(variants[name])}", h.history.epochs)
-    for name, h in tuned.items():
-        run.write_history(f"no-residual-finetune{'-off' if variants[name] else ''}", h.epochs)
+    histories = {f"no-residual-{head_key(variants[name])}": h.history.epochs for name, h in heads.items()}
+    histories |= {
+        f"no-residual-finetune{'-off' if variants[name] else ''}": h.epochs for name, h in tuned.items()
+    }
     first_block = next(iter(norms["with shortcuts"]))
     return NoResidualResult.model_validate(
         common_metrics(ctx, cfg, arch)
@@ -628,7 +627,7 @@ def run_no_residual(ctx: ResnetContext, run: Run) -> NoResidualResult:
             "gradient_norms": norms,
             f"gradient_norm_{first_block}": {name: v[first_block] for name, v in norms.items()},
         }
-    )
+    ).with_outputs(figures, histories)
 
 
 def transfer_finetune(t: TransferConfig, setting: str) -> FinetuneConfig:
@@ -648,7 +647,7 @@ def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
     tcfg = on_dataset(cfg, target)
     train, _ = ctx.splits(tcfg)
     off = shortcuts_off(cfg)
-    results, curves = {}, {}
+    results, curves, histories = {}, {}, {}
     for setting in t.settings:
         key = f"transfer-{setting}"
         if setting == "frozen" and cfg.train.backbone_bn == "eval":
@@ -674,7 +673,7 @@ def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
             tuned = finetune(ctx, tcfg, arch, model, transfer_finetune(t, setting), run, key)
             history, wall = tuned.history, tuned.history.epochs[-1]["time_s"]
             extra = {"distributed": tuned.ranks} if tuned.ranks else {}
-        run.write_history(key, history.epochs)
+        histories[key] = history.epochs
         curves[setting] = {"steps": history.steps, "epochs": history.epochs}
         last = history.epochs[-1]
         results[setting] = {
@@ -691,29 +690,29 @@ def run_transfer(ctx: ResnetContext, run: Run) -> TransferResult:
             f"  {setting}: val accuracy {last['val_acc']:.3f}, {wall:.1f} s, {params:,} trainable parameters",
         )
     note = weights_note(cfg)
-    plots.training_curves(
+    figures = {}
+    figures["transfer_curves"] = plots.training_curves(
         curves,
         HEAD_CURVES,
-        run.plot_path("transfer_curves"),
         f"{arch} on {target}: four transfer settings{note}",
     )
-    plots.tradeoff(
+    figures["transfer_tradeoff"] = plots.tradeoff(
         {
             s: (r["wall_s"], r["val_acc"], f"{r['trainable_params'] / 1e6:.2f} M trainable")
             for s, r in results.items()
         },
-        run.plot_path("transfer_tradeoff"),
         f"{arch} on {target}, {t.epochs} epochs each: accuracy against cost{note}",
         "wall time (s, log scale)",
         "validation accuracy",
     )
     return TransferResult.model_validate(
         common_metrics(ctx, tcfg, arch) | {"dataset": target, "settings": results}
-    )
+    ).with_outputs(figures, histories)
 
 
 @per_seed
 def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
+    figures: dict[str, bytes] = {}
     cfg = ctx.cfg
     _, val = ctx.splits()
     f = cfg.features
@@ -747,29 +746,28 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
             f"  {layer}: k-NN accuracy {per_layer[layer]['knn_accuracy']:.3f}, silhouette "
             f"{per_layer[layer]['silhouette']:.3f}",
         )
-    plots.scatter_grid(
+    figures["features_maps"] = plots.scatter_grid(
         maps,
         val.classes,
-        run.plot_path("features_maps"),
         f"{cfg.model.name} features of {n} {cfg.data.dataset} test images, early → late{weights_note(cfg)}",
     )
-    plots.lines(
+    figures["features_separability"] = plots.lines(
         {
             "k-NN accuracy (5-fold)": (f.layers, [per_layer[layer]["knn_accuracy"] for layer in f.layers]),
             "silhouette": (f.layers, [per_layer[layer]["silhouette"] for layer in f.layers]),
         },
-        run.plot_path("features_separability"),
         f"class separability against depth ({cfg.model.name}){weights_note(cfg)}",
         "layer",
         "score",
     )
     return FeaturesResult.model_validate(
         common_metrics(ctx, cfg, cfg.model.name) | {"images": n, "knn_k": f.knn_k, "layers": per_layer}
-    )
+    ).with_outputs(figures)
 
 
 @per_seed
 def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
+    figures: dict[str, bytes] = {}
     cfg = ctx.cfg
     _, val = ctx.splits()
     # the baseline's head, from its checkpoint
@@ -797,10 +795,9 @@ def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
         f"feature cosine {similarity[i, j]:.2f}"
         for _, i, j in pairs
     ]
-    plots.confusion_matrix(
+    figures["confusion_matrix"] = plots.confusion_matrix(
         matrix,
         val.classes,
-        run.plot_path("confusion_matrix"),
         f"{cfg.model.name} frozen + head on {cfg.data.dataset} (test){weights_note(cfg)}",
         listed,
     )
@@ -820,11 +817,12 @@ def run_confusion(ctx: ResnetContext, run: Run) -> ConfusionResult:
             ],
             "mean_centred_feature_cosine_all_pairs": float(similarity[~np.eye(k, dtype=bool)].mean()),
         }
-    )
+    ).with_outputs(figures)
 
 
 @per_seed
 def run_compare_depth(ctx: ResnetContext, run: Run) -> CompareDepthResult:
+    figures: dict[str, bytes] = {}
     cfg = ctx.cfg
     results, histories = {}, {}
     for arch in cfg.compare_depth.archs:
@@ -837,17 +835,17 @@ def run_compare_depth(ctx: ResnetContext, run: Run) -> CompareDepthResult:
             "weights": ctx.frozen(arch).weights,
             "feature_dim": int(trained.head.in_features),
         } | head_metrics(trained)
-    plots.training_curves(
+    figures["compare_depth_curves"] = plots.training_curves(
         {arch: {"steps": h.steps, "epochs": h.epochs} for arch, h in histories.items()},
         HEAD_CURVES,
-        run.plot_path("compare_depth_curves"),
         f"{' vs '.join(histories)}, frozen backbone + head on {cfg.data.dataset}{weights_note(cfg)}",
     )
-    plots.grouped_bars(
+    figures["compare_depth"] = plots.grouped_bars(
         {"validation accuracy": [results[a]["val_acc"] for a in results]},
         list(results),
-        run.plot_path("compare_depth"),
         f"frozen features + linear head on {cfg.data.dataset}{weights_note(cfg)}",
         "accuracy",
     )
-    return CompareDepthResult.model_validate(common_metrics(ctx, cfg, cfg.model.name) | {"archs": results})
+    return CompareDepthResult.model_validate(
+        common_metrics(ctx, cfg, cfg.model.name) | {"archs": results}
+    ).with_outputs(figures)

@@ -216,12 +216,7 @@ def train_together(kind: str, ctxs: list[VaeContext], runs: list[Run]) -> list[t
         copies=[f"seed {ctx.seed}" for ctx in ctxs],
         shown=("recon", "kl", "beta", "val_loss"),
     )
-    trained = []
-    for k, (run, history) in enumerate(zip(runs, histories)):
-        run.write_history(f"train-{kind}", history.epochs)
-        run.write_history(f"train-{kind}_steps", history.steps)
-        trained.append((model.lone(k).eval(), history))
-    return trained
+    return [(model.lone(k).eval(), history) for k, history in enumerate(histories)]
 
 
 def encode(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,7 +293,8 @@ CURVES = [
 
 
 @torch.no_grad()
-def sample_figures(models: dict[str, ConvVAE], ctx: VaeContext, run: Run, prefix: str) -> dict:
+def sample_figures(models: dict[str, ConvVAE], ctx: VaeContext, prefix: str) -> tuple[dict, dict]:
+    """Each model's reconstruction error on the images shown, and the figures showing them."""
     cfg, device, data = ctx.cfg, ctx.device, ctx.data
     n = cfg.eval.n_show
     originals = data.test[:n]
@@ -308,7 +304,7 @@ def sample_figures(models: dict[str, ConvVAE], ctx: VaeContext, run: Run, prefix
     laplace_z = (cfg.eval.laplace_scale * (exponentials[0] - exponentials[1])).to(
         device
     )  # E1 − E2 ~ Laplace(0, 1)
-    recon_rows, sample_rows, metrics = {}, {}, {}
+    recon_rows, sample_rows, metrics, figures = {}, {}, {}, {}
     for name, model in models.items():
         mu, _ = model.encode(originals)
         reconstructions = model.decode(mu)
@@ -320,107 +316,107 @@ def sample_figures(models: dict[str, ConvVAE], ctx: VaeContext, run: Run, prefix
         metrics[name] = {
             "shown_recon_mse_per_image": F.mse_loss(reconstructions, originals, reduction="sum").item() / n
         }
-    plots.image_grids(
+    figures[f"{prefix}_reconstructions"] = plots.image_grids(
         recon_rows,
-        run.plot_path(f"{prefix}_reconstructions"),
         "VAE: test images and their reconstructions",
         nrow=n,
     )
-    plots.image_grids(
+    figures[f"{prefix}_generations"] = plots.image_grids(
         sample_rows,
-        run.plot_path(f"{prefix}_generations"),
         "VAE: generations from the prior and from a Laplace",
         nrow=n,
     )
-    return metrics
+    return metrics, figures
 
 
 def latent_and_kl_figures(
     models: dict[str, ConvVAE],
     posteriors: dict[str, dict],
     ctx: VaeContext,
-    run: Run,
     prefix: str,
-) -> None:
+) -> dict[str, bytes]:
     cfg, data = ctx.cfg, ctx.data
     k = min(cfg.eval.latent_map_images, len(data.test))
     labels = data.test_labels[:k].numpy()
-    maps = {}
+    maps, figures = {}, {}
     for name, model in models.items():
         mu, _ = encode(model, data.test[:k])
         maps[f"{name} ({posteriors[name]['active_units']} active units)"] = (
             project_2d(mu.numpy(), cfg.eval.latent_map, cfg.seed),
             labels,
         )
-    plots.scatter_maps(
+    figures[f"{prefix}_latent_map"] = plots.scatter_maps(
         maps,
         CLASSES,
-        run.plot_path(f"{prefix}_latent_map"),
         f"VAE: {cfg.eval.latent_map} of E[z|x] for {k} test images",
     )
-    plots.grouped_bars(
+    figures[f"{prefix}_kl_per_dim"] = plots.grouped_bars(
         {name: posteriors[name]["kl_per_dim"] for name in models},
         [str(d) for d in range(LATENT_DIM)],
-        run.plot_path(f"{prefix}_kl_per_dim"),
         "VAE: KL per latent dimension (test images)",
         "nats per image",
     )
     encoded = {name: encode(model, data.test) for name, model in models.items()}
-    plots.posterior_stats(
+    figures[f"{prefix}_posterior_stats"] = plots.posterior_stats(
         {name: (mu.numpy(), (0.5 * logvar).exp().numpy()) for name, (mu, logvar) in encoded.items()},
-        run.plot_path(f"{prefix}_posterior_stats"),
         f"VAE posterior on {len(data.test)} test images: per dimension and overall (the original's figure)",
     )
+    return figures
 
 
 Trained = dict[str, tuple[ConvVAE, History]]  # β schedule → one seed's model and its history
 
 
-def training(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
-    plots.training_curves(
+def training(part: str, ctx: VaeContext, trained: Trained, metrics: dict, figures: dict) -> None:
+    figures[f"{part}_curves"] = plots.training_curves(
         {k: {"steps": h.steps, "epochs": h.epochs} for k, (_, h) in trained.items()},
         CURVES,
-        run.plot_path(f"{part}_curves"),
         "VAE training: per-image losses, β dashed",
     )
     for kind, (_, history) in trained.items():
         metrics.setdefault(kind, {}).update(training_metrics(history))
 
 
-def samples(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
+def samples(part: str, ctx: VaeContext, trained: Trained, metrics: dict, figures: dict) -> None:
     models = {kind: model for kind, (model, _) in trained.items()}
-    for kind, values in sample_figures(models, ctx, run, part).items():
+    shown, drawn = sample_figures(models, ctx, part)
+    for kind, values in shown.items():
         metrics.setdefault(kind, {}).update(values)
+    figures.update(drawn)
 
 
-def posterior_numbers(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
+def posterior_numbers(part: str, ctx: VaeContext, trained: Trained, metrics: dict, figures: dict) -> None:
     for kind, (model, _) in trained.items():
         metrics.setdefault(kind, {}).update(posterior_metrics(model, ctx))
 
 
-def posterior_figures(part: str, ctx: VaeContext, run: Run, trained: Trained, metrics: dict) -> None:
+def posterior_figures(part: str, ctx: VaeContext, trained: Trained, metrics: dict, figures: dict) -> None:
     """After posterior_numbers: the maps are labelled with their active units."""
     models = {kind: model for kind, (model, _) in trained.items()}
-    latent_and_kl_figures(models, {kind: metrics[kind] for kind in models}, ctx, run, part)
+    figures.update(latent_and_kl_figures(models, {kind: metrics[kind] for kind in models}, ctx, part))
 
 
 def trained_and_measured(
     part: str, ctxs: list[VaeContext], runs: list[Run], kinds: list[str], measures: tuple
 ) -> list[VaePartResult]:
     """Each β schedule of `kinds` trained under every seed of `ctxs` together; then each seed's
-    models measured, in order, by `measures` (numbers into its result, figures into its run)."""
+    models measured, in order, by `measures` (into its numbers and figures), with their curves."""
     trained = {kind: train_together(kind, ctxs, runs) for kind in kinds}
     results = []
-    for k, (ctx, run) in enumerate(zip(ctxs, runs)):
+    for k, ctx in enumerate(ctxs):
         cfg = ctx.cfg
+        mine = {kind: seeds[k] for kind, seeds in trained.items()}
         metrics: dict = {
             "data": ctx.data.description,
             "beta_schedule": cfg.train.beta_schedule.model_dump(),
             "training_precision": resolve_precision(ctx.device, cfg.train.precision),
         }
+        figures: dict[str, bytes] = {}
         for measure in measures:
-            measure(part, ctx, run, {kind: seeds[k] for kind, seeds in trained.items()}, metrics)
-        results.append(VaePartResult.model_validate(metrics))
+            measure(part, ctx, mine, metrics, figures)
+        curves = {f"train-{kind}": history.epochs for kind, (_, history) in mine.items()}
+        curves |= {f"train-{kind}_steps": history.steps for kind, (_, history) in mine.items()}
+        results.append(VaePartResult.model_validate(metrics).with_outputs(figures, curves))
     return results
 
 

@@ -191,6 +191,7 @@ def displayable(x: torch.Tensor, p: Preprocess) -> np.ndarray:
 
 @per_seed
 def run_predict(ctx: VitContext, run: Run) -> PredictResult:
+    figures: dict[str, bytes] = {}
     cfg, device, p = ctx.cfg, ctx.device, ctx.vit
     photos, x = photo_batch(ctx)
     with torch.no_grad(), autocast(device, p.precision):
@@ -203,10 +204,9 @@ def run_predict(ctx: VitContext, run: Run) -> PredictResult:
         log.info(
             f"  {photo.name}: " + ", ".join(f"{n.split(',')[0]} {v:.3f}" for n, v in top[photo.name]),
         )
-    plots.predictions(
+    figures["predict_topk"] = plots.predictions(
         {ph.name: displayable(xi, ctx.vit.preprocess) for ph, xi in zip(photos, x)},
         top,
-        run.plot_path("predict_topk"),
         f"top-{cfg.predict.top_k} ImageNet classes{weights_note(cfg)}",
     )
     return PredictResult.model_validate(
@@ -216,7 +216,7 @@ def run_predict(ctx: VitContext, run: Run) -> PredictResult:
                 name: [{"class": n, "probability": round(v, 5)} for n, v in t] for name, t in top.items()
             }
         }
-    )
+    ).with_outputs(figures)
 
 
 def attention_overlays(
@@ -227,9 +227,9 @@ def attention_overlays(
     rolled: torch.Tensor,
     layer: int,
     depth: int,
-    run: Run,
-) -> None:
+) -> dict[str, bytes]:
     """Each photo with its head-mean and rolled-out class-token attention in red; and each head's."""
+    figures: dict[str, bytes] = {}
     cfg = ctx.cfg
     size = tuple(x.shape[-2:])
     mean_map, rolled_map, head_maps = (
@@ -237,9 +237,8 @@ def attention_overlays(
         upsample(rolled, size),
         upsample(heads, size),
     )
-    plots.heatmaps(
+    figures["attention_raw"] = plots.heatmaps(
         {photo.name: heads.mean(1)[i].float().numpy() for i, photo in enumerate(photos)},
-        run.plot_path("attention_raw"),
         f"block {layer}: class-token attention on the {'×'.join(map(str, heads.shape[-2:]))} patches, head "
         f"mean, unsmoothed{weights_note(cfg)}",
         "attention weight",
@@ -256,46 +255,45 @@ def attention_overlays(
             f"head {h}": (image, head_maps[i, h].numpy()) for h in range(heads.shape[1])
         }
     alpha = cfg.attention.alpha
-    plots.overlay_grid(
+    figures["attention_overlay"] = plots.overlay_grid(
         overlays,
-        run.plot_path("attention_overlay"),
         f"where the class token looks (red){weights_note(cfg)}",
         alpha,
     )
-    plots.overlay_grid(
+    figures["attention_heads"] = plots.overlay_grid(
         per_head_rows,
-        run.plot_path("attention_heads"),
         f"block {layer}, each head's class-token attention{weights_note(cfg)}",
         alpha,
     )
+    return figures
 
 
 def attention_by_block_figures(
-    cfg: Config, head_entropy: torch.Tensor, head_spread: torch.Tensor, grid: tuple[int, int], run: Run
-) -> None:
+    cfg: Config, head_entropy: torch.Tensor, head_spread: torch.Tensor, grid: tuple[int, int]
+) -> dict[str, bytes]:
     """Entropy and spatial spread of the class token's attention, block by block."""
+    figures: dict[str, bytes] = {}
     layers = list(range(len(head_entropy)))
-    plots.lines(
+    figures["attention_entropy"] = plots.lines(
         {
             "mean over heads": (layers, head_entropy.mean(1).tolist()),
             "least (most focused) head": (layers, head_entropy.min(1).values.tolist()),
             f"uniform over {grid[0] * grid[1]} patches": (layers, [uniform_entropy(grid)] * len(layers)),
         },
-        run.plot_path("attention_entropy"),
         f"class-token attention entropy by block{weights_note(cfg)}",
         "block",
         "entropy (nats)",
     )
-    plots.lines(
+    figures["attention_spread"] = plots.lines(
         {
             "mean over heads": (layers, head_spread.mean(1).tolist()),
             "least head": (layers, head_spread.min(1).values.tolist()),
         },
-        run.plot_path("attention_spread"),
         f"spatial spread of class-token attention by block{weights_note(cfg)}",
         "block",
         "spread (patches, weighted std of position)",
     )
+    return figures
 
 
 @per_seed
@@ -310,7 +308,7 @@ def run_attention(ctx: VitContext, run: Run) -> AttentionResult:
     layer = cfg.attention.layer % len(attentions)
     heads = cls_maps(attentions[layer], n_prefix, grid)  # (photos, heads, rows, cols)
     rolled = rollout(attentions, cfg.attention.rollout_residual)[:, 0, n_prefix:].reshape(len(photos), *grid)
-    attention_overlays(ctx, photos, x, heads, rolled, layer, len(attentions), run)
+    figures = attention_overlays(ctx, photos, x, heads, rolled, layer, len(attentions))
     all_cls = torch.stack(
         [cls_maps(a, n_prefix, grid) for a in attentions], 1
     )  # (photos, layers, heads, rows, cols)
@@ -318,7 +316,7 @@ def run_attention(ctx: VitContext, run: Run) -> AttentionResult:
         entropy(all_cls).mean(0),
         spatial_spread(all_cls).mean(0),
     )  # (layers, heads), mean over photos
-    attention_by_block_figures(cfg, head_entropy, head_spread, grid, run)
+    figures |= attention_by_block_figures(cfg, head_entropy, head_spread, grid)
     cls_share = torch.stack([a[:, :, 0, n_prefix:].sum(-1).mean() for a in attentions])
     return AttentionResult.model_validate(
         common_metrics(ctx)
@@ -334,7 +332,7 @@ def run_attention(ctx: VitContext, run: Run) -> AttentionResult:
             "spread_by_layer": [round(v, 4) for v in head_spread.mean(1).tolist()],
             "cls_attention_on_patches_by_layer": [round(v, 4) for v in cls_share.tolist()],
         }
-    )
+    ).with_outputs(figures)
 
 
 def token_features(ctx: VitContext, split: Draw, split_name: str) -> Outputs:
@@ -397,6 +395,7 @@ def probe_data(ctx: VitContext) -> tuple[dict, dict, np.ndarray, np.ndarray, str
 
 @per_seed
 def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
+    figures: dict[str, bytes] = {}
     cfg = ctx.cfg
     train_f, test_f, y_train, y_test, train_source, test_source = probe_data(ctx)
     keys = [*(f"block{i}" for i in probed_layers(ctx)), "final"]
@@ -420,9 +419,8 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
             f"{scores[key]['mean']['accuracy']:.3f}",
         )
     label = {"cls": "class token", "mean": "mean of patch tokens"}
-    plots.lines(
+    figures["probe_by_layer"] = plots.lines(
         {label[r]: (keys, [scores[k][r]["accuracy"] for k in keys]) for r in ("cls", "mean")},
-        run.plot_path("probe_by_layer"),
         f"linear probe on {cfg.data.dataset}, held-out accuracy (95% CI){weights_note(cfg)}",
         "block",
         "accuracy",
@@ -437,7 +435,7 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
         for r in ("cls", "mean")
     }
     shown_labels = np.concatenate([y_train, y_test]) if every else y_test
-    plots.scatter_grid(
+    figures["probe_pca"] = plots.scatter_grid(
         {
             "PCA": {
                 f"{label[r]} (held-out accuracy {scores['final'][r]['accuracy']:.3f})": (
@@ -448,7 +446,6 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
             }
         },
         ctx.test.classes,
-        run.plot_path("probe_pca"),
         f"final features of the {len(shown_labels)} {'fitted and scored' if every else 'scored'} images, "
         f"2-D PCA{weights_note(cfg)}",
     )
@@ -462,7 +459,7 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
             "final": scores["final"],
             "by_layer": scores,
         }
-    )
+    ).with_outputs(figures)
 
 
 def masked_images(ctx: VitContext, x: torch.Tensor, masked: torch.Tensor) -> list[np.ndarray]:
@@ -481,9 +478,10 @@ def masked_images(ctx: VitContext, x: torch.Tensor, masked: torch.Tensor) -> lis
 
 
 def masking_figures(
-    cfg: Config, results: dict[str, dict[str, MaskedResult]], examples: dict, run: Run
-) -> None:
+    cfg: Config, results: dict[str, dict[str, MaskedResult]], examples: dict
+) -> dict[str, bytes]:
     """Each quantity against the masked share, one line per scheme; the masked example inputs."""
+    figures: dict[str, bytes] = {}
     m = cfg.masking
     fill_note = {
         "drop": "masked tokens dropped (shown blue)",
@@ -495,14 +493,14 @@ def masking_figures(
         ("accuracy", f"probe accuracy on {cfg.data.dataset}"),
         ("confidence", "mean top-1 probability"),
     ):
-        plots.lines(
+        figures[f"masking_{quantity}"] = plots.lines(
             {s: (m.ratios, [getattr(results[s][f"{r:.2f}"], quantity) for r in m.ratios]) for s in m.schemes},
-            run.plot_path(f"masking_{quantity}"),
             f"{what} against the masked share ({fill_note}){weights_note(cfg)}",
             "share of patches masked",
             quantity,
         )
-    plots.overlay_grid(examples, run.plot_path("masking_examples"), f"masked inputs: {fill_note}")
+    figures["masking_examples"] = plots.overlay_grid(examples, f"masked inputs: {fill_note}")
+    return figures
 
 
 def draw_masks(
@@ -532,6 +530,7 @@ def masked_forward(
 def run_masking_photos(ctx: VitContext, run: Run) -> MaskingResult:
     """The original's masking: each photo masked once per scheme and ratio, the ImageNet head's
     top-1 (and its probability) per masked photo; a figure of the masked photos with their top-1."""
+    figures: dict[str, bytes] = {}
     cfg, m = ctx.cfg, ctx.cfg.masking
     photos, x = photo_batch(ctx)
     x = x.to(ctx.device)
@@ -564,9 +563,8 @@ def run_masking_photos(ctx: VitContext, run: Run) -> MaskingResult:
                 f"  {scheme} {ratio:.1f}: "
                 + ", ".join(f"{p.name} → {results[p.name][scheme][f'{ratio:.2f}'].top1}" for p in photos)
             )
-    plots.overlay_grid(
+    figures["masking_photos"] = plots.overlay_grid(
         examples,
-        run.plot_path("masking_photos"),
         f"masked photos and the top-1 of each ({m.fill} fill, {m.centre} centre){weights_note(cfg)}",
         captions=captions,
     )
@@ -579,7 +577,7 @@ def run_masking_photos(ctx: VitContext, run: Run) -> MaskingResult:
             "photos": results,
             "skipped": {"results": "masking.source = photos: no labelled dataset was masked"},
         }
-    )
+    ).with_outputs(figures)
 
 
 @per_seed
@@ -641,7 +639,7 @@ def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
                 f"  {scheme} {ratio:.1f}: agreement {r.agreement:.3f}, probe accuracy {r.accuracy:.3f}, "
                 f"confidence {r.confidence:.3f}",
             )
-    masking_figures(cfg, results, examples, run)
+    figures = masking_figures(cfg, results, examples)
     return MaskingResult.model_validate(
         common_metrics(ctx)
         | {
@@ -654,4 +652,4 @@ def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
             "chance": 1 / len(test.classes),
             "results": results,
         }
-    )
+    ).with_outputs(figures)
