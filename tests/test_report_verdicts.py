@@ -71,3 +71,16 @@ def test_epoch_ticks_are_integers(tmp_path):
     (ax, _) = curves(tmp_path, {"a": 1.0, "b": 1.0}, epochs=(1,))  # one epoch: one tick, at 1
     shown = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert shown == [1]
+
+
+def test_repeated_headings_get_unique_html_ids():
+    import re
+
+    from atml.report.document import Contents, Heading, to_html
+
+    page = to_html(
+        [Contents(), Heading("1. a", 2), Heading("Summary", 3), Heading("2. b", 2), Heading("Summary", 3)],
+        "t",
+    )
+    assert re.findall(r"id='([^']+)'", page) == ["1-a", "summary", "2-b", "summary-1"]
+    assert re.findall(r"href='([^']+)'", page) == ["#1-a", "#2-b"]

@@ -173,11 +173,13 @@ def to_html(blocks: list[Block], title: str) -> str:
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{STYLE}</style></head><body>",
     ]
+    seen: dict[str, int] = {}
     for block in blocks:
         if isinstance(block, Heading):
-            parts.append(
-                f"<h{block.level} id='{anchor(block.text)}'>{html.escape(block.text)}</h{block.level}>"
-            )
+            slug = anchor(block.text)
+            seen[slug] = seen.get(slug, -1) + 1  # a repeated heading's id gets -1, -2, … as on GitHub
+            unique = f"{slug}-{seen[slug]}" if seen[slug] else slug
+            parts.append(f"<h{block.level} id='{unique}'>{html.escape(block.text)}</h{block.level}>")
         elif isinstance(block, Contents):
             links = "".join(
                 f"<li><a href='#{anchor(text)}'>{html.escape(text)}</a></li>"
