@@ -52,9 +52,9 @@ def _environment(source: Source) -> str:
     return yaml.safe_dump({k: env[k] for k in keep if k in env}, sort_keys=False, allow_unicode=True)
 
 
-def headline_rows(columns: dict[str, Source]) -> list[dict]:
+def headline_rows(columns: dict[str, Source], judged: bool = True) -> list[dict]:
     """One row per headline of the experiment: the original's number, then each column's (its
-    marks in its heading)."""
+    marks in its heading) and, `judged`, how it compares with the original's (verdicts.RULE)."""
     sources = list(columns.values())
     exp = experiments.get(sources[0].experiment)
     rows = []
@@ -69,7 +69,8 @@ def headline_rows(columns: dict[str, Source]) -> list[dict]:
             row[f"{name} [{', '.join(tags)}]" if tags else name] = (
                 _headline_value(source, h) if ran else "— (part not run)"
             )
-            row[f"{name} vs original"] = verdict(h.original, source.number(h) if ran else None, tags).text
+            if judged:
+                row[f"{name} vs original"] = verdict(h.original, source.number(h) if ran else None, tags).text
         rows.append(row)
     return rows
 
@@ -303,7 +304,7 @@ def compare_report(columns: dict[str, tuple[str, Source]], not_shown: list[str] 
             blocks.append(Paragraph(f"{name}: " + "; ".join(long for _, long in marks), warning=True))
     for experiment in dict.fromkeys(s.experiment for s in sources.values()):
         same = {f"{n} ({s.label})": s for n, s in sources.items() if s.experiment == experiment}
-        rows = headline_rows(same)
+        rows = headline_rows(same, judged=False)  # the columns side by side; the report judges them
         if rows:
             blocks += [Heading(f"Headline numbers: {experiment}", 2), Table(rows)]
     means = {name: s.means for name, s in sources.items()}
