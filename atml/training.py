@@ -167,6 +167,9 @@ def _epoch(saved: object) -> object:
     return saved.get("epoch") if isinstance(saved, dict) else None
 
 
+NONE = -1  # the state before any save: a copy killed before its first one restarts every copy
+
+
 def _load_stack(checkpointing: list[Checkpointing], label: str) -> list[dict] | None:
     """Each copy's checkpoint of the last epoch that every copy saved, or None when none saved one.
     The copies of a stack are saved one after another, so a process killed between two saves leaves
@@ -177,10 +180,16 @@ def _load_stack(checkpointing: list[Checkpointing], label: str) -> list[dict] | 
     for c, s in zip(checkpointing, saved):
         s.append(c.run.load_checkpoint(c.key, previous=True))
     found = [{_epoch(x) for x in s if x is not None} for s in saved]
+    for f, (current, _) in zip(found, saved):
+        if current is None or _epoch(current) == 0:  # before its first save, or just after it
+            f.add(NONE)
     common = set.intersection(*found) - {None}
+    if common == {NONE}:
+        return None
+    common.discard(NONE)
     if not common:
         where = ", ".join(
-            f"{c.run.dir.name}: {sorted(e + 1 for e in f if isinstance(e, int)) or 'none'}"
+            f"{c.run.dir.name}: {sorted(e + 1 for e in f if isinstance(e, int) and e != NONE) or 'none'}"
             for c, f in zip(checkpointing, found)
         )
         raise DamagedFileError(
