@@ -185,6 +185,10 @@ def _load_stack(checkpointing: list[Checkpointing], label: str) -> list[dict] | 
             f.add(NONE)
     common = set.intersection(*found) - {None}
     if common == {NONE}:
+        log.info(
+            f"  {label}: resuming from the start (a seed's first checkpoint was cut before every seed "
+            "saved one)"
+        )
         return None
     common.discard(NONE)
     if not common:

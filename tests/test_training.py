@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -112,7 +114,7 @@ def weights(problems):
 @pytest.mark.parametrize("kill_at", [1, 3])  # the epoch whose save is cut: the first, a later one
 @pytest.mark.parametrize("method", ["save_checkpoint", "keep_previous_checkpoint"])
 def test_a_stack_killed_while_saving_resumes_all_copies_from_one_epoch(
-    tmp_path, monkeypatch, method, kill_at
+    tmp_path, monkeypatch, caplog, method, kill_at
 ):
     """Copies of a stack are saved one after another; a process killed between two saves (before
     the second copy's save, or after its old file was set aside) must still resume, every copy
@@ -144,7 +146,10 @@ def test_a_stack_killed_while_saving_resumes_all_copies_from_one_epoch(
     assert (second["epoch"] if second else None) == (kill_at - 2 if kill_at > 1 else None)
 
     problems, step, batches, checkpointing = stacked_problem(runs)  # fresh objects
+    caplog.set_level(logging.INFO, logger="atml")
     histories = fit_stacked(step, batches, 4, label="t", checkpointing=checkpointing)
+    said = "resuming from the start" if kill_at == 1 else f"resuming after epoch {kill_at - 1}/4"
+    assert said in caplog.text
     assert [[r["epoch"] for r in h.epochs] for h in histories] == [[1, 2, 3, 4]] * 2
     assert all(torch.allclose(a, b) for a, b in zip(weights(problems), straight))
     assert not list(runs[0].dir.glob("checkpoints/*.previous.pt"))
