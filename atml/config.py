@@ -88,6 +88,15 @@ def renamed_key(schema: type[BaseModel], dotted: str) -> str | None:
     return getattr(schema, "renamed", {}).get(dotted)
 
 
+def settings(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Every setting of a config by its dotted key (an empty mapping is a setting of its own)."""
+    found: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        found |= settings(value, name) if isinstance(value, dict) and value else {name: value}
+    return found
+
+
 def _dotted_keys(data: dict, path: str = "") -> Iterable[str]:
     for key, value in data.items():
         yield f"{path}{key}"

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from atml import experiments, records
+from atml.config import settings
 from atml.report.document import (
     Block,
     Code,
@@ -23,7 +24,7 @@ from atml.report.document import (
 )
 from atml.report.original import complete_config
 from atml.report.sources import Skipped, Source
-from atml.report.verdicts import RULE, readout, verdict
+from atml.report.verdicts import RULE, Verdict, readout, verdict
 
 
 def _title(experiment: str) -> str:
@@ -65,24 +66,28 @@ def headline_rows(columns: dict[str, Source], judged: bool = True) -> list[dict]
         row = {"figure": h.label, "original": h.original}
         for name, source in columns.items():
             tags = [tag for tag, _ in source.marks()]
-            ran = bool(parts & set(source.parts))
             row[f"{name} [{', '.join(tags)}]" if tags else name] = (
-                _headline_value(source, h) if ran else "— (part not run)"
+                _headline_value(source, h) if parts & set(source.parts) else "— (part not run)"
             )
             if judged:
-                row[f"{name} vs original"] = verdict(h.original, source.number(h) if ran else None, tags).text
+                row[f"{name} vs original"] = _verdict(exp, source, h, tags).text
         rows.append(row)
     return rows
 
 
-def readouts(columns: dict[str, Source]) -> list[str]:
+def _verdict(exp: experiments.Experiment, source: Source, h, tags: list[str]) -> Verdict:
+    """How the column's number for headline `h` compares with the original's (none: part not run)."""
+    ran = bool(set(exp.parts_matching(h.path[0])) & set(source.parts))
+    return verdict(h.original, source.number(h) if ran else None, tags)
+
+
+def verdict_sentences(columns: dict[str, Source]) -> list[str]:
     """Per column, a sentence read from its verdicts (not written by hand: it cannot go stale)."""
     exp = experiments.get(next(iter(columns.values())).experiment)
     said = []
     for name, source in columns.items():
         tags = [tag for tag, _ in source.marks()]
-        judged = [(h.label, verdict(h.original, source.number(h), tags)) for h in exp.headlines]
-        sentence = readout(name, judged)
+        sentence = readout(name, [(h.label, _verdict(exp, source, h, tags)) for h in exp.headlines])
         if sentence:
             said.append(sentence)
     return said
@@ -155,7 +160,7 @@ def experiment_section(number: int, sources: list[Source]) -> list[Block]:
     headlines = headline_rows(columns)
     if headlines:
         blocks += [Heading("Beside the original report", 3), Table(headlines)]
-        blocks += [Paragraph(sentence) for sentence in readouts(columns)]
+        blocks += [Paragraph(sentence) for sentence in verdict_sentences(columns)]
     for label, source in zip(_labels(sources), sources):
         suffix = f" — {label}" if len(sources) > 1 else ""
         said = read_out(source)
@@ -266,14 +271,10 @@ def study_section(folder: Path) -> list[Block]:
 
 
 def _flat_config(config: dict) -> dict[str, str]:
-    def walk(tree, prefix):
-        if isinstance(tree, dict) and tree:
-            for k, v in tree.items():
-                yield from walk(v, f"{prefix}.{k}" if prefix else str(k))
-        else:
-            yield prefix, yaml.safe_dump(tree, default_flow_style=True).strip().removesuffix("...").strip()
-
-    return dict(walk(config, ""))
+    return {
+        key: yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        for key, value in settings(config).items()
+    }
 
 
 def compare_report(columns: dict[str, tuple[str, Source]], not_shown: list[str] = ()) -> list[Block]:

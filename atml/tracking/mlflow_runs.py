@@ -19,6 +19,7 @@ import re
 import time
 from pathlib import Path
 
+from atml.config import settings
 from atml.runs import atomic_write_text
 from atml.seed_summary import numeric_leaves
 
@@ -38,16 +39,12 @@ def store_uri(out_root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(out_root / 'mlflow.db').resolve()}"
 
 
-def config_params(tree: dict, prefix: str = "") -> dict[str, str]:
+def config_params(config: dict) -> dict[str, str]:
     """{dotted key: value as text} for every setting; lists and nulls as YAML would read them."""
     params = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            params |= config_params(value, name)
-        else:
-            text = value if isinstance(value, str) else json.dumps(value)
-            params[mlflow_key(name)] = text if len(text) <= PARAM_CHARS else text[: PARAM_CHARS - 1] + "…"
+    for name, value in settings(config).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        params[mlflow_key(name)] = text if len(text) <= PARAM_CHARS else text[: PARAM_CHARS - 1] + "…"
     return params
 
 
