@@ -25,7 +25,7 @@ from atml.errors import UserError, did_you_mean, shorten
 # (atml.runtime.resolve_precision).
 Precision = Literal["auto", "fp32", "bf16"]
 
-# Seeds reach torch, numpy (mod 2**32) and Python's random; derived seeds add small offsets.
+# A run's seed; every random draw's stream is derived from it by purpose (atml.seeding).
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
@@ -54,6 +54,20 @@ class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are type-checked."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class FixedSeeds(Strict):
+    """Purposes whose seed is given outright instead of derived from the run's seed (atml.seeding):
+    what the original notebooks passed as scikit-learn's and UMAP's random_state (42)."""
+
+    projection: Seed | None = Field(None, description="t-SNE, UMAP and PCA maps (null: from `seed`)")
+    split: Seed | None = Field(
+        None, description="fit/score splits and cross-validation folds (null: from `seed`)"
+    )
+    solver: Seed | None = Field(None, description="an estimator's random_state (null: from `seed`)")
+
+    def given(self) -> dict[str, int]:
+        return self.model_dump(exclude_none=True)
 
 
 class FrozenModelSection(Strict):

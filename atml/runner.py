@@ -25,7 +25,6 @@ from atml.experiments import Experiment
 from atml.plan import RunRequest, select_parts
 from atml.runs import FollowerRun, Run
 from atml.runtime import describe_device, hold_threads, pick_device
-from atml.seeding import seed_everything
 from atml.tables import text_table
 from atml.tracking import make_tracker
 
@@ -180,8 +179,8 @@ def execute(
     keep_checkpoints: bool = False,
 ) -> list[list[dict]]:
     """The parts of runs (one per seed: several when the experiment stacks seeds), in order, into
-    their folders; returns each run's summary rows. Every part starts from the run's seed, so its
-    numbers do not depend on which parts ran before it."""
+    their folders; returns each run's summary rows. A part's random draws depend on the run seed
+    and their purpose alone (atml.seeding), not on which parts ran before it."""
     folders = " ".join(f"--resume {h.dir}" for h in handles)
     resume_hint = f"atml run {exp.name} {folders}"
     where = describe_device(ctxs[0].device)
@@ -209,7 +208,6 @@ def execute(
                 log.info(f"== {exp.name}/{p}")
                 started = time.perf_counter()
                 hold_threads()
-                seed_everything(ctxs[pending[0]].seed)
                 results = exp.run_part(p, [ctxs[i] for i in pending], [handles[i] for i in pending])
                 for i, result in zip(pending, results):
                     handles[i].record_metrics(p, result)

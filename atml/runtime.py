@@ -30,20 +30,6 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def rng_state() -> dict:
-    """Torch's RNG states only: training draws from torch alone, and tensors load with weights_only."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 _threads: int | None = None
 
 

@@ -23,7 +23,6 @@ from atml.data.batching import TensorBatches
 from atml.errors import DamagedFileError, TrainingDivergedError
 from atml.logs import Counter, Level
 from atml.runs import Run
-from atml.runtime import rng_state, set_rng_state
 
 log = logging.getLogger("atml")
 
@@ -44,7 +43,8 @@ class History:
 @dataclass
 class Checkpointing:
     """Where fit() saves after every epoch, and the objects whose state it saves and restores.
-    `generator`: the one the model's random draws come from (else torch's global generator)."""
+    `generator`: the one the training's own random draws come from (noise, dropout, flips; None:
+    it draws nothing but its batches' order, which `states` holds)."""
 
     run: Run
     key: str
@@ -52,12 +52,10 @@ class Checkpointing:
     generator: torch.Generator | None = None
 
     def rng(self) -> dict:
-        return rng_state() if self.generator is None else {"torch": self.generator.get_state()}
+        return {} if self.generator is None else {"torch": self.generator.get_state()}
 
     def set_rng(self, state: dict) -> None:
-        if self.generator is None:
-            set_rng_state(state)
-        else:
+        if self.generator is not None:
             self.generator.set_state(state["torch"])
 
 

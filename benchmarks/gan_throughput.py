@@ -27,7 +27,8 @@ from atml.data.mnist_sets import load_split, to_signed_range
 from atml.experiments.gan import GanTrainConfig
 from atml.experiments.gan.parts import GanStep
 from atml.models.mlp_gan import Discriminator, Generator
-from atml.models.stacked import StackedMLP, fork_global_generator
+from atml.models.stacked import StackedMLP
+from atml.seeding import Seeds
 from benchmarks.common import Comparison, PerItemDataset, compare
 
 LATENT, BATCH = 100, 64
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> Comparison:
 
     images = to_signed_range(split.images).to(device)
     stacked = (StackedMLP([Generator(LATENT).to(device)]), StackedMLP([Discriminator().to(device)]))
-    ours = GanStep(*stacked, GanTrainConfig(), [fork_global_generator(device)])
+    ours = GanStep(*stacked, GanTrainConfig(), [Seeds(0).generator("training", device)])
     return compare(
         "gan_throughput",
         ("reference (DataLoader)", reference, loader),

@@ -81,8 +81,8 @@ def original_way(ctx: resnet_parts.ResnetContext, workers: int) -> tuple[float, 
         PilImages(val, transforms.Compose(common)), batch_size=cfg.train.batch_size, num_workers=workers
     )
     model = ctx.frozen(cfg.model.name).copy_of_model()
-    torch.manual_seed(cfg.seed)
-    replace_head(model, len(train.classes))
+    with ctx.seeds.initialising():
+        replace_head(model, len(train.classes))
     apply_policy(model, "frozen")
     model.eval()  # the frozen backbone's BatchNorm keeps its statistics, as in atml
     optimizer = torch.optim.Adam(model.fc.parameters(), lr=cfg.train.lr)

@@ -31,32 +31,33 @@ from atml.experiments import gan, vae
 from atml.experiments.gan.parts import GanStep
 from atml.experiments.vae.parts import VaeStep
 from atml.models.mlp_gan import Discriminator, Generator
-from atml.models.stacked import StackedMLP, fork_global_generator
+from atml.models.stacked import StackedMLP
 from atml.models.vae import ConvVAE, StackedConvVAE
 from atml.schedules import BetaSchedule
+from atml.seeding import Seeds
 from benchmarks.common import Comparison
 
 GAN_BATCH, VAE_BATCH = 64, 128
 
 
 def gan_step(seeds: list[int], train: gan.GanTrainConfig, device: torch.device) -> GanStep:
-    Gs, Ds, generators = [], [], []
+    Gs, Ds = [], []
     for seed in seeds:
-        torch.manual_seed(seed)
-        Gs.append(Generator().to(device))
-        Ds.append(Discriminator().to(device))
-        generators.append(fork_global_generator(device))
+        with Seeds(seed).initialising():
+            Gs.append(Generator().to(device))
+            Ds.append(Discriminator().to(device))
+    generators = [Seeds(seed).generator("training", device) for seed in seeds]
     return GanStep(StackedMLP(Gs), StackedMLP(Ds), train, generators)
 
 
 def vae_step(
     seeds: list[int], train: vae.VaeTrainConfig, batches: int, device: torch.device, exact: bool
 ) -> VaeStep:
-    copies, generators = [], []
+    copies = []
     for seed in seeds:
-        torch.manual_seed(seed)
-        copies.append(ConvVAE().to(device))
-        generators.append(fork_global_generator(device))
+        with Seeds(seed).initialising():
+            copies.append(ConvVAE().to(device))
+    generators = [Seeds(seed).generator("training", device) for seed in seeds]
     model = StackedConvVAE(copies, exact=exact)
     return VaeStep(model, train, BetaSchedule(), batches, device, generators)
 

@@ -24,18 +24,20 @@ from atml.data.batching import StackedBatches, TensorBatches
 from atml.data.mnist_sets import load_split, to_unit_range
 from atml.experiments.vae import VaeTrainConfig
 from atml.experiments.vae.parts import VaeStep
-from atml.models.stacked import fork_global_generator
 from atml.models.vae import ConvVAE, StackedConvVAE
 from atml.schedules import BetaSchedule
+from atml.seeding import Seeds
 from benchmarks.common import Comparison, PerItemDataset, compare
 
 BATCH = 128
 
 
 def reference_step(model: ConvVAE, optimizer: torch.optim.Optimizer, device: torch.device):
+    noise = torch.Generator(device).manual_seed(0)
+
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x = batch[0].to(device)
-        recon, mu, logvar = model(x)
+        recon, mu, logvar = model(x, noise)
         loss = (
             F.mse_loss(recon, x, reduction="sum") - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
         ) / len(x)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> Comparison:
 
     images = to_unit_range(split.images).to(device)
     n = args.batches or len(loader)
-    model, generators = StackedConvVAE([ConvVAE().to(device)]), [fork_global_generator(device)]
+    model, generators = StackedConvVAE([ConvVAE().to(device)]), [Seeds(0).generator("training", device)]
     ours = VaeStep(model, VaeTrainConfig(), BetaSchedule(), n, device, generators)
     return compare(
         "vae_throughput",

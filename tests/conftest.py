@@ -39,19 +39,34 @@ def fake_root(tmp_path_factory) -> Path:
     return root
 
 
+def global_streams() -> tuple:
+    """Python's, numpy's and torch's global random states, comparable with ==."""
+    import random
+
+    import numpy as np
+    import torch
+
+    kind, keys, position, *rest = np.random.get_state()
+    return random.getstate(), (kind, keys.tobytes(), position, *rest), torch.get_rng_state().numpy().tobytes()
+
+
 @pytest.fixture
 def cli(monkeypatch, capsys):
-    """Run the real entry point in-process: returns (exit code, stdout, stderr)."""
+    """Run the real entry point in-process: returns (exit code, stdout, stderr). Every command is
+    checked to leave the global random streams where they were: atml draws from its own, by
+    purpose (atml.seeding), so a part's numbers cannot depend on what ran before it."""
     from atml.cli import main
 
     def invoke(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["atml", *map(str, args)])
+        before = global_streams()
         try:
             main()
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         out, err = capsys.readouterr()
+        assert global_streams() == before, f"atml {' '.join(map(str, args))} moved a global random stream"
         return code, out, err
 
     return invoke

@@ -10,7 +10,7 @@ import torch
 
 from atml.experiments.vae.parts import loss_terms
 from atml.models.mlp_gan import Discriminator, Generator
-from atml.models.stacked import CopyAdams, Stacked, StackedMLP, fork_global_generator
+from atml.models.stacked import CopyAdams, Stacked, StackedMLP
 from atml.models.vae import ConvVAE, StackedConvVAE
 from atml.seed_summary import numeric_leaves
 
@@ -20,6 +20,12 @@ TIMINGS = ("time_s",)
 def numbers(folder) -> dict:
     leaves = numeric_leaves(json.loads((folder / "metrics.json").read_text()))
     return {k: v for k, v in leaves.items() if not k.endswith(TIMINGS)}
+
+
+def fork_global() -> torch.Generator:
+    """A generator in the global one's state: what a lone module (its nn.Dropout, its
+    reparameterisation) draws next from the global stream, a stacked copy draws from this."""
+    return torch.Generator().set_state(torch.get_rng_state())
 
 
 def folders(root, seed_suffix: str = "", experiment: str = "gan") -> list:
@@ -36,7 +42,7 @@ def test_copies_compute_what_their_lone_modules_compute_dropout_included():
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
         lone.append(Discriminator(dropout=0.4))
-        generators.append(fork_global_generator(torch.device("cpu")))
+        generators.append(fork_global())
     stacked = StackedMLP(lone)
     x = torch.rand(3, 128, 1, 28, 28)
     together = stacked(x, generators)  # training mode: dropout drawn from each copy's generator
@@ -58,7 +64,7 @@ def test_at_other_sizes_a_copy_with_others_is_within_rounding_of_it_alone():
         for seed in seeds:
             torch.manual_seed(seed)
             copies.append(Generator(latent_dim=7, hidden=(33, 5)))
-            generators.append(fork_global_generator(torch.device("cpu")))
+            generators.append(fork_global())
         return StackedMLP(copies), generators
 
     z = torch.randn(3, 5, 7)
@@ -94,13 +100,16 @@ def test_each_copy_is_updated_as_its_lone_adam_updates_it_at_any_size():
     )
 
 
+def noise(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(100 + seed)
+
+
 def vae_copies(seeds, exact=True):
-    copies, generators = [], []
+    copies = []
     for seed in seeds:
         torch.manual_seed(seed)
         copies.append(ConvVAE())
-        generators.append(fork_global_generator(torch.device("cpu")))
-    return copies, StackedConvVAE(copies, exact=exact), generators
+    return copies, StackedConvVAE(copies, exact=exact), [noise(seed) for seed in seeds]
 
 
 def vae_losses_and_grads(stacked, generators, x):
@@ -120,14 +129,12 @@ def test_vae_copies_compute_and_differentiate_what_their_lone_modules_do(batch):
     x = torch.rand(3, batch, 1, 28, 28)
     recon, grads = vae_losses_and_grads(stacked, generators, x)
     for k, seed in enumerate((0, 1, 2)):
-        torch.manual_seed(seed)
-        ConvVAE()  # the same draws as above, so the global stream is where the lone run's was
-        lone_recon, mu, logvar = copies[k](x[k])
+        lone_recon, mu, logvar = copies[k](x[k], noise(seed))  # the noise its copy drew
         sum(loss_terms(lone_recon, mu, logvar, x[k])).backward()
         assert torch.equal(recon[k], lone_recon)
         for name, p in copies[k].named_parameters():
             assert torch.equal(grads[name][k], p.grad), name
-    assert torch.equal(stacked.lone(1)(x[1])[1], copies[1](x[1])[1])  # a seed's module after training
+    assert torch.equal(stacked.lone(1)(x[1], noise(1))[1], copies[1](x[1], noise(1))[1])  # after training
 
 
 def test_grouped_convolutions_are_within_rounding_of_the_exact_path():

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from atml import seeding
-
 
 class TensorBatches:
     """Iterate aligned tensors in shuffled (or fixed) batches; resumable through state_dict().
@@ -35,7 +33,7 @@ class TensorBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.generator = seeding.generator(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # the shuffle's
         self.batches_per_epoch = batches_per_epoch
         if self._per_pass() == 0:
             raise ValueError(f"{len(tensors[0])} items cannot fill one batch of {batch_size}")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from atml import seeding
 from atml.data import mnist, mnist_sets
 from atml.data.files import describe_source
 from atml.data.images import DATASETS, NAMES, SPLITS
 from atml.errors import DataCorruptError, DataNotFoundError, UserError
+from atml.seeding import Seeds
 
 
 @dataclass
@@ -67,9 +67,9 @@ class Draw:
     def head(self, n: int) -> Draw:
         return self.at(torch.arange(min(n, len(self.labels))))
 
-    def sample(self, n: int, seed: int) -> Draw:
-        """`n` of the draw's images in a random order fixed by `seed`."""
-        return self.at(torch.randperm(len(self.labels), generator=seeding.generator(seed))[:n])
+    def sample(self, n: int, generator: torch.Generator) -> Draw:
+        """`n` of the draw's images in a random order drawn from `generator`."""
+        return self.at(torch.randperm(len(self.labels), generator=generator)[:n])
 
     def at(self, positions: torch.Tensor) -> Draw:
         return Draw(
@@ -78,9 +78,10 @@ class Draw:
 
 
 def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, seed: int) -> Draw:
-    """`n` images of a split in a random order fixed by `seed` (all of them when n is None)."""
+    """`n` images of a split in a random order fixed by `seed` (all of them when n is None); each
+    split has a stream of its own (atml.seeding: "train split", "test split")."""
     full = load_images(name, split, root, allow_download)
-    order = torch.randperm(len(full.labels), generator=seeding.generator(seed))
+    order = torch.randperm(len(full.labels), generator=Seeds(seed).generator(f"{split} split"))
     indices = order[:n] if n else torch.arange(len(full.labels))
     return Draw(
         full.images[indices],
@@ -94,9 +95,8 @@ def draw(name: str, split: str, root: str, allow_download: bool, n: int | None, 
 def train_test_draws(
     name: str, root: str, allow_download: bool, n_train: int | None, n_test: int | None, seed: int
 ) -> tuple[Draw, Draw]:
-    """Fixed draws of both splits: what a probe or head is fitted on and what it is scored on (the
-    test split's order drawn with seed + 1)."""
+    """Fixed draws of both splits: what a probe or head is fitted on and what it is scored on."""
     return (
         draw(name, "train", root, allow_download, n_train, seed),
-        draw(name, "test", root, allow_download, n_test, seed + 1),
+        draw(name, "test", root, allow_download, n_test, seed),
     )

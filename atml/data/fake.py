@@ -15,6 +15,7 @@ from atml.data.files import FAKE_MARKER
 from atml.data.idx import write_idx
 from atml.data.mnist import DATASETS, split_files
 from atml.errors import UserError
+from atml.seeding import Seeds
 
 
 def class_templates(n_classes: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -26,6 +27,11 @@ def class_templates(n_classes: int, size: int, rng: np.random.Generator) -> np.n
             sy, sx = rng.uniform(1.5, 4.0, 2)
             templates[c] += np.exp(-(((yy - cy) / sy) ** 2 + ((xx - cx) / sx) ** 2))
     return templates / templates.max(axis=(1, 2), keepdims=True)
+
+
+def split_seed(seed: int, split: str) -> int:
+    """A split's images come from a stream of their own (atml.seeding)."""
+    return Seeds(seed).value(f"{split} split")
 
 
 def fake_images(n: int, n_classes: int = 10, size: int = 28, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +49,8 @@ def fake_images(n: int, n_classes: int = 10, size: int = 28, seed: int = 0) -> t
 def _write_idx(name: str, folder: Path, n_train: int, n_test: int, gzip: bool, seed: int) -> None:
     """{train,t10k}-{images,labels}-idx*-ubyte[.gz] into `folder`."""
     suffix = ".gz" if gzip else ""
-    for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
-        images, labels = fake_images(n, len(DATASETS[name].classes), seed=split_seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = fake_images(n, len(DATASETS[name].classes), seed=split_seed(seed, split))
         images_name, labels_name = split_files(split)
         write_idx(folder / (images_name + suffix), images)
         write_idx(folder / (labels_name + suffix), labels)
@@ -82,8 +88,8 @@ def _write_cifar(name: str, folder: Path, n_train: int, n_test: int, gzip: bool,
     label_key = (
         "labels" if name == "cifar10" else "fine_labels"
     )  # str keys: what the real pickles give under latin1
-    train = fake_rgb_images(n_train, len(classes), 32, seed)
-    test = fake_rgb_images(n_test, len(classes), 32, seed + 1)
+    train = fake_rgb_images(n_train, len(classes), 32, split_seed(seed, "train"))
+    test = fake_rgb_images(n_test, len(classes), 32, split_seed(seed, "test"))
     if name == "cifar10":
         parts = {f"data_batch_{i + 1}": idx for i, idx in enumerate(np.array_split(np.arange(n_train), 5))}
         files = {file: (train, idx) for file, idx in parts.items()} | {
@@ -108,8 +114,8 @@ def _write_cifar(name: str, folder: Path, n_train: int, n_test: int, gzip: bool,
 def _write_stl10(name: str, folder: Path, n_train: int, n_test: int, gzip: bool, seed: int) -> None:
     from atml.data.images import STL10_CLASSES
 
-    for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
-        images, labels = fake_rgb_images(n, len(STL10_CLASSES), 96, split_seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = fake_rgb_images(n, len(STL10_CLASSES), 96, split_seed(seed, split))
         images.transpose(0, 1, 3, 2).tofile(
             folder / f"{split}_X.bin"
         )  # STL-10 stores each channel column-major

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from atml import seeding
 from atml.data.files import describe_source
 from atml.data.mnist import DATASETS, ImageDataConfig, download, locate, missing_message, read_split
 from atml.errors import DataNotFoundError, UserError
+from atml.seeding import Seeds
 
 
 @dataclass
@@ -65,7 +65,7 @@ def load_train_heldout(name: str, cfg: ImageDataConfig) -> TrainHeldout:
     else:
         if cfg.heldout >= n:
             raise UserError(f"data.heldout={cfg.heldout} leaves no training images out of {n}")
-        order = torch.randperm(n, generator=seeding.generator(cfg.heldout_seed))
+        order = torch.randperm(n, generator=Seeds(cfg.heldout_seed).generator("held-out"))
         heldout_idx, train_idx = order[: cfg.heldout], order[cfg.heldout :]
         drawn = f"a random draw, seed {cfg.heldout_seed}"
     what = "images"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,6 +37,9 @@ from atml.errors import UserError, did_you_mean, shorten
 from atml.needs import Need
 from atml.results import Result, key_matches, path_problem, read
 from atml.tables import number
+
+if TYPE_CHECKING:
+    from atml.seeding import Seeds
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,15 @@ class RunContext:
     @property
     def seed(self) -> int:
         return self.cfg.seed
+
+    @property
+    def seeds(self) -> Seeds:
+        """The run's random streams, one per purpose (atml.seeding), with the purposes the config's
+        `fixed_seeds` gives outright (an experiment without that section has none)."""
+        from atml.seeding import Seeds
+
+        fixed = getattr(self.cfg, "fixed_seeds", None)
+        return Seeds(self.cfg.seed, fixed.given() if fixed else {})
 
 
 @dataclass(frozen=True)

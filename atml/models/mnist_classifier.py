@@ -25,3 +25,12 @@ class DigitClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    @classmethod
+    def loaded(cls, state: dict, device: torch.device, n_classes: int = 10) -> DigitClassifier:
+        """A classifier holding `state`, built on the meta device: no initial weights are drawn
+        from torch's global stream only to be overwritten (atml.seeding)."""
+        with torch.device("meta"):
+            model = cls(n_classes)
+        model.load_state_dict(state, assign=True)
+        return model.to(device)

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atml import seeding
 from atml.cache import cache_dir, fit_to_cap
 from atml.config import ClassifierConfig
 from atml.data.batching import TensorBatches
@@ -23,6 +22,7 @@ from atml.models.mnist_classifier import DigitClassifier
 from atml.models.modes import evaluating
 from atml.runs import atomic_write_bytes, remove_stale_temps
 from atml.runtime import load_tensors
+from atml.seeding import Seeds
 from atml.training import fit
 
 log = logging.getLogger("atml")
@@ -57,6 +57,9 @@ def fingerprint(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfi
     digest.update(images.cpu().numpy().tobytes())
     digest.update(labels.cpu().numpy().tobytes())
     digest.update(cfg.model_dump_json().encode())
+    digest.update(
+        str(Seeds(cfg.seed).value("init")).encode()
+    )  # the recipe's streams, as atml.seeding derives them
     return digest.hexdigest()[:16]
 
 
@@ -88,8 +91,7 @@ def get_classifier(
     if path.is_file():
         try:
             saved = load_tensors(path, train_x.device)
-            model = DigitClassifier(n_classes).to(train_x.device)
-            model.load_state_dict(saved["state"])
+            model = DigitClassifier.loaded(saved["state"], train_x.device, n_classes)
             return JudgedClassifier(model, float(saved["heldout_accuracy"]), path, True)
         except Exception as exc:  # a damaged or foreign file: the cache is rebuilt, not trusted
             log.info(f"  sample classifier cache {path} is damaged ({type(exc).__name__}); training it again")
@@ -117,8 +119,9 @@ def train_classifier(
 ) -> JudgedClassifier:
     """A DigitClassifier trained by atml's recipe `cfg` and scored on the held-out images (not
     cached: get_classifier caches, shipped_judges ships)."""
-    seeding.seed_torch(cfg.seed)  # its initial weights too: the judge does not depend on the run's seed
-    model = DigitClassifier(n_classes).to(train_x.device)
+    seeds = Seeds(cfg.seed)  # the recipe's: the judge does not depend on the run's seed
+    with seeds.initialising():
+        model = DigitClassifier(n_classes).to(train_x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def step(batch):
@@ -132,7 +135,7 @@ def train_classifier(
     model.train()
     fit(
         step,
-        TensorBatches(train_x, train_y, batch_size=cfg.batch_size, seed=cfg.seed),
+        TensorBatches(train_x, train_y, batch_size=cfg.batch_size, seed=seeds.value("batches")),
         cfg.epochs,
         label=f"{name} sample classifier",
         log_every=100,

@@ -54,8 +54,9 @@ def load(dataset: str, device: torch.device) -> JudgedClassifier:
             f"atml's {dataset} judge {weights} has SHA-256 {found[:12]}…, not the {meta['sha256'][:12]}… "
             "it shipped with; reinstall atml"
         )
-    model = DigitClassifier().to(device)
-    model.load_state_dict(torch.load(io.BytesIO(data), map_location=device, weights_only=True))
+    model = DigitClassifier.loaded(
+        torch.load(io.BytesIO(data), map_location=device, weights_only=True), device
+    )
     return JudgedClassifier(model, meta["heldout_accuracy"], weights, True, f"shipped {dataset} judge", found)
 
 
@@ -98,7 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--heldout", type=int, default=1000, help="images of that split held out to score it")
     args = parser.parse_args(argv)
-    torch.manual_seed(RECIPE.seed)
     data = ImageDataConfig(root=args.root, download=False, train_split=args.split, heldout=args.heldout)
     meta = train(args.dataset, data)
     print(json.dumps(meta, indent=2))

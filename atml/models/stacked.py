@@ -10,8 +10,9 @@ convolution is no faster on CPU either), Tanh and Sigmoid (vectorised and scalar
 last bit, and where each element falls depends on the tensor's size), a Linear with one output.
 Batched mode (exact=False: the VAE on CUDA): every layer batched, convolutions grouped (one kernel
 for all copies); a copy's numbers are then within rounding of its lone module's, not equal to them.
-Dropout draws each copy's mask from that copy's own generator, as the lone copy drew it from the
-global one. Each copy has an Adam of its own (CopyAdams).
+Dropout draws each copy's mask from that copy's own generator (a lone module's nn.Dropout draws
+from torch's global stream: the tests put the two in one state). Each copy has an Adam of its own
+(CopyAdams).
 """
 
 from __future__ import annotations
@@ -26,14 +27,6 @@ from torch.func import functional_call
 
 BATCHED = (nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Flatten, nn.Unflatten, nn.Dropout)
 COPY_BY_COPY = (nn.Conv2d, nn.ConvTranspose2d, nn.Tanh, nn.Sigmoid)
-
-
-def fork_global_generator(device: torch.device) -> torch.Generator:
-    """A generator in the state the global one is in now: draws from it are the draws the global
-    generator would have made next."""
-    g = torch.Generator(device=device)
-    g.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
-    return g
 
 
 class Stacked(nn.Module):

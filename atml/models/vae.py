@@ -47,21 +47,21 @@ class ConvVAE(nn.Module):
         return self.decoder(z)
 
     @staticmethod
-    def reparameterise(
-        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """z = mu + ε·σ, ε ~ N(0, I) from `generator` (None: torch's global one)."""
+    def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """z = mu + ε·σ, ε ~ N(0, I) from `generator`."""
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + noise * torch.exp(0.5 * logvar)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)
-        return self.decode(self.reparameterise(mu, logvar)), mu, logvar
+        return self.decode(self.reparameterise(mu, logvar, generator)), mu, logvar
 
 
 class StackedConvVAE(Stacked):
     """N ConvVAEs (one per seed) as one model over [N, batch, ...] (atml.models.stacked); each
-    copy draws its reparameterisation noise from its own generator, as a lone one from the global."""
+    copy draws its reparameterisation noise from its own generator, as its lone module does."""
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.run("encoder", x)

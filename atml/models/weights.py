@@ -27,12 +27,12 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from atml import seeding
 from atml.cache import scratch_dir, writable
 from atml.data.preprocess import Preprocess
 from atml.errors import DataCorruptError, DataNotFoundError, UserError, first_line
 from atml.models.weight_files import OPEN_CLIP_FILES, hub_cache_folder
 from atml.runtime import load_tensors
+from atml.seeding import Seeds
 
 log = logging.getLogger("atml")
 
@@ -47,10 +47,11 @@ class WeightsRecord:
     sha256: str | None = None
 
     def describe(self, init_seed: int | None = None) -> dict:
-        """The record; for random weights (`none`) with the seed their init was drawn from."""
-        return asdict(self) | (
-            {"random_init_seed": init_seed} if self.source == "none" and init_seed is not None else {}
-        )
+        """The record; for random weights (`none`) with the seed their init was drawn from, and the
+        seed of that seed's "init" stream (atml.seeding) that torch was given."""
+        if self.source != "none" or init_seed is None:
+            return asdict(self)
+        return asdict(self) | {"random_init_seed": init_seed, "init_stream": Seeds(init_seed).value("init")}
 
 
 @dataclass
@@ -528,7 +529,7 @@ def frozen(library: str, name: str, spec: str, allow_download: bool, init_seed: 
     """A model of `library` in eval mode without gradients: what the experiments read features
     from (one per run: atml.models.frozen.FrozenModel). `init_seed` fixes what `weights: none`
     starts from."""
-    seeding.seed_torch(init_seed)
-    pretrained = LOADERS[library](name, spec, allow_download, **options)
+    with Seeds(init_seed).initialising():
+        pretrained = LOADERS[library](name, spec, allow_download, **options)
     pretrained.model.eval().requires_grad_(False)
     return pretrained

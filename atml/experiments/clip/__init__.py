@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
+from atml.config import DrawsSection, FixedSeeds, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.data.prompts import PUBLISHED
 from atml.experiments import Experiment, Figure, Headline, Part, Reading
@@ -198,6 +198,7 @@ class ProcrustesConfig(Strict):
 
 class Config(Strict):
     seed: Seed = 0
+    fixed_seeds: FixedSeeds = FixedSeeds()
     data: ClipDataConfig = ClipDataConfig()
     model: ClipModelConfig = ClipModelConfig()
     zeroshot: ZeroShotConfig = ZeroShotConfig()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from atml import plots, seeding
+from atml import plots
 from atml.analysis.embeddings import project_2d
 from atml.analysis.modality_gap import (
     Similarities,
@@ -297,7 +297,7 @@ def run_gap(ctx: ClipContext, run: Run) -> GapResult:
             test.labels[:n],
             kinds[kind][text_labels] if captions else kinds[kind],
             m,
-            cfg.seed,
+            ctx.seeds.value("projection"),
             text_labels,
             normalise=kind == "normalised",
         )
@@ -370,7 +370,7 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
     test = ctx.pairs
     texts = class_texts(ctx, p.strategy)
     n = min(p.images or len(test.labels), len(test.labels))
-    order = torch.randperm(n, generator=seeding.generator(cfg.seed))
+    order = torch.randperm(n, generator=ctx.seeds.generator("split"))
     n_fit = n if p.scoring == "in-sample" else round(n * p.fit_fraction)
     fit, held = order[:n_fit], order[n_fit:]
     embedded = image_embeddings(ctx)[ctx.pair_positions[:n]]
@@ -398,7 +398,7 @@ def run_procrustes(ctx: ClipContext, run: Run) -> ProcrustesResult:
     after = "rotated by R fitted on the other split" if len(held) else "rotated by R"
     figures["procrustes_maps"] = plots.modality_maps(
         {
-            title: joint_map(points[shown], test.labels[shown], texts, method, cfg.seed)
+            title: joint_map(points[shown], test.labels[shown], texts, method, ctx.seeds.value("projection"))
             for method in p.maps
             for title, points in (
                 (f"{METHOD_NAMES[method]}: {which}, before alignment (n={len(shown)})", images),

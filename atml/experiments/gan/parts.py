@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atml import plots, seeding
+from atml import plots
 from atml.analysis import sample_stats
 from atml.analysis.overfitting import membership_auc
 from atml.data.batching import StackedBatches, TensorBatches
@@ -22,8 +22,9 @@ from atml.models import shipped_judges
 from atml.models.mlp_gan import Discriminator, Generator
 from atml.models.modes import evaluating
 from atml.models.sample_classifier import JudgedClassifier, get_classifier
-from atml.models.stacked import CopyAdams, CopyOf, StackedMLP, fork_global_generator
+from atml.models.stacked import CopyAdams, CopyOf, StackedMLP
 from atml.runs import Run
+from atml.seeding import Seeds
 from atml.training import Checkpointing, History, fit_stacked
 
 DATASET = "mnist"
@@ -206,9 +207,9 @@ def device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def grids_z(latent_dim: int, seed: int, device: torch.device) -> torch.Tensor:
+def grids_z(latent_dim: int, seeds: Seeds, device: torch.device) -> torch.Tensor:
     """The fixed noise behind every sample grid of a run (same seed, same 25 latents)."""
-    return torch.randn(25, latent_dim, generator=seeding.generator(seed)).to(device)
+    return torch.randn(25, latent_dim, generator=seeds.generator("grid")).to(device)
 
 
 def in_eval_mode(module: torch.nn.Module, inputs: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
@@ -239,7 +240,7 @@ def train_together(
     label: str,
     s: GanRunSettings,
     data: TrainHeldout,
-    seeds: list[int],
+    seeds: list[Seeds],
     ev: GanEvalConfig,
     runs: list[Run],
     device: torch.device,
@@ -252,12 +253,12 @@ def train_together(
     train_eval_x = train_x[: ev.d_eval_images]
     t, m = s.train, s.model
 
-    Gs, Ds, generators = [], [], []
+    Gs, Ds = [], []
     for seed in seeds:
-        seeding.seed_torch(seed)
-        Gs.append(Generator(m.latent_dim, tuple(m.g_hidden), init_std=m.init_std).to(device))
-        Ds.append(Discriminator(tuple(m.d_hidden), dropout=m.d_dropout, init_std=m.init_std).to(device))
-        generators.append(fork_global_generator(device))  # what the lone run drew from the global one
+        with seed.initialising():
+            Gs.append(Generator(m.latent_dim, tuple(m.g_hidden), init_std=m.init_std).to(device))
+            Ds.append(Discriminator(tuple(m.d_hidden), dropout=m.d_dropout, init_std=m.init_std).to(device))
+    generators = [seed.generator("training", device) for seed in seeds]
     G, D = StackedMLP(Gs), StackedMLP(Ds)
     step = GanStep(G, D, t, generators)
     batches = [
@@ -265,7 +266,7 @@ def train_together(
             train_x,
             batch_size=t.real_per_iteration,
             drop_last=t.drop_last,
-            seed=seed,
+            seed=seed.value("batches"),
             batches_per_epoch=t.steps_per_epoch,
         )
         for seed in seeds
@@ -322,15 +323,15 @@ def train_together(
         evaluate=evaluate,
         on_epoch_end=keep_grid,
         checkpointing=checkpointing,
-        copies=[f"seed {seed}" for seed in seeds],
+        copies=[f"seed {seed.seed}" for seed in seeds],
         shown=("d_loss", "g_loss", "d_real", "d_fake", "d_real_heldout"),
     )
     return [Trained(G_k, h, g) for G_k, h, g in zip(lone_G, histories, grids)]
 
 
-def judged_samples(trained: Trained, latent_dim: int, ev: GanEvalConfig, seed: int) -> torch.Tensor:
+def judged_samples(trained: Trained, latent_dim: int, ev: GanEvalConfig, seeds: Seeds) -> torch.Tensor:
     """The eval.n_samples images from fresh z the sample numbers judge, in [-1, 1]."""
-    z = torch.randn(ev.n_samples, latent_dim, generator=seeding.generator(seed + 1)).to(device_of(trained.G))
+    z = torch.randn(ev.n_samples, latent_dim, generator=seeds.generator("samples")).to(device_of(trained.G))
     return generate(trained.G, z)
 
 
@@ -394,7 +395,7 @@ CURVES = [
 def run_part(part: str, ctxs: list[GanContext], runs: list[Run]) -> list[GanPartResult]:
     """A part under every seed of `ctxs` at once (their configs differ only in the seed): each of
     the part's runs trains all seeds together; each seed's numbers and figures go to its own run."""
-    cfg, device, seeds = ctxs[0].cfg, ctxs[0].device, [c.seed for c in ctxs]
+    cfg, device, seeds = ctxs[0].cfg, ctxs[0].device, [c.seeds for c in ctxs]
     data, judge = _judge(ctxs[0])
     heldout = to_signed_range(data.heldout.images).to(device)
     _, reference_features = judge.predict(heldout)

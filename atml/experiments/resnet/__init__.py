@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from atml.config import DrawsSection, FrozenModelSection, Precision, Seed, Strict
+from atml.config import DrawsSection, FixedSeeds, FrozenModelSection, Precision, Seed, Strict
 from atml.data.images import NAMES
 from atml.experiments import Experiment, Figure, Flag, Headline, Part, Reading
 from atml.models.weight_files import torchvision_rows
@@ -249,6 +249,7 @@ class Config(Strict):
         "train.cache": "model.cache",
     }
     seed: Seed = 0
+    fixed_seeds: FixedSeeds = FixedSeeds()
     data: ResnetDataConfig = ResnetDataConfig()
     model: ResnetModelConfig = ResnetModelConfig()
     train: HeadTrainConfig = HeadTrainConfig()

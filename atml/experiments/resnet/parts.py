@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atml import distributed, plots, seeding
+from atml import distributed, plots
 from atml.analysis.embeddings import project_2d
 from atml.analysis.separability import knn_accuracy, silhouette
 from atml.data.batching import TensorBatches
@@ -249,19 +249,17 @@ def frozen_features(
 class HeadStep:
     """One Adam step of a linear head on cached features; with flips, each image's view is drawn at random."""
 
-    def __init__(self, head: torch.nn.Linear, t: HeadTrainConfig):
-        self.head, self.flip = head, t.flip
+    def __init__(self, head: torch.nn.Linear, t: HeadTrainConfig, generator: torch.Generator):
+        self.head, self.flip, self.generator = head, t.flip, generator  # checkpointed with the run
         self.optimizer = torch.optim.Adam(head.parameters(), lr=t.lr)
 
     def __call__(self, batch):
-        plain, flipped, y = (
-            batch  # views drawn from torch's RNG, which checkpoints keep: a resumed run draws the same
-        )
-        x = (
-            torch.where(torch.rand(len(y), 1, device=plain.device) < 0.5, flipped, plain)
-            if self.flip
-            else plain
-        )
+        plain, flipped, y = batch
+        if self.flip:
+            heads = torch.rand(len(y), 1, generator=self.generator, device=plain.device) < 0.5
+            x = torch.where(heads, flipped, plain)
+        else:
+            x = plain
         logits = self.head(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -308,17 +306,17 @@ def train_head(
     seen = torch.cat([plain, flipped]) if cfg.train.flip else plain
     mean, std = seen.mean(0), seen.std(0).clamp_min(1e-6)
     standardise = lambda x: ((x - mean) / std).to(device)  # noqa: E731
-    seeding.seed_torch(cfg.seed)
-    head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
+    with ctx.seeds.initialising():
+        head = torch.nn.Linear(plain.shape[1], len(train.classes)).to(device)
     if start is not None:
         head.load_state_dict(start.head.state_dict())
-    step = HeadStep(head, cfg.train)
+    step = HeadStep(head, cfg.train, ctx.seeds.generator("training", device))
     batches = TensorBatches(
         standardise(plain),
         standardise(flipped),
         train.labels.to(device),
         batch_size=cfg.train.batch_size,
-        seed=cfg.seed,
+        seed=ctx.seeds.value("batches"),
         drop_last=cfg.train.drop_last,
     )
     val_x, val_y = standardise(val_features), val.labels.to(device)
@@ -339,7 +337,7 @@ def train_head(
         log_every=cfg.train.log_every,
         evaluate=evaluate,
         checkpointing=Checkpointing(
-            run, key, {"head": head, "optimizer": step.optimizer, "batches": batches}
+            run, key, {"head": head, "optimizer": step.optimizer, "batches": batches}, step.generator
         ),
         shown=("loss", "acc", "val_acc"),
     )
@@ -471,8 +469,8 @@ def fresh_model(
     every variant), the shortcuts of `off` switched off and the policy's parameters trainable;
     returns it and its count of trainable parameters."""
     model = backbone(ctx.frozen(arch, weights), off)
-    seeding.seed_torch(ctx.seed)
-    replace_head(model, n_classes)
+    with ctx.seeds.initialising():
+        replace_head(model, n_classes)
     return model.train(), apply_policy(model, policy)
 
 
@@ -517,16 +515,19 @@ def finetune(
         train.images[:n].to(device),
         train.labels[:n].to(device),
         batch_size=ft.batch_size,
-        seed=cfg.seed,
+        seed=ctx.seeds.value("batches"),
         drop_last=cfg.train.drop_last,
     )
+    flips = ctx.seeds.generator("training", device)
     val_images, val_labels = val.images.to(device), val.labels.to(device)
 
     def step(batch):
         images, y = distributed.shard(batch)
         x = to_model_input(images, preprocess, channels_last=channels_last)
         if cfg.train.flip:
-            x = torch.where(torch.rand(len(y), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
+            x = torch.where(
+                torch.rand(len(y), 1, 1, 1, generator=flips, device=x.device) < 0.5, x.flip(-1), x
+            )
         with autocast(device, precision):
             logits = trainable(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -556,7 +557,9 @@ def finetune(
         label=f"resnet/{key}",
         log_every=cfg.train.log_every,
         evaluate=evaluate,
-        checkpointing=Checkpointing(run, key, {"model": model, "optimizer": optimizer, "batches": batches}),
+        checkpointing=Checkpointing(
+            run, key, {"model": model, "optimizer": optimizer, "batches": batches}, flips
+        ),
         shown=("loss", "acc", "val_acc"),
     )
     return Finetuned(history, distributed.agreement(model))
@@ -720,7 +723,7 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
     if f.draw == "first":
         subset, name = val.head(n), f"test[:{n}]"
     else:
-        subset, name = val.sample(n, cfg.seed), f"test[random {n}, seed {cfg.seed}]"
+        subset, name = val.sample(n, ctx.seeds.generator("subset")), f"test[random {n}, seed {cfg.seed}]"
     if cfg.train.backbone_bn == "train":  # the baseline's network, its BatchNorm statistics moved
         model = train_head(ctx, cfg, cfg.model.name, run, head_key(shortcuts_off(cfg))).model
         _, features = network_outputs(ctx, cfg, cfg.model.name, model, subset.images, f.layers)
@@ -732,12 +735,17 @@ def run_features(ctx: ResnetContext, run: Run) -> FeaturesResult:
         x = features[layer].numpy()
         per_layer[layer] = {
             "dim": int(x.shape[1]),
-            "knn_accuracy": knn_accuracy(x, labels, f.knn_k, f.folds, cfg.seed),
+            "knn_accuracy": knn_accuracy(x, labels, f.knn_k, f.folds, ctx.seeds.value("split")),
             "silhouette": silhouette(x, labels),
         }
         maps[layer] = {
             method: (
-                project_2d(x, method, cfg.seed, pca_first=f.pca_before_tsne if method == "tsne" else None),
+                project_2d(
+                    x,
+                    method,
+                    ctx.seeds.value("projection"),
+                    pca_first=f.pca_before_tsne if method == "tsne" else None,
+                ),
                 labels,
             )
             for method in f.maps

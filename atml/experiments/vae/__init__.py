@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from atml.config import Precision, Seed, Strict
+from atml.config import FixedSeeds, Precision, Seed, Strict
 from atml.data.mnist import ImageDataConfig
 from atml.experiments import Experiment, Figure, Flag, Headline, Part, Reading
 from atml.needs import DatasetSplit, Need
@@ -106,6 +106,7 @@ class VaeEvalConfig(Strict):
 
 class Config(Strict):
     seed: Seed = 0
+    fixed_seeds: FixedSeeds = FixedSeeds()
     data: ImageDataConfig = ImageDataConfig(heldout=5000)
     train: VaeTrainConfig = VaeTrainConfig()
     eval: VaeEvalConfig = VaeEvalConfig()

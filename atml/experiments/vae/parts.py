@@ -3,13 +3,14 @@ experiment's settings and results are in its __init__)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atml import plots, seeding
+from atml import plots
 from atml.analysis import posterior
 from atml.analysis.embeddings import project_2d
 from atml.data.batching import StackedBatches, TensorBatches
@@ -19,7 +20,7 @@ from atml.errors import UserError
 from atml.experiments import RunContext
 from atml.experiments.vae import Config, VaePartResult, VaeTrainConfig
 from atml.models.modes import evaluating
-from atml.models.stacked import CopyAdams, CopyOf, fork_global_generator
+from atml.models.stacked import CopyAdams, CopyOf
 from atml.models.vae import LATENT_DIM, ConvVAE, StackedConvVAE
 from atml.runs import Run
 from atml.runtime import autocast, resolve_precision
@@ -145,19 +146,23 @@ class VaeStep:
 
 
 def evaluate_losses(
-    model: torch.nn.Module, images: torch.Tensor, beta: float, generators=None, batch_size: int = 1000
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    beta: float,
+    generators: Sequence[torch.Generator],
+    batch_size: int = 1000,
 ) -> list[dict[str, float]]:
-    """Mean per-image losses on `images` of a ConvVAE (one row), or of every copy of a
-    StackedConvVAE with its generators (one row per copy)."""
-    stacked = generators is not None
-    copies = len(generators) if stacked else 1
+    """Mean per-image losses on `images` of every copy of a StackedConvVAE (one row per copy, each
+    with its generator), or of a ConvVAE (one row, one generator)."""
+    stacked = isinstance(model, StackedConvVAE)
+    copies = len(generators)
     rec, kl = [0.0] * copies, [0.0] * copies
     with evaluating(model):
         for x in images.split(batch_size):
             if stacked:
                 outputs = model(x.expand(copies, *x.shape), generators)
             else:
-                outputs = [o.unsqueeze(0) for o in model(x)]  # as one copy of a stacked model
+                outputs = [o.unsqueeze(0) for o in model(x, *generators)]  # as one copy of a stacked one
             for k in range(copies):
                 r, d = loss_terms(*(o[k] for o in outputs), x)
                 rec[k], kl[k] = rec[k] + r.item() * len(x), kl[k] + d.item() * len(x)
@@ -174,23 +179,28 @@ def train_together(kind: str, ctxs: list[VaeContext], runs: list[Run]) -> list[t
     alone, and checkpointed in its own run folder (a finished run returns its stored histories)."""
     cfg, device, data = ctxs[0].cfg, ctxs[0].device, ctxs[0].data
     schedule = cfg.train.beta_schedule.model_copy(update={"kind": kind})
-    copies, generators, batches = [], [], []
+    copies = []
     for ctx in ctxs:
-        seeding.seed_torch(ctx.seed)
-        copies.append(ConvVAE().to(device))
-        generators.append(fork_global_generator(device))  # what the lone run drew from the global one
-        batches.append(
-            TensorBatches(
-                data.train, batch_size=cfg.train.batch_size, seed=ctx.seed, drop_last=cfg.train.drop_last
-            )
+        with ctx.seeds.initialising():
+            copies.append(ConvVAE().to(device))
+    generators = [ctx.seeds.generator("training", device) for ctx in ctxs]
+    batches = [
+        TensorBatches(
+            data.train,
+            batch_size=cfg.train.batch_size,
+            seed=ctx.seeds.value("batches"),
+            drop_last=cfg.train.drop_last,
         )
+        for ctx in ctxs
+    ]
     # a CUDA run batches the convolutions too (grouped): within rounding of a lone seed, not equal
     model = StackedConvVAE(copies, exact=device.type != "cuda")
     step = VaeStep(model, cfg.train, schedule, cfg.train.epochs * len(batches[0]), device, generators)
 
     def validate(epoch: int) -> list[dict]:
         beta = step.beta(max(step.counter.step - 1, 0))
-        rows = evaluate_losses(model, data.validation, beta, generators)
+        noise = [ctx.seeds.generator("evaluation", device) for ctx in ctxs]  # the same ε every epoch
+        rows = evaluate_losses(model, data.validation, beta, noise)
         return [{f"val_{k}": v for k, v in row.items()} for row in rows]
 
     states = [
@@ -230,14 +240,13 @@ def posterior_metrics(model: ConvVAE, ctx: VaeContext) -> dict:
     mu, logvar = encode(model, data.test)
     n_active, activity = posterior.active_units(mu, cfg.eval.active_threshold)
     kl_dims = posterior.kl_per_dimension(mu, logvar)
-    generator = seeding.generator(cfg.seed)
+    generator = ctx.seeds.generator("estimates")
     mi = [
         posterior.mutual_information(m, lv, generator)
         for m, lv in zip(mu.split(cfg.eval.mi_batch), logvar.split(cfg.eval.mi_batch))
         if len(m) > 1
     ]
-    seeding.seed_torch(cfg.seed)
-    (test,) = evaluate_losses(model, data.test, beta=1.0)
+    (test,) = evaluate_losses(model, data.test, 1.0, [ctx.seeds.generator("evaluation", ctx.device)])
     return {
         "test_images": len(mu),
         "collapse_ratio": posterior.collapse_ratio(
@@ -298,7 +307,7 @@ def sample_figures(models: dict[str, ConvVAE], ctx: VaeContext, prefix: str) -> 
     cfg, device, data = ctx.cfg, ctx.device, ctx.data
     n = cfg.eval.n_show
     originals = data.test[:n]
-    gen = seeding.generator(cfg.seed)
+    gen = ctx.seeds.generator("samples")
     normal_z = torch.randn(2 * n, LATENT_DIM, generator=gen).to(device)
     exponentials = torch.empty(2, 2 * n, LATENT_DIM).exponential_(generator=gen)
     laplace_z = (cfg.eval.laplace_scale * (exponentials[0] - exponentials[1])).to(
@@ -342,7 +351,7 @@ def latent_and_kl_figures(
     for name, model in models.items():
         mu, _ = encode(model, data.test[:k])
         maps[f"{name} ({posteriors[name]['active_units']} active units)"] = (
-            project_2d(mu.numpy(), cfg.eval.latent_map, cfg.seed),
+            project_2d(mu.numpy(), cfg.eval.latent_map, ctx.seeds.value("projection")),
             labels,
         )
     figures[f"{prefix}_latent_map"] = plots.scatter_maps(

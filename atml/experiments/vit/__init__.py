@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from atml.config import DrawsSection, FrozenModelSection, Seed, Strict
+from atml.config import DrawsSection, FixedSeeds, FrozenModelSection, Seed, Strict
 from atml.data.images import NAMES
 from atml.experiments import Experiment, Figure, Headline, Part, Reading
 from atml.models import model_names
@@ -165,6 +165,7 @@ class ProbeConfig(Strict):
 
 class Config(Strict):
     seed: Seed = 0
+    fixed_seeds: FixedSeeds = FixedSeeds()
     data: VitDataConfig = VitDataConfig()
     model: VitModelConfig = VitModelConfig()
     predict: PredictConfig = PredictConfig()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from atml import plots, seeding
+from atml import plots
 from atml.analysis.attention import cls_maps, entropy, rollout, spatial_spread, uniform_entropy, upsample
 from atml.analysis.embeddings import project_2d
 from atml.analysis.masking import (
@@ -379,10 +379,10 @@ def probe_data(ctx: VitContext) -> tuple[dict, dict, np.ndarray, np.ndarray, str
 
     features = token_features(ctx, ctx.test, "test")
     fit, scored = train_test_split(
-        np.arange(len(ctx.test.labels)), test_size=cfg.probe.split, random_state=cfg.seed
+        np.arange(len(ctx.test.labels)), test_size=cfg.probe.split, random_state=ctx.seeds.value("split")
     )
     labels = ctx.test.labels.numpy()
-    where = f"{ctx.test.source}, split {len(fit)}/{len(scored)} (random_state {cfg.seed})"
+    where = f"{ctx.test.source}, split {len(fit)}/{len(scored)} (seed {cfg.seed})"
     return (
         {k: v[fit] for k, v in features.items()},
         {k: v[scored] for k, v in features.items()},
@@ -409,7 +409,7 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
                 y_test,
                 cfg.probe.c,
                 cfg.probe.max_iter,
-                cfg.seed,
+                ctx.seeds.value("solver"),
                 cfg.probe.standardise,
             ).describe()
             for readout in ("cls", "mean")
@@ -439,7 +439,7 @@ def run_probe(ctx: VitContext, run: Run) -> ProbeResult:
         {
             "PCA": {
                 f"{label[r]} (held-out accuracy {scores['final'][r]['accuracy']:.3f})": (
-                    project_2d(shown[r].numpy(), "pca", cfg.seed),
+                    project_2d(shown[r].numpy(), "pca", ctx.seeds.value("projection")),
                     shown_labels,
                 )
                 for r in ("cls", "mean")
@@ -469,7 +469,7 @@ def masked_images(ctx: VitContext, x: torch.Tensor, masked: torch.Tensor) -> lis
     grid, patch = patch_grid(model), patch_size(model)
     hidden = torch.stack([pixel_mask(grid, patch, row) for row in masked]).unsqueeze(1)
     if cfg.masking.fill != "drop":
-        x = fill_patches(x, hidden, cfg.masking.fill, seeding.generator(cfg.seed))
+        x = fill_patches(x, hidden, cfg.masking.fill, ctx.seeds.generator("masking"))
     images = [displayable(xi, ctx.vit.preprocess) for xi in x]
     if cfg.masking.fill == "drop":
         for image, h in zip(images, hidden):
@@ -535,7 +535,7 @@ def run_masking_photos(ctx: VitContext, run: Run) -> MaskingResult:
     photos, x = photo_batch(ctx)
     x = x.to(ctx.device)
     names = ctx.vit.categories or ()
-    generator = seeding.generator(cfg.seed)
+    generator = ctx.seeds.generator("masking")
     results: dict[str, dict[str, dict[str, PhotoMasked]]] = {photo.name: {} for photo in photos}
     examples: dict[str, dict[str, tuple[np.ndarray, None]]] = {}
     captions: dict[str, dict[str, str]] = {}
@@ -594,10 +594,14 @@ def run_masking(ctx: VitContext, run: Run) -> MaskingResult:
     test = test.head(min(m.images, len(test.labels)))
     train_f = token_features(ctx, train, "train")
     probe = fit_probe(
-        train_f["final/cls"].numpy(), train.labels.numpy(), cfg.probe.c, cfg.probe.max_iter, cfg.seed
+        train_f["final/cls"].numpy(),
+        train.labels.numpy(),
+        cfg.probe.c,
+        cfg.probe.max_iter,
+        ctx.seeds.value("solver"),
     )
     grid = patch_grid(p.model)
-    generator = seeding.generator(cfg.seed)
+    generator = ctx.seeds.generator("masking")
     nothing = torch.zeros(0, dtype=torch.long)
     reference_top1 = torch.cat(
         [
