@@ -15,6 +15,7 @@ from atml.experiments.gan.parts import generate, train_together
 from atml.models.mlp_gan import Generator
 from atml.models.sample_classifier import get_classifier
 from atml.runs import Run
+from atml.seeding import Seeds
 from tests.conftest import REAL_DATA
 
 MNIST_TEST_IMAGES = REAL_DATA / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
@@ -55,14 +56,16 @@ def test_short_gan_on_real_digits_moves_towards_the_data(tmp_path):
     run = Run.create(tmp_path, "gan", "real", {}, env={})
     torch.manual_seed(0)
     untrained = generate(Generator(), torch.randn(1000, 100))
-    (one,) = train_together("real", "real", settings, data, [0], GanEvalConfig(), [run], torch.device("cpu"))
+    (one,) = train_together(
+        "real", "real", settings, data, [Seeds(0)], GanEvalConfig(), [run], torch.device("cpu")
+    )
     history = one.history
     trained = generate(one.G, torch.randn(1000, 100))
 
     def fd(images):
         return frechet_distance(judge.predict(images)[1].double().numpy(), real_features.double().numpy())
 
-    assert fd(trained) < 0.6 * fd(untrained)  # measured here: 755 vs 1630 after 6 epochs
+    assert fd(trained) < 0.6 * fd(untrained)  # measured here: 840 vs 1683 after 6 epochs
     assert history.epochs[-1]["d_real"] > history.epochs[-1]["d_fake"]
 
 
