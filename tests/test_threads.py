@@ -54,3 +54,17 @@ def test_threads_option_sets_the_count_for_the_run_and_is_recorded(tmp_path, fak
     assert json.loads((folder / "env.json").read_text())["threads"] == 1 and "cpu (1 thread)" in run.stdout
     code, _, err = cli("run", "gan", "--threads", "0", "--out", tmp_path / "none")
     assert code == 2 and "--threads 0: give 1 to 4096" in err and not (tmp_path / "none").exists()
+
+
+def test_threads_option_holds_for_a_studys_worker_processes(tmp_path, fake_root):
+    """Workers otherwise split the cores between them; the user's --threads wins over that split."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    run = subprocess.run(
+        [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--part", "baseline", "--threads", "1",
+         "--sweep", "train.lr_d=[0.0002]", "--launcher", "processes", "--workers", "1",
+         "--set", f"data.root={fake_root}", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (recorded,) = tmp_path.glob("studies/*/jobs/*/gan/*/env.json")
+    assert json.loads(recorded.read_text())["threads"] == 1

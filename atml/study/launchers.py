@@ -67,12 +67,13 @@ def _gpu_slots(device: str) -> list[str | None]:
 
 
 def run_processes(launches: list[Launch], started: Started, ended: Ended, workers: int, device: str) -> None:
-    """Up to `workers` jobs at once, each an `atml run` process with its share of the cores
-    (OMP_NUM_THREADS) and its log in its folder. Ctrl-C or SIGTERM stops every running job the way
-    a scheduler does (SIGTERM: each ends resumable, exit 130)."""
+    """Up to `workers` jobs at once, each an `atml run` process with its log in its folder and the
+    threads the user chose (--threads, or OMP_NUM_THREADS already set), else its share of the cores.
+    Ctrl-C or SIGTERM stops every running job the way a scheduler does (SIGTERM: each ends
+    resumable, exit 130)."""
     queue = list(launches)
     running: dict[subprocess.Popen, tuple[Launch, str | None]] = {}
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
     slots = _gpu_slots(device)
     try:
         while queue or running:
@@ -96,9 +97,9 @@ def run_processes(launches: list[Launch], started: Started, ended: Ended, worker
         raise
 
 
-def _start(launch: Launch, threads: int, gpu: str | None) -> subprocess.Popen:
+def _start(launch: Launch, threads: str, gpu: str | None) -> subprocess.Popen:
     launch.folder.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     with open(launch.folder / "log.txt", "ab") as log_file:
