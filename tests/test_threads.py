@@ -11,6 +11,11 @@ import torch
 from atml import runtime
 
 
+def without_thread_settings() -> dict[str, str]:
+    """This environment less OMP_NUM_THREADS and MKL_NUM_THREADS: what --threads alone must set."""
+    return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def test_the_count_is_set_again_when_something_changed_it():
     held = runtime.hold_threads()
     torch.set_num_threads(held + 1)
@@ -43,7 +48,7 @@ def test_omp_num_threads_holds_after_a_umap_map_and_is_recorded(tmp_path, fake_r
 
 
 def test_threads_option_sets_the_count_for_the_run_and_is_recorded(tmp_path, fake_root, cli):
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = without_thread_settings()
     run = subprocess.run(
         [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--part", "baseline", "--threads", "1",
          "--set", f"data.root={fake_root}", "--out", str(tmp_path)],
@@ -58,7 +63,7 @@ def test_threads_option_sets_the_count_for_the_run_and_is_recorded(tmp_path, fak
 
 def test_threads_option_holds_for_a_studys_worker_processes(tmp_path, fake_root):
     """Workers otherwise split the cores between them; the user's --threads wins over that split."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = without_thread_settings()
     run = subprocess.run(
         [sys.executable, "-m", "atml", "run", "gan", "--smoke", "--part", "baseline", "--threads", "1",
          "--sweep", "train.lr_d=[0.0002]", "--launcher", "processes", "--workers", "1",
